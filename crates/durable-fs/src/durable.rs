@@ -1,0 +1,315 @@
+//! [`DurableFs`]: the durable namespace recipes, written once over any [`Fs`].
+
+use std::collections::HashMap;
+use std::fmt;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+
+use crate::error::{Error, Op, Result};
+use crate::file::File;
+use crate::fs::{EntryKind, Fs, LockToken, OpenMode};
+use crate::std_fs::StdFs;
+
+/// Name of the lock file [`DurableFs::lock_dir`] creates inside a locked directory.
+pub const LOCK_FILE_NAME: &str = "LOCK";
+
+/// Suffix of the temporary file [`DurableFs::atomic_replace`] writes next to its target.
+/// Engines may remove stale ones (left by a crash mid-replace) at open.
+pub const TEMP_SUFFIX: &str = ".tmp";
+
+/// How [`DurableFs::open`] opens an existing file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Access {
+    /// Reads only.
+    Read,
+    /// Reads and writes.
+    ReadWrite,
+}
+
+/// The door to the filesystem. Every engine does all its file work through one of these.
+///
+/// A cheap, cloneable handle over any [`Fs`] ([`StdFs`] by default). Each namespace operation
+/// is durable when it returns: a power cut right after it returns cannot undo it.
+///
+/// | operation | what it does before returning |
+/// |---|---|
+/// | [`create_new`](Self::create_new) | create the file, `fsync` it, `fsync` the parent directory |
+/// | [`rename`](Self::rename) | `fsync` the file, rename, `fsync` the destination directory, and the source directory if it differs |
+/// | [`remove_file`](Self::remove_file) | unlink, `fsync` the parent directory |
+/// | [`create_dir_all`](Self::create_dir_all) | for each missing directory, top down: `mkdir`, `fsync` its parent |
+/// | [`atomic_replace`](Self::atomic_replace) | write `NAME.tmp`, `fsync` it, rename over `NAME`, `fsync` the directory |
+/// | [`sync_dir`](Self::sync_dir) | `fsync` the directory (for callers that batch raw changes) |
+///
+/// File *contents* are durable only after [`File::sync_data`] or [`File::sync_all`].
+///
+/// **Fail-stop directories.** A failed directory `fsync` poisons that directory in this
+/// `DurableFs` (and its clones): later syncs of it return [`Error::Poisoned`] with the first
+/// error. The entry changes it should have covered may or may not be on disk; reopen and
+/// recover.
+///
+/// **Platforms.** Linux first. On macOS `sync_all` is `F_FULLFSYNC` (Rust's standard library
+/// does that). Windows cannot `fsync` a directory; there `sync_dir` is a no-op and namespace
+/// changes rely on NTFS's metadata journal.
+///
+/// # Example
+/// ```
+/// use durable_fs::{Access, DurableFs};
+///
+/// # fn main() -> Result<(), durable_fs::Error> {
+/// # let tmp = tempfile::tempdir().unwrap();
+/// # let dir = tmp.path().join("db");
+/// let fs = DurableFs::real();
+/// fs.create_dir_all(&dir)?;                      // every new directory's parent is fsynced
+/// let _lock = fs.lock_dir(&dir)?;                // exclusive: a second writer gets `Locked`
+/// let log = fs.create_new(&dir.join("000001.log"))?; // the entry survives a power cut
+/// log.append(b"hello")?;
+/// log.sync_data()?;                              // and now so does the data
+/// fs.atomic_replace(&dir.join("MANIFEST"), b"000001.log\n")?;
+/// assert_eq!(fs.read(&dir.join("MANIFEST"))?, b"000001.log\n");
+/// let again = fs.open(&dir.join("000001.log"), Access::Read)?;
+/// assert_eq!(again.read_all()?, b"hello");
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct DurableFs {
+    fs: Arc<dyn Fs>,
+    poisoned_dirs: Arc<Mutex<HashMap<PathBuf, Arc<io::Error>>>>,
+}
+
+impl fmt::Debug for DurableFs {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DurableFs").field("fs", &self.fs).finish()
+    }
+}
+
+impl Default for DurableFs {
+    fn default() -> Self {
+        Self::real()
+    }
+}
+
+/// The directory that holds `path` (`.` for a bare file name).
+pub fn parent_dir(path: &Path) -> &Path {
+    match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    }
+}
+
+impl DurableFs {
+    /// The real filesystem ([`StdFs`]).
+    pub fn real() -> Self {
+        Self::new(Arc::new(StdFs))
+    }
+
+    /// A door over any [`Fs`] implementation.
+    pub fn new(fs: Arc<dyn Fs>) -> Self {
+        DurableFs {
+            fs,
+            poisoned_dirs: Arc::new(Mutex::new(HashMap::new())),
+        }
+    }
+
+    /// The implementation underneath.
+    pub fn inner(&self) -> &Arc<dyn Fs> {
+        &self.fs
+    }
+
+    /// Opens an existing file.
+    pub fn open(&self, path: &Path, access: Access) -> Result<File> {
+        let mode = match access {
+            Access::Read => OpenMode::Read,
+            Access::ReadWrite => OpenMode::ReadWrite,
+        };
+        let raw = self
+            .fs
+            .open_file(path, mode)
+            .map_err(|e| Error::io(Op::Open, path, e))?;
+        let len = raw.len().map_err(|e| Error::io(Op::Len, path, e))?;
+        Ok(File::new(raw, path.to_path_buf(), len))
+    }
+
+    /// Creates a new, empty file (failing if the name exists) and makes its directory entry
+    /// durable: the file is `fsync`ed, then its parent directory.
+    pub fn create_new(&self, path: &Path) -> Result<File> {
+        let raw = self
+            .fs
+            .open_file(path, OpenMode::CreateNew)
+            .map_err(|e| Error::io(Op::Create, path, e))?;
+        let file = File::new(raw, path.to_path_buf(), 0);
+        file.sync_all()?;
+        self.sync_dir(parent_dir(path))?;
+        Ok(file)
+    }
+
+    /// Renames the file `from` to `to` (replacing `to`), durably: `from` is `fsync`ed first
+    /// (so the new name never points at unsynced data), then the rename, then the destination
+    /// directory is `fsync`ed, and the source directory too when it differs.
+    pub fn rename(&self, from: &Path, to: &Path) -> Result<()> {
+        self.open(from, Access::Read)?.sync_all()?;
+        self.fs
+            .rename_entry(from, to)
+            .map_err(|e| Error::io(Op::Rename, from, e))?;
+        let (src, dst) = (parent_dir(from), parent_dir(to));
+        self.sync_dir(dst)?;
+        if src != dst {
+            self.sync_dir(src)?;
+        }
+        Ok(())
+    }
+
+    /// Removes the file `path` and `fsync`s its parent, so the file cannot come back.
+    pub fn remove_file(&self, path: &Path) -> Result<()> {
+        self.fs
+            .remove_entry(path)
+            .map_err(|e| Error::io(Op::Remove, path, e))?;
+        self.sync_dir(parent_dir(path))
+    }
+
+    /// Creates `path` and any missing ancestors; each new directory's parent is `fsync`ed
+    /// before the next level is created. Succeeds if the directory already exists.
+    pub fn create_dir_all(&self, path: &Path) -> Result<()> {
+        let mut missing = Vec::new();
+        let mut cur = Some(path);
+        while let Some(p) = cur {
+            if p.as_os_str().is_empty() {
+                break;
+            }
+            match self.kind(p)? {
+                Some(EntryKind::Dir) => break,
+                Some(EntryKind::File) => {
+                    return Err(Error::io(
+                        Op::CreateDir,
+                        p,
+                        io::Error::new(io::ErrorKind::NotADirectory, "a file is in the way"),
+                    ));
+                }
+                None => missing.push(p),
+            }
+            cur = p.parent();
+        }
+        for dir in missing.into_iter().rev() {
+            match self.fs.create_dir_entry(dir) {
+                Ok(()) => {}
+                // Someone else made it meanwhile; their sync covers it, ours is harmless.
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+                Err(e) => return Err(Error::io(Op::CreateDir, dir, e)),
+            }
+            self.sync_dir(parent_dir(dir))?;
+        }
+        Ok(())
+    }
+
+    /// Replaces the whole content of the small file `path` atomically and durably: after a
+    /// crash at any point the file holds either the old content or `bytes`, never a mix.
+    ///
+    /// The recipe: write `path` + [`TEMP_SUFFIX`], `fsync` it, rename it over `path`,
+    /// `fsync` the directory. A crash can leave the temporary file behind; it is removed by
+    /// the next replace of the same path.
+    pub fn atomic_replace(&self, path: &Path, bytes: &[u8]) -> Result<()> {
+        let mut tmp_name = path.as_os_str().to_owned();
+        tmp_name.push(TEMP_SUFFIX);
+        let tmp = PathBuf::from(tmp_name);
+        if self.kind(&tmp)?.is_some() {
+            // Left by a crash; its entry need not be durable, the rename below supersedes it.
+            self.fs
+                .remove_entry(&tmp)
+                .map_err(|e| Error::io(Op::Remove, &tmp, e))?;
+        }
+        let raw = self
+            .fs
+            .open_file(&tmp, OpenMode::CreateNew)
+            .map_err(|e| Error::io(Op::Create, &tmp, e))?;
+        let file = File::new(raw, tmp.clone(), 0);
+        file.write_all_at(bytes, 0)?;
+        file.sync_all()?;
+        drop(file);
+        self.fs
+            .rename_entry(&tmp, path)
+            .map_err(|e| Error::io(Op::Rename, &tmp, e))?;
+        self.sync_dir(parent_dir(path))
+    }
+
+    /// `fsync`s the directory `dir`, making every entry change in it durable. Fail-stop: a
+    /// failure poisons the directory for this `DurableFs`.
+    pub fn sync_dir(&self, dir: &Path) -> Result<()> {
+        if let Some(first) = self.poisoned_dirs.lock().get(dir) {
+            return Err(Error::Poisoned {
+                op: Op::SyncDir,
+                path: dir.to_path_buf(),
+                source: Arc::clone(first),
+            });
+        }
+        match self.fs.sync_dir(dir) {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                let e = Arc::new(e);
+                self.poisoned_dirs
+                    .lock()
+                    .entry(dir.to_path_buf())
+                    .or_insert_with(|| Arc::clone(&e));
+                Err(Error::Io {
+                    op: Op::SyncDir,
+                    path: dir.to_path_buf(),
+                    source: io::Error::new(e.kind(), e),
+                })
+            }
+        }
+    }
+
+    /// The names in directory `dir`, sorted.
+    pub fn list(&self, dir: &Path) -> Result<Vec<String>> {
+        self.fs
+            .list_dir(dir)
+            .map_err(|e| Error::io(Op::List, dir, e))
+    }
+
+    /// What is at `path`, if anything.
+    pub fn kind(&self, path: &Path) -> Result<Option<EntryKind>> {
+        self.fs
+            .entry_kind(path)
+            .map_err(|e| Error::io(Op::Stat, path, e))
+    }
+
+    /// True if anything is at `path`.
+    pub fn exists(&self, path: &Path) -> Result<bool> {
+        Ok(self.kind(path)?.is_some())
+    }
+
+    /// Reads a whole file.
+    pub fn read(&self, path: &Path) -> Result<Vec<u8>> {
+        self.open(path, Access::Read)?.read_all()
+    }
+
+    /// Takes the exclusive lock of directory `dir` (the file [`LOCK_FILE_NAME`] inside it),
+    /// without waiting. A second lock of the same directory, from this process or another,
+    /// gets [`Error::Locked`] until the returned guard is dropped.
+    pub fn lock_dir(&self, dir: &Path) -> Result<DirLock> {
+        let path = dir.join(LOCK_FILE_NAME);
+        match self.fs.try_lock(&path) {
+            Ok(token) => Ok(DirLock {
+                path,
+                _token: token,
+            }),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Err(Error::Locked { path }),
+            Err(e) => Err(Error::io(Op::Lock, path, e)),
+        }
+    }
+}
+
+/// The exclusive lock on a directory; released on drop.
+#[derive(Debug)]
+pub struct DirLock {
+    path: PathBuf,
+    _token: Box<dyn LockToken>,
+}
+
+impl DirLock {
+    /// The lock file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}

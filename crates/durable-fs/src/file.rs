@@ -1,0 +1,192 @@
+//! [`File`]: an open file with fail-stop error handling.
+
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+
+use crate::error::{Error, Op, Result};
+use crate::fs::RawFile;
+
+/// An open file, obtained from [`DurableFs`](crate::DurableFs).
+///
+/// All methods take `&self`: one thread may append while another syncs.
+///
+/// **Fail-stop.** The first failed write, truncate or sync *poisons* the handle: every later
+/// write, truncate or sync returns [`Error::Poisoned`] carrying the original error, and nothing
+/// is retried. After a failed `fsync` the kernel may already have dropped the dirty pages and
+/// marked them clean, so a retry can report success for data that never reached the disk.
+/// Reads still work. To continue, drop the handle, reopen, and recover from what is on disk.
+#[derive(Debug)]
+pub struct File {
+    raw: Box<dyn RawFile>,
+    path: PathBuf,
+    /// End of file as this handle knows it: where [`File::append`] writes next.
+    end: AtomicU64,
+    poison: OnceLock<(Op, Arc<io::Error>)>,
+}
+
+impl File {
+    pub(crate) fn new(raw: Box<dyn RawFile>, path: PathBuf, len: u64) -> Self {
+        File {
+            raw,
+            path,
+            end: AtomicU64::new(len),
+            poison: OnceLock::new(),
+        }
+    }
+
+    /// The path this file was opened under.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// True once a write or sync has failed; see the type's documentation.
+    pub fn is_poisoned(&self) -> bool {
+        self.poison.get().is_some()
+    }
+
+    fn check_poison(&self) -> Result<()> {
+        match self.poison.get() {
+            None => Ok(()),
+            Some((op, source)) => Err(Error::Poisoned {
+                op: *op,
+                path: self.path.clone(),
+                source: Arc::clone(source),
+            }),
+        }
+    }
+
+    /// Records `err` as the poison (the first one wins) and returns the error to report now.
+    fn poison_with(&self, op: Op, err: io::Error) -> Error {
+        let err = Arc::new(err);
+        let (first_op, first) = self.poison.get_or_init(|| (op, Arc::clone(&err)));
+        if Arc::ptr_eq(first, &err) {
+            // This call is the one that failed first: report it as a plain I/O error, with
+            // its own kind, so callers can tell ENOSPC from EIO.
+            Error::Io {
+                op,
+                path: self.path.clone(),
+                source: io::Error::new(err.kind(), Arc::clone(&err)),
+            }
+        } else {
+            Error::Poisoned {
+                op: *first_op,
+                path: self.path.clone(),
+                source: Arc::clone(first),
+            }
+        }
+    }
+
+    /// Reads at `offset` into `buf`; returns how many bytes were read (0 at end of file).
+    pub fn read_at(&self, buf: &mut [u8], offset: u64) -> Result<usize> {
+        self.raw
+            .read_at(buf, offset)
+            .map_err(|e| Error::io(Op::Read, &self.path, e))
+    }
+
+    /// Fills `buf` from `offset`; an `UnexpectedEof` error if the file is shorter.
+    pub fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> Result<()> {
+        let mut done = 0usize;
+        while done < buf.len() {
+            let Some(rest) = buf.get_mut(done..) else {
+                break;
+            };
+            let n = self.read_at(rest, offset + done as u64)?;
+            if n == 0 {
+                return Err(Error::io(
+                    Op::Read,
+                    &self.path,
+                    io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        format!(
+                            "wanted {} bytes at offset {offset}, file ends at {}",
+                            buf.len(),
+                            offset + done as u64
+                        ),
+                    ),
+                ));
+            }
+            done += n;
+        }
+        Ok(())
+    }
+
+    /// Reads the whole file.
+    pub fn read_all(&self) -> Result<Vec<u8>> {
+        let len = self.len()?;
+        let len = usize::try_from(len).map_err(|_| {
+            Error::io(
+                Op::Read,
+                &self.path,
+                io::Error::new(io::ErrorKind::OutOfMemory, "file too large to read whole"),
+            )
+        })?;
+        let mut buf = vec![0u8; len];
+        self.read_exact_at(&mut buf, 0)?;
+        Ok(buf)
+    }
+
+    /// Writes all of `buf` at `offset`. Not durable until [`File::sync_data`].
+    pub fn write_all_at(&self, buf: &[u8], offset: u64) -> Result<()> {
+        self.check_poison()?;
+        self.raw
+            .write_all_at(buf, offset)
+            .map_err(|e| self.poison_with(Op::Write, e))?;
+        self.end.fetch_max(offset + buf.len() as u64, Ordering::AcqRel);
+        Ok(())
+    }
+
+    /// Appends `buf` at this handle's end of file and returns the offset it was written at.
+    /// Concurrent appends on one handle get disjoint ranges. Not durable until synced.
+    pub fn append(&self, buf: &[u8]) -> Result<u64> {
+        self.check_poison()?;
+        let offset = self.end.fetch_add(buf.len() as u64, Ordering::AcqRel);
+        self.raw
+            .write_all_at(buf, offset)
+            .map_err(|e| self.poison_with(Op::Write, e))?;
+        Ok(offset)
+    }
+
+    /// Makes the file's data and length durable (`fdatasync`). Fail-stop: see the type docs.
+    pub fn sync_data(&self) -> Result<()> {
+        self.check_poison()?;
+        self.raw
+            .sync_data()
+            .map_err(|e| self.poison_with(Op::SyncData, e))
+    }
+
+    /// Makes the file's data and all metadata durable (`fsync`). Fail-stop: see the type docs.
+    pub fn sync_all(&self) -> Result<()> {
+        self.check_poison()?;
+        self.raw
+            .sync_all()
+            .map_err(|e| self.poison_with(Op::SyncAll, e))
+    }
+
+    /// The file's length as the filesystem reports it.
+    pub fn len(&self) -> Result<u64> {
+        self.raw.len().map_err(|e| Error::io(Op::Len, &self.path, e))
+    }
+
+    /// True when the file is empty.
+    pub fn is_empty(&self) -> Result<bool> {
+        Ok(self.len()? == 0)
+    }
+
+    /// Where [`File::append`] writes next.
+    pub fn append_offset(&self) -> u64 {
+        self.end.load(Ordering::Acquire)
+    }
+
+    /// Truncates (or zero-extends) the file to `len`, and moves the append offset there.
+    /// Not durable until synced.
+    pub fn set_len(&self, len: u64) -> Result<()> {
+        self.check_poison()?;
+        self.raw
+            .set_len(len)
+            .map_err(|e| self.poison_with(Op::SetLen, e))?;
+        self.end.store(len, Ordering::Release);
+        Ok(())
+    }
+}

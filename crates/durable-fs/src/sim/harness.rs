@@ -1,0 +1,330 @@
+//! The crash harness: run a workload on [`SimFs`], cut the power at every operation (or a
+//! seeded sample), recover, and check an oracle.
+//!
+//! For each seed the harness first runs the workload to the end to count its operations `n`.
+//! Then, for each crash point `k` in `0..=n` (`n` meaning "after the last operation"), it
+//! reruns the workload on a fresh [`SimFs`] with a crash scheduled before operation `k`, takes
+//! the surviving image in the chosen [`CrashMode`], recovers it with the workload's own
+//! recovery, and checks:
+//!
+//! 1. every acknowledged write is present with its value, no acknowledged delete is undone,
+//!    and the state is one the workload could have produced (the workload's
+//!    [`Workload::check`]);
+//! 2. recovery is stable: the recovered image, crashed again (strict), recovers to the same
+//!    state, so whatever recovery repaired was made durable.
+//!
+//! A failure records the seed, mode and crash point; [`replay`] reruns exactly that point.
+
+use std::error::Error as StdError;
+use std::fmt;
+
+use super::{CrashMode, Rng, SimFs};
+use crate::durable::DurableFs;
+
+/// Errors a workload returns; any error type will do.
+pub type BoxError = Box<dyn StdError + Send + Sync>;
+
+/// What one recovery check found.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Verdict {
+    /// Acknowledged writes (and deletes) checked.
+    pub acked_checked: u64,
+    /// Acknowledged writes missing after recovery.
+    pub lost: u64,
+    /// Keys or records present with a value that was never written there, or out of order.
+    pub wrong: u64,
+    /// Acknowledged deletes or removals undone by the crash.
+    pub resurrected: u64,
+    /// The first problem, in words.
+    pub detail: Option<String>,
+}
+
+impl Verdict {
+    /// Records a problem; the first one becomes the `detail`.
+    pub fn problem(&mut self, detail: impl FnOnce() -> String) {
+        if self.detail.is_none() {
+            self.detail = Some(detail());
+        }
+    }
+
+    /// True when nothing was lost, wrong or resurrected.
+    pub fn is_clean(&self) -> bool {
+        self.lost == 0 && self.wrong == 0 && self.resurrected == 0
+    }
+}
+
+/// A workload and its oracle, plugged into the harness by each engine.
+pub trait Workload: Sync {
+    /// What one acknowledgement says (for example "key k = v is durable").
+    type Ack: Clone + fmt::Debug + Send;
+    /// What recovery sees, compared for stability across recoveries.
+    type State: PartialEq + fmt::Debug;
+
+    /// A short name for reports (`wal`, `bitcask`, ...).
+    fn name(&self) -> String;
+
+    /// Runs the seeded workload against `fs`, pushing to `acks` each time the engine
+    /// acknowledges something as durable. Must be deterministic for a seed, and must return
+    /// at the first error (after a crash every call fails).
+    fn run(&self, fs: &DurableFs, seed: u64, acks: &mut Vec<Self::Ack>) -> Result<(), BoxError>;
+
+    /// Opens (recovers) the store on `fs` and reads its whole state.
+    fn recover(&self, fs: &DurableFs) -> Result<Self::State, BoxError>;
+
+    /// Checks the recovered `state` against what was acknowledged by the run of `seed`.
+    fn check(&self, seed: u64, acks: &[Self::Ack], state: &Self::State) -> Verdict;
+}
+
+/// How to run the harness.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// The workload seeds.
+    pub seeds: Vec<u64>,
+    /// The crash mode.
+    pub mode: CrashMode,
+    /// Make directory syncs no-ops (to show what that bug loses).
+    pub lying_dir_sync: bool,
+    /// At most this many crash points per seed (a seeded sample, always including the last);
+    /// `None` tries them all.
+    pub max_points_per_seed: Option<usize>,
+}
+
+impl Config {
+    /// Every crash point of `seeds` in `mode`, honest directory syncs.
+    pub fn new(seeds: impl IntoIterator<Item = u64>, mode: CrashMode) -> Self {
+        Config {
+            seeds: seeds.into_iter().collect(),
+            mode,
+            lying_dir_sync: false,
+            max_points_per_seed: None,
+        }
+    }
+}
+
+/// Where a check failed: enough to [`replay`] it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Failure {
+    /// Workload seed.
+    pub seed: u64,
+    /// Crash mode.
+    pub mode: CrashMode,
+    /// Crash point (operation index).
+    pub crash_point: u64,
+    /// Whether directory syncs were lying.
+    pub lying_dir_sync: bool,
+    /// What went wrong.
+    pub detail: String,
+}
+
+impl fmt::Display for Failure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "seed {} mode {} crash point {}{}: {}",
+            self.seed,
+            self.mode,
+            self.crash_point,
+            if self.lying_dir_sync { " (lying directory sync)" } else { "" },
+            self.detail
+        )
+    }
+}
+
+/// The totals of one harness run.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Report {
+    /// The workload's name.
+    pub workload: String,
+    /// The crash mode.
+    pub mode: CrashMode,
+    /// Whether directory syncs were lying.
+    pub lying_dir_sync: bool,
+    /// Seeds run.
+    pub seeds: u64,
+    /// Crash states recovered and checked.
+    pub crash_states: u64,
+    /// Acknowledged writes checked, summed over crash states.
+    pub acked_checked: u64,
+    /// Acknowledged writes lost.
+    pub lost: u64,
+    /// Wrong values.
+    pub wrong: u64,
+    /// Resurrected deletes.
+    pub resurrected: u64,
+    /// Recoveries that failed, or that a second recovery disagreed with.
+    pub recovery_errors: u64,
+    /// The first failure, for replay.
+    pub first_failure: Option<Failure>,
+}
+
+impl Report {
+    /// True when nothing was lost, wrong, resurrected, or unrecoverable.
+    pub fn is_clean(&self) -> bool {
+        self.lost == 0 && self.wrong == 0 && self.resurrected == 0 && self.recovery_errors == 0
+    }
+}
+
+/// What one crash point produced.
+#[derive(Debug)]
+struct PointResult {
+    verdict: Verdict,
+    recovery_error: Option<String>,
+}
+
+fn fresh_sim(lying: bool) -> SimFs {
+    let sim = SimFs::new();
+    sim.set_lying_dir_sync(lying);
+    sim
+}
+
+/// Runs one crash point; see the [module docs](self).
+fn run_point<W: Workload>(
+    w: &W,
+    seed: u64,
+    mode: CrashMode,
+    lying: bool,
+    k: u64,
+) -> PointResult {
+    let sim = fresh_sim(lying);
+    sim.schedule_crash_at(k);
+    let mut acks = Vec::new();
+    let outcome = w.run(&sim.durable(), seed, &mut acks);
+    if let Err(e) = &outcome {
+        if !sim.has_crashed() {
+            return PointResult {
+                verdict: Verdict::default(),
+                recovery_error: Some(format!("workload failed without a crash: {e}")),
+            };
+        }
+    }
+    let image = sim.crash(mode, Rng::derive(seed, k));
+    image.set_lying_dir_sync(lying);
+    let state = match w.recover(&image.durable()) {
+        Ok(s) => s,
+        Err(e) => {
+            return PointResult {
+                verdict: Verdict::default(),
+                recovery_error: Some(format!("recovery failed: {e}")),
+            };
+        }
+    };
+    let verdict = w.check(seed, &acks, &state);
+    // Recovery must have made its repairs durable: crash right after it and recover again.
+    let again = image.crash(CrashMode::Strict, 0);
+    again.set_lying_dir_sync(lying);
+    let recovery_error = match w.recover(&again.durable()) {
+        Ok(s2) if s2 == state => None,
+        Ok(s2) => Some(format!(
+            "second recovery disagrees: first {state:?}, then {s2:?}"
+        )),
+        Err(e) => Some(format!("second recovery failed: {e}")),
+    };
+    PointResult {
+        verdict,
+        recovery_error,
+    }
+}
+
+/// Counts the operations of one uninterrupted run of `seed`.
+pub fn count_ops<W: Workload>(w: &W, seed: u64, lying: bool) -> Result<u64, BoxError> {
+    let sim = fresh_sim(lying);
+    let mut acks = Vec::new();
+    w.run(&sim.durable(), seed, &mut acks)?;
+    Ok(sim.op_count())
+}
+
+/// The crash points to try for a run of `n` operations.
+fn points(n: u64, max: Option<usize>, seed: u64) -> Vec<u64> {
+    let all = n + 1;
+    match max {
+        Some(m) if (m as u64) < all && m > 0 => {
+            let mut rng = Rng::new(Rng::derive(seed, 0x5A17));
+            let mut picked: Vec<u64> = (0..m.saturating_sub(1)).map(|_| rng.below(all)).collect();
+            picked.push(n);
+            picked.sort_unstable();
+            picked.dedup();
+            picked
+        }
+        _ => (0..all).collect(),
+    }
+}
+
+/// Runs the harness over `cfg.seeds`; `progress` is called after each crash point with
+/// (points done, points in the current seed).
+pub fn run<W: Workload>(w: &W, cfg: &Config, progress: &mut dyn FnMut(u64, u64)) -> Report {
+    let mut report = Report {
+        workload: w.name(),
+        mode: cfg.mode,
+        lying_dir_sync: cfg.lying_dir_sync,
+        seeds: 0,
+        crash_states: 0,
+        acked_checked: 0,
+        lost: 0,
+        wrong: 0,
+        resurrected: 0,
+        recovery_errors: 0,
+        first_failure: None,
+    };
+    for &seed in &cfg.seeds {
+        report.seeds += 1;
+        let n = match count_ops(w, seed, cfg.lying_dir_sync) {
+            Ok(n) => n,
+            Err(e) => {
+                report.recovery_errors += 1;
+                report.first_failure.get_or_insert(Failure {
+                    seed,
+                    mode: cfg.mode,
+                    crash_point: 0,
+                    lying_dir_sync: cfg.lying_dir_sync,
+                    detail: format!("uninterrupted run failed: {e}"),
+                });
+                continue;
+            }
+        };
+        let pts = points(n, cfg.max_points_per_seed, seed);
+        let total = pts.len() as u64;
+        for (i, k) in pts.into_iter().enumerate() {
+            let r = run_point(w, seed, cfg.mode, cfg.lying_dir_sync, k);
+            report.crash_states += 1;
+            report.acked_checked += r.verdict.acked_checked;
+            report.lost += r.verdict.lost;
+            report.wrong += r.verdict.wrong;
+            report.resurrected += r.verdict.resurrected;
+            let clean = r.verdict.is_clean();
+            let detail = match (r.recovery_error, r.verdict.detail) {
+                (Some(e), _) => {
+                    report.recovery_errors += 1;
+                    Some(e)
+                }
+                (None, d) if !clean => d,
+                _ => None,
+            };
+            if let Some(detail) = detail {
+                report.first_failure.get_or_insert(Failure {
+                    seed,
+                    mode: cfg.mode,
+                    crash_point: k,
+                    lying_dir_sync: cfg.lying_dir_sync,
+                    detail,
+                });
+            }
+            progress(i as u64 + 1, total);
+        }
+    }
+    report
+}
+
+/// Reruns one crash point (from a [`Failure`]) and returns its verdict, or the recovery error.
+pub fn replay<W: Workload>(w: &W, failure: &Failure) -> Result<Verdict, String> {
+    let r = run_point(
+        w,
+        failure.seed,
+        failure.mode,
+        failure.lying_dir_sync,
+        failure.crash_point,
+    );
+    match r.recovery_error {
+        Some(e) => Err(e),
+        None => Ok(r.verdict),
+    }
+}

@@ -1,0 +1,40 @@
+//! `durable`: the command-line tool over the workspace's storage engines.
+//!
+//! Thin by design: it parses arguments and calls the crates. Output contract (shared with
+//! other tools): results on stdout, everything else on stderr; exit 0 on success, 1 when a
+//! check fails, 2 on bad usage or an error.
+
+mod torture;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Crash-safe embedded storage engines: tools and the crash simulation.
+#[derive(Parser, Debug)]
+#[command(name = "durable", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Crash simulation: run every engine's workload, cut the power at every operation,
+    /// recover, and count acknowledged writes lost (must be 0).
+    Torture(torture::Args),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Torture(args) => torture::run(&args),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("durable: {e}");
+            ExitCode::from(2)
+        }
+    }
+}

@@ -1,0 +1,155 @@
+//! `durable torture`: the crash simulation over every engine, as a table.
+
+use std::io::{self, IsTerminal, Write};
+use std::process::ExitCode;
+
+use clap::ValueEnum;
+use durable_fs::sim::CrashMode;
+use durable_fs::sim::files_workload::FilesWorkload;
+use durable_fs::sim::harness::{self, Config, Report, Workload};
+
+/// Arguments of `durable torture`.
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// Which workload to torture: a name from the list below, or `all`.
+    #[arg(long, default_value = "all")]
+    engine: String,
+    /// Workload seeds per engine and mode.
+    #[arg(long, default_value_t = 4)]
+    seeds: u64,
+    /// First seed (replay a reported failure with `--seed S --seeds 1`); env `SEED` also works.
+    #[arg(long, env = "SEED", default_value_t = 1)]
+    seed: u64,
+    /// Crash mode: exactly the synced state, a torn random prefix of unsynced writes, or both.
+    #[arg(long, value_enum, default_value_t = ModeArg::Both)]
+    mode: ModeArg,
+    /// Make directory fsyncs do nothing, to show what the missing directory fsync loses.
+    #[arg(long)]
+    lying_dir_sync: bool,
+    /// At most this many crash points per seed (a seeded sample); 0 tries every point.
+    #[arg(long, default_value_t = 0)]
+    max_points: usize,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum ModeArg {
+    Strict,
+    Torn,
+    Both,
+}
+
+type Runner = Box<dyn Fn(&Config, &mut dyn FnMut(u64, u64)) -> Report>;
+
+/// Every workload the harness knows, by name.
+fn engines() -> Vec<(&'static str, Runner)> {
+    fn runner<W: Workload + 'static>(w: W) -> Runner {
+        Box::new(move |cfg, progress| harness::run(&w, cfg, progress))
+    }
+    vec![("durable-fs", runner(FilesWorkload::default()))]
+}
+
+/// Runs the command; the exit code is 1 when anything acknowledged was lost.
+pub fn run(args: &Args) -> Result<ExitCode, String> {
+    let all = engines();
+    let names: Vec<&str> = all.iter().map(|(n, _)| *n).collect();
+    let chosen: Vec<&(&str, Runner)> = if args.engine == "all" {
+        all.iter().collect()
+    } else {
+        let picked: Vec<_> = all.iter().filter(|(n, _)| *n == args.engine).collect();
+        if picked.is_empty() {
+            return Err(format!(
+                "unknown engine {:?}; known: {}, all",
+                args.engine,
+                names.join(", ")
+            ));
+        }
+        picked
+    };
+    if args.seeds == 0 {
+        return Err("--seeds must be at least 1".to_owned());
+    }
+    let modes: &[CrashMode] = match args.mode {
+        ModeArg::Strict => &[CrashMode::Strict],
+        ModeArg::Torn => &[CrashMode::Torn],
+        ModeArg::Both => &[CrashMode::Strict, CrashMode::Torn],
+    };
+    let mut reports = Vec::new();
+    for (name, runner) in chosen {
+        for &mode in modes {
+            let cfg = Config {
+                seeds: (args.seed..args.seed.saturating_add(args.seeds)).collect(),
+                mode,
+                lying_dir_sync: args.lying_dir_sync,
+                max_points_per_seed: (args.max_points > 0).then_some(args.max_points),
+            };
+            let tty = io::stderr().is_terminal();
+            let mut progress = |done: u64, total: u64| {
+                if tty && (done == total || done % 64 == 0) {
+                    eprint!("\r{name} {mode}: {done}/{total} crash points of this seed   ");
+                }
+            };
+            let report = runner(&cfg, &mut progress);
+            if tty {
+                eprintln!();
+            }
+            reports.push(report);
+        }
+    }
+    print_table(&reports).map_err(|e| format!("writing the table: {e}"))?;
+    let mut lost = false;
+    for r in &reports {
+        if let Some(f) = &r.first_failure {
+            lost = true;
+            eprintln!("{} first failure: {f}", r.workload);
+            eprintln!(
+                "  replay: durable torture --engine {} --mode {} --seed {} --seeds 1{}",
+                r.workload,
+                f.mode,
+                f.seed,
+                if f.lying_dir_sync { " --lying-dir-sync" } else { "" }
+            );
+        } else if !r.is_clean() {
+            lost = true;
+        }
+    }
+    Ok(if lost {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+fn print_table(reports: &[Report]) -> io::Result<()> {
+    let mut out = io::stdout().lock();
+    writeln!(
+        out,
+        "{:<12} {:<7} {:<9} {:>6} {:>13} {:>14} {:>6} {:>6} {:>12} {:>16}",
+        "engine",
+        "mode",
+        "dir-sync",
+        "seeds",
+        "crash-states",
+        "acked-checked",
+        "lost",
+        "wrong",
+        "resurrected",
+        "recovery-errors"
+    )?;
+    for r in reports {
+        writeln!(
+            out,
+            "{:<12} {:<7} {:<9} {:>6} {:>13} {:>14} {:>6} {:>6} {:>12} {:>16}",
+            r.workload,
+            r.mode.to_string(),
+            if r.lying_dir_sync { "lying" } else { "real" },
+            r.seeds,
+            r.crash_states,
+            r.acked_checked,
+            r.lost,
+            r.wrong,
+            r.resurrected,
+            r.recovery_errors
+        )?;
+    }
+    out.flush()
+}
