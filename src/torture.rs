@@ -84,7 +84,7 @@ pub fn run(args: &Args) -> Result<ExitCode, String> {
             };
             let tty = io::stderr().is_terminal();
             let mut progress = |done: u64, total: u64| {
-                if tty && (done == total || done % 64 == 0) {
+                if tty && (done == total || done.is_multiple_of(64)) {
                     eprint!("\r{name} {mode}: {done}/{total} crash points of this seed   ");
                 }
             };
@@ -106,7 +106,11 @@ pub fn run(args: &Args) -> Result<ExitCode, String> {
                 r.workload,
                 f.mode,
                 f.seed,
-                if f.lying_dir_sync { " --lying-dir-sync" } else { "" }
+                if f.lying_dir_sync {
+                    " --lying-dir-sync"
+                } else {
+                    ""
+                }
             );
         } else if !r.is_clean() {
             lost = true;

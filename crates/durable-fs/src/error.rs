@@ -115,6 +115,21 @@ impl Error {
         }
     }
 
+    /// The operating system's error code (`EIO` is 5, `ENOSPC` 28 on Linux), if there is one.
+    pub fn raw_os_error(&self) -> Option<i32> {
+        match self {
+            Error::Io { source, .. } => source.raw_os_error().or_else(|| {
+                // Errors re-wrapped by the fail-stop layer keep the original as their inner error.
+                source
+                    .get_ref()
+                    .and_then(|inner| inner.downcast_ref::<Arc<io::Error>>())
+                    .and_then(|orig| orig.raw_os_error())
+            }),
+            Error::Poisoned { source, .. } => source.raw_os_error(),
+            Error::Locked { .. } => None,
+        }
+    }
+
     /// True when the path did not exist.
     pub fn is_not_found(&self) -> bool {
         matches!(self, Error::Io { source, .. } if source.kind() == io::ErrorKind::NotFound)

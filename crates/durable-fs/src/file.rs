@@ -133,7 +133,8 @@ impl File {
         self.raw
             .write_all_at(buf, offset)
             .map_err(|e| self.poison_with(Op::Write, e))?;
-        self.end.fetch_max(offset + buf.len() as u64, Ordering::AcqRel);
+        self.end
+            .fetch_max(offset + buf.len() as u64, Ordering::AcqRel);
         Ok(())
     }
 
@@ -166,7 +167,9 @@ impl File {
 
     /// The file's length as the filesystem reports it.
     pub fn len(&self) -> Result<u64> {
-        self.raw.len().map_err(|e| Error::io(Op::Len, &self.path, e))
+        self.raw
+            .len()
+            .map_err(|e| Error::io(Op::Len, &self.path, e))
     }
 
     /// True when the file is empty.

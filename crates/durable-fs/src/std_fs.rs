@@ -23,7 +23,9 @@ pub struct StdFs;
 struct StdFile(fs::File);
 
 #[derive(Debug)]
-struct StdLock(#[expect(dead_code, reason = "held for its Drop: closing releases the lock")] fs::File);
+struct StdLock(
+    #[expect(dead_code, reason = "held for its Drop: closing releases the lock")] fs::File,
+);
 
 impl LockToken for StdLock {}
 

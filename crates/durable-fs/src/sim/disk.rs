@@ -34,7 +34,11 @@ pub(crate) enum DirOp {
     Insert(String, Ino),
     Remove(String),
     /// A rename within one directory is one atomic step (as in a journaling filesystem).
-    Rename { from: String, to: String, ino: Ino },
+    Rename {
+        from: String,
+        to: String,
+        ino: Ino,
+    },
 }
 
 #[derive(Clone, Debug, Default)]
@@ -154,11 +158,12 @@ impl Disk {
     pub fn resolve(&self, path: &Path) -> io::Result<Ino> {
         let mut ino = ROOT;
         for name in components(path) {
-            ino = *self
-                .dir(ino)?
-                .live
-                .get(&name)
-                .ok_or_else(|| err(io::ErrorKind::NotFound, format!("{} not found", path.display())))?;
+            ino = *self.dir(ino)?.live.get(&name).ok_or_else(|| {
+                err(
+                    io::ErrorKind::NotFound,
+                    format!("{} not found", path.display()),
+                )
+            })?;
         }
         Ok(ino)
     }
@@ -171,11 +176,12 @@ impl Disk {
             .ok_or_else(|| err(io::ErrorKind::InvalidInput, "the root has no parent"))?;
         let mut ino = ROOT;
         for c in comps {
-            ino = *self
-                .dir(ino)?
-                .live
-                .get(&c)
-                .ok_or_else(|| err(io::ErrorKind::NotFound, format!("{} not found", path.display())))?;
+            ino = *self.dir(ino)?.live.get(&c).ok_or_else(|| {
+                err(
+                    io::ErrorKind::NotFound,
+                    format!("{} not found", path.display()),
+                )
+            })?;
         }
         self.dir(ino)?;
         Ok((ino, name))
@@ -244,7 +250,11 @@ fn torn_file(data: &mut Vec<u8>, pending: &[PendingWrite], rng: &mut Rng) {
     for w in pending.iter().take(n) {
         apply_write(data, w);
     }
-    let Some(PendingWrite::Write { offset, data: bytes }) = pending.get(n) else {
+    let Some(PendingWrite::Write {
+        offset,
+        data: bytes,
+    }) = pending.get(n)
+    else {
         return;
     };
     if bytes.is_empty() || rng.chance(1, 3) {

@@ -124,7 +124,11 @@ impl fmt::Display for Failure {
             self.seed,
             self.mode,
             self.crash_point,
-            if self.lying_dir_sync { " (lying directory sync)" } else { "" },
+            if self.lying_dir_sync {
+                " (lying directory sync)"
+            } else {
+                ""
+            },
             self.detail
         )
     }
@@ -178,24 +182,18 @@ fn fresh_sim(lying: bool) -> SimFs {
 }
 
 /// Runs one crash point; see the [module docs](self).
-fn run_point<W: Workload>(
-    w: &W,
-    seed: u64,
-    mode: CrashMode,
-    lying: bool,
-    k: u64,
-) -> PointResult {
+fn run_point<W: Workload>(w: &W, seed: u64, mode: CrashMode, lying: bool, k: u64) -> PointResult {
     let sim = fresh_sim(lying);
     sim.schedule_crash_at(k);
     let mut acks = Vec::new();
     let outcome = w.run(&sim.durable(), seed, &mut acks);
-    if let Err(e) = &outcome {
-        if !sim.has_crashed() {
-            return PointResult {
-                verdict: Verdict::default(),
-                recovery_error: Some(format!("workload failed without a crash: {e}")),
-            };
-        }
+    if let Err(e) = &outcome
+        && !sim.has_crashed()
+    {
+        return PointResult {
+            verdict: Verdict::default(),
+            recovery_error: Some(format!("workload failed without a crash: {e}")),
+        };
     }
     let image = sim.crash(mode, Rng::derive(seed, k));
     image.set_lying_dir_sync(lying);

@@ -210,6 +210,13 @@ impl SimFs {
         SimFs::from_disk(image)
     }
 
+    /// What a power cut now would leave, without cutting it: this filesystem keeps running.
+    /// Lets a test look at many possible crash images of one moment.
+    pub fn crash_image(&self, mode: CrashMode, seed: u64) -> SimFs {
+        let s = self.state.lock();
+        SimFs::from_disk(s.disk.crash_image(mode, &mut Rng::new(seed)))
+    }
+
     /// Flips bit `bit` (0-7) of the byte at `offset` of the file at `path`, in both the live
     /// and the durable content: damage on the medium. `InvalidInput` past the end.
     pub fn flip_bit(&self, path: &Path, offset: u64, bit: u8) -> io::Result<()> {
@@ -289,12 +296,18 @@ impl Fs for SimFs {
             let (src, from_name) = s.disk.parent_of(from)?;
             let (dst, to_name) = s.disk.parent_of(to)?;
             let ino = *s.disk.dir(src)?.live.get(&from_name).ok_or_else(|| {
-                err(io::ErrorKind::NotFound, format!("{} not found", from.display()))
+                err(
+                    io::ErrorKind::NotFound,
+                    format!("{} not found", from.display()),
+                )
             })?;
-            if let Some(&old) = s.disk.dir(dst)?.live.get(&to_name) {
-                if matches!(s.disk.nodes.get(&old), Some(Node::Dir(_))) {
-                    return Err(err(io::ErrorKind::IsADirectory, "destination is a directory"));
-                }
+            if let Some(&old) = s.disk.dir(dst)?.live.get(&to_name)
+                && matches!(s.disk.nodes.get(&old), Some(Node::Dir(_)))
+            {
+                return Err(err(
+                    io::ErrorKind::IsADirectory,
+                    "destination is a directory",
+                ));
             }
             if src == dst {
                 let op = DirOp::Rename {
@@ -316,7 +329,10 @@ impl Fs for SimFs {
             s.begin_or_fail(OpKind::Remove, true)?;
             let (dir, name) = s.disk.parent_of(path)?;
             let ino = *s.disk.dir(dir)?.live.get(&name).ok_or_else(|| {
-                err(io::ErrorKind::NotFound, format!("{} not found", path.display()))
+                err(
+                    io::ErrorKind::NotFound,
+                    format!("{} not found", path.display()),
+                )
             })?;
             s.disk.file(ino)?;
             s.disk.dir_change(dir, DirOp::Remove(name))
@@ -433,7 +449,9 @@ impl RawFile for SimFile {
         self.with(|s, ino| {
             s.begin_or_fail(OpKind::Read, false)?;
             let data = &s.disk.file(ino)?.live;
-            let start = usize::try_from(offset).unwrap_or(usize::MAX).min(data.len());
+            let start = usize::try_from(offset)
+                .unwrap_or(usize::MAX)
+                .min(data.len());
             let src = data.get(start..).unwrap_or_default();
             let n = src.len().min(buf.len());
             if let (Some(d), Some(s)) = (buf.get_mut(..n), src.get(..n)) {
