@@ -45,7 +45,10 @@ fn engines() -> Vec<(&'static str, Runner)> {
     fn runner<W: Workload + 'static>(w: W) -> Runner {
         Box::new(move |cfg, progress| harness::run(&w, cfg, progress))
     }
-    vec![("durable-fs", runner(FilesWorkload::default()))]
+    vec![
+        ("durable-fs", runner(FilesWorkload::default())),
+        ("wal", runner(wal::torture::WalWorkload::default())),
+    ]
 }
 
 /// Runs the command; the exit code is 1 when anything acknowledged was lost.

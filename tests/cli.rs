@@ -51,16 +51,32 @@ fn bad_usage_exits_2_with_a_message_on_stderr() {
 /// Parses the torture table: one row per engine and mode, columns by header name.
 fn rows(out: &str) -> Vec<std::collections::HashMap<String, String>> {
     let mut lines = out.lines();
-    let header: Vec<String> = lines.next().unwrap().split_whitespace().map(String::from).collect();
+    let header: Vec<String> = lines
+        .next()
+        .unwrap()
+        .split_whitespace()
+        .map(String::from)
+        .collect();
     lines
-        .map(|l| header.iter().cloned().zip(l.split_whitespace().map(String::from)).collect())
+        .map(|l| {
+            header
+                .iter()
+                .cloned()
+                .zip(l.split_whitespace().map(String::from))
+                .collect()
+        })
         .collect()
 }
 
 #[test]
 fn torture_passes_with_real_directory_syncs() {
     let o = durable(&["torture", "--seeds", "2"]);
-    assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
     let rows = rows(&stdout(&o));
     assert!(rows.len() >= 2, "strict and torn rows for every engine");
     for r in &rows {

@@ -118,9 +118,13 @@ impl Workload for FilesWorkload {
         "durable-fs".to_owned()
     }
 
+    fn prepare(&self, fs: &DurableFs) -> Result<(), BoxError> {
+        fs.create_dir_all(&self.dir)?;
+        Ok(())
+    }
+
     fn run(&self, fs: &DurableFs, seed: u64, acks: &mut Vec<FilesAck>) -> Result<(), BoxError> {
         let mut rng = Rng::new(seed);
-        fs.create_dir_all(&self.dir)?;
         let mut live: Vec<u32> = Vec::new(); // oldest first; the last is the one appended to
         let mut counts: BTreeMap<u32, u32> = BTreeMap::new();
         let mut next_file = 0u32;

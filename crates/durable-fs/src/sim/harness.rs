@@ -63,6 +63,13 @@ pub trait Workload: Sync {
     /// A short name for reports (`wal`, `bitcask`, ...).
     fn name(&self) -> String;
 
+    /// Sets up what the workload needs before it starts (say, its directory), always with
+    /// honest directory syncs, so that `--lying-dir-sync` shows what the *engine* loses.
+    fn prepare(&self, fs: &DurableFs) -> Result<(), BoxError> {
+        let _ = fs;
+        Ok(())
+    }
+
     /// Runs the seeded workload against `fs`, pushing to `acks` each time the engine
     /// acknowledges something as durable. Must be deterministic for a seed, and must return
     /// at the first error (after a crash every call fails).
@@ -175,16 +182,25 @@ struct PointResult {
     recovery_error: Option<String>,
 }
 
-fn fresh_sim(lying: bool) -> SimFs {
+fn fresh_sim<W: Workload>(w: &W, lying: bool) -> Result<SimFs, BoxError> {
     let sim = SimFs::new();
+    w.prepare(&sim.durable())?;
     sim.set_lying_dir_sync(lying);
-    sim
+    Ok(sim)
 }
 
 /// Runs one crash point; see the [module docs](self).
 fn run_point<W: Workload>(w: &W, seed: u64, mode: CrashMode, lying: bool, k: u64) -> PointResult {
-    let sim = fresh_sim(lying);
-    sim.schedule_crash_at(k);
+    let sim = match fresh_sim(w, lying) {
+        Ok(sim) => sim,
+        Err(e) => {
+            return PointResult {
+                verdict: Verdict::default(),
+                recovery_error: Some(format!("prepare failed: {e}")),
+            };
+        }
+    };
+    sim.schedule_crash_at(sim.op_count() + k);
     let mut acks = Vec::new();
     let outcome = w.run(&sim.durable(), seed, &mut acks);
     if let Err(e) = &outcome
@@ -223,12 +239,13 @@ fn run_point<W: Workload>(w: &W, seed: u64, mode: CrashMode, lying: bool, k: u64
     }
 }
 
-/// Counts the operations of one uninterrupted run of `seed`.
+/// Counts the operations of one uninterrupted run of `seed` (after `prepare`).
 pub fn count_ops<W: Workload>(w: &W, seed: u64, lying: bool) -> Result<u64, BoxError> {
-    let sim = fresh_sim(lying);
+    let sim = fresh_sim(w, lying)?;
+    let before = sim.op_count();
     let mut acks = Vec::new();
     w.run(&sim.durable(), seed, &mut acks)?;
-    Ok(sim.op_count())
+    Ok(sim.op_count() - before)
 }
 
 /// The crash points to try for a run of `n` operations.

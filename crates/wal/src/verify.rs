@@ -1,0 +1,57 @@
+//! Read-only access: checking a log without repairing it, and reading one that another
+//! process may have open.
+
+use std::path::Path;
+
+use durable_fs::DurableFs;
+
+use crate::error::Result;
+use crate::format::Lsn;
+use crate::options::RecoveryMode;
+use crate::reader::Iter;
+use crate::recovery::recover;
+
+/// What [`verify`] found in a healthy log.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VerifyReport {
+    /// Segment files.
+    pub segments: usize,
+    /// Records, every checksum verified.
+    pub records: u64,
+    /// First LSN, if any record.
+    pub first_lsn: Option<Lsn>,
+    /// Last LSN, if any record.
+    pub last_lsn: Option<Lsn>,
+}
+
+/// Checks every segment header and record of the log in `dir` without changing anything and
+/// without taking the lock. Any damage, a torn tail included, is an
+/// [`Error::Corruption`](crate::Error::Corruption) naming the file and offset.
+pub fn verify(fs: &DurableFs, dir: &Path, max_record_bytes: u32) -> Result<VerifyReport> {
+    let r = recover(fs, dir, max_record_bytes, RecoveryMode::Strict, false)?;
+    Ok(VerifyReport {
+        segments: r.segments.len(),
+        records: r.report.records,
+        first_lsn: r.report.first_lsn,
+        last_lsn: r.report.last_lsn,
+    })
+}
+
+/// Iterates the log in `dir` from `from` without taking the lock or repairing anything: a
+/// torn tail is skipped (not truncated), mid-log damage is an error as in
+/// [`RecoveryMode::TolerateTornTail`].
+pub fn read_only_iter(
+    fs: &DurableFs,
+    dir: &Path,
+    from: Lsn,
+    max_record_bytes: u32,
+) -> Result<Iter> {
+    let r = recover(
+        fs,
+        dir,
+        max_record_bytes,
+        RecoveryMode::TolerateTornTail,
+        false,
+    )?;
+    Ok(Iter::new(r.segments, from, max_record_bytes))
+}

@@ -1,0 +1,589 @@
+//! [`Wal`]: appends, group commit, rotation, truncation.
+
+use std::hash::{BuildHasher, Hasher};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use durable_fs::{Access, DirLock};
+use parking_lot::{Condvar, Mutex};
+
+use crate::error::{Error, Result};
+use crate::format::{
+    BATCH_CONTINUES, Lsn, RECORD_HEADER_LEN, SEGMENT_HEADER_LEN, SegmentHeader, VERSION,
+    decode_record, encode_record, segment_name,
+};
+use crate::options::{Options, SyncPolicy};
+use crate::reader::Iter;
+use crate::recovery::{Extent, RecoveryReport, SegmentMeta, recover};
+
+/// A segmented write-ahead log. `Send + Sync`: share it (in an `Arc`) between threads.
+///
+/// See the [crate docs](crate) for the guarantees and an example.
+#[derive(Debug)]
+pub struct Wal {
+    inner: Arc<Inner>,
+    background: Option<JoinHandle<()>>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    dir: PathBuf,
+    opts: Options,
+    log: Mutex<Log>,
+    sync: Mutex<SyncState>,
+    synced: Condvar,
+    /// Wakes the background syncer (Bytes policy, shutdown).
+    kick: Condvar,
+    kick_lock: Mutex<bool>,
+    stop: AtomicBool,
+    /// Bytes written into the log since open, and up to the last completed sync.
+    appended_bytes: AtomicU64,
+    synced_bytes: AtomicU64,
+    poison: OnceLock<Arc<Error>>,
+    report: RecoveryReport,
+    _lock: DirLock,
+}
+
+/// The writer's state, under one lock.
+#[derive(Debug)]
+struct Log {
+    /// Oldest first; the last is the active segment.
+    segments: Vec<SegmentMeta>,
+    /// Encoded records not yet written; they belong at `buf_at` in the active segment.
+    buf: Vec<u8>,
+    buf_at: u64,
+    /// LSN of the next record.
+    next_lsn: Lsn,
+}
+
+#[derive(Debug)]
+struct SyncState {
+    durable: Lsn,
+    in_progress: bool,
+}
+
+fn random_salt(first_lsn: Lsn) -> u32 {
+    // RandomState is seeded from the OS per process; mix in the LSN and the time.
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u64(first_lsn);
+    if let Ok(t) = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH) {
+        h.write_u128(t.as_nanos());
+    }
+    h.finish() as u32
+}
+
+impl Log {
+    fn active(&self) -> Result<&SegmentMeta> {
+        self.segments
+            .last()
+            .ok_or_else(|| Error::InvalidArgument("the log has no segment".into()))
+    }
+
+    fn active_mut(&mut self) -> Result<&mut SegmentMeta> {
+        self.segments
+            .last_mut()
+            .ok_or_else(|| Error::InvalidArgument("the log has no segment".into()))
+    }
+
+    /// Logical end of the active segment, counting buffered bytes.
+    fn active_len(&self) -> u64 {
+        self.buf_at + self.buf.len() as u64
+    }
+
+    /// Writes the buffered records to the active segment (no sync).
+    fn flush(&mut self) -> Result<()> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        let at = self.buf_at;
+        let file = Arc::clone(&self.active()?.file);
+        file.write_all_at(&self.buf, at)?;
+        self.buf_at += self.buf.len() as u64;
+        self.buf.clear();
+        let end = self.buf_at;
+        extend_last_extent(self.active_mut()?, end);
+        Ok(())
+    }
+}
+
+fn extend_last_extent(seg: &mut SegmentMeta, end: u64) {
+    match seg.extents.last_mut() {
+        Some(e) => e.end = end,
+        None => seg.extents.push(Extent {
+            start: SEGMENT_HEADER_LEN as u64,
+            end,
+        }),
+    }
+}
+
+impl Inner {
+    fn check_poison(&self) -> Result<()> {
+        match self.poison.get() {
+            Some(e) => Err(Error::Poisoned(Arc::clone(e))),
+            None => Ok(()),
+        }
+    }
+
+    /// Fail-stop: the first failure is kept and reported by every later call.
+    fn fail(&self, e: Error) -> Error {
+        let e = Arc::new(e);
+        let first = self.poison.get_or_init(|| Arc::clone(&e));
+        self.synced.notify_all();
+        if Arc::ptr_eq(first, &e) {
+            Error::Poisoned(e)
+        } else {
+            Error::Poisoned(Arc::clone(first))
+        }
+    }
+
+    /// Creates, durably, a new active segment starting at `log.next_lsn`, after syncing the
+    /// current one completely (so only the last segment can ever have a torn tail).
+    fn rotate(&self, log: &mut Log) -> Result<()> {
+        if log
+            .segments
+            .last()
+            .is_some_and(|s| s.first_lsn == log.next_lsn)
+        {
+            // The active segment is empty and already starts at the next LSN.
+            return Ok(());
+        }
+        log.flush()?;
+        if let Some(old) = log.segments.last() {
+            old.file.sync_data()?;
+            let last = log.next_lsn - 1;
+            self.advance_durable(last);
+            // The old segment is now read-only; keep its handle for readers.
+        }
+        let first_lsn = log.next_lsn;
+        let path = self.dir.join(segment_name(first_lsn));
+        let file = self.opts.fs.create_new(&path)?;
+        let header = SegmentHeader {
+            version: VERSION,
+            salt: random_salt(first_lsn),
+            first_lsn,
+        };
+        file.write_all_at(&header.encode(), 0)?;
+        file.sync_data()?;
+        log.segments.push(SegmentMeta {
+            first_lsn,
+            path,
+            salt: header.salt,
+            file: Arc::new(file),
+            extents: Vec::new(),
+            last_lsn: None,
+        });
+        log.buf_at = SEGMENT_HEADER_LEN as u64;
+        Ok(())
+    }
+
+    fn advance_durable(&self, lsn: Lsn) {
+        let mut s = self.sync.lock();
+        if lsn > s.durable {
+            s.durable = lsn;
+        }
+        drop(s);
+        self.synced.notify_all();
+    }
+
+    /// Adds records to the log (buffered); returns the first and last LSN.
+    fn enqueue(&self, payloads: &[&[u8]]) -> Result<(Lsn, Lsn)> {
+        self.check_poison()?;
+        let max = u64::from(self.opts.max_record_bytes);
+        let mut total = 0u64;
+        for p in payloads {
+            if p.len() as u64 > max {
+                return Err(Error::TooLarge {
+                    len: p.len() as u64,
+                    max,
+                });
+            }
+            total += (RECORD_HEADER_LEN + p.len()) as u64;
+        }
+        let mut log = self.log.lock();
+        self.check_poison()?;
+        let has_records = log.active_len() > SEGMENT_HEADER_LEN as u64;
+        if has_records && log.active_len() + total > self.opts.max_segment_bytes {
+            self.rotate(&mut log).map_err(|e| self.fail(e))?;
+        }
+        let first = log.next_lsn;
+        let salt = log.active()?.salt;
+        let n = payloads.len();
+        for (i, p) in payloads.iter().enumerate() {
+            let flags = if i + 1 < n { BATCH_CONTINUES } else { 0 };
+            let lsn = log.next_lsn;
+            encode_record(&mut log.buf, salt, lsn, flags, p);
+            log.next_lsn += 1;
+        }
+        let last = log.next_lsn - 1;
+        if let Ok(seg) = log.active_mut() {
+            seg.last_lsn = Some(last);
+        }
+        if log.buf.len() >= self.opts.write_buffer_bytes {
+            log.flush().map_err(|e| self.fail(e))?;
+        }
+        drop(log);
+        self.appended_bytes.fetch_add(total, Ordering::Relaxed);
+        Ok((first, last))
+    }
+
+    /// Group commit. Returns once `lsn` is durable. The first waiter to find no sync running
+    /// becomes the leader: it writes everything buffered and fsyncs once for all of it, while
+    /// the others wait; appenders that arrive during that fsync are covered by the next one.
+    fn wait_durable(&self, lsn: Lsn) -> Result<()> {
+        let mut s = self.sync.lock();
+        loop {
+            if let Some(e) = self.poison.get() {
+                return Err(Error::Poisoned(Arc::clone(e)));
+            }
+            if s.durable >= lsn {
+                return Ok(());
+            }
+            if s.in_progress {
+                self.synced.wait(&mut s);
+                continue;
+            }
+            s.in_progress = true;
+            drop(s);
+            let result = self.sync_once();
+            s = self.sync.lock();
+            s.in_progress = false;
+            match result {
+                Ok(target) => {
+                    if target > s.durable {
+                        s.durable = target;
+                    }
+                }
+                Err(e) => {
+                    drop(s);
+                    return Err(self.fail(e));
+                }
+            }
+            self.synced.notify_all();
+        }
+    }
+
+    /// Writes the buffer and fsyncs the active segment; returns the LSN now durable.
+    fn sync_once(&self) -> Result<Lsn> {
+        let bytes = self.appended_bytes.load(Ordering::Relaxed);
+        let (file, target) = {
+            let mut log = self.log.lock();
+            log.flush()?;
+            (Arc::clone(&log.active()?.file), log.next_lsn - 1)
+        };
+        // Outside the log lock: appenders keep filling the buffer while the disk works.
+        file.sync_data()?;
+        self.synced_bytes.fetch_max(bytes, Ordering::Relaxed);
+        Ok(target)
+    }
+
+    fn last_lsn(&self) -> Lsn {
+        self.log.lock().next_lsn - 1
+    }
+}
+
+impl Wal {
+    /// Opens (creating if needed) the log in `dir`, taking its exclusive lock and recovering
+    /// it according to `opts.recovery`. See [`Wal::recovery_report`] for what was found.
+    pub fn open(dir: impl AsRef<Path>, opts: Options) -> Result<Wal> {
+        opts.validate()?;
+        let dir = dir.as_ref().to_path_buf();
+        let fs = opts.fs.clone();
+        fs.create_dir_all(&dir)?;
+        let lock = fs.lock_dir(&dir)?;
+        let recovered = recover(&fs, &dir, opts.max_record_bytes, opts.recovery, true)?;
+        let last_lsn = recovered.next_lsn - 1;
+        let mut log = Log {
+            buf_at: recovered
+                .segments
+                .last()
+                .and_then(|s| s.extents.last().map(|e| e.end))
+                .unwrap_or(SEGMENT_HEADER_LEN as u64),
+            segments: recovered.segments,
+            buf: Vec::with_capacity(opts.write_buffer_bytes),
+            next_lsn: recovered.next_lsn,
+        };
+        let inner = Arc::new(Inner {
+            dir,
+            log: Mutex::new(Log {
+                segments: Vec::new(),
+                buf: Vec::new(),
+                buf_at: 0,
+                next_lsn: 0,
+            }),
+            sync: Mutex::new(SyncState {
+                durable: last_lsn,
+                in_progress: false,
+            }),
+            synced: Condvar::new(),
+            kick: Condvar::new(),
+            kick_lock: Mutex::new(false),
+            stop: AtomicBool::new(false),
+            appended_bytes: AtomicU64::new(0),
+            synced_bytes: AtomicU64::new(0),
+            poison: OnceLock::new(),
+            report: recovered.report,
+            _lock: lock,
+            opts,
+        });
+        if recovered.needs_new_segment {
+            inner.rotate(&mut log)?;
+        }
+        *inner.log.lock() = log;
+        let background = match inner.opts.sync {
+            SyncPolicy::Interval(every) => Some(spawn_syncer(&inner, every)?),
+            SyncPolicy::Bytes(_) => Some(spawn_syncer(&inner, Duration::from_millis(100))?),
+            SyncPolicy::Always | SyncPolicy::Never => None,
+        };
+        Ok(Wal { inner, background })
+    }
+
+    /// What recovery found and repaired when this log was opened.
+    pub fn recovery_report(&self) -> &RecoveryReport {
+        &self.inner.report
+    }
+
+    /// The directory of this log.
+    pub fn dir(&self) -> &Path {
+        &self.inner.dir
+    }
+
+    /// Appends one record and returns its LSN. With [`SyncPolicy::Always`] the record is
+    /// durable when this returns. Payloads over `max_record_bytes` get [`Error::TooLarge`].
+    pub fn append(&self, payload: &[u8]) -> Result<Lsn> {
+        let (_, last) = self.append_batch(&[payload])?;
+        Ok(last)
+    }
+
+    /// Appends records as one batch: after a crash either all of them are in the log or none.
+    /// Returns the first and last LSN (an empty batch appends nothing and returns
+    /// `InvalidArgument`).
+    pub fn append_batch(&self, payloads: &[&[u8]]) -> Result<(Lsn, Lsn)> {
+        if payloads.is_empty() {
+            return Err(Error::InvalidArgument("empty batch".into()));
+        }
+        let inner = &self.inner;
+        let (first, last) = inner.enqueue(payloads)?;
+        match inner.opts.sync {
+            SyncPolicy::Always => inner.wait_durable(last)?,
+            SyncPolicy::Bytes(n) => {
+                let unsynced = inner.appended_bytes.load(Ordering::Relaxed)
+                    - inner.synced_bytes.load(Ordering::Relaxed);
+                if unsynced >= n {
+                    *inner.kick_lock.lock() = true;
+                    inner.kick.notify_one();
+                }
+            }
+            SyncPolicy::Interval(_) | SyncPolicy::Never => {}
+        }
+        Ok((first, last))
+    }
+
+    /// Makes every record appended so far durable (sharing the fsync with concurrent callers).
+    pub fn sync(&self) -> Result<()> {
+        let last = self.inner.last_lsn();
+        self.inner.wait_durable(last)
+    }
+
+    /// Makes every record up to `lsn` durable.
+    pub fn sync_to(&self, lsn: Lsn) -> Result<()> {
+        let last = self.inner.last_lsn();
+        if lsn > last {
+            return Err(Error::InvalidArgument(format!(
+                "sync_to({lsn}) is beyond the last LSN {last}"
+            )));
+        }
+        self.inner.wait_durable(lsn)
+    }
+
+    /// Every record up to this LSN is durable (0: none yet).
+    pub fn durable_lsn(&self) -> Lsn {
+        self.inner.sync.lock().durable
+    }
+
+    /// The LSN of the last record appended (durable or not); 0 if none ever was.
+    pub fn last_lsn(&self) -> Lsn {
+        self.inner.last_lsn()
+    }
+
+    /// The LSN of the oldest record still in the log, if any.
+    pub fn first_lsn(&self) -> Option<Lsn> {
+        let log = self.inner.log.lock();
+        log.segments
+            .iter()
+            .find(|s| s.last_lsn.is_some())
+            .and_then(|s| {
+                let ext = s.extents.first()?;
+                let mut head = [0u8; RECORD_HEADER_LEN];
+                s.file.read_exact_at(&mut head, ext.start).ok()?;
+                Some(u64::from_le_bytes(*head.get(8..16)?.first_chunk::<8>()?))
+            })
+    }
+
+    /// Iterates `(lsn, payload)` for every record with LSN `>= from`, in order, as of now.
+    /// Buffered records are written to the OS first so the iterator sees them.
+    pub fn iter_from(&self, from: Lsn) -> Result<Iter> {
+        let inner = &self.inner;
+        inner.check_poison()?;
+        let mut log = inner.log.lock();
+        log.flush().map_err(|e| inner.fail(e))?;
+        Ok(Iter::new(
+            log.segments.clone(),
+            from,
+            inner.opts.max_record_bytes,
+        ))
+    }
+
+    /// Removes, durably and oldest first, every segment whose records are all below `lsn`
+    /// (checkpointing). Returns how many segments were removed. Records at or above `lsn` are
+    /// kept; some below it may remain in a segment that also holds later ones.
+    pub fn truncate_before(&self, lsn: Lsn) -> Result<usize> {
+        let inner = &self.inner;
+        inner.check_poison()?;
+        let mut log = inner.log.lock();
+        let mut run = || -> Result<usize> {
+            // Everything below lsn, including the active segment's records: start a fresh
+            // segment so the active one can go too, and the next LSN stays recorded on disk.
+            let active_first = log.active()?.first_lsn;
+            if lsn >= log.next_lsn && log.next_lsn > active_first {
+                inner.rotate(&mut log)?;
+            }
+            let mut removed = 0;
+            while log.segments.len() > 1 {
+                let next_first = log.segments.get(1).map_or(Lsn::MAX, |s| s.first_lsn);
+                if next_first > lsn {
+                    break;
+                }
+                let seg = log.segments.remove(0);
+                inner.opts.fs.remove_file(&seg.path)?;
+                removed += 1;
+            }
+            Ok(removed)
+        };
+        run().map_err(|e| inner.fail(e))
+    }
+
+    /// Drops every record after `lsn`, durably (for example a Raft log discarding a
+    /// conflicting suffix). LSNs above `lsn` that were used are not reused: the next append
+    /// gets a fresh LSN past every one handed out so far. Do not call it while other threads
+    /// wait on appends it drops.
+    pub fn truncate_after(&self, lsn: Lsn) -> Result<()> {
+        let inner = &self.inner;
+        inner.check_poison()?;
+        let mut log = inner.log.lock();
+        if lsn + 1 >= log.next_lsn {
+            return Ok(());
+        }
+        let mut run = || -> Result<()> {
+            // First a fresh segment at the high-water mark, so that it is on disk before any
+            // record goes: a crash at any later point can never lead to LSN reuse.
+            inner.rotate(&mut log)?;
+            let keep = log.segments.len() - 1; // the fresh segment stays
+            let mut i = keep;
+            while i > 0 {
+                i -= 1;
+                let Some(seg) = log.segments.get(i) else {
+                    break;
+                };
+                if seg.first_lsn > lsn {
+                    let seg = log.segments.remove(i);
+                    inner.opts.fs.remove_file(&seg.path)?;
+                    continue;
+                }
+                if seg.last_lsn.is_some_and(|l| l > lsn) {
+                    let cut = offset_of(seg, lsn + 1, inner.opts.max_record_bytes)?;
+                    let rw = inner.opts.fs.open(&seg.path, Access::ReadWrite)?;
+                    rw.set_len(cut)?;
+                    rw.sync_data()?;
+                    if let Some(seg) = log.segments.get_mut(i) {
+                        seg.extents.retain(|e| e.start < cut);
+                        if let Some(e) = seg.extents.last_mut() {
+                            e.end = e.end.min(cut);
+                        }
+                        seg.last_lsn = (lsn >= seg.first_lsn).then_some(lsn);
+                    }
+                }
+                break;
+            }
+            Ok(())
+        };
+        run().map_err(|e| inner.fail(e))?;
+        drop(log);
+        let mut s = inner.sync.lock();
+        s.durable = s.durable.min(lsn);
+        Ok(())
+    }
+
+    /// Syncs everything and closes the log. Dropping it does the same, ignoring errors.
+    pub fn close(mut self) -> Result<()> {
+        self.stop_background();
+        self.sync()
+    }
+
+    fn stop_background(&mut self) {
+        if let Some(handle) = self.background.take() {
+            self.inner.stop.store(true, Ordering::Release);
+            *self.inner.kick_lock.lock() = true;
+            self.inner.kick.notify_all();
+            // A panic in the syncer cannot have left data half-written: it only calls sync.
+            let _ = handle.join();
+        }
+    }
+}
+
+/// The background syncer of the `Interval` and `Bytes` policies: sleeps until kicked or the
+/// interval passes, then syncs through the same group commit as everyone else. A failure
+/// poisons the log (the next append reports it) and ends the thread.
+fn spawn_syncer(inner: &Arc<Inner>, every: Duration) -> Result<JoinHandle<()>> {
+    let inner = Arc::clone(inner);
+    std::thread::Builder::new()
+        .name("wal-sync".into())
+        .spawn(move || {
+            loop {
+                {
+                    let mut kicked = inner.kick_lock.lock();
+                    if !*kicked && !inner.stop.load(Ordering::Acquire) {
+                        let _ = inner.kick.wait_for(&mut kicked, every);
+                    }
+                    *kicked = false;
+                }
+                if inner.stop.load(Ordering::Acquire) || inner.poison.get().is_some() {
+                    return;
+                }
+                let last = inner.last_lsn();
+                if inner.sync.lock().durable < last && inner.wait_durable(last).is_err() {
+                    return;
+                }
+            }
+        })
+        .map_err(Error::Thread)
+}
+
+/// The byte offset of record `lsn` in `seg` (or the end of its records).
+fn offset_of(seg: &SegmentMeta, lsn: Lsn, max: u32) -> Result<u64> {
+    for e in &seg.extents {
+        let len = usize::try_from(e.end - e.start).unwrap_or(usize::MAX);
+        let mut bytes = vec![0u8; len];
+        seg.file.read_exact_at(&mut bytes, e.start)?;
+        let mut pos = 0usize;
+        while let Ok(r) = decode_record(bytes.get(pos..).unwrap_or_default(), seg.salt, max) {
+            if r.lsn >= lsn {
+                return Ok(e.start + pos as u64);
+            }
+            pos += r.encoded_len();
+        }
+    }
+    Ok(seg
+        .extents
+        .last()
+        .map_or(SEGMENT_HEADER_LEN as u64, |e| e.end))
+}
+
+impl Drop for Wal {
+    fn drop(&mut self) {
+        self.stop_background();
+        let _ = self.sync();
+    }
+}
