@@ -4,7 +4,10 @@
 //! other tools): results on stdout, everything else on stderr; exit 0 on success, 1 when a
 //! check fails, 2 on bad usage or an error.
 
+#![allow(clippy::print_stdout, reason = "stdout is the command-line contract")]
+
 mod torture;
+mod wal_cmd;
 
 use std::process::ExitCode;
 
@@ -23,12 +26,16 @@ enum Command {
     /// Crash simulation: run every engine's workload, cut the power at every operation,
     /// recover, and count acknowledged writes lost (must be 0).
     Torture(torture::Args),
+    /// The write-ahead log: append, dump, verify, truncate.
+    #[command(subcommand)]
+    Wal(wal_cmd::WalCommand),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Torture(args) => torture::run(&args),
+        Command::Wal(cmd) => wal_cmd::run(&cmd),
     };
     match result {
         Ok(code) => code,

@@ -186,6 +186,12 @@ impl SimFs {
         self.state.lock().ops
     }
 
+    /// Operations of `kind` so far (what [`Fault::nth`] counts): a fault on the next one is
+    /// `Fault::once(kind, sim.ops_of(kind) + 1, ...)`.
+    pub fn ops_of(&self, kind: OpKind) -> u64 {
+        self.state.lock().counts.get(&kind).copied().unwrap_or(0)
+    }
+
     /// True once a scheduled crash happened (or [`SimFs::crash`] was called).
     pub fn has_crashed(&self) -> bool {
         self.state.lock().crashed

@@ -1,0 +1,157 @@
+//! `durable wal ...`: the write-ahead log from the command line.
+
+use std::io::{self, BufRead, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Subcommand, ValueEnum};
+use durable_fs::DurableFs;
+use wal::{Error, Options, SyncPolicy, Wal};
+
+/// `durable wal` subcommands.
+#[derive(Subcommand, Debug)]
+pub enum WalCommand {
+    /// Append each stdin line as one record; print `ack <lsn>` once it is durable.
+    Append {
+        /// The log directory (created if missing).
+        #[arg(long)]
+        dir: PathBuf,
+        /// `always`: ack after fsync; `never`: ack after the write, sync at the end.
+        #[arg(long, value_enum, default_value_t = SyncArg::Always)]
+        sync: SyncArg,
+        /// Rotate segments at this size.
+        #[arg(long)]
+        segment_bytes: Option<u64>,
+    },
+    /// Print `<lsn> <payload>` for every record, in order.
+    Dump {
+        /// The log directory.
+        #[arg(long)]
+        dir: PathBuf,
+    },
+    /// Check every record; name the file and offset of any damage (exit 1).
+    Verify {
+        /// The log directory.
+        #[arg(long)]
+        dir: PathBuf,
+    },
+    /// Remove the segments wholly below an LSN.
+    Truncate {
+        /// The log directory.
+        #[arg(long)]
+        dir: PathBuf,
+        /// Keep records at or above this LSN.
+        #[arg(long)]
+        before: u64,
+    },
+}
+
+/// `--sync` values.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum SyncArg {
+    /// fsync before acknowledging (group commit).
+    Always,
+    /// acknowledge after the write; sync at the end.
+    Never,
+}
+
+fn existing_dir(dir: &Path) -> Result<(), String> {
+    match DurableFs::real().kind(dir) {
+        Ok(Some(durable_fs::EntryKind::Dir)) => Ok(()),
+        Ok(_) => Err(format!("{}: no such directory", dir.display())),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// Runs a `durable wal` subcommand.
+pub fn run(cmd: &WalCommand) -> Result<ExitCode, String> {
+    let max_record_bytes = Options::default().max_record_bytes;
+    match cmd {
+        WalCommand::Append {
+            dir,
+            sync,
+            segment_bytes,
+        } => {
+            let mut opts = Options::default().with_sync(match sync {
+                SyncArg::Always => SyncPolicy::Always,
+                SyncArg::Never => SyncPolicy::Never,
+            });
+            if let Some(n) = segment_bytes {
+                opts = opts.with_max_segment_bytes(*n);
+            }
+            let wal = Wal::open(dir, opts).map_err(|e| e.to_string())?;
+            let report = wal.recovery_report();
+            if let Some(t) = &report.truncated_tail {
+                eprintln!(
+                    "recovery: truncated a torn tail of {} bytes at {} offset {} ({})",
+                    t.len,
+                    t.path.display(),
+                    t.offset,
+                    t.kind
+                );
+            }
+            let stdin = io::stdin().lock();
+            let mut out = io::stdout().lock();
+            for line in stdin.split(b'\n') {
+                let mut line = line.map_err(|e| format!("reading stdin: {e}"))?;
+                if line.last() == Some(&b'\r') {
+                    line.pop();
+                }
+                let lsn = wal.append(&line).map_err(|e| e.to_string())?;
+                writeln!(out, "ack {lsn}")
+                    .and_then(|()| out.flush())
+                    .map_err(|e| format!("writing stdout: {e}"))?;
+            }
+            wal.close().map_err(|e| e.to_string())?;
+            Ok(ExitCode::SUCCESS)
+        }
+        WalCommand::Dump { dir } => {
+            existing_dir(dir)?;
+            let iter = wal::read_only_iter(&DurableFs::real(), dir, 0, max_record_bytes)
+                .map_err(|e| e.to_string())?;
+            let mut out = io::BufWriter::new(io::stdout().lock());
+            for r in iter {
+                let (lsn, payload) = r.map_err(|e| e.to_string())?;
+                write!(out, "{lsn} ")
+                    .and_then(|()| out.write_all(&payload))
+                    .and_then(|()| out.write_all(b"\n"))
+                    .map_err(|e| format!("writing stdout: {e}"))?;
+            }
+            out.flush().map_err(|e| format!("writing stdout: {e}"))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        WalCommand::Verify { dir } => {
+            existing_dir(dir)?;
+            match wal::verify(&DurableFs::real(), dir, max_record_bytes) {
+                Ok(r) => {
+                    let lsn = |l: Option<u64>| l.map_or("-".to_owned(), |l| l.to_string());
+                    println!(
+                        "ok segments {} records {} first {} last {}",
+                        r.segments,
+                        r.records,
+                        lsn(r.first_lsn),
+                        lsn(r.last_lsn)
+                    );
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(Error::Corruption { path, offset, kind }) => {
+                    println!("corrupt {} offset {offset}: {kind}", path.display());
+                    Ok(ExitCode::from(1))
+                }
+                Err(e @ Error::UnsupportedVersion { .. }) => {
+                    println!("corrupt {e}");
+                    Ok(ExitCode::from(1))
+                }
+                Err(e) => Err(e.to_string()),
+            }
+        }
+        WalCommand::Truncate { dir, before } => {
+            existing_dir(dir)?;
+            let wal = Wal::open(dir, Options::default()).map_err(|e| e.to_string())?;
+            let n = wal.truncate_before(*before).map_err(|e| e.to_string())?;
+            wal.close().map_err(|e| e.to_string())?;
+            println!("removed {n} segments");
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
