@@ -128,7 +128,7 @@ fn truncate_before_removes_whole_segments_and_truncating_everything_keeps_the_ls
     );
     assert!(got.first().unwrap().0 > 1, "the first segment went");
     assert_eq!(got.last().unwrap().0, 60);
-    assert_eq!(wal.truncate_before(1000).unwrap() > 0, true);
+    assert!(wal.truncate_before(1000).unwrap() > 0);
     assert!(all(&wal).is_empty());
     assert_eq!(wal.first_lsn(), None);
     drop(wal);
