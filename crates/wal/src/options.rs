@@ -59,6 +59,11 @@ pub struct Options {
     pub sync: SyncPolicy,
     /// Treatment of damage at open. Default: [`RecoveryMode::TolerateTornTail`].
     pub recovery: RecoveryMode,
+    /// Extend each new segment to `max_segment_bytes` when it is created (a sparse file on
+    /// most filesystems), so appends do not change the file size and each `fdatasync` has no
+    /// size metadata to flush. Recovery treats the zeros after the last record as free space.
+    /// Default: true.
+    pub preallocate_segments: bool,
     /// Records are gathered in memory and written in one `write` call when this fills (or at
     /// a sync). Default: 1 MiB. Minimum: 4 KiB.
     pub write_buffer_bytes: usize,
@@ -72,6 +77,7 @@ impl Default for Options {
             max_record_bytes: 16 << 20,
             sync: SyncPolicy::Always,
             recovery: RecoveryMode::TolerateTornTail,
+            preallocate_segments: true,
             write_buffer_bytes: 1 << 20,
         }
     }
@@ -110,6 +116,13 @@ impl Options {
     #[must_use]
     pub fn with_recovery(mut self, recovery: RecoveryMode) -> Self {
         self.recovery = recovery;
+        self
+    }
+
+    /// Sets [`Options::preallocate_segments`].
+    #[must_use]
+    pub fn with_preallocate_segments(mut self, on: bool) -> Self {
+        self.preallocate_segments = on;
         self
     }
 

@@ -160,9 +160,16 @@ fn scan_segment(
     let mut in_batch = false;
     let mut batch_start = pos;
     let mut batch_records = 0u64;
+    // Zeros after the last record are preallocated space, not damage.
+    let mut zero_tail = false;
     while pos < bytes.len() {
         let rest = bytes.get(pos..).unwrap_or_default();
-        let damage = match decode_record(rest, header.salt, max) {
+        let decoded = decode_record(rest, header.salt, max);
+        if decoded.is_err() && rest.iter().all(|&b| b == 0) {
+            zero_tail = true;
+            break;
+        }
+        let damage = match decoded {
             Ok(r) if r.lsn == expected => {
                 if !in_batch {
                     batch_start = pos;
@@ -242,7 +249,7 @@ fn scan_segment(
         scan.records += batch_records;
         complete_end = pos;
         complete_lsn = Some(expected - 1);
-    } else if in_batch && scan.cut.is_none() && pos >= bytes.len() {
+    } else if in_batch && scan.cut.is_none() && (pos >= bytes.len() || zero_tail) {
         // The log ends inside a batch: all or nothing, so the batch goes.
         let kind = CorruptionKind::IncompleteBatch;
         match mode {
@@ -350,9 +357,14 @@ pub(crate) fn recover(
             });
         }
         if let Some((offset, kind)) = scan.cut {
-            let dropped = bytes.len() as u64 - offset;
+            let zeros = bytes.iter().rev().take_while(|&&b| b == 0).count() as u64;
+            let dropped = (bytes.len() as u64 - offset).saturating_sub(zeros);
             if repair {
                 file.set_len(offset)?;
+                if zeros > 0 {
+                    // Keep the preallocated size: zeros, not garbage, after the cut.
+                    file.set_len(bytes.len() as u64)?;
+                }
                 file.sync_data()?;
             }
             let damage = Damage {

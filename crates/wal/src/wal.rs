@@ -22,7 +22,6 @@ use crate::recovery::{Extent, RecoveryReport, SegmentMeta, recover};
 /// A segmented write-ahead log. `Send + Sync`: share it (in an `Arc`) between threads.
 ///
 /// See the [crate docs](crate) for the guarantees and an example.
-#[derive(Debug)]
 pub struct Wal {
     inner: Arc<Inner>,
     background: Option<JoinHandle<()>>,
@@ -166,6 +165,10 @@ impl Inner {
             first_lsn,
         };
         file.write_all_at(&header.encode(), 0)?;
+        if self.opts.preallocate_segments {
+            // A segment whose size never changes needs no metadata flush per fdatasync.
+            file.set_len(self.opts.max_segment_bytes)?;
+        }
         file.sync_data()?;
         log.segments.push(SegmentMeta {
             first_lsn,
@@ -579,6 +582,16 @@ fn offset_of(seg: &SegmentMeta, lsn: Lsn, max: u32) -> Result<u64> {
         .extents
         .last()
         .map_or(SEGMENT_HEADER_LEN as u64, |e| e.end))
+}
+
+impl std::fmt::Debug for Wal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Wal")
+            .field("dir", &self.inner.dir)
+            .field("last_lsn", &self.last_lsn())
+            .field("durable_lsn", &self.durable_lsn())
+            .finish_non_exhaustive()
+    }
 }
 
 impl Drop for Wal {

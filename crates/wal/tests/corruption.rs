@@ -21,10 +21,12 @@ use wal::{CorruptionKind, Error, Options, RecoveryMode, SyncPolicy, Wal};
 
 const DIR: &str = "/db/wal";
 
+/// Without preallocation, so that a segment's length is the end of its records.
 fn opts(fs: &DurableFs, mode: RecoveryMode) -> Options {
     Options::default()
         .with_fs(fs.clone())
         .with_max_segment_bytes(4096)
+        .with_preallocate_segments(false)
         .with_sync(SyncPolicy::Never)
         .with_recovery(mode)
 }
@@ -185,6 +187,52 @@ fn torn_tail_truncation_is_synced_before_the_log_is_used() {
         events.get(cut + 1),
         Some(&Event::SyncData(last)),
         "{events:?}"
+    );
+}
+
+#[test]
+fn preallocated_zeros_are_free_space_and_a_torn_tail_in_them_is_cut() {
+    let sim = SimFs::new();
+    let fs = sim.durable();
+    let o = |mode| {
+        opts(&fs, mode)
+            .with_preallocate_segments(true)
+            .with_max_segment_bytes(1 << 16)
+    };
+    let wal = Wal::open(DIR, o(RecoveryMode::Strict)).unwrap();
+    for i in 0..10u8 {
+        wal.append(&[i; 50]).unwrap();
+    }
+    wal.close().unwrap();
+    let seg = segments(&fs)[0].clone();
+    assert_eq!(
+        fs.open(&seg, Access::Read).unwrap().len().unwrap(),
+        1 << 16,
+        "preallocated"
+    );
+    // Zeros after the records: a clean end, even for Strict and verify.
+    assert_eq!(
+        wal::verify(&fs, Path::new(DIR), 1 << 20).unwrap().records,
+        10
+    );
+    let end = SEGMENT_HEADER_LEN as u64 + 10 * (RECORD_HEADER_LEN as u64 + 50);
+    // Garbage where the next record would go, then zeros: a torn tail.
+    sim.flip_bit(&seg, end + 5, 2).unwrap();
+    assert!(wal::verify(&fs, Path::new(DIR), 1 << 20).is_err());
+    let wal = Wal::open(DIR, o(RecoveryMode::TolerateTornTail)).unwrap();
+    let t = wal.recovery_report().truncated_tail.clone().unwrap();
+    assert_eq!((t.offset, t.len), (end, 6), "cut at the end of the records");
+    assert_eq!(read_all(&wal).len(), 10);
+    assert_eq!(wal.append(b"more").unwrap(), 11);
+    wal.close().unwrap();
+    assert_eq!(
+        fs.open(&seg, Access::Read).unwrap().len().unwrap(),
+        1 << 16,
+        "still preallocated"
+    );
+    assert_eq!(
+        wal::verify(&fs, Path::new(DIR), 1 << 20).unwrap().records,
+        11
     );
 }
 
