@@ -2,7 +2,7 @@
 
 use std::hash::{BuildHasher, Hasher};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -38,6 +38,11 @@ struct Inner {
     kick: Condvar,
     kick_lock: Mutex<bool>,
     stop: AtomicBool,
+    /// Appenders inside `append_batch` (Always policy), and how many of them have their
+    /// records in the buffer: the leader briefly yields while the first exceeds the second,
+    /// so appenders that are about to enqueue join this fsync instead of the next.
+    inflight: AtomicUsize,
+    enqueued: AtomicUsize,
     /// Bytes written into the log since open, and up to the last completed sync.
     appended_bytes: AtomicU64,
     synced_bytes: AtomicU64,
@@ -63,6 +68,9 @@ struct SyncState {
     durable: Lsn,
     in_progress: bool,
 }
+
+/// How many times a group-commit leader yields, at most, for appenders about to enqueue.
+const GATHER_YIELDS: usize = 4;
 
 fn random_salt(first_lsn: Lsn) -> u32 {
     // RandomState is seeded from the OS per process; mix in the LSN and the time.
@@ -250,6 +258,12 @@ impl Inner {
             }
             s.in_progress = true;
             drop(s);
+            for _ in 0..GATHER_YIELDS {
+                if self.inflight.load(Ordering::Acquire) <= self.enqueued.load(Ordering::Acquire) {
+                    break;
+                }
+                std::thread::yield_now();
+            }
             let result = self.sync_once();
             s = self.sync.lock();
             s.in_progress = false;
@@ -324,6 +338,8 @@ impl Wal {
             kick: Condvar::new(),
             kick_lock: Mutex::new(false),
             stop: AtomicBool::new(false),
+            inflight: AtomicUsize::new(0),
+            enqueued: AtomicUsize::new(0),
             appended_bytes: AtomicU64::new(0),
             synced_bytes: AtomicU64::new(0),
             poison: OnceLock::new(),
@@ -368,9 +384,20 @@ impl Wal {
             return Err(Error::InvalidArgument("empty batch".into()));
         }
         let inner = &self.inner;
+        if inner.opts.sync == SyncPolicy::Always {
+            inner.inflight.fetch_add(1, Ordering::AcqRel);
+            let result = inner.enqueue(payloads).and_then(|(first, last)| {
+                inner.enqueued.fetch_add(1, Ordering::AcqRel);
+                let waited = inner.wait_durable(last);
+                inner.enqueued.fetch_sub(1, Ordering::AcqRel);
+                waited.map(|()| (first, last))
+            });
+            inner.inflight.fetch_sub(1, Ordering::AcqRel);
+            return result;
+        }
         let (first, last) = inner.enqueue(payloads)?;
         match inner.opts.sync {
-            SyncPolicy::Always => inner.wait_durable(last)?,
+            SyncPolicy::Always => {}
             SyncPolicy::Bytes(n) => {
                 let unsynced = inner.appended_bytes.load(Ordering::Relaxed)
                     - inner.synced_bytes.load(Ordering::Relaxed);
