@@ -56,10 +56,11 @@ fn concurrent_always_appends_are_unique_durable_and_share_fsyncs() {
     assert_eq!(acked.len(), threads * per_thread);
     let syncs = sim.ops_of(OpKind::Sync) - syncs_before;
     eprintln!("{} appends, {syncs} fsyncs", acked.len());
-    assert!(
-        syncs <= acked.len() as u64,
-        "never more than one fsync per append"
-    );
+    // Each leader's fsync covers at least its own record; each segment adds three (the
+    // old segment's, the new file's and its header's). On the simulated disk an fsync takes no
+    // time, so groups are small here; the benchmarks measure real group sizes.
+    let segments = sim.durable().list(std::path::Path::new(DIR)).unwrap().len() as u64;
+    assert!(syncs <= acked.len() as u64 + 3 * segments, "{syncs} fsyncs");
     // Power cut now: no close, no drop-time sync.
     let after = sim.crash(CrashMode::Strict, 0);
     let wal2 = Wal::open(DIR, opts.with_fs(after.durable())).unwrap();
