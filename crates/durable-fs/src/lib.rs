@@ -56,6 +56,7 @@ mod durable;
 mod error;
 mod file;
 mod fs;
+mod group;
 mod recording;
 pub mod sim;
 mod std_fs;
@@ -64,5 +65,6 @@ pub use durable::{Access, DirLock, DurableFs, LOCK_FILE_NAME, TEMP_SUFFIX, paren
 pub use error::{Error, Op, Result};
 pub use file::File;
 pub use fs::{EntryKind, Fs, LockToken, OpenMode, RawFile};
+pub use group::{GroupCommit, WriterGuard};
 pub use recording::{Event, RecordingFs};
 pub use std_fs::StdFs;

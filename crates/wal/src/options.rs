@@ -59,11 +59,11 @@ pub struct Options {
     pub sync: SyncPolicy,
     /// Treatment of damage at open. Default: [`RecoveryMode::TolerateTornTail`].
     pub recovery: RecoveryMode,
-    /// Extend each new segment to `max_segment_bytes` when it is created (a sparse file on
-    /// most filesystems), so appends do not change the file size and each `fdatasync` has no
-    /// size metadata to flush. Recovery treats the zeros after the last record as free space.
-    /// Default: true.
-    pub preallocate_segments: bool,
+    /// Segments grow in steps of this many bytes (zeros, sparse on most filesystems), so
+    /// most appends do not change the file size and their `fdatasync` has no size metadata to
+    /// flush. Recovery treats zeros after the last record as free space. 0 turns it off.
+    /// Default: 1 MiB.
+    pub preallocate_bytes: u64,
     /// Records are gathered in memory and written in one `write` call when this fills (or at
     /// a sync). Default: 1 MiB. Minimum: 4 KiB.
     pub write_buffer_bytes: usize,
@@ -77,7 +77,7 @@ impl Default for Options {
             max_record_bytes: 16 << 20,
             sync: SyncPolicy::Always,
             recovery: RecoveryMode::TolerateTornTail,
-            preallocate_segments: true,
+            preallocate_bytes: 1 << 20,
             write_buffer_bytes: 1 << 20,
         }
     }
@@ -119,10 +119,10 @@ impl Options {
         self
     }
 
-    /// Sets [`Options::preallocate_segments`].
+    /// Sets [`Options::preallocate_bytes`].
     #[must_use]
-    pub fn with_preallocate_segments(mut self, on: bool) -> Self {
-        self.preallocate_segments = on;
+    pub fn with_preallocate_bytes(mut self, n: u64) -> Self {
+        self.preallocate_bytes = n;
         self
     }
 

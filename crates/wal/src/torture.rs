@@ -58,6 +58,7 @@ fn options(fs: &DurableFs, sync: SyncPolicy) -> Options {
         .with_fs(fs.clone())
         .with_max_segment_bytes(4096)
         .with_write_buffer_bytes(4096)
+        .with_preallocate_bytes(1024)
         .with_sync(sync)
 }
 

@@ -2,12 +2,12 @@
 
 use std::hash::{BuildHasher, Hasher};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use durable_fs::{Access, DirLock};
+use durable_fs::{Access, DirLock, GroupCommit};
 use parking_lot::{Condvar, Mutex};
 
 use crate::error::{Error, Result};
@@ -32,21 +32,15 @@ struct Inner {
     dir: PathBuf,
     opts: Options,
     log: Mutex<Log>,
-    sync: Mutex<SyncState>,
-    synced: Condvar,
+    /// Group commit over LSNs; its failure is the log's poison.
+    group: GroupCommit<Arc<Error>>,
     /// Wakes the background syncer (Bytes policy, shutdown).
     kick: Condvar,
     kick_lock: Mutex<bool>,
     stop: AtomicBool,
-    /// Appenders inside `append_batch` (Always policy), and how many of them have their
-    /// records in the buffer: the leader briefly yields while the first exceeds the second,
-    /// so appenders that are about to enqueue join this fsync instead of the next.
-    inflight: AtomicUsize,
-    enqueued: AtomicUsize,
     /// Bytes written into the log since open, and up to the last completed sync.
     appended_bytes: AtomicU64,
     synced_bytes: AtomicU64,
-    poison: OnceLock<Arc<Error>>,
     report: RecoveryReport,
     _lock: DirLock,
 }
@@ -61,16 +55,11 @@ struct Log {
     buf_at: u64,
     /// LSN of the next record.
     next_lsn: Lsn,
+    /// Size of the active segment file (records, then preallocated zeros).
+    file_len: u64,
+    /// `Options::preallocate_bytes`.
+    prealloc: u64,
 }
-
-#[derive(Debug)]
-struct SyncState {
-    durable: Lsn,
-    in_progress: bool,
-}
-
-/// How many times a group-commit leader yields, at most, for appenders about to enqueue.
-const GATHER_YIELDS: usize = 4;
 
 fn random_salt(first_lsn: Lsn) -> u32 {
     // RandomState is seeded from the OS per process; mix in the LSN and the time.
@@ -106,7 +95,13 @@ impl Log {
             return Ok(());
         }
         let at = self.buf_at;
+        let end = at + self.buf.len() as u64;
         let file = Arc::clone(&self.active()?.file);
+        if self.prealloc > 0 && end > self.file_len {
+            // Grow in steps, so most fdatasyncs have no file size to flush.
+            self.file_len = end.div_ceil(self.prealloc) * self.prealloc;
+            file.set_len(self.file_len)?;
+        }
         file.write_all_at(&self.buf, at)?;
         self.buf_at += self.buf.len() as u64;
         self.buf.clear();
@@ -128,22 +123,18 @@ fn extend_last_extent(seg: &mut SegmentMeta, end: u64) {
 
 impl Inner {
     fn check_poison(&self) -> Result<()> {
-        match self.poison.get() {
-            Some(e) => Err(Error::Poisoned(Arc::clone(e))),
+        match self.group.failure() {
+            Some(e) => Err(Error::Poisoned(e)),
             None => Ok(()),
         }
     }
 
     /// Fail-stop: the first failure is kept and reported by every later call.
     fn fail(&self, e: Error) -> Error {
-        let e = Arc::new(e);
-        let first = self.poison.get_or_init(|| Arc::clone(&e));
-        self.synced.notify_all();
-        if Arc::ptr_eq(first, &e) {
-            Error::Poisoned(e)
-        } else {
-            Error::Poisoned(Arc::clone(first))
-        }
+        self.group.poison(Arc::new(e));
+        self.check_poison()
+            .err()
+            .unwrap_or(Error::InvalidArgument("poisoned log lost its error".into()))
     }
 
     /// Creates, durably, a new active segment starting at `log.next_lsn`, after syncing the
@@ -160,8 +151,7 @@ impl Inner {
         log.flush()?;
         if let Some(old) = log.segments.last() {
             old.file.sync_data()?;
-            let last = log.next_lsn - 1;
-            self.advance_durable(last);
+            self.group.advance(log.next_lsn - 1);
             // The old segment is now read-only; keep its handle for readers.
         }
         let first_lsn = log.next_lsn;
@@ -173,10 +163,6 @@ impl Inner {
             first_lsn,
         };
         file.write_all_at(&header.encode(), 0)?;
-        if self.opts.preallocate_segments {
-            // A segment whose size never changes needs no metadata flush per fdatasync.
-            file.set_len(self.opts.max_segment_bytes)?;
-        }
         file.sync_data()?;
         log.segments.push(SegmentMeta {
             first_lsn,
@@ -187,16 +173,8 @@ impl Inner {
             last_lsn: None,
         });
         log.buf_at = SEGMENT_HEADER_LEN as u64;
+        log.file_len = SEGMENT_HEADER_LEN as u64;
         Ok(())
-    }
-
-    fn advance_durable(&self, lsn: Lsn) {
-        let mut s = self.sync.lock();
-        if lsn > s.durable {
-            s.durable = lsn;
-        }
-        drop(s);
-        self.synced.notify_all();
     }
 
     /// Adds records to the log (buffered); returns the first and last LSN.
@@ -240,46 +218,12 @@ impl Inner {
         Ok((first, last))
     }
 
-    /// Group commit. Returns once `lsn` is durable. The first waiter to find no sync running
-    /// becomes the leader: it writes everything buffered and fsyncs once for all of it, while
-    /// the others wait; appenders that arrive during that fsync are covered by the next one.
+    /// Returns once `lsn` is durable, sharing the fsync with concurrent callers (see
+    /// [`GroupCommit`]).
     fn wait_durable(&self, lsn: Lsn) -> Result<()> {
-        let mut s = self.sync.lock();
-        loop {
-            if let Some(e) = self.poison.get() {
-                return Err(Error::Poisoned(Arc::clone(e)));
-            }
-            if s.durable >= lsn {
-                return Ok(());
-            }
-            if s.in_progress {
-                self.synced.wait(&mut s);
-                continue;
-            }
-            s.in_progress = true;
-            drop(s);
-            for _ in 0..GATHER_YIELDS {
-                if self.inflight.load(Ordering::Acquire) <= self.enqueued.load(Ordering::Acquire) {
-                    break;
-                }
-                std::thread::yield_now();
-            }
-            let result = self.sync_once();
-            s = self.sync.lock();
-            s.in_progress = false;
-            match result {
-                Ok(target) => {
-                    if target > s.durable {
-                        s.durable = target;
-                    }
-                }
-                Err(e) => {
-                    drop(s);
-                    return Err(self.fail(e));
-                }
-            }
-            self.synced.notify_all();
-        }
+        self.group
+            .wait(lsn, || self.sync_once().map_err(Arc::new))
+            .map_err(Error::Poisoned)
     }
 
     /// Writes the buffer and fsyncs the active segment; returns the LSN now durable.
@@ -318,9 +262,14 @@ impl Wal {
                 .last()
                 .and_then(|s| s.extents.last().map(|e| e.end))
                 .unwrap_or(SEGMENT_HEADER_LEN as u64),
+            file_len: match recovered.segments.last() {
+                Some(s) => s.file.len()?,
+                None => 0,
+            },
             segments: recovered.segments,
             buf: Vec::with_capacity(opts.write_buffer_bytes),
             next_lsn: recovered.next_lsn,
+            prealloc: opts.preallocate_bytes,
         };
         let inner = Arc::new(Inner {
             dir,
@@ -329,20 +278,15 @@ impl Wal {
                 buf: Vec::new(),
                 buf_at: 0,
                 next_lsn: 0,
+                file_len: 0,
+                prealloc: 0,
             }),
-            sync: Mutex::new(SyncState {
-                durable: last_lsn,
-                in_progress: false,
-            }),
-            synced: Condvar::new(),
+            group: GroupCommit::new(last_lsn),
             kick: Condvar::new(),
             kick_lock: Mutex::new(false),
             stop: AtomicBool::new(false),
-            inflight: AtomicUsize::new(0),
-            enqueued: AtomicUsize::new(0),
             appended_bytes: AtomicU64::new(0),
             synced_bytes: AtomicU64::new(0),
-            poison: OnceLock::new(),
             report: recovered.report,
             _lock: lock,
             opts,
@@ -384,20 +328,10 @@ impl Wal {
             return Err(Error::InvalidArgument("empty batch".into()));
         }
         let inner = &self.inner;
-        if inner.opts.sync == SyncPolicy::Always {
-            inner.inflight.fetch_add(1, Ordering::AcqRel);
-            let result = inner.enqueue(payloads).and_then(|(first, last)| {
-                inner.enqueued.fetch_add(1, Ordering::AcqRel);
-                let waited = inner.wait_durable(last);
-                inner.enqueued.fetch_sub(1, Ordering::AcqRel);
-                waited.map(|()| (first, last))
-            });
-            inner.inflight.fetch_sub(1, Ordering::AcqRel);
-            return result;
-        }
+        let _writer = (inner.opts.sync == SyncPolicy::Always).then(|| inner.group.writer());
         let (first, last) = inner.enqueue(payloads)?;
         match inner.opts.sync {
-            SyncPolicy::Always => {}
+            SyncPolicy::Always => inner.wait_durable(last)?,
             SyncPolicy::Bytes(n) => {
                 let unsynced = inner.appended_bytes.load(Ordering::Relaxed)
                     - inner.synced_bytes.load(Ordering::Relaxed);
@@ -430,7 +364,7 @@ impl Wal {
 
     /// Every record up to this LSN is durable (0: none yet).
     pub fn durable_lsn(&self) -> Lsn {
-        self.inner.sync.lock().durable
+        self.inner.group.durable()
     }
 
     /// The LSN of the last record appended (durable or not); 0 if none ever was.
@@ -541,8 +475,7 @@ impl Wal {
         };
         run().map_err(|e| inner.fail(e))?;
         drop(log);
-        let mut s = inner.sync.lock();
-        s.durable = s.durable.min(lsn);
+        inner.group.lower_to(lsn);
         Ok(())
     }
 
@@ -579,11 +512,11 @@ fn spawn_syncer(inner: &Arc<Inner>, every: Duration) -> Result<JoinHandle<()>> {
                     }
                     *kicked = false;
                 }
-                if inner.stop.load(Ordering::Acquire) || inner.poison.get().is_some() {
+                if inner.stop.load(Ordering::Acquire) || inner.check_poison().is_err() {
                     return;
                 }
                 let last = inner.last_lsn();
-                if inner.sync.lock().durable < last && inner.wait_durable(last).is_err() {
+                if inner.group.durable() < last && inner.wait_durable(last).is_err() {
                     return;
                 }
             }

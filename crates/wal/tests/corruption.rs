@@ -26,7 +26,7 @@ fn opts(fs: &DurableFs, mode: RecoveryMode) -> Options {
     Options::default()
         .with_fs(fs.clone())
         .with_max_segment_bytes(4096)
-        .with_preallocate_segments(false)
+        .with_preallocate_bytes(0)
         .with_sync(SyncPolicy::Never)
         .with_recovery(mode)
 }
@@ -196,7 +196,7 @@ fn preallocated_zeros_are_free_space_and_a_torn_tail_in_them_is_cut() {
     let fs = sim.durable();
     let o = |mode| {
         opts(&fs, mode)
-            .with_preallocate_segments(true)
+            .with_preallocate_bytes(1 << 16)
             .with_max_segment_bytes(1 << 16)
     };
     let wal = Wal::open(DIR, o(RecoveryMode::Strict)).unwrap();

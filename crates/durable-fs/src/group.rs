@@ -1,0 +1,220 @@
+//! [`GroupCommit`]: leader/follower fsync sharing, used by every engine's `SyncPolicy::Always`.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use parking_lot::{Condvar, Mutex};
+
+/// How many times a leader yields, at most, for writers about to join its fsync.
+const GATHER_YIELDS: usize = 4;
+
+/// Shares one fsync among concurrent writers (leader/follower group commit).
+///
+/// Writers number their writes with increasing sequence numbers and call
+/// [`GroupCommit::wait`] with theirs. The first caller that finds no sync running becomes the
+/// leader and runs the engine's sync closure, which makes everything written so far durable
+/// and returns the highest sequence number it covered; the others wait and are released when
+/// a sync covers them. Writers that arrive while a sync runs are covered by the next one, so
+/// under load one fsync serves many writers.
+///
+/// **Fail-stop.** If a sync fails, the leader and every waiter, now and later, get (a clone
+/// of) its error: nothing is acknowledged after a failed fsync. `E` is the engine's shared
+/// error, typically an `Arc` of its error type.
+///
+/// ```
+/// use durable_fs::GroupCommit;
+/// let gc: GroupCommit<String> = GroupCommit::new(0);
+/// let _writer = gc.writer(); // counts this writer as in flight (helps the leader gather)
+/// // ... write record 1 ...
+/// gc.wait(1, || Ok(1)).unwrap(); // the sync covered up to 1
+/// assert_eq!(gc.durable(), 1);
+/// ```
+#[derive(Debug)]
+pub struct GroupCommit<E> {
+    state: Mutex<State<E>>,
+    synced: Condvar,
+    /// Writers between [`GroupCommit::writer`] and the end of their wait, and how many of
+    /// those are already waiting: while the first exceeds the second, someone is about to
+    /// join, and the leader yields briefly to let them.
+    inflight: AtomicUsize,
+    waiting: AtomicUsize,
+}
+
+#[derive(Debug)]
+struct State<E> {
+    durable: u64,
+    in_progress: bool,
+    failed: Option<E>,
+}
+
+/// Marks a writer in flight; see [`GroupCommit::writer`].
+#[derive(Debug)]
+pub struct WriterGuard<'a>(&'a AtomicUsize);
+
+impl Drop for WriterGuard<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+impl<E: Clone> GroupCommit<E> {
+    /// Everything up to `durable` is already durable.
+    pub fn new(durable: u64) -> Self {
+        GroupCommit {
+            state: Mutex::new(State {
+                durable,
+                in_progress: false,
+                failed: None,
+            }),
+            synced: Condvar::new(),
+            inflight: AtomicUsize::new(0),
+            waiting: AtomicUsize::new(0),
+        }
+    }
+
+    /// Declares a writer in flight until the guard drops; call it before writing, keep it
+    /// through [`GroupCommit::wait`]. Optional: it only helps leaders gather more writers.
+    pub fn writer(&self) -> WriterGuard<'_> {
+        self.inflight.fetch_add(1, Ordering::AcqRel);
+        WriterGuard(&self.inflight)
+    }
+
+    /// The highest sequence number known durable.
+    pub fn durable(&self) -> u64 {
+        self.state.lock().durable
+    }
+
+    /// The first failure, if a sync (or [`GroupCommit::poison`]) failed.
+    pub fn failure(&self) -> Option<E> {
+        self.state.lock().failed.clone()
+    }
+
+    /// Records that everything up to `seq` became durable by other means (for example a
+    /// sync at file rotation). Never moves backwards.
+    pub fn advance(&self, seq: u64) {
+        let mut s = self.state.lock();
+        if seq > s.durable {
+            s.durable = seq;
+        }
+        drop(s);
+        self.synced.notify_all();
+    }
+
+    /// Lowers the durable mark to `seq` (records above it were removed on purpose).
+    pub fn lower_to(&self, seq: u64) {
+        let mut s = self.state.lock();
+        s.durable = s.durable.min(seq);
+    }
+
+    /// Marks the group failed (the engine saw a write or sync fail elsewhere) and wakes
+    /// every waiter, who then gets `error` (or the first failure, if there was one already).
+    pub fn poison(&self, error: E) {
+        self.state.lock().failed.get_or_insert(error);
+        self.synced.notify_all();
+    }
+
+    /// Returns once `seq` is durable. `sync` is run (at most once) if this caller becomes
+    /// the leader: it must make everything written so far durable and return the highest
+    /// sequence number that covers, which is at least `seq`.
+    pub fn wait(&self, seq: u64, sync: impl FnOnce() -> Result<u64, E>) -> Result<(), E> {
+        self.waiting.fetch_add(1, Ordering::AcqRel);
+        let r = self.wait_inner(seq, sync);
+        self.waiting.fetch_sub(1, Ordering::AcqRel);
+        r
+    }
+
+    fn wait_inner(&self, seq: u64, sync: impl FnOnce() -> Result<u64, E>) -> Result<(), E> {
+        let mut sync = Some(sync);
+        let mut s = self.state.lock();
+        loop {
+            if let Some(e) = &s.failed {
+                return Err(e.clone());
+            }
+            if s.durable >= seq {
+                return Ok(());
+            }
+            let Some(run) = (!s.in_progress).then(|| sync.take()).flatten() else {
+                self.synced.wait(&mut s);
+                continue;
+            };
+            s.in_progress = true;
+            drop(s);
+            for _ in 0..GATHER_YIELDS {
+                if self.inflight.load(Ordering::Acquire) <= self.waiting.load(Ordering::Acquire) {
+                    break;
+                }
+                std::thread::yield_now();
+            }
+            let result = run();
+            s = self.state.lock();
+            s.in_progress = false;
+            match result {
+                Ok(covered) => {
+                    debug_assert!(covered >= seq, "a leader's sync covers its own write");
+                    if covered > s.durable {
+                        s.durable = covered;
+                    }
+                    drop(s);
+                    self.synced.notify_all();
+                    s = self.state.lock();
+                }
+                Err(e) => {
+                    let first = s.failed.get_or_insert(e).clone();
+                    drop(s);
+                    self.synced.notify_all();
+                    return Err(first);
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+    use std::sync::atomic::AtomicU64;
+
+    #[test]
+    fn concurrent_waiters_share_syncs_and_all_get_released() {
+        let gc: Arc<GroupCommit<()>> = Arc::new(GroupCommit::new(0));
+        let next = Arc::new(AtomicU64::new(0));
+        let syncs = Arc::new(AtomicU64::new(0));
+        let handles: Vec<_> = (0..8)
+            .map(|_| {
+                let (gc, next, syncs) = (Arc::clone(&gc), Arc::clone(&next), Arc::clone(&syncs));
+                std::thread::spawn(move || {
+                    for _ in 0..100 {
+                        let _w = gc.writer();
+                        let seq = next.fetch_add(1, Ordering::SeqCst) + 1;
+                        gc.wait(seq, || {
+                            syncs.fetch_add(1, Ordering::SeqCst);
+                            std::thread::sleep(std::time::Duration::from_micros(200));
+                            Ok(next.load(Ordering::SeqCst))
+                        })
+                        .unwrap();
+                        assert!(gc.durable() >= seq);
+                    }
+                })
+            })
+            .collect();
+        for h in handles {
+            h.join().unwrap();
+        }
+        assert_eq!(gc.durable(), 800);
+        assert!(syncs.load(Ordering::SeqCst) < 800, "fsyncs were shared");
+    }
+
+    #[test]
+    fn a_failed_sync_poisons_every_later_wait() {
+        let gc: GroupCommit<&str> = GroupCommit::new(5);
+        gc.wait(5, || unreachable!("already durable")).unwrap();
+        assert_eq!(gc.wait(6, || Err("EIO")), Err("EIO"));
+        assert_eq!(
+            gc.wait(7, || Ok(7)),
+            Err("EIO"),
+            "the first error, never a retry"
+        );
+        assert_eq!(gc.failure(), Some("EIO"));
+        assert_eq!(gc.durable(), 5);
+    }
+}
