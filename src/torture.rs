@@ -48,6 +48,7 @@ fn engines() -> Vec<(&'static str, Runner)> {
     vec![
         ("durable-fs", runner(FilesWorkload::default())),
         ("wal", runner(wal::torture::WalWorkload::default())),
+        ("bitcask", runner(bitcask::torture::KvWorkload::default())),
     ]
 }
 

@@ -1,0 +1,59 @@
+//! # bitcask: a crash-safe Bitcask key-value store
+//!
+//! The design of the Bitcask paper (Sheehy and Smith, Basho 2010): writes are appended to
+//! the active data file; an in-memory *keydir* maps each live key to the file, offset and size
+//! of its latest value, so a read is one positional read; full files become immutable and get
+//! a *hint file* that makes the next open fast; *merge* rewrites live records and drops the
+//! rest.
+//!
+//! Without Riak's durability gaps:
+//! - every new file is created through `durable-fs` (its directory entry is fsynced), so an
+//!   acknowledged write never vanishes with the file that holds it;
+//! - a merge commits with one atomic marker file and only then removes its inputs, so a crash
+//!   at any point leaves the old set or the new set: no lost key, no resurrected delete;
+//! - a torn tail (a crash mid-write) is truncated at open and reported; damage elsewhere is
+//!   refused with file and offset ([`Error::Corruption`]) unless `Options::salvage` is set;
+//! - a failed write or fsync poisons the store: nothing after it is acknowledged.
+//!
+//! Records carry a CRC over header, key and value, salted per file; a delete is a tombstone
+//! flag, so an empty value is a legal value. Batches ([`WriteBatch`]) are all-or-nothing after
+//! a crash. Formats: [`format`] and `docs/FORMAT-bitcask.md`.
+//!
+//! **Memory.** Every live key is in memory: about key length + 90 bytes each (see
+//! BENCHMARKS.md), so the key set must fit in RAM, as in Bitcask.
+//!
+//! ```
+//! use bitcask::{Bitcask, Options, WriteBatch};
+//!
+//! # fn main() -> Result<(), bitcask::Error> {
+//! # let tmp = tempfile::tempdir().unwrap();
+//! let db = Bitcask::open(tmp.path(), Options::default())?; // SyncPolicy::Always by default
+//! db.put(b"apple", b"red")?;                             // durable when it returns
+//! db.put(b"empty", b"")?;                                // an empty value is a value
+//! let mut batch = WriteBatch::new();
+//! batch.put(b"pear", b"green");
+//! batch.delete(b"apple");
+//! db.write(batch)?;                                      // all or nothing
+//! assert_eq!(db.get(b"apple")?, None);
+//! assert_eq!(db.get(b"empty")?, Some(Vec::new()));
+//! db.merge()?;                                           // reclaim dead bytes
+//! assert_eq!(db.get(b"pear")?, Some(b"green".to_vec()));
+//! db.close()?;
+//! # Ok(()) }
+//! ```
+
+mod error;
+pub mod format;
+mod handles;
+mod keydir;
+mod merge;
+mod options;
+mod recovery;
+mod store;
+pub mod torture;
+
+pub use error::{CorruptionKind, Error, Result};
+pub use merge::{MERGE_MARKER, MergeReport};
+pub use options::{MergeTriggers, Options, SyncPolicy};
+pub use recovery::{Damage, OpenReport};
+pub use store::{Bitcask, Iter, Stats, WriteBatch};

@@ -1,0 +1,386 @@
+//! Merge: rewrite the live records of every immutable file into new files, switch to them
+//! atomically, remove the old ones.
+//!
+//! The recipe, and what a crash at each point leaves:
+//!
+//! 1. Rotate, so every record written so far is in an immutable file (the inputs).
+//! 2. Copy each input record that the keydir still points to into outputs named
+//!    `<id>.merge`, and sync them. *Crash: open removes the `.merge` files; the old set
+//!    stands.*
+//! 3. **Commit**: write the marker `MERGE` (inputs and outputs, with a CRC) with
+//!    `atomic_replace`. *From here a crash rolls forward: open finishes steps 4-6.*
+//! 4. Rename the outputs to `<id>.data`; point the keydir at them.
+//! 5. Remove the inputs and their hints.
+//! 6. Write the outputs' hints; remove the marker.
+//!
+//! Tombstones are dropped: every file older than the active one is an input, so no file that
+//! stays can hold an older value they would need to hide. Reads continue throughout (a read
+//! that raced with step 5 retries through the keydir); writes go to the active file, which is
+//! not an input.
+
+use std::path::Path;
+use std::sync::atomic::Ordering;
+
+use durable_fs::{DurableFs, File};
+
+use crate::error::{CorruptionKind, Error, Result};
+use crate::format::{
+    FILE_HEADER_LEN, HintEntry, data_name, decode_record, encode_record, hint_name, merge_name,
+};
+use crate::handles::open_data;
+use crate::keydir::{FileStats, Loc};
+use crate::options::MergeTriggers;
+use crate::store::{HintJob, Inner, create_data_file};
+
+/// The name of the merge commit marker.
+pub const MERGE_MARKER: &str = "MERGE";
+
+/// What a merge did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct MergeReport {
+    /// Files merged (and removed).
+    pub inputs: Vec<u64>,
+    /// Files written.
+    pub outputs: Vec<u64>,
+    /// Live records copied.
+    pub records: u64,
+    /// Record bytes before (in the inputs) and after (in the outputs).
+    pub bytes_before: u64,
+    /// See `bytes_before`.
+    pub bytes_after: u64,
+}
+
+/// The commit marker: which files the merge replaces with which.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct MergeMarker {
+    pub inputs: Vec<u64>,
+    pub outputs: Vec<u64>,
+}
+
+fn join(ids: &[u64]) -> String {
+    ids.iter().map(u64::to_string).collect::<Vec<_>>().join(" ")
+}
+
+impl MergeMarker {
+    pub fn encode(&self) -> Vec<u8> {
+        let body = format!(
+            "bitcask-merge 1\ninputs {}\noutputs {}\n",
+            join(&self.inputs),
+            join(&self.outputs)
+        );
+        let crc = crc32fast::hash(body.as_bytes());
+        format!("{body}crc {crc:08x}\n").into_bytes()
+    }
+
+    pub fn decode(b: &[u8]) -> Option<MergeMarker> {
+        let s = std::str::from_utf8(b).ok()?;
+        let (body, crc_line) = s.strip_suffix('\n')?.rsplit_once('\n')?;
+        let body = format!("{body}\n");
+        let crc = u32::from_str_radix(crc_line.strip_prefix("crc ")?, 16).ok()?;
+        if crc32fast::hash(body.as_bytes()) != crc {
+            return None;
+        }
+        let mut lines = body.lines();
+        if lines.next()? != "bitcask-merge 1" {
+            return None;
+        }
+        let ids = |line: &str, tag: &str| -> Option<Vec<u64>> {
+            line.strip_prefix(tag)?
+                .split_whitespace()
+                .map(|t| t.parse().ok())
+                .collect()
+        };
+        Some(MergeMarker {
+            inputs: ids(lines.next()?, "inputs")?,
+            outputs: ids(lines.next()?, "outputs")?,
+        })
+    }
+}
+
+/// Finishes a committed merge (steps 4-6 of the module docs), at open.
+pub(crate) fn roll_forward(fs: &DurableFs, dir: &Path, m: &MergeMarker) -> Result<()> {
+    for &id in &m.outputs {
+        let staged = dir.join(merge_name(id));
+        let data = dir.join(data_name(id));
+        if fs.exists(&staged)? {
+            fs.rename(&staged, &data)?;
+        } else if !fs.exists(&data)? {
+            return Err(Error::Corruption {
+                path: dir.join(MERGE_MARKER),
+                offset: 0,
+                kind: CorruptionKind::BadMergeMarker,
+            });
+        }
+    }
+    for &id in &m.inputs {
+        for name in [data_name(id), hint_name(id)] {
+            let p = dir.join(name);
+            if fs.exists(&p)? {
+                fs.remove_file(&p)?;
+            }
+        }
+    }
+    fs.remove_file(&dir.join(MERGE_MARKER))?;
+    Ok(())
+}
+
+/// True when the immutable files meet either trigger.
+pub(crate) fn should_merge(inner: &Inner, t: &MergeTriggers) -> bool {
+    let active = inner
+        .writer
+        .as_ref()
+        .map(|w| u32::try_from(w.lock().id).unwrap_or(u32::MAX));
+    let kd = inner.keydir.read();
+    let (total, dead) = kd
+        .files
+        .iter()
+        .filter(|(f, _)| Some(**f) != active)
+        .fold((0u64, 0u64), |(t, d), (_, s)| (t + s.total, d + s.dead));
+    total > 0 && (dead as f64 / total as f64 >= t.fragmentation || dead >= t.dead_bytes)
+}
+
+/// An output file being written.
+struct Output {
+    id: u64,
+    file: File,
+    salt: u32,
+    offset: u64,
+    hint: Vec<HintEntry>,
+}
+
+/// A live record moved from `from` to `to`.
+struct Moved {
+    key: Box<[u8]>,
+    from: Loc,
+    to: Loc,
+}
+
+/// Runs a merge; see the module docs.
+pub(crate) fn merge(inner: &Inner) -> Result<MergeReport> {
+    let _one_at_a_time = inner.merge_lock.lock();
+    inner.check_poison()?;
+    let writer = inner.writer.as_ref().ok_or(Error::ReadOnly)?;
+    // 1. Everything written so far becomes immutable.
+    let active = {
+        let mut w = writer.lock();
+        if w.offset > FILE_HEADER_LEN as u64 {
+            let job = inner.rotate(&mut w).map_err(|e| inner.fail(e))?;
+            let id = w.id;
+            drop(w);
+            inner.write_hint(job);
+            id
+        } else {
+            w.id
+        }
+    };
+    let inputs: Vec<u64> = inner
+        .files
+        .lock()
+        .iter()
+        .copied()
+        .filter(|&id| id != active)
+        .collect();
+    if inputs.is_empty() {
+        return Ok(MergeReport::default());
+    }
+    let mut outputs: Vec<Output> = Vec::new();
+    let mut moved: Vec<Moved> = Vec::new();
+    let mut report = MergeReport {
+        inputs: inputs.clone(),
+        ..MergeReport::default()
+    };
+    // 2. Copy live records (on failure, drop the outputs: the old set is untouched).
+    if let Err(e) = copy_live(inner, &inputs, &mut outputs, &mut moved, &mut report) {
+        for o in &outputs {
+            let _ = inner.opts.fs.remove_file(&inner.dir.join(merge_name(o.id)));
+        }
+        return Err(e);
+    }
+    report.outputs = outputs.iter().map(|o| o.id).collect();
+    // 3. Commit.
+    let marker = MergeMarker {
+        inputs: inputs.clone(),
+        outputs: report.outputs.clone(),
+    };
+    inner
+        .opts
+        .fs
+        .atomic_replace(&inner.dir.join(MERGE_MARKER), &marker.encode())?;
+    // 4-6. From here on the merge has happened; a failure means the in-memory state no
+    // longer matches the disk: poison (reopen rolls forward).
+    switch(inner, &inputs, outputs, moved).map_err(|e| inner.fail(e))?;
+    Ok(report)
+}
+
+fn copy_live(
+    inner: &Inner,
+    inputs: &[u64],
+    outputs: &mut Vec<Output>,
+    moved: &mut Vec<Moved>,
+    report: &mut MergeReport,
+) -> Result<()> {
+    let opts = &inner.opts;
+    let mut buf = Vec::new();
+    for &id in inputs {
+        let handle = open_data(&opts.fs, &inner.dir, id)?;
+        let bytes = handle.file.read_all()?;
+        let path = inner.dir.join(data_name(id));
+        report.bytes_before += (bytes.len() - FILE_HEADER_LEN.min(bytes.len())) as u64;
+        let mut pos = FILE_HEADER_LEN;
+        let file_id = u32::try_from(id).unwrap_or(u32::MAX);
+        while pos < bytes.len() {
+            let rest = bytes.get(pos..).unwrap_or_default();
+            let r = decode_record(rest, handle.salt, opts.max_key_bytes, opts.max_value_bytes)
+                .map_err(|e| Error::Corruption {
+                    path: path.clone(),
+                    offset: pos as u64,
+                    kind: match e {
+                        crate::format::DecodeError::Truncated => CorruptionKind::TruncatedRecord,
+                        crate::format::DecodeError::Corrupt(k) => k,
+                    },
+                })?;
+            let offset = pos as u32;
+            pos += r.encoded_len();
+            if r.is_tombstone() {
+                continue;
+            }
+            let live = inner.keydir.read().map.get(r.key).copied();
+            let Some(from) = live.filter(|l| l.file == file_id && l.offset == offset) else {
+                continue;
+            };
+            let len = r.encoded_len() as u64;
+            let need_new = match outputs.last() {
+                None => true,
+                Some(o) => {
+                    o.offset > FILE_HEADER_LEN as u64 && o.offset + len > opts.max_file_bytes
+                }
+            };
+            if need_new {
+                if let Some(o) = outputs.last_mut() {
+                    o.file.sync_data()?;
+                }
+                let oid = inner.next_file_id.fetch_add(1, Ordering::AcqRel);
+                let (file, salt) =
+                    create_data_file(&opts.fs, &inner.dir.join(merge_name(oid)), oid, true)?;
+                outputs.push(Output {
+                    id: oid,
+                    file,
+                    salt,
+                    offset: FILE_HEADER_LEN as u64,
+                    hint: Vec::new(),
+                });
+            }
+            let Some(o) = outputs.last_mut() else {
+                continue;
+            };
+            buf.clear();
+            encode_record(&mut buf, o.salt, r.seq, 0, r.key, r.value);
+            o.file.write_all_at(&buf, o.offset)?;
+            let to = Loc {
+                seq: r.seq,
+                file: u32::try_from(o.id).unwrap_or(u32::MAX),
+                offset: o.offset as u32,
+                value_len: r.value.len() as u32,
+            };
+            o.hint.push(HintEntry {
+                seq: r.seq,
+                offset: o.offset,
+                value_len: to.value_len,
+                flags: 0,
+                key: r.key.to_vec(),
+            });
+            moved.push(Moved {
+                key: r.key.into(),
+                from,
+                to,
+            });
+            o.offset += len;
+            report.records += 1;
+            report.bytes_after += len;
+        }
+    }
+    if let Some(o) = outputs.last() {
+        o.file.sync_data()?;
+    }
+    Ok(())
+}
+
+fn switch(inner: &Inner, inputs: &[u64], outputs: Vec<Output>, moved: Vec<Moved>) -> Result<()> {
+    let fs = &inner.opts.fs;
+    let dir = &inner.dir;
+    // 4. Outputs become data files, then the keydir points at them.
+    for o in &outputs {
+        fs.rename(&dir.join(merge_name(o.id)), &dir.join(data_name(o.id)))?;
+    }
+    {
+        let mut kd = inner.keydir.write();
+        for o in &outputs {
+            let f = u32::try_from(o.id).unwrap_or(u32::MAX);
+            kd.files.insert(
+                f,
+                FileStats {
+                    total: o.offset - FILE_HEADER_LEN as u64,
+                    dead: 0,
+                },
+            );
+        }
+        for m in moved {
+            let key_len = m.key.len();
+            if kd.map.get(&m.key) == Some(&m.from) {
+                kd.map.insert(m.key, m.to);
+            } else if let Some(s) = kd.files.get_mut(&m.to.file) {
+                // Overwritten or deleted while the merge ran: its copy is dead already.
+                s.dead += m.to.record_len(key_len);
+            }
+        }
+        for id in inputs {
+            kd.files.remove(&u32::try_from(*id).unwrap_or(u32::MAX));
+        }
+    }
+    {
+        let mut files = inner.files.lock();
+        for id in inputs {
+            files.remove(id);
+        }
+        files.extend(outputs.iter().map(|o| o.id));
+    }
+    // 5. The inputs go.
+    for &id in inputs {
+        inner.handles.lock().evict(id);
+        fs.remove_file(&dir.join(data_name(id)))?;
+        let hint = dir.join(hint_name(id));
+        if fs.exists(&hint)? {
+            fs.remove_file(&hint)?;
+        }
+    }
+    // 6. Hints for the outputs, then the marker goes.
+    for o in outputs {
+        inner.write_hint(HintJob {
+            id: o.id,
+            salt: o.salt,
+            entries: o.hint,
+        });
+    }
+    fs.remove_file(&dir.join(MERGE_MARKER))?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn marker_round_trips_and_rejects_damage() {
+        let m = MergeMarker {
+            inputs: vec![1, 2, 5],
+            outputs: vec![9],
+        };
+        let b = m.encode();
+        assert_eq!(MergeMarker::decode(&b), Some(m));
+        for i in 0..b.len() {
+            let mut d = b.clone();
+            d[i] ^= 0x01;
+            assert_eq!(MergeMarker::decode(&d), None, "flip at {i}");
+        }
+    }
+}

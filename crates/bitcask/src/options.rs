@@ -1,0 +1,178 @@
+//! [`Options`], [`SyncPolicy`], [`MergeTriggers`].
+
+use std::time::Duration;
+
+use durable_fs::DurableFs;
+
+use crate::error::{Error, Result};
+
+/// When writes become durable. Each variant says what survives a power cut.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SyncPolicy {
+    /// `put`/`delete`/`write` return after the fsync that covers them: everything
+    /// acknowledged survives. Concurrent writers share fsyncs (group commit).
+    Always,
+    /// A background thread syncs every interval: a power cut loses at most about that much.
+    Interval(Duration),
+    /// Nothing is synced until [`Bitcask::sync`](crate::Bitcask::sync) or `close`.
+    Never,
+}
+
+/// When an automatic background merge starts (Riak's `frag_merge_trigger` and
+/// `dead_bytes_merge_trigger`). Either condition, checked every `check_interval`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct MergeTriggers {
+    /// Merge when dead bytes / total bytes of the immutable files reach this. Default: 0.6.
+    pub fragmentation: f64,
+    /// Merge when the immutable files hold this many dead bytes. Default: 512 MiB.
+    pub dead_bytes: u64,
+    /// How often to check. Default: 10 s.
+    pub check_interval: Duration,
+}
+
+impl Default for MergeTriggers {
+    fn default() -> Self {
+        MergeTriggers {
+            fragmentation: 0.6,
+            dead_bytes: 512 << 20,
+            check_interval: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Options for [`Bitcask::open`](crate::Bitcask::open); build with the `with_*` methods.
+///
+/// ```
+/// use bitcask::{Options, SyncPolicy};
+/// let opts = Options::default().with_max_file_bytes(16 << 20).with_sync(SyncPolicy::Never);
+/// assert!(opts.validate().is_ok());
+/// ```
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// The filesystem door. Default: the real filesystem.
+    pub fs: DurableFs,
+    /// The active data file is rotated before a write would take it past this. Default:
+    /// 64 MiB. Minimum: 4 KiB. Maximum: 4 GiB.
+    pub max_file_bytes: u64,
+    /// Longest key. Default: 64 KiB.
+    pub max_key_bytes: u32,
+    /// Longest value. Default: 64 MiB.
+    pub max_value_bytes: u32,
+    /// Durability of writes. Default: [`SyncPolicy::Always`].
+    pub sync: SyncPolicy,
+    /// Open without the lock, for reading only: no repair, no writes. Default: false.
+    pub read_only: bool,
+    /// Damage that is not a torn tail: refuse to open (false, default) or skip the damaged
+    /// range, keep every valid record, and report it (true).
+    pub salvage: bool,
+    /// Open read handles kept, at most (the active file's is extra). Default: 64. Minimum 1.
+    pub max_open_files: usize,
+    /// Automatic background merges; `None` (default) merges only when asked.
+    pub auto_merge: Option<MergeTriggers>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            fs: DurableFs::real(),
+            max_file_bytes: 64 << 20,
+            max_key_bytes: 64 << 10,
+            max_value_bytes: 64 << 20,
+            sync: SyncPolicy::Always,
+            read_only: false,
+            salvage: false,
+            max_open_files: 64,
+            auto_merge: None,
+        }
+    }
+}
+
+impl Options {
+    /// Uses another filesystem (for example a simulated one).
+    #[must_use]
+    pub fn with_fs(mut self, fs: DurableFs) -> Self {
+        self.fs = fs;
+        self
+    }
+
+    /// Sets [`Options::max_file_bytes`].
+    #[must_use]
+    pub fn with_max_file_bytes(mut self, n: u64) -> Self {
+        self.max_file_bytes = n;
+        self
+    }
+
+    /// Sets [`Options::max_key_bytes`].
+    #[must_use]
+    pub fn with_max_key_bytes(mut self, n: u32) -> Self {
+        self.max_key_bytes = n;
+        self
+    }
+
+    /// Sets [`Options::max_value_bytes`].
+    #[must_use]
+    pub fn with_max_value_bytes(mut self, n: u32) -> Self {
+        self.max_value_bytes = n;
+        self
+    }
+
+    /// Sets [`Options::sync`].
+    #[must_use]
+    pub fn with_sync(mut self, sync: SyncPolicy) -> Self {
+        self.sync = sync;
+        self
+    }
+
+    /// Sets [`Options::read_only`].
+    #[must_use]
+    pub fn with_read_only(mut self, read_only: bool) -> Self {
+        self.read_only = read_only;
+        self
+    }
+
+    /// Sets [`Options::salvage`].
+    #[must_use]
+    pub fn with_salvage(mut self, salvage: bool) -> Self {
+        self.salvage = salvage;
+        self
+    }
+
+    /// Sets [`Options::max_open_files`].
+    #[must_use]
+    pub fn with_max_open_files(mut self, n: usize) -> Self {
+        self.max_open_files = n;
+        self
+    }
+
+    /// Sets [`Options::auto_merge`].
+    #[must_use]
+    pub fn with_auto_merge(mut self, triggers: Option<MergeTriggers>) -> Self {
+        self.auto_merge = triggers;
+        self
+    }
+
+    /// Checks the limits documented on each field.
+    pub fn validate(&self) -> Result<()> {
+        let bad = |m: String| Err(Error::InvalidOptions(m));
+        if !(4096..=u32::MAX as u64).contains(&self.max_file_bytes) {
+            return bad(format!(
+                "max_file_bytes {} is not in 4 KiB..=4 GiB",
+                self.max_file_bytes
+            ));
+        }
+        if self.max_open_files == 0 {
+            return bad("max_open_files must be at least 1".into());
+        }
+        if let SyncPolicy::Interval(d) = self.sync
+            && d.is_zero()
+        {
+            return bad("sync interval must be > 0".into());
+        }
+        if let Some(t) = self.auto_merge
+            && (!(0.0..=1.0).contains(&t.fragmentation) || t.check_interval.is_zero())
+        {
+            return bad("merge fragmentation must be in 0..=1 and the interval > 0".into());
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,448 @@
+//! Opening a store: finish or abandon an interrupted merge, load the keydir from hint files
+//! or CRC-checked scans, repair a torn tail, start a new active file.
+//!
+//! Only the newest file written by the writer can have a torn tail: a data file is synced
+//! completely before the next one is created, and merge outputs are synced before the merge
+//! commits. Damage anywhere else is corruption, refused with file and offset unless
+//! `Options::salvage` asks to skip it.
+
+use std::collections::{BTreeSet, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64};
+
+use durable_fs::{Access, DurableFs, GroupCommit, TEMP_SUFFIX};
+use parking_lot::{Condvar, Mutex, RwLock};
+
+use crate::error::{CorruptionKind, Error, Result};
+use crate::format::{
+    BATCH_CONTINUES, DATA_MAGIC, DecodeError, FILE_HEADER_LEN, FileHeader, HintEntry,
+    RECORD_HEADER_LEN, TOMBSTONE, data_name, decode_hint, decode_record, hint_name, parse_name,
+    u32_at,
+};
+use crate::handles::HandleCache;
+use crate::keydir::{Keydir, Loc};
+use crate::merge::{MERGE_MARKER, MergeMarker};
+use crate::options::Options;
+use crate::store::{Inner, Writer, create_data_file};
+
+/// What [`Bitcask::open`](crate::Bitcask::open) found and did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct OpenReport {
+    /// Data files loaded.
+    pub files: usize,
+    /// Files whose entries came from a valid hint file.
+    pub from_hints: usize,
+    /// Files scanned record by record (no hint, or a damaged one).
+    pub scanned: usize,
+    /// Live keys.
+    pub keys: u64,
+    /// A torn tail cut from the newest file, if there was one.
+    pub truncated_tail: Option<Damage>,
+    /// Damaged ranges skipped (only with `Options::salvage`).
+    pub skipped: Vec<Damage>,
+    /// An interrupted merge that had committed was finished.
+    pub merge_completed: bool,
+    /// Output files of an interrupted, uncommitted merge that were removed.
+    pub merge_abandoned_files: usize,
+    /// Files removed because their creation was torn (shorter than a header).
+    pub removed_torn_files: Vec<PathBuf>,
+}
+
+/// A damaged byte range.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Damage {
+    /// The file.
+    pub path: PathBuf,
+    /// Where the damage starts.
+    pub offset: u64,
+    /// Bytes dropped or skipped.
+    pub len: u64,
+    /// What was wrong there.
+    pub kind: CorruptionKind,
+}
+
+/// Marks a data file header as a merge output (reserved field = 1) and fixes its CRC.
+pub(crate) fn mark_merged(header: &mut [u8; FILE_HEADER_LEN]) {
+    if let Some(f) = header.get_mut(24..28) {
+        f.copy_from_slice(&1u32.to_le_bytes());
+    }
+    let crc = crc32fast::hash(header.get(..28).unwrap_or_default());
+    if let Some(c) = header.get_mut(28..32) {
+        c.copy_from_slice(&crc.to_le_bytes());
+    }
+}
+
+/// What one data file contributed.
+struct Loaded {
+    entries: Vec<HintEntry>,
+    /// Bytes of valid records.
+    record_bytes: u64,
+}
+
+/// Any valid record after `from` with a sequence number above `min_seq`?
+fn valid_record_after(b: &[u8], from: usize, salt: u32, opts: &Options, min_seq: u64) -> bool {
+    let Some(last) = b.len().checked_sub(RECORD_HEADER_LEN) else {
+        return false;
+    };
+    (from..=last).any(|p| {
+        let rest = b.get(p..).unwrap_or_default();
+        let k = u32_at(rest, 12).unwrap_or(u32::MAX);
+        let v = u32_at(rest, 16).unwrap_or(u32::MAX);
+        k <= opts.max_key_bytes
+            && v <= opts.max_value_bytes
+            && matches!(decode_record(rest, salt, opts.max_key_bytes, opts.max_value_bytes), Ok(r) if r.seq > min_seq)
+    })
+}
+
+/// Scans a data file's records. `newest`: the file the writer was appending to, which may end
+/// in a torn tail. Returns the entries and, for a torn tail, where to cut.
+fn scan(
+    bytes: &[u8],
+    path: &Path,
+    salt: u32,
+    opts: &Options,
+    newest: bool,
+    report: &mut OpenReport,
+) -> Result<(Loaded, Option<u64>)> {
+    let mut loaded = Loaded {
+        entries: Vec::new(),
+        record_bytes: 0,
+    };
+    let mut pos = FILE_HEADER_LEN;
+    let mut batch: Vec<HintEntry> = Vec::new();
+    let mut batch_start = pos;
+    let mut last_seq = 0;
+    let mut cut = None;
+    while pos < bytes.len() {
+        let rest = bytes.get(pos..).unwrap_or_default();
+        let kind = match decode_record(rest, salt, opts.max_key_bytes, opts.max_value_bytes) {
+            Ok(r) => {
+                if batch.is_empty() {
+                    batch_start = pos;
+                }
+                batch.push(HintEntry {
+                    seq: r.seq,
+                    offset: pos as u64,
+                    value_len: r.value.len() as u32,
+                    flags: r.flags & TOMBSTONE,
+                    key: r.key.to_vec(),
+                });
+                last_seq = last_seq.max(r.seq);
+                pos += r.encoded_len();
+                if r.flags & BATCH_CONTINUES == 0 {
+                    loaded.record_bytes += (pos - batch_start) as u64;
+                    loaded.entries.append(&mut batch);
+                }
+                continue;
+            }
+            Err(DecodeError::Truncated) => CorruptionKind::TruncatedRecord,
+            Err(DecodeError::Corrupt(k)) => k,
+        };
+        let damage_at = if batch.is_empty() { pos } else { batch_start };
+        let later = valid_record_after(bytes, pos + 1, salt, opts, last_seq);
+        if newest && !later {
+            cut = Some((damage_at as u64, kind));
+            batch.clear();
+            break;
+        }
+        if !opts.salvage {
+            return Err(Error::Corruption {
+                path: path.to_path_buf(),
+                offset: pos as u64,
+                kind,
+            });
+        }
+        // Salvage: skip to the next valid record (or the end).
+        batch.clear();
+        let next = (pos + 1..bytes.len())
+            .find(|&p| {
+                decode_record(
+                    bytes.get(p..).unwrap_or_default(),
+                    salt,
+                    opts.max_key_bytes,
+                    opts.max_value_bytes,
+                )
+                .is_ok_and(|r| r.seq > last_seq)
+            })
+            .unwrap_or(bytes.len());
+        report.skipped.push(Damage {
+            path: path.to_path_buf(),
+            offset: damage_at as u64,
+            len: (next - damage_at) as u64,
+            kind,
+        });
+        pos = next;
+    }
+    if !batch.is_empty() && cut.is_none() {
+        let kind = CorruptionKind::IncompleteBatch;
+        if newest {
+            cut = Some((batch_start as u64, kind));
+        } else if opts.salvage {
+            report.skipped.push(Damage {
+                path: path.to_path_buf(),
+                offset: batch_start as u64,
+                len: (bytes.len() - batch_start) as u64,
+                kind,
+            });
+        } else {
+            return Err(Error::Corruption {
+                path: path.to_path_buf(),
+                offset: batch_start as u64,
+                kind,
+            });
+        }
+    }
+    let cut_at = cut.map(|(offset, kind)| {
+        report.truncated_tail = Some(Damage {
+            path: path.to_path_buf(),
+            offset,
+            len: bytes.len() as u64 - offset,
+            kind,
+        });
+        offset
+    });
+    Ok((loaded, cut_at))
+}
+
+/// Removes `path` if it exists.
+fn remove_if_exists(fs: &DurableFs, path: &Path) -> Result<()> {
+    if fs.exists(path)? {
+        fs.remove_file(path)?;
+    }
+    Ok(())
+}
+
+pub(crate) fn open(dir: &Path, opts: Options) -> Result<Inner> {
+    opts.validate()?;
+    let fs = opts.fs.clone();
+    let read_only = opts.read_only;
+    let lock = if read_only {
+        None
+    } else {
+        fs.create_dir_all(dir)?;
+        Some(fs.lock_dir(dir)?)
+    };
+    let mut report = OpenReport::default();
+
+    // 1. An interrupted merge: finish it if it committed, else drop its outputs.
+    let names = fs.list(dir)?;
+    if names.iter().any(|n| n == MERGE_MARKER) {
+        let marker_path = dir.join(MERGE_MARKER);
+        let marker = MergeMarker::decode(&fs.read(&marker_path)?).ok_or(Error::Corruption {
+            path: marker_path,
+            offset: 0,
+            kind: CorruptionKind::BadMergeMarker,
+        })?;
+        if read_only {
+            return Err(Error::InvalidOptions(
+                "an interrupted merge must be finished by a read-write open first".into(),
+            ));
+        }
+        crate::merge::roll_forward(&fs, dir, &marker)?;
+        report.merge_completed = true;
+    } else if !read_only {
+        for n in &names {
+            if matches!(parse_name(n), Some((_, "merge"))) {
+                fs.remove_file(&dir.join(n))?;
+                report.merge_abandoned_files += 1;
+            }
+        }
+    }
+    if !read_only {
+        for n in &names {
+            if n.ends_with(TEMP_SUFFIX) {
+                remove_if_exists(&fs, &dir.join(n))?;
+            }
+        }
+    }
+
+    // 2. Data files, and which one the writer was appending to.
+    let names = fs.list(dir)?;
+    let mut max_id = 0;
+    let mut ids = Vec::new();
+    let mut hints = BTreeSet::new();
+    for n in &names {
+        match parse_name(n) {
+            Some((id, "data")) => {
+                ids.push(id);
+                max_id = max_id.max(id);
+            }
+            Some((id, "hint")) => {
+                hints.insert(id);
+                // Ids are never reused, not even those of orphaned hints.
+                max_id = max_id.max(id);
+            }
+            _ => {}
+        }
+    }
+    ids.sort_unstable();
+    let mut headers = HashMap::new();
+    let mut newest_writer_file = None;
+    for &id in &ids {
+        let path = dir.join(data_name(id));
+        let file = fs.open(&path, Access::Read)?;
+        let mut h = [0u8; FILE_HEADER_LEN];
+        let len = file.len()?;
+        if len >= FILE_HEADER_LEN as u64 {
+            file.read_exact_at(&mut h, 0)?;
+        }
+        let merged = u32_at(&h, 24) == Some(1);
+        if !merged {
+            newest_writer_file = Some(id);
+        }
+        headers.insert(id, (h, len));
+    }
+
+    // 3. Load.
+    let mut best: HashMap<Box<[u8]>, (Loc, bool)> = HashMap::new();
+    let mut keydir = Keydir::default();
+    let mut max_seq = 0;
+    let mut live_ids = BTreeSet::new();
+    for &id in &ids {
+        let path = dir.join(data_name(id));
+        let Some(&(h, len)) = headers.get(&id) else {
+            continue;
+        };
+        let newest = Some(id) == newest_writer_file;
+        let header = match FileHeader::decode(&h, &DATA_MAGIC) {
+            Ok(header) => header,
+            Err(_) if newest && len <= FILE_HEADER_LEN as u64 => {
+                // Created, then the crash came before its header was synced.
+                if !read_only {
+                    fs.remove_file(&path)?;
+                }
+                report.removed_torn_files.push(path);
+                continue;
+            }
+            Err(kind) => {
+                return Err(Error::Corruption {
+                    path,
+                    offset: 0,
+                    kind,
+                });
+            }
+        };
+        if header.file_id != id {
+            return Err(Error::Corruption {
+                path,
+                offset: 16,
+                kind: CorruptionKind::NameMismatch {
+                    name_id: id,
+                    header_id: header.file_id,
+                },
+            });
+        }
+        let from_hint = if newest || !hints.contains(&id) {
+            None
+        } else {
+            fs.read(&dir.join(hint_name(id)))
+                .ok()
+                .and_then(|b| decode_hint(&b, header.salt, id, opts.max_key_bytes))
+        };
+        let loaded = match from_hint {
+            Some(entries) => {
+                report.from_hints += 1;
+                Loaded {
+                    entries,
+                    record_bytes: len - FILE_HEADER_LEN as u64,
+                }
+            }
+            None => {
+                report.scanned += 1;
+                let access = if newest && !read_only {
+                    Access::ReadWrite
+                } else {
+                    Access::Read
+                };
+                let file = fs.open(&path, access)?;
+                let bytes = file.read_all()?;
+                let (loaded, cut) = scan(&bytes, &path, header.salt, &opts, newest, &mut report)?;
+                if let Some(at) = cut
+                    && !read_only
+                {
+                    file.set_len(at)?;
+                    file.sync_data()?;
+                    // Its hint (if any) described the bytes just cut.
+                    remove_if_exists(&fs, &dir.join(hint_name(id)))?;
+                }
+                loaded
+            }
+        };
+        live_ids.insert(id);
+        let file_id = u32::try_from(id).unwrap_or(u32::MAX);
+        keydir.files.entry(file_id).or_default().total = loaded.record_bytes;
+        for e in loaded.entries {
+            max_seq = max_seq.max(e.seq);
+            let loc = Loc {
+                seq: e.seq,
+                file: file_id,
+                offset: e.offset as u32,
+                value_len: e.value_len,
+            };
+            let tomb = e.flags & TOMBSTONE != 0;
+            match best.get_mut(e.key.as_slice()) {
+                Some((old, old_tomb)) if old.seq < loc.seq => {
+                    *old = loc;
+                    *old_tomb = tomb;
+                }
+                Some(_) => {}
+                None => {
+                    best.insert(e.key.into_boxed_slice(), (loc, tomb));
+                }
+            }
+        }
+    }
+    report.files = live_ids.len();
+    for (key, (loc, tomb)) in best {
+        if !tomb {
+            keydir.map.insert(key, loc);
+        }
+    }
+    // Dead bytes: everything in a file that no live key points to.
+    let mut live_bytes: HashMap<u32, u64> = HashMap::new();
+    for (k, loc) in &keydir.map {
+        *live_bytes.entry(loc.file).or_default() += loc.record_len(k.len());
+    }
+    for (file, stats) in keydir.files.iter_mut() {
+        stats.dead = stats
+            .total
+            .saturating_sub(live_bytes.get(file).copied().unwrap_or(0));
+    }
+    report.keys = keydir.map.len() as u64;
+
+    // 4. A new active file.
+    let next_id = max_id + 1;
+    let writer = if read_only {
+        None
+    } else {
+        let (file, salt) = create_data_file(&fs, &dir.join(data_name(next_id)), next_id, false)?;
+        live_ids.insert(next_id);
+        Some(Mutex::new(Writer {
+            file: Arc::new(file),
+            id: next_id,
+            salt,
+            offset: FILE_HEADER_LEN as u64,
+            seq: max_seq,
+            hint: Vec::new(),
+            buf: Vec::new(),
+        }))
+    };
+    Ok(Inner {
+        dir: dir.to_path_buf(),
+        keydir: RwLock::new(keydir),
+        writer,
+        group: GroupCommit::new(max_seq),
+        handles: Mutex::new(HandleCache::new(opts.max_open_files)),
+        files: Mutex::new(live_ids),
+        next_file_id: AtomicU64::new(next_id + 1),
+        merge_lock: Mutex::new(()),
+        stop: AtomicBool::new(false),
+        stop_lock: Mutex::new(()),
+        stop_cv: Condvar::new(),
+        hint_failures: AtomicU64::new(0),
+        report,
+        _lock: lock,
+        opts,
+    })
+}

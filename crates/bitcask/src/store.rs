@@ -1,0 +1,691 @@
+//! [`Bitcask`]: open, reads, writes, rotation, group commit.
+
+use std::collections::BTreeSet;
+use std::hash::{BuildHasher, Hasher};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use durable_fs::{DirLock, File, GroupCommit};
+use parking_lot::{Condvar, Mutex, RwLock};
+
+use crate::error::{Error, Result};
+use crate::format::{
+    BATCH_CONTINUES, DATA_MAGIC, FILE_HEADER_LEN, FileHeader, HintEntry, RECORD_HEADER_LEN,
+    TOMBSTONE, data_name, decode_record, encode_hint, encode_record, hint_name,
+};
+use crate::handles::HandleCache;
+use crate::keydir::{Keydir, Loc};
+use crate::options::{Options, SyncPolicy};
+use crate::recovery::{self, OpenReport};
+
+/// One operation of a [`WriteBatch`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Op {
+    Put(Vec<u8>, Vec<u8>),
+    Delete(Vec<u8>),
+}
+
+/// Puts and deletes applied atomically by [`Bitcask::write`]: after a crash, all of them or
+/// none.
+///
+/// ```
+/// let mut batch = bitcask::WriteBatch::new();
+/// batch.put(b"a", b"1");
+/// batch.delete(b"b");
+/// assert_eq!(batch.len(), 2);
+/// ```
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct WriteBatch {
+    ops: Vec<Op>,
+}
+
+impl WriteBatch {
+    /// An empty batch.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds a put.
+    pub fn put(&mut self, key: &[u8], value: &[u8]) {
+        self.ops.push(Op::Put(key.to_vec(), value.to_vec()));
+    }
+
+    /// Adds a delete.
+    pub fn delete(&mut self, key: &[u8]) {
+        self.ops.push(Op::Delete(key.to_vec()));
+    }
+
+    /// Operations in the batch.
+    pub fn len(&self) -> usize {
+        self.ops.len()
+    }
+
+    /// True when empty.
+    pub fn is_empty(&self) -> bool {
+        self.ops.is_empty()
+    }
+}
+
+/// Store statistics ([`Bitcask::stats`]).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Stats {
+    /// Live keys.
+    pub keys: u64,
+    /// Data files.
+    pub files: u64,
+    /// Bytes in data files (records).
+    pub total_bytes: u64,
+    /// Bytes of overwritten or deleted records, reclaimable by merge.
+    pub dead_bytes: u64,
+    /// `dead_bytes / total_bytes`.
+    pub fragmentation: f64,
+    /// Read handles open in the cache.
+    pub open_handles: u64,
+    /// Hint files that could not be written (the data is safe; open will scan instead).
+    pub hint_write_failures: u64,
+}
+
+/// The active data file.
+#[derive(Debug)]
+pub(crate) struct Writer {
+    pub file: Arc<File>,
+    pub id: u64,
+    pub salt: u32,
+    pub offset: u64,
+    /// Last sequence number used.
+    pub seq: u64,
+    /// Hint entries of the active file, written out when it becomes immutable.
+    pub hint: Vec<HintEntry>,
+    pub buf: Vec<u8>,
+}
+
+/// A hint file to write once the writer lock is released.
+pub(crate) struct HintJob {
+    pub id: u64,
+    pub salt: u32,
+    pub entries: Vec<HintEntry>,
+}
+
+pub(crate) struct Inner {
+    pub dir: PathBuf,
+    pub opts: Options,
+    pub keydir: RwLock<Keydir>,
+    pub writer: Option<Mutex<Writer>>,
+    pub group: GroupCommit<Arc<Error>>,
+    pub handles: Mutex<HandleCache>,
+    /// Live data file ids (the active one included).
+    pub files: Mutex<BTreeSet<u64>>,
+    pub next_file_id: AtomicU64,
+    pub merge_lock: Mutex<()>,
+    pub stop: AtomicBool,
+    pub stop_lock: Mutex<()>,
+    pub stop_cv: Condvar,
+    pub hint_failures: AtomicU64,
+    pub report: OpenReport,
+    pub _lock: Option<DirLock>,
+}
+
+/// A Bitcask key-value store. `Send + Sync`: share it (in an `Arc`) between threads; reads
+/// run concurrently with writes and merges.
+///
+/// See the [crate docs](crate) for the guarantees and an example.
+pub struct Bitcask {
+    pub(crate) inner: Arc<Inner>,
+    background: Vec<JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for Bitcask {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Bitcask")
+            .field("dir", &self.inner.dir)
+            .field("keys", &self.inner.keydir.read().map.len())
+            .finish_non_exhaustive()
+    }
+}
+
+pub(crate) fn random_salt(id: u64) -> u32 {
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u64(id);
+    if let Ok(t) = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH) {
+        h.write_u128(t.as_nanos());
+    }
+    h.finish() as u32
+}
+
+/// Creates data file `id` durably (entry and header) and returns it with its salt.
+pub(crate) fn create_data_file(
+    inner_fs: &durable_fs::DurableFs,
+    path: &Path,
+    id: u64,
+    merged: bool,
+) -> Result<(File, u32)> {
+    let file = inner_fs.create_new(path)?;
+    let salt = random_salt(id);
+    let header = FileHeader { salt, file_id: id };
+    let mut bytes = header.encode(&DATA_MAGIC);
+    if merged {
+        // Reserved field: 1 marks a merge output, which is complete and synced before it is
+        // part of the store, so it can never have a torn tail.
+        recovery::mark_merged(&mut bytes);
+    }
+    file.write_all_at(&bytes, 0)?;
+    file.sync_data()?;
+    Ok((file, salt))
+}
+
+impl Inner {
+    pub fn check_poison(&self) -> Result<()> {
+        match self.group.failure() {
+            Some(e) => Err(Error::Poisoned(e)),
+            None => Ok(()),
+        }
+    }
+
+    pub fn fail(&self, e: Error) -> Error {
+        self.group.poison(Arc::new(e));
+        match self.group.failure() {
+            Some(e) => Error::Poisoned(e),
+            None => Error::InvalidOptions("poisoned store lost its error".into()),
+        }
+    }
+
+    fn writer(&self) -> Result<&Mutex<Writer>> {
+        self.writer.as_ref().ok_or(Error::ReadOnly)
+    }
+
+    /// Makes the active file immutable (synced) and starts a new one; returns the hint job
+    /// of the old file.
+    pub fn rotate(&self, w: &mut Writer) -> Result<HintJob> {
+        w.file.sync_data()?;
+        self.group.advance(w.seq);
+        let id = self.next_file_id.fetch_add(1, Ordering::AcqRel);
+        let (file, salt) =
+            create_data_file(&self.opts.fs, &self.dir.join(data_name(id)), id, false)?;
+        self.files.lock().insert(id);
+        let job = HintJob {
+            id: w.id,
+            salt: w.salt,
+            entries: std::mem::take(&mut w.hint),
+        };
+        w.file = Arc::new(file);
+        w.id = id;
+        w.salt = salt;
+        w.offset = FILE_HEADER_LEN as u64;
+        Ok(job)
+    }
+
+    /// Writes a hint file; failures are counted, not fatal (open falls back to a scan).
+    pub fn write_hint(&self, job: HintJob) {
+        let bytes = encode_hint(
+            FileHeader {
+                salt: job.salt,
+                file_id: job.id,
+            },
+            &job.entries,
+        );
+        if self
+            .opts
+            .fs
+            .atomic_replace(&self.dir.join(hint_name(job.id)), &bytes)
+            .is_err()
+        {
+            self.hint_failures.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    fn check_sizes(&self, ops: &[Op]) -> Result<()> {
+        let (mk, mv) = (self.opts.max_key_bytes, self.opts.max_value_bytes);
+        for op in ops {
+            let (key, value) = match op {
+                Op::Put(k, v) => (k, Some(v)),
+                Op::Delete(k) => (k, None),
+            };
+            if key.len() as u64 > u64::from(mk) {
+                return Err(Error::TooLarge {
+                    what: "key",
+                    len: key.len() as u64,
+                    max: mk.into(),
+                });
+            }
+            if let Some(v) = value
+                && v.len() as u64 > u64::from(mv)
+            {
+                return Err(Error::TooLarge {
+                    what: "value",
+                    len: v.len() as u64,
+                    max: mv.into(),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Appends `ops` as one batch; returns its last sequence number and whether each delete
+    /// found its key.
+    fn append(&self, ops: &[Op]) -> Result<(u64, Vec<bool>)> {
+        self.check_poison()?;
+        self.check_sizes(ops)?;
+        let mut hint_job = None;
+        let mut w = self.writer()?.lock();
+        self.check_poison()?;
+        let total: u64 = ops
+            .iter()
+            .map(|op| match op {
+                Op::Put(k, v) => (RECORD_HEADER_LEN + k.len() + v.len()) as u64,
+                Op::Delete(k) => (RECORD_HEADER_LEN + k.len()) as u64,
+            })
+            .sum();
+        if w.offset > FILE_HEADER_LEN as u64 && w.offset + total > self.opts.max_file_bytes {
+            hint_job = Some(self.rotate(&mut w).map_err(|e| self.fail(e))?);
+        }
+        let mut buf = std::mem::take(&mut w.buf);
+        buf.clear();
+        let n = ops.len();
+        let mut offsets = Vec::with_capacity(n);
+        for (i, op) in ops.iter().enumerate() {
+            let seq = w.seq + 1 + i as u64;
+            let cont = if i + 1 < n { BATCH_CONTINUES } else { 0 };
+            offsets.push(w.offset + buf.len() as u64);
+            match op {
+                Op::Put(k, v) => encode_record(&mut buf, w.salt, seq, cont, k, v),
+                Op::Delete(k) => encode_record(&mut buf, w.salt, seq, cont | TOMBSTONE, k, b""),
+            }
+        }
+        if let Err(e) = w.file.write_all_at(&buf, w.offset) {
+            w.buf = buf;
+            return Err(self.fail(e.into()));
+        }
+        let file = u32::try_from(w.id).unwrap_or(u32::MAX);
+        let mut existed = Vec::new();
+        {
+            let mut kd = self.keydir.write();
+            for (i, op) in ops.iter().enumerate() {
+                let seq = w.seq + 1 + i as u64;
+                let offset = offsets.get(i).copied().unwrap_or(0);
+                match op {
+                    Op::Put(k, v) => {
+                        let value_len = v.len() as u32;
+                        kd.put(
+                            k,
+                            Loc {
+                                seq,
+                                file,
+                                offset: offset as u32,
+                                value_len,
+                            },
+                        );
+                        w.hint.push(HintEntry {
+                            seq,
+                            offset,
+                            value_len,
+                            flags: 0,
+                            key: k.clone(),
+                        });
+                    }
+                    Op::Delete(k) => {
+                        existed.push(kd.delete(k, file, (RECORD_HEADER_LEN + k.len()) as u64));
+                        w.hint.push(HintEntry {
+                            seq,
+                            offset,
+                            value_len: 0,
+                            flags: TOMBSTONE,
+                            key: k.clone(),
+                        });
+                    }
+                }
+            }
+        }
+        w.offset += buf.len() as u64;
+        w.seq += n as u64;
+        let last = w.seq;
+        w.buf = buf;
+        drop(w);
+        if let Some(job) = hint_job {
+            self.write_hint(job);
+        }
+        Ok((last, existed))
+    }
+
+    /// The group-commit sync: fsync the active file; everything up to the returned seq is
+    /// durable (earlier files were synced when they were rotated away).
+    fn sync_once(&self) -> Result<u64> {
+        let (file, seq) = {
+            let w = self.writer()?.lock();
+            (Arc::clone(&w.file), w.seq)
+        };
+        file.sync_data()?;
+        Ok(seq)
+    }
+
+    pub fn wait_durable(&self, seq: u64) -> Result<()> {
+        self.group
+            .wait(seq, || self.sync_once().map_err(Arc::new))
+            .map_err(Error::Poisoned)
+    }
+
+    fn last_seq(&self) -> u64 {
+        self.writer.as_ref().map_or(0, |w| w.lock().seq)
+    }
+
+    /// Reads the value at `loc` for `key`, verifying the record's checksum.
+    pub fn read_value(&self, key: &[u8], loc: Loc) -> Result<Vec<u8>> {
+        let handle = self
+            .handles
+            .lock()
+            .get(&self.opts.fs, &self.dir, u64::from(loc.file))?;
+        let len = usize::try_from(loc.record_len(key.len())).unwrap_or(usize::MAX);
+        let mut buf = vec![0u8; len];
+        let path = || self.dir.join(data_name(u64::from(loc.file)));
+        handle.file.read_exact_at(&mut buf, u64::from(loc.offset))?;
+        let r = decode_record(
+            &buf,
+            handle.salt,
+            self.opts.max_key_bytes,
+            self.opts.max_value_bytes,
+        )
+        .map_err(|e| Error::Corruption {
+            path: path(),
+            offset: u64::from(loc.offset),
+            kind: match e {
+                crate::format::DecodeError::Truncated => crate::CorruptionKind::TruncatedRecord,
+                crate::format::DecodeError::Corrupt(k) => k,
+            },
+        })?;
+        if r.key != key || r.seq != loc.seq {
+            return Err(Error::Corruption {
+                path: path(),
+                offset: u64::from(loc.offset),
+                kind: crate::CorruptionKind::ChecksumMismatch {
+                    expected: 0,
+                    actual: 0,
+                },
+            });
+        }
+        Ok(r.value.to_vec())
+    }
+
+    /// `get` with a retry: a merge may remove the file a location pointed to between reading
+    /// the keydir and opening the file; the keydir then already points to the new file.
+    pub fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        let mut attempts = 0;
+        loop {
+            let Some(loc) = self.keydir.read().map.get(key).copied() else {
+                return Ok(None);
+            };
+            match self.read_value(key, loc) {
+                Ok(v) => return Ok(Some(v)),
+                Err(Error::Fs(e)) if e.is_not_found() && attempts < 3 => attempts += 1,
+                Err(e) => return Err(e),
+            }
+        }
+    }
+}
+
+impl Bitcask {
+    /// Opens (creating if needed) the store in `dir`: takes the directory lock (unless
+    /// read-only), finishes or abandons an interrupted merge, loads the keydir from hint
+    /// files (or CRC-checked scans), truncates a torn tail, and starts a new active file.
+    pub fn open(dir: impl AsRef<Path>, opts: Options) -> Result<Bitcask> {
+        let inner = Arc::new(recovery::open(dir.as_ref(), opts)?);
+        let mut background = Vec::new();
+        if inner.writer.is_some() {
+            if let SyncPolicy::Interval(every) = inner.opts.sync {
+                background.push(spawn(&inner, "bitcask-sync", every, |i| {
+                    let last = i.last_seq();
+                    if i.group.durable() < last {
+                        i.wait_durable(last).is_ok()
+                    } else {
+                        true
+                    }
+                })?);
+            }
+            if let Some(t) = inner.opts.auto_merge {
+                background.push(spawn(
+                    &inner,
+                    "bitcask-merge",
+                    t.check_interval,
+                    move |i| {
+                        if crate::merge::should_merge(i, &t) {
+                            // A failed merge leaves the old files in place; try again later.
+                            let _ = crate::merge::merge(i);
+                        }
+                        true
+                    },
+                )?);
+            }
+        }
+        Ok(Bitcask { inner, background })
+    }
+
+    /// What open found and repaired.
+    pub fn open_report(&self) -> &OpenReport {
+        &self.inner.report
+    }
+
+    /// The value of `key`, if it is live. One positional read, checksum verified.
+    pub fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        self.inner.get(key)
+    }
+
+    /// True if `key` is live (no disk read).
+    pub fn contains(&self, key: &[u8]) -> bool {
+        self.inner.keydir.read().map.contains_key(key)
+    }
+
+    /// Sets `key` to `value` (an empty value is a value, not a delete).
+    pub fn put(&self, key: &[u8], value: &[u8]) -> Result<()> {
+        let mut b = WriteBatch::new();
+        b.put(key, value);
+        self.write(b).map(|_| ())
+    }
+
+    /// Deletes `key`; returns whether it was live. Deleting a missing key writes nothing.
+    pub fn delete(&self, key: &[u8]) -> Result<bool> {
+        if !self.contains(key) {
+            return Ok(false);
+        }
+        let mut b = WriteBatch::new();
+        b.delete(key);
+        Ok(self.write(b)?.first().copied().unwrap_or(false))
+    }
+
+    /// Applies a batch atomically; returns, for each delete in it, whether its key was live.
+    /// Durable on return under [`SyncPolicy::Always`].
+    pub fn write(&self, batch: WriteBatch) -> Result<Vec<bool>> {
+        if batch.is_empty() {
+            return Ok(Vec::new());
+        }
+        let inner = &self.inner;
+        let _writer = (inner.opts.sync == SyncPolicy::Always).then(|| inner.group.writer());
+        let (seq, existed) = inner.append(&batch.ops)?;
+        if inner.opts.sync == SyncPolicy::Always {
+            inner.wait_durable(seq)?;
+        }
+        Ok(existed)
+    }
+
+    /// Makes every write so far durable.
+    pub fn sync(&self) -> Result<()> {
+        let inner = &self.inner;
+        inner.writer()?;
+        let last = inner.last_seq();
+        inner.wait_durable(last)
+    }
+
+    /// Live keys, in no particular order (a snapshot).
+    pub fn keys(&self) -> Vec<Vec<u8>> {
+        self.inner
+            .keydir
+            .read()
+            .map
+            .keys()
+            .map(|k| k.to_vec())
+            .collect()
+    }
+
+    /// Number of live keys.
+    pub fn len(&self) -> usize {
+        self.inner.keydir.read().map.len()
+    }
+
+    /// True when no key is live.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Iterates `(key, value)` over a snapshot of the live keys, reading each value lazily.
+    pub fn iter(&self) -> Iter {
+        let snapshot: Vec<(Vec<u8>, Loc)> = self
+            .inner
+            .keydir
+            .read()
+            .map
+            .iter()
+            .map(|(k, l)| (k.to_vec(), *l))
+            .collect();
+        Iter {
+            inner: Arc::clone(&self.inner),
+            items: snapshot.into_iter(),
+        }
+    }
+
+    /// Folds over every live pair.
+    pub fn fold<A>(&self, init: A, mut f: impl FnMut(A, &[u8], &[u8]) -> A) -> Result<A> {
+        let mut acc = init;
+        for item in self.iter() {
+            let (k, v) = item?;
+            acc = f(acc, &k, &v);
+        }
+        Ok(acc)
+    }
+
+    /// Rewrites the live records of every immutable file into new files and removes the old
+    /// ones; crash-safe at every step. Reads and writes continue meanwhile.
+    pub fn merge(&self) -> Result<crate::MergeReport> {
+        self.inner.writer()?;
+        crate::merge::merge(&self.inner)
+    }
+
+    /// Counts and sizes.
+    pub fn stats(&self) -> Stats {
+        let inner = &self.inner;
+        let kd = inner.keydir.read();
+        let (total, dead) = kd
+            .files
+            .values()
+            .fold((0, 0), |(t, d), s| (t + s.total, d + s.dead));
+        Stats {
+            keys: kd.map.len() as u64,
+            files: inner.files.lock().len() as u64,
+            total_bytes: total,
+            dead_bytes: dead,
+            fragmentation: if total == 0 {
+                0.0
+            } else {
+                dead as f64 / total as f64
+            },
+            open_handles: inner.handles.lock().len() as u64,
+            hint_write_failures: inner.hint_failures.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Syncs, writes the active file's hint, and closes. Dropping does the same, ignoring
+    /// errors.
+    pub fn close(mut self) -> Result<()> {
+        self.shutdown()
+    }
+
+    fn shutdown(&mut self) -> Result<()> {
+        let inner = &self.inner;
+        inner.stop.store(true, Ordering::Release);
+        {
+            let _g = inner.stop_lock.lock();
+            inner.stop_cv.notify_all();
+        }
+        for h in self.background.drain(..) {
+            let _ = h.join();
+        }
+        let Some(writer) = &inner.writer else {
+            return Ok(());
+        };
+        inner.check_poison()?;
+        let last = inner.last_seq();
+        inner.wait_durable(last)?;
+        let mut w = writer.lock();
+        if !w.hint.is_empty() {
+            let job = HintJob {
+                id: w.id,
+                salt: w.salt,
+                entries: std::mem::take(&mut w.hint),
+            };
+            drop(w);
+            inner.write_hint(job);
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Bitcask {
+    fn drop(&mut self) {
+        let _ = self.shutdown();
+    }
+}
+
+/// Runs `tick` every `every` until the store closes or `tick` returns false.
+fn spawn(
+    inner: &Arc<Inner>,
+    name: &str,
+    every: Duration,
+    tick: impl Fn(&Inner) -> bool + Send + 'static,
+) -> Result<JoinHandle<()>> {
+    let inner = Arc::clone(inner);
+    std::thread::Builder::new()
+        .name(name.into())
+        .spawn(move || {
+            loop {
+                {
+                    let mut g = inner.stop_lock.lock();
+                    if !inner.stop.load(Ordering::Acquire) {
+                        let _ = inner.stop_cv.wait_for(&mut g, every);
+                    }
+                }
+                if inner.stop.load(Ordering::Acquire)
+                    || inner.check_poison().is_err()
+                    || !tick(&inner)
+                {
+                    return;
+                }
+            }
+        })
+        .map_err(Error::Thread)
+}
+
+/// Iterator over live `(key, value)` pairs; see [`Bitcask::iter`].
+pub struct Iter {
+    inner: Arc<Inner>,
+    items: std::vec::IntoIter<(Vec<u8>, Loc)>,
+}
+
+impl Iterator for Iter {
+    type Item = Result<(Vec<u8>, Vec<u8>)>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            let (key, loc) = self.items.next()?;
+            // The snapshot's location may have been merged away: fall back to a fresh get.
+            let value = match self.inner.read_value(&key, loc) {
+                Ok(v) => Ok(Some(v)),
+                Err(Error::Fs(e)) if e.is_not_found() => self.inner.get(&key),
+                Err(e) => Err(e),
+            };
+            match value {
+                Ok(Some(v)) => return Some(Ok((key, v))),
+                Ok(None) => continue, // deleted since the snapshot
+                Err(e) => return Some(Err(e)),
+            }
+        }
+    }
+}
