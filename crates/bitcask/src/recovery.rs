@@ -333,12 +333,26 @@ pub(crate) fn open(dir: &Path, opts: Options) -> Result<Inner> {
                 },
             });
         }
-        let from_hint = if newest || !hints.contains(&id) {
-            None
-        } else {
+        // A hint is used only if it is intact, describes this very file (salt and id), and
+        // covers it to the last byte (so nothing was appended after it, and no tail is torn).
+        let from_hint = if hints.contains(&id) {
             fs.read(&dir.join(hint_name(id)))
                 .ok()
                 .and_then(|b| decode_hint(&b, header.salt, id, opts.max_key_bytes))
+                .filter(|entries| {
+                    let end = entries
+                        .iter()
+                        .map(|e| {
+                            e.offset
+                                + (RECORD_HEADER_LEN + e.key.len()) as u64
+                                + u64::from(e.value_len)
+                        })
+                        .max()
+                        .unwrap_or(FILE_HEADER_LEN as u64);
+                    end == len
+                })
+        } else {
+            None
         };
         let loaded = match from_hint {
             Some(entries) => {

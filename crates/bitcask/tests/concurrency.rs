@@ -1,0 +1,97 @@
+//! Reads, writes and merges at once. Proves: with writer threads on disjoint keys, readers
+//! and a merging thread running alongside, every read returns a value some writer wrote for
+//! that key (never a torn or foreign one), and at the end every key holds its writer's last
+//! value, also after reopening.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::indexing_slicing,
+    reason = "test code: a panic is a failed test"
+)]
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use bitcask::{Bitcask, Options, SyncPolicy};
+use durable_fs::sim::SimFs;
+
+fn value(t: u32, k: u32, round: u32) -> Vec<u8> {
+    format!(
+        "t{t} k{k} r{round} {}",
+        "x".repeat((round as usize * 7) % 90)
+    )
+    .into_bytes()
+}
+
+#[test]
+fn readers_writers_and_merges_run_together() {
+    let sim = SimFs::new();
+    let opts = Options::default()
+        .with_fs(sim.durable())
+        .with_max_file_bytes(8192)
+        .with_max_open_files(4)
+        .with_sync(SyncPolicy::Always);
+    let db = Arc::new(Bitcask::open("/db", opts.clone()).unwrap());
+    let done = Arc::new(AtomicBool::new(false));
+    let (writers, keys, rounds) = (4u32, 20u32, 30u32);
+    let mut handles = Vec::new();
+    for t in 0..writers {
+        let db = Arc::clone(&db);
+        handles.push(std::thread::spawn(move || {
+            for r in 0..rounds {
+                for k in 0..keys {
+                    db.put(format!("t{t}-k{k}").as_bytes(), &value(t, k, r))
+                        .unwrap();
+                }
+            }
+        }));
+    }
+    let mut side = Vec::new();
+    for _ in 0..2 {
+        let (db, done) = (Arc::clone(&db), Arc::clone(&done));
+        side.push(std::thread::spawn(move || {
+            while !done.load(Ordering::Acquire) {
+                for t in 0..writers {
+                    for k in 0..keys {
+                        if let Some(v) = db.get(format!("t{t}-k{k}").as_bytes()).unwrap() {
+                            let s = String::from_utf8(v).unwrap();
+                            assert!(s.starts_with(&format!("t{t} k{k} r")), "{s}");
+                        }
+                    }
+                }
+            }
+        }));
+    }
+    {
+        let (db, done) = (Arc::clone(&db), Arc::clone(&done));
+        side.push(std::thread::spawn(move || {
+            let mut merges = 0;
+            while !done.load(Ordering::Acquire) {
+                db.merge().unwrap();
+                merges += 1;
+            }
+            assert!(merges > 0);
+        }));
+    }
+    for h in handles {
+        h.join().unwrap();
+    }
+    done.store(true, Ordering::Release);
+    for h in side {
+        h.join().unwrap();
+    }
+    let check = |db: &Bitcask| {
+        for t in 0..writers {
+            for k in 0..keys {
+                assert_eq!(
+                    db.get(format!("t{t}-k{k}").as_bytes()).unwrap(),
+                    Some(value(t, k, rounds - 1))
+                );
+            }
+        }
+    };
+    check(&db);
+    let db = Arc::into_inner(db).unwrap();
+    db.close().unwrap();
+    check(&Bitcask::open("/db", opts).unwrap());
+}
