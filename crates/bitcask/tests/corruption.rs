@@ -172,11 +172,9 @@ proptest! {
             let img = sim.crash_image(CrashMode::Strict, 0);
             if let Ok(db) = Bitcask::open("/db", opts(&img).with_salvage(salvage)) {
                 // Whatever is returned was written: a value never changes silently.
-                for item in db.iter() {
-                    if let Ok((k, v)) = item {
-                        let i: u32 = std::str::from_utf8(&k[3..]).unwrap().parse().unwrap();
-                        prop_assert_eq!(v, vec![i as u8; 100]);
-                    }
+                for (k, v) in db.iter().flatten() {
+                    let i: u32 = std::str::from_utf8(&k[3..]).unwrap().parse().unwrap();
+                    prop_assert_eq!(v, vec![i as u8; 100]);
                 }
             }
         }
