@@ -6,6 +6,7 @@
 
 #![allow(clippy::print_stdout, reason = "stdout is the command-line contract")]
 
+mod kv_cmd;
 mod torture;
 mod wal_cmd;
 
@@ -29,6 +30,17 @@ enum Command {
     /// The write-ahead log: append, dump, verify, truncate.
     #[command(subcommand)]
     Wal(wal_cmd::WalCommand),
+    /// A key-value engine: load, get, put, del, dump, merge, verify, stats.
+    Kv {
+        /// Which engine.
+        #[arg(long, value_enum)]
+        engine: kv_cmd::Engine,
+        /// The store directory.
+        #[arg(long)]
+        dir: std::path::PathBuf,
+        #[command(subcommand)]
+        command: kv_cmd::KvCommand,
+    },
 }
 
 fn main() -> ExitCode {
@@ -36,6 +48,11 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Torture(args) => torture::run(&args),
         Command::Wal(cmd) => wal_cmd::run(&cmd),
+        Command::Kv {
+            engine,
+            dir,
+            command,
+        } => kv_cmd::run(engine, &dir, &command),
     };
     match result {
         Ok(code) => code,
