@@ -1,7 +1,7 @@
 //! `durable kv --engine E --dir DIR ...`: the key-value engines from the command line.
 
 use std::io::{self, BufRead, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::ExitCode;
 
 use bitcask::{Bitcask, Options as BitcaskOptions, SyncPolicy as BitcaskSync, WriteBatch};
@@ -111,7 +111,7 @@ fn parse_line(line: &[u8]) -> Result<Line<'_>, String> {
 }
 
 /// Runs a `durable kv` subcommand.
-pub fn run(engine: Engine, dir: &PathBuf, cmd: &KvCommand) -> Result<ExitCode, String> {
+pub fn run(engine: Engine, dir: &Path, cmd: &KvCommand) -> Result<ExitCode, String> {
     match engine {
         Engine::Bitcask => run_bitcask(dir, cmd),
     }
