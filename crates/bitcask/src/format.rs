@@ -229,6 +229,110 @@ pub fn decode_record(
     })
 }
 
+/// What [`scan_records`] found in a data file.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Scanned {
+    /// Every record of every complete batch, in file order.
+    pub entries: Vec<HintEntry>,
+    /// Bytes of those records.
+    pub record_bytes: u64,
+    /// Where to cut a torn tail (and why), for the newest file.
+    pub torn_tail: Option<(u64, CorruptionKind)>,
+    /// Damaged ranges skipped in salvage mode: (offset, length, why).
+    pub skipped: Vec<(u64, u64, CorruptionKind)>,
+}
+
+/// Any valid record after `from` with a sequence number above `min_seq`?
+fn valid_record_after(
+    b: &[u8],
+    from: usize,
+    salt: u32,
+    max_key: u32,
+    max_value: u32,
+    min_seq: u64,
+) -> Option<usize> {
+    let last = b.len().checked_sub(RECORD_HEADER_LEN)?;
+    (from..=last).find(|&p| {
+        let rest = b.get(p..).unwrap_or_default();
+        u32_at(rest, 12).is_some_and(|k| k <= max_key)
+            && u32_at(rest, 16).is_some_and(|v| v <= max_value)
+            && matches!(decode_record(rest, salt, max_key, max_value), Ok(r) if r.seq > min_seq)
+    })
+}
+
+/// Scans the records of a data file (`bytes`, header included), keeping batches whole.
+///
+/// Damage with no valid record after it, in the `newest` file (the one being appended to
+/// at a crash), is a torn tail: reported in `torn_tail` (cut at the start of an unfinished
+/// batch). Other damage is an error `(offset, kind)`, unless `salvage`, which skips to the
+/// next valid record and reports the range. Total: never panics.
+pub fn scan_records(
+    bytes: &[u8],
+    salt: u32,
+    max_key: u32,
+    max_value: u32,
+    newest: bool,
+    salvage: bool,
+) -> Result<Scanned, (u64, CorruptionKind)> {
+    let mut out = Scanned::default();
+    let mut pos = FILE_HEADER_LEN;
+    let mut batch: Vec<HintEntry> = Vec::new();
+    let mut batch_start = pos;
+    let mut last_seq = 0;
+    while pos < bytes.len() {
+        let rest = bytes.get(pos..).unwrap_or_default();
+        let kind = match decode_record(rest, salt, max_key, max_value) {
+            Ok(r) => {
+                if batch.is_empty() {
+                    batch_start = pos;
+                }
+                batch.push(HintEntry {
+                    seq: r.seq,
+                    offset: pos as u64,
+                    value_len: r.value.len() as u32,
+                    flags: r.flags & TOMBSTONE,
+                    key: r.key.to_vec(),
+                });
+                last_seq = last_seq.max(r.seq);
+                pos += r.encoded_len();
+                if r.flags & BATCH_CONTINUES == 0 {
+                    out.record_bytes += (pos - batch_start) as u64;
+                    out.entries.append(&mut batch);
+                }
+                continue;
+            }
+            Err(DecodeError::Truncated) => CorruptionKind::TruncatedRecord,
+            Err(DecodeError::Corrupt(k)) => k,
+        };
+        let damage_at = if batch.is_empty() { pos } else { batch_start };
+        let later = valid_record_after(bytes, pos + 1, salt, max_key, max_value, last_seq);
+        batch.clear();
+        if newest && later.is_none() {
+            out.torn_tail = Some((damage_at as u64, kind));
+            return Ok(out);
+        }
+        if !salvage {
+            return Err((pos as u64, kind));
+        }
+        let next = later.unwrap_or(bytes.len());
+        out.skipped
+            .push((damage_at as u64, (next - damage_at) as u64, kind));
+        pos = next;
+    }
+    if !batch.is_empty() {
+        let kind = CorruptionKind::IncompleteBatch;
+        if newest {
+            out.torn_tail = Some((batch_start as u64, kind));
+        } else if salvage {
+            out.skipped
+                .push((batch_start as u64, (bytes.len() - batch_start) as u64, kind));
+        } else {
+            return Err((batch_start as u64, kind));
+        }
+    }
+    Ok(out)
+}
+
 /// One hint entry: where a key's record is in the data file.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct HintEntry {

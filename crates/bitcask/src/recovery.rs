@@ -16,9 +16,8 @@ use parking_lot::{Condvar, Mutex, RwLock};
 
 use crate::error::{CorruptionKind, Error, Result};
 use crate::format::{
-    BATCH_CONTINUES, DATA_MAGIC, DecodeError, FILE_HEADER_LEN, FileHeader, HintEntry,
-    RECORD_HEADER_LEN, TOMBSTONE, data_name, decode_hint, decode_record, hint_name, parse_name,
-    u32_at,
+    DATA_MAGIC, FILE_HEADER_LEN, FileHeader, HintEntry, RECORD_HEADER_LEN, TOMBSTONE, data_name,
+    decode_hint, hint_name, parse_name, scan_records, u32_at,
 };
 use crate::handles::HandleCache;
 use crate::keydir::{Keydir, Loc};
@@ -78,131 +77,6 @@ struct Loaded {
     entries: Vec<HintEntry>,
     /// Bytes of valid records.
     record_bytes: u64,
-}
-
-/// Any valid record after `from` with a sequence number above `min_seq`?
-fn valid_record_after(b: &[u8], from: usize, salt: u32, opts: &Options, min_seq: u64) -> bool {
-    let Some(last) = b.len().checked_sub(RECORD_HEADER_LEN) else {
-        return false;
-    };
-    (from..=last).any(|p| {
-        let rest = b.get(p..).unwrap_or_default();
-        let k = u32_at(rest, 12).unwrap_or(u32::MAX);
-        let v = u32_at(rest, 16).unwrap_or(u32::MAX);
-        k <= opts.max_key_bytes
-            && v <= opts.max_value_bytes
-            && matches!(decode_record(rest, salt, opts.max_key_bytes, opts.max_value_bytes), Ok(r) if r.seq > min_seq)
-    })
-}
-
-/// Scans a data file's records. `newest`: the file the writer was appending to, which may end
-/// in a torn tail. Returns the entries and, for a torn tail, where to cut.
-fn scan(
-    bytes: &[u8],
-    path: &Path,
-    salt: u32,
-    opts: &Options,
-    newest: bool,
-    report: &mut OpenReport,
-) -> Result<(Loaded, Option<u64>)> {
-    let mut loaded = Loaded {
-        entries: Vec::new(),
-        record_bytes: 0,
-    };
-    let mut pos = FILE_HEADER_LEN;
-    let mut batch: Vec<HintEntry> = Vec::new();
-    let mut batch_start = pos;
-    let mut last_seq = 0;
-    let mut cut = None;
-    while pos < bytes.len() {
-        let rest = bytes.get(pos..).unwrap_or_default();
-        let kind = match decode_record(rest, salt, opts.max_key_bytes, opts.max_value_bytes) {
-            Ok(r) => {
-                if batch.is_empty() {
-                    batch_start = pos;
-                }
-                batch.push(HintEntry {
-                    seq: r.seq,
-                    offset: pos as u64,
-                    value_len: r.value.len() as u32,
-                    flags: r.flags & TOMBSTONE,
-                    key: r.key.to_vec(),
-                });
-                last_seq = last_seq.max(r.seq);
-                pos += r.encoded_len();
-                if r.flags & BATCH_CONTINUES == 0 {
-                    loaded.record_bytes += (pos - batch_start) as u64;
-                    loaded.entries.append(&mut batch);
-                }
-                continue;
-            }
-            Err(DecodeError::Truncated) => CorruptionKind::TruncatedRecord,
-            Err(DecodeError::Corrupt(k)) => k,
-        };
-        let damage_at = if batch.is_empty() { pos } else { batch_start };
-        let later = valid_record_after(bytes, pos + 1, salt, opts, last_seq);
-        if newest && !later {
-            cut = Some((damage_at as u64, kind));
-            batch.clear();
-            break;
-        }
-        if !opts.salvage {
-            return Err(Error::Corruption {
-                path: path.to_path_buf(),
-                offset: pos as u64,
-                kind,
-            });
-        }
-        // Salvage: skip to the next valid record (or the end).
-        batch.clear();
-        let next = (pos + 1..bytes.len())
-            .find(|&p| {
-                decode_record(
-                    bytes.get(p..).unwrap_or_default(),
-                    salt,
-                    opts.max_key_bytes,
-                    opts.max_value_bytes,
-                )
-                .is_ok_and(|r| r.seq > last_seq)
-            })
-            .unwrap_or(bytes.len());
-        report.skipped.push(Damage {
-            path: path.to_path_buf(),
-            offset: damage_at as u64,
-            len: (next - damage_at) as u64,
-            kind,
-        });
-        pos = next;
-    }
-    if !batch.is_empty() && cut.is_none() {
-        let kind = CorruptionKind::IncompleteBatch;
-        if newest {
-            cut = Some((batch_start as u64, kind));
-        } else if opts.salvage {
-            report.skipped.push(Damage {
-                path: path.to_path_buf(),
-                offset: batch_start as u64,
-                len: (bytes.len() - batch_start) as u64,
-                kind,
-            });
-        } else {
-            return Err(Error::Corruption {
-                path: path.to_path_buf(),
-                offset: batch_start as u64,
-                kind,
-            });
-        }
-    }
-    let cut_at = cut.map(|(offset, kind)| {
-        report.truncated_tail = Some(Damage {
-            path: path.to_path_buf(),
-            offset,
-            len: bytes.len() as u64 - offset,
-            kind,
-        });
-        offset
-    });
-    Ok((loaded, cut_at))
 }
 
 /// Removes `path` if it exists.
@@ -371,7 +245,40 @@ pub(crate) fn open(dir: &Path, opts: Options) -> Result<Inner> {
                 };
                 let file = fs.open(&path, access)?;
                 let bytes = file.read_all()?;
-                let (loaded, cut) = scan(&bytes, &path, header.salt, &opts, newest, &mut report)?;
+                let scanned = scan_records(
+                    &bytes,
+                    header.salt,
+                    opts.max_key_bytes,
+                    opts.max_value_bytes,
+                    newest,
+                    opts.salvage,
+                )
+                .map_err(|(offset, kind)| Error::Corruption {
+                    path: path.clone(),
+                    offset,
+                    kind,
+                })?;
+                for (offset, len, kind) in scanned.skipped {
+                    report.skipped.push(Damage {
+                        path: path.clone(),
+                        offset,
+                        len,
+                        kind,
+                    });
+                }
+                let cut = scanned.torn_tail.map(|(offset, kind)| {
+                    report.truncated_tail = Some(Damage {
+                        path: path.clone(),
+                        offset,
+                        len: bytes.len() as u64 - offset,
+                        kind,
+                    });
+                    offset
+                });
+                let loaded = Loaded {
+                    entries: scanned.entries,
+                    record_bytes: scanned.record_bytes,
+                };
                 if let Some(at) = cut
                     && !read_only
                 {
