@@ -49,6 +49,10 @@ fn engines() -> Vec<(&'static str, Runner)> {
         ("durable-fs", runner(FilesWorkload::default())),
         ("wal", runner(wal::torture::WalWorkload::default())),
         ("bitcask", runner(bitcask::torture::KvWorkload::default())),
+        (
+            "lsm-hash",
+            runner(lsm_hash::torture::LsmWorkload::default()),
+        ),
     ]
 }
 

@@ -1,0 +1,49 @@
+//! # lsm-hash: the log-structured hash table of DDIA chapter 3
+//!
+//! "Hash Indexes", built to survive power cuts. Writes are appended to the *active segment*;
+//! every segment has its own in-memory hash index (key -> offset); a lookup checks the newest
+//! segment first, then older ones. At `max_segment_bytes` the active segment is frozen (synced,
+//! its index snapshotted to `<id>.idx`) and a new one starts. A background thread *compacts and
+//! merges* the frozen segments into one holding only each key's latest live record, while
+//! reads and writes go on.
+//!
+//! The set of live segments is the `MANIFEST`, replaced atomically through `durable-fs`
+//! (temp file, fsync, rename, directory fsync) whenever it changes: after a crash it names
+//! either the old set or the new one, and files it does not name are removed at open. Readers
+//! hold a snapshot of the segment list (with open file handles), so they never block on a
+//! compaction and never see a deleted file.
+//!
+//! Records use the `bitcask` record format (CRC over header, key and value, salted per file;
+//! tombstone flag; batches all-or-nothing). A torn tail of the active segment is cut at open;
+//! damage elsewhere is [`Error::Corruption`] naming the file and offset. A failed write or
+//! fsync poisons the store.
+//!
+//! ```
+//! use lsm_hash::{LsmHash, Options};
+//!
+//! # fn main() -> Result<(), lsm_hash::Error> {
+//! # let tmp = tempfile::tempdir().unwrap();
+//! let db = LsmHash::open(tmp.path(), Options::default().with_max_segment_bytes(4096))?;
+//! for i in 0..100u32 {
+//!     db.put(format!("key{}", i % 10).as_bytes(), &i.to_le_bytes())?; // durable on return
+//! }
+//! db.delete(b"key3")?;
+//! assert!(db.segments().len() > 1);
+//! db.compact_now()?;                       // one merged segment + the active one
+//! assert_eq!(db.get(b"key9")?, Some(99u32.to_le_bytes().to_vec()));
+//! assert_eq!(db.get(b"key3")?, None);
+//! db.close()?;
+//! # Ok(()) }
+//! ```
+
+mod error;
+pub mod manifest;
+mod options;
+mod segment;
+mod store;
+pub mod torture;
+
+pub use error::{CorruptionKind, Error, Result};
+pub use options::{Options, SyncPolicy};
+pub use segment::{SEGMENT_MAGIC, index_name, segment_name};
+pub use store::{CompactionReport, LsmHash, OpenReport, SegmentInfo, WriteBatch};

@@ -1,0 +1,108 @@
+//! [`Options`].
+
+use std::time::Duration;
+
+use durable_fs::DurableFs;
+
+use crate::error::{Error, Result};
+
+pub use bitcask::SyncPolicy;
+
+/// Options for [`LsmHash::open`](crate::LsmHash::open); build with the `with_*` methods.
+///
+/// ```
+/// use lsm_hash::Options;
+/// let opts = Options::default().with_max_segment_bytes(8 << 20).with_compaction_min_segments(6);
+/// assert!(opts.validate().is_ok());
+/// ```
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// The filesystem door. Default: the real filesystem.
+    pub fs: DurableFs,
+    /// The active segment is frozen before a write would take it past this. Default: 16 MiB.
+    /// Minimum: 4 KiB. Maximum: 4 GiB.
+    pub max_segment_bytes: u64,
+    /// Longest key. Default: 64 KiB.
+    pub max_key_bytes: u32,
+    /// Longest value. Default: 64 MiB.
+    pub max_value_bytes: u32,
+    /// Durability of writes ([`SyncPolicy`], shared with `bitcask`). Default: `Always`.
+    pub sync: SyncPolicy,
+    /// The background thread compacts once this many frozen segments exist. 0 turns
+    /// background compaction off (`compact_now` still works). Default: 4.
+    pub compaction_min_segments: usize,
+    /// How often the background thread checks. Default: 1 s.
+    pub compaction_check_interval: Duration,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            fs: DurableFs::real(),
+            max_segment_bytes: 16 << 20,
+            max_key_bytes: 64 << 10,
+            max_value_bytes: 64 << 20,
+            sync: SyncPolicy::Always,
+            compaction_min_segments: 4,
+            compaction_check_interval: Duration::from_secs(1),
+        }
+    }
+}
+
+impl Options {
+    /// Uses another filesystem (for example a simulated one).
+    #[must_use]
+    pub fn with_fs(mut self, fs: DurableFs) -> Self {
+        self.fs = fs;
+        self
+    }
+
+    /// Sets [`Options::max_segment_bytes`].
+    #[must_use]
+    pub fn with_max_segment_bytes(mut self, n: u64) -> Self {
+        self.max_segment_bytes = n;
+        self
+    }
+
+    /// Sets [`Options::sync`].
+    #[must_use]
+    pub fn with_sync(mut self, sync: SyncPolicy) -> Self {
+        self.sync = sync;
+        self
+    }
+
+    /// Sets [`Options::compaction_min_segments`].
+    #[must_use]
+    pub fn with_compaction_min_segments(mut self, n: usize) -> Self {
+        self.compaction_min_segments = n;
+        self
+    }
+
+    /// Sets [`Options::compaction_check_interval`].
+    #[must_use]
+    pub fn with_compaction_check_interval(mut self, d: Duration) -> Self {
+        self.compaction_check_interval = d;
+        self
+    }
+
+    /// Checks the limits documented on each field.
+    pub fn validate(&self) -> Result<()> {
+        if !(4096..=u64::from(u32::MAX)).contains(&self.max_segment_bytes) {
+            return Err(Error::InvalidOptions(format!(
+                "max_segment_bytes {} is not in 4 KiB..=4 GiB",
+                self.max_segment_bytes
+            )));
+        }
+        if let SyncPolicy::Interval(d) = self.sync
+            && d.is_zero()
+        {
+            return Err(Error::InvalidOptions("sync interval must be > 0".into()));
+        }
+        if self.compaction_check_interval.is_zero() {
+            return Err(Error::InvalidOptions(
+                "compaction check interval must be > 0".into(),
+            ));
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,687 @@
+//! [`LsmHash`]: open, reads, writes, freezing segments, compaction.
+
+use std::collections::{HashMap, HashSet};
+use std::hash::{BuildHasher, Hasher};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::thread::JoinHandle;
+
+use bitcask::format::{
+    BATCH_CONTINUES, FILE_HEADER_LEN, FileHeader, RECORD_HEADER_LEN, TOMBSTONE, encode_hint,
+    encode_record, parse_name,
+};
+use durable_fs::{DirLock, DurableFs, GroupCommit, TEMP_SUFFIX};
+use parking_lot::{Condvar, Mutex, RwLock};
+
+use crate::error::{CorruptionKind, Error, Result};
+use crate::manifest::{self, MANIFEST};
+use crate::options::{Options, SyncPolicy};
+use crate::segment::{
+    self, Entry, SEGMENT_MAGIC, Segment, index_name, segment_name, snapshot_entries,
+};
+
+/// A batch of puts and deletes, applied atomically by [`LsmHash::write`].
+pub type WriteBatch = bitcask::WriteBatch;
+
+/// What [`LsmHash::open`] found and did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct OpenReport {
+    /// Segments in the manifest.
+    pub segments: usize,
+    /// Segments whose index came from a snapshot.
+    pub from_snapshots: usize,
+    /// Segments scanned record by record.
+    pub scanned: usize,
+    /// A torn tail cut from the active segment: (file, offset, bytes, why).
+    pub truncated_tail: Option<(PathBuf, u64, u64, CorruptionKind)>,
+    /// Files not named by the manifest (leftovers of an interrupted change), removed.
+    pub removed_files: Vec<String>,
+}
+
+/// One segment in [`LsmHash::segments`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SegmentInfo {
+    /// Its id (file `<id>.seg`).
+    pub id: u64,
+    /// Keys in its index (tombstones included).
+    pub keys: usize,
+    /// File size.
+    pub bytes: u64,
+    /// False for the active segment.
+    pub frozen: bool,
+}
+
+/// What [`LsmHash::compact_now`] did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct CompactionReport {
+    /// Segments merged (and removed).
+    pub inputs: Vec<u64>,
+    /// The merged segment, if any record was live.
+    pub output: Option<u64>,
+    /// Live records written.
+    pub records: u64,
+}
+
+struct Writer {
+    active: Arc<Segment>,
+    offset: u64,
+    seq: u64,
+    buf: Vec<u8>,
+}
+
+pub(crate) struct Inner {
+    dir: PathBuf,
+    opts: Options,
+    /// Oldest first; the last is the active segment. Readers clone the `Arc` and never block
+    /// on writers or compaction.
+    segments: RwLock<Arc<Vec<Arc<Segment>>>>,
+    writer: Mutex<Writer>,
+    group: GroupCommit<Arc<Error>>,
+    next_id: AtomicU64,
+    compaction: Mutex<()>,
+    stop: AtomicBool,
+    stop_lock: Mutex<()>,
+    stop_cv: Condvar,
+    report: OpenReport,
+    _lock: DirLock,
+}
+
+/// The log-structured hash table. `Send + Sync`; reads never block on writes or compaction.
+pub struct LsmHash {
+    inner: Arc<Inner>,
+    background: Vec<JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for LsmHash {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LsmHash")
+            .field("dir", &self.inner.dir)
+            .field("segments", &self.inner.segments.read().len())
+            .finish_non_exhaustive()
+    }
+}
+
+fn random_salt(id: u64) -> u32 {
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u64(id);
+    h.finish() as u32
+}
+
+/// Creates segment file `id` durably with its header.
+fn create_segment(fs: &DurableFs, dir: &Path, id: u64) -> Result<Segment> {
+    let path = dir.join(segment_name(id));
+    let file = fs.create_new(&path)?;
+    let salt = random_salt(id);
+    file.write_all_at(&FileHeader { salt, file_id: id }.encode(&SEGMENT_MAGIC), 0)?;
+    file.sync_data()?;
+    Ok(Segment {
+        id,
+        path,
+        file: Arc::new(file),
+        salt,
+        index: RwLock::new(HashMap::new()),
+    })
+}
+
+impl Inner {
+    fn check_poison(&self) -> Result<()> {
+        match self.group.failure() {
+            Some(e) => Err(Error::Poisoned(e)),
+            None => Ok(()),
+        }
+    }
+
+    fn fail(&self, e: Error) -> Error {
+        self.group.poison(Arc::new(e));
+        self.check_poison().err().unwrap_or(Error::InvalidOptions(
+            "poisoned store lost its error".into(),
+        ))
+    }
+
+    fn write_manifest(&self, list: &[Arc<Segment>]) -> Result<()> {
+        let ids: Vec<u64> = list.iter().map(|s| s.id).collect();
+        self.opts
+            .fs
+            .atomic_replace(&self.dir.join(MANIFEST), &manifest::encode(&ids))?;
+        Ok(())
+    }
+
+    /// Writes a frozen segment's index snapshot. Best effort: without it, open scans.
+    fn snapshot(&self, seg: &Segment) {
+        let entries = snapshot_entries(&seg.index.read());
+        let bytes = encode_hint(
+            FileHeader {
+                salt: seg.salt,
+                file_id: seg.id,
+            },
+            &entries,
+        );
+        let _ = self
+            .opts
+            .fs
+            .atomic_replace(&self.dir.join(index_name(seg.id)), &bytes);
+    }
+
+    /// Freezes the active segment: sync it, create the next one, switch the manifest.
+    /// Returns the frozen segment (for its snapshot, written after the lock is released).
+    fn freeze(&self, w: &mut Writer) -> Result<Arc<Segment>> {
+        w.active.file.sync_data()?;
+        self.group.advance(w.seq);
+        let id = self.next_id.fetch_add(1, Ordering::AcqRel);
+        let fresh = Arc::new(create_segment(&self.opts.fs, &self.dir, id)?);
+        let mut list: Vec<Arc<Segment>> = self.segments.read().iter().cloned().collect();
+        list.push(Arc::clone(&fresh));
+        self.write_manifest(&list)?;
+        *self.segments.write() = Arc::new(list);
+        let frozen = std::mem::replace(&mut w.active, fresh);
+        w.offset = FILE_HEADER_LEN as u64;
+        Ok(frozen)
+    }
+
+    fn check_sizes(&self, ops: &[(Vec<u8>, Option<Vec<u8>>)]) -> Result<()> {
+        for (k, v) in ops {
+            if k.len() as u64 > u64::from(self.opts.max_key_bytes) {
+                return Err(Error::TooLarge {
+                    what: "key",
+                    len: k.len() as u64,
+                    max: self.opts.max_key_bytes.into(),
+                });
+            }
+            if let Some(v) = v
+                && v.len() as u64 > u64::from(self.opts.max_value_bytes)
+            {
+                return Err(Error::TooLarge {
+                    what: "value",
+                    len: v.len() as u64,
+                    max: self.opts.max_value_bytes.into(),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Appends a batch; returns its last sequence number.
+    fn append(&self, ops: &[(Vec<u8>, Option<Vec<u8>>)]) -> Result<u64> {
+        self.check_poison()?;
+        self.check_sizes(ops)?;
+        let mut frozen = None;
+        let mut w = self.writer.lock();
+        self.check_poison()?;
+        let total: u64 = ops
+            .iter()
+            .map(|(k, v)| (RECORD_HEADER_LEN + k.len() + v.as_ref().map_or(0, Vec::len)) as u64)
+            .sum();
+        if w.offset > FILE_HEADER_LEN as u64 && w.offset + total > self.opts.max_segment_bytes {
+            frozen = Some(self.freeze(&mut w).map_err(|e| self.fail(e))?);
+        }
+        let mut buf = std::mem::take(&mut w.buf);
+        buf.clear();
+        let n = ops.len();
+        let mut entries = Vec::with_capacity(n);
+        for (i, (k, v)) in ops.iter().enumerate() {
+            let seq = w.seq + 1 + i as u64;
+            let cont = if i + 1 < n { BATCH_CONTINUES } else { 0 };
+            let offset = (w.offset + buf.len() as u64) as u32;
+            let flags = cont | if v.is_none() { TOMBSTONE } else { 0 };
+            encode_record(
+                &mut buf,
+                w.active.salt,
+                seq,
+                flags,
+                k,
+                v.as_deref().unwrap_or_default(),
+            );
+            entries.push(Entry {
+                seq,
+                offset,
+                value_len: v.as_ref().map_or(0, |v| v.len() as u32),
+                tombstone: v.is_none(),
+            });
+        }
+        if let Err(e) = w.active.file.write_all_at(&buf, w.offset) {
+            w.buf = buf;
+            return Err(self.fail(e.into()));
+        }
+        {
+            let mut index = w.active.index.write();
+            for ((k, _), e) in ops.iter().zip(entries) {
+                index.insert(k.clone().into_boxed_slice(), e);
+            }
+        }
+        w.offset += buf.len() as u64;
+        w.seq += n as u64;
+        let last = w.seq;
+        w.buf = buf;
+        drop(w);
+        if let Some(seg) = frozen {
+            self.snapshot(&seg);
+        }
+        Ok(last)
+    }
+
+    fn sync_once(&self) -> Result<u64> {
+        let (file, seq) = {
+            let w = self.writer.lock();
+            (Arc::clone(&w.active.file), w.seq)
+        };
+        file.sync_data()?;
+        Ok(seq)
+    }
+
+    fn wait_durable(&self, seq: u64) -> Result<()> {
+        self.group
+            .wait(seq, || self.sync_once().map_err(Arc::new))
+            .map_err(Error::Poisoned)
+    }
+
+    fn lookup(&self, key: &[u8]) -> Option<(Arc<Segment>, Entry)> {
+        let snapshot = Arc::clone(&self.segments.read());
+        snapshot.iter().rev().find_map(|seg| {
+            seg.index
+                .read()
+                .get(key)
+                .copied()
+                .map(|e| (Arc::clone(seg), e))
+        })
+    }
+
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        match self.lookup(key) {
+            None => Ok(None),
+            Some((_, e)) if e.tombstone => Ok(None),
+            Some((seg, e)) => seg.read_value(key, e, &self.opts).map(Some),
+        }
+    }
+
+    /// One compaction; see the crate docs.
+    fn compact(&self) -> Result<CompactionReport> {
+        let _one = self.compaction.lock();
+        self.check_poison()?;
+        let snapshot = Arc::clone(&self.segments.read());
+        let Some((_, frozen)) = snapshot.split_last() else {
+            return Ok(CompactionReport::default());
+        };
+        if frozen.is_empty() {
+            return Ok(CompactionReport::default());
+        }
+        let inputs: Vec<Arc<Segment>> = frozen.to_vec();
+        // Every frozen segment is an input, the oldest included: no older segment remains
+        // that a tombstone would have to hide, so tombstones are dropped.
+        let drop_tombstones = true;
+        let id = self.next_id.fetch_add(1, Ordering::AcqRel);
+        let out = create_segment(&self.opts.fs, &self.dir, id)?;
+        let mut report = CompactionReport {
+            inputs: inputs.iter().map(|s| s.id).collect(),
+            output: None,
+            records: 0,
+        };
+        let written = (|| -> Result<HashMap<Box<[u8]>, Entry>> {
+            let mut seen: HashSet<Box<[u8]>> = HashSet::new();
+            let mut index = HashMap::new();
+            let mut buf = Vec::new();
+            let mut offset = FILE_HEADER_LEN as u64;
+            for seg in inputs.iter().rev() {
+                let entries: Vec<(Box<[u8]>, Entry)> = seg
+                    .index
+                    .read()
+                    .iter()
+                    .map(|(k, e)| (k.clone(), *e))
+                    .collect();
+                for (key, e) in entries {
+                    if !seen.insert(key.clone()) || (e.tombstone && drop_tombstones) {
+                        continue;
+                    }
+                    let value = if e.tombstone {
+                        Vec::new()
+                    } else {
+                        seg.read_value(&key, e, &self.opts)?
+                    };
+                    let start = offset + buf.len() as u64;
+                    let flags = if e.tombstone { TOMBSTONE } else { 0 };
+                    encode_record(&mut buf, out.salt, e.seq, flags, &key, &value);
+                    index.insert(
+                        key,
+                        Entry {
+                            seq: e.seq,
+                            offset: start as u32,
+                            value_len: value.len() as u32,
+                            tombstone: e.tombstone,
+                        },
+                    );
+                    if buf.len() >= 1 << 20 {
+                        out.file.write_all_at(&buf, offset)?;
+                        offset += buf.len() as u64;
+                        buf.clear();
+                    }
+                }
+            }
+            out.file.write_all_at(&buf, offset)?;
+            out.file.sync_data()?;
+            Ok(index)
+        })();
+        let index = match written {
+            Ok(index) => index,
+            Err(e) => {
+                let _ = self.opts.fs.remove_file(&out.path);
+                return Err(e);
+            }
+        };
+        report.records = index.len() as u64;
+        *out.index.write() = index;
+        let out = Arc::new(out);
+        let keep_output = report.records > 0;
+        // The switch: the new set in the manifest, then in memory. Serialised with freezes,
+        // which also change the set; writers wait only for this manifest write.
+        {
+            let _w = self.writer.lock();
+            let current = Arc::clone(&self.segments.read());
+            let mut list: Vec<Arc<Segment>> = Vec::new();
+            if keep_output {
+                list.push(Arc::clone(&out));
+            }
+            list.extend(current.iter().skip(inputs.len()).cloned());
+            // If this fails, the manifest on disk may name either set: fail-stop, and let
+            // open sort it out from the manifest (both sets are complete on disk).
+            self.write_manifest(&list).map_err(|e| self.fail(e))?;
+            *self.segments.write() = Arc::new(list);
+        }
+        // The inputs are no longer named by the manifest: remove them (a crash here leaves
+        // files that open removes). Readers with an older snapshot keep their open handles.
+        for seg in &inputs {
+            self.opts
+                .fs
+                .remove_file(&seg.path)
+                .map_err(|e| self.fail(e.into()))?;
+            let idx = self.dir.join(index_name(seg.id));
+            if self.opts.fs.exists(&idx).map_err(|e| self.fail(e.into()))? {
+                self.opts
+                    .fs
+                    .remove_file(&idx)
+                    .map_err(|e| self.fail(e.into()))?;
+            }
+        }
+        if keep_output {
+            self.snapshot(&out);
+            report.output = Some(out.id);
+        } else {
+            self.opts
+                .fs
+                .remove_file(&out.path)
+                .map_err(|e| self.fail(e.into()))?;
+        }
+        Ok(report)
+    }
+
+    fn frozen_count(&self) -> usize {
+        self.segments.read().len().saturating_sub(1)
+    }
+}
+
+fn open_inner(dir: &Path, opts: Options) -> Result<Inner> {
+    opts.validate()?;
+    let fs = opts.fs.clone();
+    fs.create_dir_all(dir)?;
+    let lock = fs.lock_dir(dir)?;
+    let mut report = OpenReport::default();
+    let names = fs.list(dir)?;
+    let manifest_path = dir.join(MANIFEST);
+    let ids = if names.iter().any(|n| n == MANIFEST) {
+        manifest::decode(&fs.read(&manifest_path)?).ok_or(Error::Corruption {
+            path: manifest_path.clone(),
+            offset: 0,
+            kind: CorruptionKind::BadMergeMarker,
+        })?
+    } else {
+        Vec::new()
+    };
+    let mut max_id = ids.iter().copied().max().unwrap_or(0);
+    // Leftovers of interrupted changes: files the manifest does not name.
+    for n in &names {
+        let named = match parse_name(n) {
+            Some((id, "seg" | "idx")) => {
+                max_id = max_id.max(id);
+                ids.contains(&id)
+            }
+            _ => !n.ends_with(TEMP_SUFFIX),
+        };
+        if !named {
+            fs.remove_file(&dir.join(n))?;
+            report.removed_files.push(n.clone());
+        }
+    }
+    let mut list = Vec::new();
+    let mut max_seq = 0;
+    let count = ids.len();
+    for (i, &id) in ids.iter().enumerate() {
+        let loaded = segment::load(&fs, dir, id, i + 1 == count, &opts)?;
+        max_seq = max_seq.max(loaded.max_seq);
+        if loaded.from_snapshot {
+            report.from_snapshots += 1;
+        } else {
+            report.scanned += 1;
+        }
+        if let Some((offset, len, kind)) = loaded.torn_tail {
+            report.truncated_tail = Some((loaded.segment.path.clone(), offset, len, kind));
+        }
+        list.push(Arc::new(loaded.segment));
+    }
+    let next_id = AtomicU64::new(max_id + 1);
+    if list.is_empty() {
+        let id = next_id.fetch_add(1, Ordering::AcqRel);
+        list.push(Arc::new(create_segment(&fs, dir, id)?));
+        let ids: Vec<u64> = list.iter().map(|s| s.id).collect();
+        fs.atomic_replace(&manifest_path, &manifest::encode(&ids))?;
+    }
+    report.segments = list.len();
+    let active = Arc::clone(
+        list.last()
+            .ok_or_else(|| Error::InvalidOptions("no segment".into()))?,
+    );
+    let offset = active.file.len()?;
+    Ok(Inner {
+        dir: dir.to_path_buf(),
+        segments: RwLock::new(Arc::new(list)),
+        writer: Mutex::new(Writer {
+            active,
+            offset,
+            seq: max_seq,
+            buf: Vec::new(),
+        }),
+        group: GroupCommit::new(max_seq),
+        next_id,
+        compaction: Mutex::new(()),
+        stop: AtomicBool::new(false),
+        stop_lock: Mutex::new(()),
+        stop_cv: Condvar::new(),
+        report,
+        _lock: lock,
+        opts,
+    })
+}
+
+impl LsmHash {
+    /// Opens (creating if needed) the store in `dir`: takes the directory lock, reads the
+    /// manifest, removes files it does not name, loads each segment's index (from its
+    /// snapshot or by a CRC-checked scan), cuts a torn tail of the active segment, and starts
+    /// the background compaction thread.
+    pub fn open(dir: impl AsRef<Path>, opts: Options) -> Result<LsmHash> {
+        let inner = Arc::new(open_inner(dir.as_ref(), opts)?);
+        let mut background = Vec::new();
+        let threads: [(&str, Option<std::time::Duration>); 2] = [
+            (
+                "lsm-hash-sync",
+                match inner.opts.sync {
+                    SyncPolicy::Interval(d) => Some(d),
+                    _ => None,
+                },
+            ),
+            (
+                "lsm-hash-compact",
+                (inner.opts.compaction_min_segments > 0)
+                    .then_some(inner.opts.compaction_check_interval),
+            ),
+        ];
+        for (name, every) in threads {
+            let Some(every) = every else { continue };
+            let i = Arc::clone(&inner);
+            let compact = name == "lsm-hash-compact";
+            let h = std::thread::Builder::new()
+                .name(name.into())
+                .spawn(move || {
+                    loop {
+                        {
+                            let mut g = i.stop_lock.lock();
+                            if !i.stop.load(Ordering::Acquire) {
+                                let _ = i.stop_cv.wait_for(&mut g, every);
+                            }
+                        }
+                        if i.stop.load(Ordering::Acquire) || i.check_poison().is_err() {
+                            return;
+                        }
+                        if compact {
+                            if i.frozen_count() >= i.opts.compaction_min_segments {
+                                // A failed compaction leaves the old segments in place.
+                                let _ = i.compact();
+                            }
+                        } else {
+                            let last = i.writer.lock().seq;
+                            if i.group.durable() < last && i.wait_durable(last).is_err() {
+                                return;
+                            }
+                        }
+                    }
+                })
+                .map_err(Error::Thread)?;
+            background.push(h);
+        }
+        Ok(LsmHash { inner, background })
+    }
+
+    /// What open found and repaired.
+    pub fn open_report(&self) -> &OpenReport {
+        &self.inner.report
+    }
+
+    /// The value of `key`: the newest segment that has it decides (DDIA: "check the most
+    /// recent segment's hash map; if the key is not present, check the second-most-recent").
+    pub fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        self.inner.get(key)
+    }
+
+    /// True if `key` is live (no disk read).
+    pub fn contains(&self, key: &[u8]) -> bool {
+        matches!(self.inner.lookup(key), Some((_, e)) if !e.tombstone)
+    }
+
+    /// Sets `key` to `value`.
+    pub fn put(&self, key: &[u8], value: &[u8]) -> Result<()> {
+        self.apply(vec![(key.to_vec(), Some(value.to_vec()))])
+    }
+
+    /// Deletes `key`; returns whether it was live (a missing key writes nothing).
+    pub fn delete(&self, key: &[u8]) -> Result<bool> {
+        if !self.contains(key) {
+            return Ok(false);
+        }
+        self.apply(vec![(key.to_vec(), None)])?;
+        Ok(true)
+    }
+
+    /// Applies a batch atomically (all or nothing after a crash).
+    pub fn write(&self, batch: &[(Vec<u8>, Option<Vec<u8>>)]) -> Result<()> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        self.apply(batch.to_vec())
+    }
+
+    fn apply(&self, ops: Vec<(Vec<u8>, Option<Vec<u8>>)>) -> Result<()> {
+        let inner = &self.inner;
+        let _w = (inner.opts.sync == SyncPolicy::Always).then(|| inner.group.writer());
+        let seq = inner.append(&ops)?;
+        if inner.opts.sync == SyncPolicy::Always {
+            inner.wait_durable(seq)?;
+        }
+        Ok(())
+    }
+
+    /// Makes every write so far durable.
+    pub fn sync(&self) -> Result<()> {
+        let last = self.inner.writer.lock().seq;
+        self.inner.wait_durable(last)
+    }
+
+    /// Every live `(key, value)`, sorted by key, from one snapshot of the segment list.
+    pub fn iter(&self) -> impl Iterator<Item = Result<(Vec<u8>, Vec<u8>)>> + use<> {
+        let snapshot = Arc::clone(&self.inner.segments.read());
+        let mut latest: HashMap<Box<[u8]>, (usize, Entry)> = HashMap::new();
+        for (i, seg) in snapshot.iter().enumerate() {
+            for (k, e) in seg.index.read().iter() {
+                latest.insert(k.clone(), (i, *e)); // later segments overwrite older ones
+            }
+        }
+        let mut live: Vec<(Box<[u8]>, usize, Entry)> = latest
+            .into_iter()
+            .filter(|(_, (_, e))| !e.tombstone)
+            .map(|(k, (i, e))| (k, i, e))
+            .collect();
+        live.sort_by(|a, b| a.0.cmp(&b.0));
+        let opts = self.inner.opts.clone();
+        live.into_iter().map(move |(k, i, e)| {
+            let seg = snapshot
+                .get(i)
+                .ok_or_else(|| Error::InvalidOptions("segment vanished".into()))?;
+            let v = seg.read_value(&k, e, &opts)?;
+            Ok((k.into_vec(), v))
+        })
+    }
+
+    /// Merges every frozen segment into one (only the latest live record of each key), makes
+    /// it durable, switches the manifest, then deletes the inputs. Reads and writes continue.
+    pub fn compact_now(&self) -> Result<CompactionReport> {
+        self.inner.compact()
+    }
+
+    /// The segments, oldest first (the last is the active one).
+    pub fn segments(&self) -> Vec<SegmentInfo> {
+        let snapshot = Arc::clone(&self.inner.segments.read());
+        let n = snapshot.len();
+        snapshot
+            .iter()
+            .enumerate()
+            .map(|(i, s)| SegmentInfo {
+                id: s.id,
+                keys: s.index.read().len(),
+                bytes: s.file.len().unwrap_or(0),
+                frozen: i + 1 < n,
+            })
+            .collect()
+    }
+
+    /// Syncs and closes. Dropping does the same, ignoring errors.
+    pub fn close(mut self) -> Result<()> {
+        self.shutdown()
+    }
+
+    fn shutdown(&mut self) -> Result<()> {
+        let inner = &self.inner;
+        inner.stop.store(true, Ordering::Release);
+        {
+            let _g = inner.stop_lock.lock();
+            inner.stop_cv.notify_all();
+        }
+        for h in self.background.drain(..) {
+            let _ = h.join();
+        }
+        inner.check_poison()?;
+        let last = inner.writer.lock().seq;
+        inner.wait_durable(last)
+    }
+}
+
+impl Drop for LsmHash {
+    fn drop(&mut self) {
+        let _ = self.shutdown();
+    }
+}
