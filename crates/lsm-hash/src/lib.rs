@@ -24,13 +24,13 @@
 //! # fn main() -> Result<(), lsm_hash::Error> {
 //! # let tmp = tempfile::tempdir().unwrap();
 //! let db = LsmHash::open(tmp.path(), Options::default().with_max_segment_bytes(4096))?;
-//! for i in 0..100u32 {
+//! for i in 0..300u32 {
 //!     db.put(format!("key{}", i % 10).as_bytes(), &i.to_le_bytes())?; // durable on return
 //! }
 //! db.delete(b"key3")?;
 //! assert!(db.segments().len() > 1);
 //! db.compact_now()?;                       // one merged segment + the active one
-//! assert_eq!(db.get(b"key9")?, Some(99u32.to_le_bytes().to_vec()));
+//! assert_eq!(db.get(b"key9")?, Some(299u32.to_le_bytes().to_vec()));
 //! assert_eq!(db.get(b"key3")?, None);
 //! db.close()?;
 //! # Ok(()) }
