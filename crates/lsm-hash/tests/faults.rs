@@ -1,0 +1,149 @@
+//! Faults, damage and leftovers. Proves: an fsync error poisons the store and nothing after it
+//! is acknowledged; a second writer gets `Locked`; oversized keys get `TooLarge`; a flipped bit
+//! in a frozen segment is refused at open with file and offset; a damaged index snapshot falls
+//! back to a scan; segment files the manifest does not name are removed at open; a damaged
+//! manifest is an error, not an empty store.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::indexing_slicing,
+    reason = "test code: a panic is a failed test"
+)]
+
+use std::path::Path;
+
+use durable_fs::sim::{CrashMode, Fault, FaultError, OpKind, SimFs};
+use lsm_hash::{CorruptionKind, Error, LsmHash, Options, index_name, segment_name};
+
+fn opts(sim: &SimFs) -> Options {
+    Options::default()
+        .with_fs(sim.durable())
+        .with_max_segment_bytes(4096)
+        .with_compaction_min_segments(0)
+}
+
+fn fill(db: &LsmHash, n: u32) {
+    for i in 0..n {
+        db.put(format!("key{i:03}").as_bytes(), &[i as u8; 100])
+            .unwrap();
+    }
+}
+
+#[test]
+fn fsync_error_poisons_and_nothing_after_it_is_acknowledged() {
+    let sim = SimFs::new();
+    let db = LsmHash::open("/db", opts(&sim)).unwrap();
+    fill(&db, 50);
+    sim.inject(Fault::once(
+        OpKind::Sync,
+        sim.ops_of(OpKind::Sync) + 1,
+        FaultError::Eio,
+    ));
+    assert!(matches!(db.put(b"doomed", b"x"), Err(Error::Poisoned(_))));
+    assert!(matches!(db.put(b"later", b"x"), Err(Error::Poisoned(_))));
+    drop(db);
+    let after = sim.crash(CrashMode::Strict, 0);
+    let db = LsmHash::open("/db", opts(&after)).unwrap();
+    for i in 0..50u32 {
+        assert_eq!(
+            db.get(format!("key{i:03}").as_bytes()).unwrap(),
+            Some(vec![i as u8; 100])
+        );
+    }
+    assert_eq!(db.get(b"later").unwrap(), None);
+}
+
+#[test]
+fn locked_and_too_large() {
+    let sim = SimFs::new();
+    let db = LsmHash::open("/db", opts(&sim)).unwrap();
+    assert!(matches!(
+        LsmHash::open("/db", opts(&sim)),
+        Err(Error::Locked { .. })
+    ));
+    let big = vec![0u8; 70 << 10];
+    assert!(matches!(
+        db.put(&big, b"v"),
+        Err(Error::TooLarge { what: "key", .. })
+    ));
+    db.put(b"k", b"").unwrap();
+    assert_eq!(db.get(b"k").unwrap(), Some(Vec::new()));
+}
+
+#[test]
+fn damaged_frozen_segment_is_refused_and_damaged_snapshot_is_rescanned() {
+    let sim = SimFs::new();
+    let db = LsmHash::open("/db", opts(&sim)).unwrap();
+    fill(&db, 100);
+    let segs = db.segments();
+    assert!(segs.len() >= 3, "{segs:?}");
+    db.close().unwrap();
+    let first = Path::new("/db").join(segment_name(segs[0].id));
+    // A damaged snapshot: open scans the segment instead and finds the same data.
+    let img = sim.crash_image(CrashMode::Strict, 0);
+    img.flip_bit(&Path::new("/db").join(index_name(segs[0].id)), 50, 3)
+        .unwrap();
+    let db = LsmHash::open("/db", opts(&img)).unwrap();
+    assert!(db.open_report().scanned >= 2, "{:?}", db.open_report());
+    assert_eq!(db.get(b"key000").unwrap(), Some(vec![0u8; 100]));
+    drop(db);
+    // A damaged record in a frozen segment (snapshot removed so it must be scanned).
+    let img = sim.crash_image(CrashMode::Strict, 0);
+    img.durable()
+        .remove_file(&Path::new("/db").join(index_name(segs[0].id)))
+        .unwrap();
+    img.flip_bit(&first, 32 + 24 + 6 + 10, 0).unwrap();
+    match LsmHash::open("/db", opts(&img)) {
+        Err(Error::Corruption { path, offset, kind }) => {
+            assert_eq!((path, offset), (first, 32));
+            assert!(matches!(kind, CorruptionKind::ChecksumMismatch { .. }));
+        }
+        other => panic!("expected corruption, got {other:?}"),
+    }
+}
+
+#[test]
+fn files_outside_the_manifest_are_removed_and_a_damaged_manifest_is_an_error() {
+    let sim = SimFs::new();
+    let db = LsmHash::open("/db", opts(&sim)).unwrap();
+    fill(&db, 10);
+    db.close().unwrap();
+    let fs = sim.durable();
+    fs.create_new(&Path::new("/db").join(segment_name(999)))
+        .unwrap();
+    let db = LsmHash::open("/db", opts(&sim)).unwrap();
+    assert_eq!(db.open_report().removed_files, vec![segment_name(999)]);
+    assert_eq!(db.get(b"key009").unwrap(), Some(vec![9u8; 100]));
+    db.close().unwrap();
+    sim.flip_bit(&Path::new("/db").join("MANIFEST"), 5, 1)
+        .unwrap();
+    assert!(matches!(
+        LsmHash::open("/db", opts(&sim)),
+        Err(Error::Corruption { .. })
+    ));
+}
+
+#[test]
+fn compaction_keeps_live_keys_and_drops_dead_ones() {
+    let sim = SimFs::new();
+    let db = LsmHash::open("/db", opts(&sim)).unwrap();
+    for _ in 0..5 {
+        fill(&db, 30);
+    }
+    for i in 0..10u32 {
+        db.delete(format!("key{i:03}").as_bytes()).unwrap();
+    }
+    let before: u64 = db.segments().iter().map(|s| s.bytes).sum();
+    let r = db.compact_now().unwrap();
+    assert!(r.inputs.len() >= 3);
+    let after: u64 = db.segments().iter().map(|s| s.bytes).sum();
+    assert!(after < before / 2, "{before} -> {after}");
+    for i in 0..30u32 {
+        let want = (i >= 10).then(|| vec![i as u8; 100]);
+        assert_eq!(db.get(format!("key{i:03}").as_bytes()).unwrap(), want);
+    }
+    drop(db);
+    let after = sim.crash(CrashMode::Strict, 0);
+    let db = LsmHash::open("/db", opts(&after)).unwrap();
+    assert_eq!(db.iter().count(), 20);
+}
