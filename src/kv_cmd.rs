@@ -14,6 +14,8 @@ use crate::wal_cmd::SyncArg;
 pub enum Engine {
     /// The Bitcask store.
     Bitcask,
+    /// The DDIA log-structured hash table.
+    LsmHash,
 }
 
 /// `durable kv` subcommands.
@@ -56,12 +58,161 @@ pub enum KvCommand {
     Stats,
 }
 
-fn bitcask_opts() -> BitcaskOptions {
-    BitcaskOptions::default()
+/// What the command line needs from an engine.
+trait Store {
+    fn apply(&self, key: &[u8], value: Option<&[u8]>) -> Result<(), String>;
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, String>;
+    fn delete(&self, key: &[u8]) -> Result<bool, String>;
+    /// Every live pair (checksums verified as they are read).
+    fn pairs(&self) -> Result<Vec<(Vec<u8>, Vec<u8>)>, Corrupt>;
+    fn merge(&self) -> Result<(), String>;
+    fn stats(&self) -> Vec<(&'static str, String)>;
+    fn close(self: Box<Self>) -> Result<(), String>;
 }
 
-fn open_bitcask(dir: &Path, opts: BitcaskOptions) -> Result<Bitcask, String> {
-    Bitcask::open(dir, opts).map_err(|e| e.to_string())
+/// A read error: damage (exit 1, named file and offset) or anything else (exit 2).
+enum Corrupt {
+    At(String),
+    Other(String),
+}
+
+impl Store for Bitcask {
+    fn apply(&self, key: &[u8], value: Option<&[u8]>) -> Result<(), String> {
+        let mut b = WriteBatch::new();
+        match value {
+            Some(v) => b.put(key, v),
+            None => b.delete(key),
+        }
+        self.write(b).map(|_| ()).map_err(|e| e.to_string())
+    }
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, String> {
+        Bitcask::get(self, key).map_err(|e| e.to_string())
+    }
+    fn delete(&self, key: &[u8]) -> Result<bool, String> {
+        Bitcask::delete(self, key).map_err(|e| e.to_string())
+    }
+    fn pairs(&self) -> Result<Vec<(Vec<u8>, Vec<u8>)>, Corrupt> {
+        self.iter().collect::<Result<_, _>>().map_err(|e| match e {
+            bitcask::Error::Corruption { path, offset, kind } => {
+                Corrupt::At(format!("{} offset {offset}: {kind}", path.display()))
+            }
+            other => Corrupt::Other(other.to_string()),
+        })
+    }
+    fn merge(&self) -> Result<(), String> {
+        Bitcask::merge(self).map(|_| ()).map_err(|e| e.to_string())
+    }
+    fn stats(&self) -> Vec<(&'static str, String)> {
+        let s = Bitcask::stats(self);
+        vec![
+            ("keys", s.keys.to_string()),
+            ("files", s.files.to_string()),
+            ("total_bytes", s.total_bytes.to_string()),
+            ("dead_bytes", s.dead_bytes.to_string()),
+            ("fragmentation", format!("{:.3}", s.fragmentation)),
+        ]
+    }
+    fn close(self: Box<Self>) -> Result<(), String> {
+        Bitcask::close(*self).map_err(|e| e.to_string())
+    }
+}
+
+impl Store for lsm_hash::LsmHash {
+    fn apply(&self, key: &[u8], value: Option<&[u8]>) -> Result<(), String> {
+        self.write(&[(key.to_vec(), value.map(<[u8]>::to_vec))])
+            .map_err(|e| e.to_string())
+    }
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, String> {
+        lsm_hash::LsmHash::get(self, key).map_err(|e| e.to_string())
+    }
+    fn delete(&self, key: &[u8]) -> Result<bool, String> {
+        lsm_hash::LsmHash::delete(self, key).map_err(|e| e.to_string())
+    }
+    fn pairs(&self) -> Result<Vec<(Vec<u8>, Vec<u8>)>, Corrupt> {
+        self.iter().collect::<Result<_, _>>().map_err(|e| match e {
+            lsm_hash::Error::Corruption { path, offset, kind } => {
+                Corrupt::At(format!("{} offset {offset}: {kind}", path.display()))
+            }
+            other => Corrupt::Other(other.to_string()),
+        })
+    }
+    fn merge(&self) -> Result<(), String> {
+        self.compact_now().map(|_| ()).map_err(|e| e.to_string())
+    }
+    fn stats(&self) -> Vec<(&'static str, String)> {
+        let segs = self.segments();
+        vec![
+            ("keys", self.iter().count().to_string()),
+            ("segments", segs.len().to_string()),
+            (
+                "total_bytes",
+                segs.iter().map(|s| s.bytes).sum::<u64>().to_string(),
+            ),
+        ]
+    }
+    fn close(self: Box<Self>) -> Result<(), String> {
+        lsm_hash::LsmHash::close(*self).map_err(|e| e.to_string())
+    }
+}
+
+/// How a command opens the store.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// Writes, with durability per `--sync` (default always).
+    Write {
+        sync: SyncArg,
+        file_bytes: Option<u64>,
+    },
+    /// Reads only: without the lock where the engine allows it.
+    Read,
+}
+
+fn open(engine: Engine, dir: &Path, mode: Mode) -> Result<Box<dyn Store>, Corrupt> {
+    let (sync, file_bytes, read_only) = match mode {
+        Mode::Write { sync, file_bytes } => (sync, file_bytes, false),
+        Mode::Read => (SyncArg::Always, None, true),
+    };
+    let policy = match sync {
+        SyncArg::Always => BitcaskSync::Always,
+        SyncArg::Never => BitcaskSync::Never,
+    };
+    match engine {
+        Engine::Bitcask => {
+            let mut opts = BitcaskOptions::default()
+                .with_sync(policy)
+                .with_read_only(read_only);
+            if let Some(n) = file_bytes {
+                opts = opts.with_max_file_bytes(n);
+            }
+            match Bitcask::open(dir, opts) {
+                Ok(db) => Ok(Box::new(db)),
+                Err(bitcask::Error::Corruption { path, offset, kind }) => Err(Corrupt::At(
+                    format!("{} offset {offset}: {kind}", path.display()),
+                )),
+                Err(e) => Err(Corrupt::Other(e.to_string())),
+            }
+        }
+        Engine::LsmHash => {
+            let mut opts = lsm_hash::Options::default().with_sync(policy);
+            if let Some(n) = file_bytes {
+                opts = opts.with_max_segment_bytes(n);
+            }
+            match lsm_hash::LsmHash::open(dir, opts) {
+                Ok(db) => Ok(Box::new(db)),
+                Err(lsm_hash::Error::Corruption { path, offset, kind }) => Err(Corrupt::At(
+                    format!("{} offset {offset}: {kind}", path.display()),
+                )),
+                Err(e) => Err(Corrupt::Other(e.to_string())),
+            }
+        }
+    }
+}
+
+fn open_or_fail(engine: Engine, dir: &Path, mode: Mode) -> Result<Box<dyn Store>, String> {
+    open(engine, dir, mode).map_err(|e| match e {
+        Corrupt::At(s) => format!("corrupt {s}"),
+        Corrupt::Other(s) => s,
+    })
 }
 
 fn existing_dir(dir: &Path) -> Result<(), String> {
@@ -112,24 +263,25 @@ fn parse_line(line: &[u8]) -> Result<Line<'_>, String> {
 
 /// Runs a `durable kv` subcommand.
 pub fn run(engine: Engine, dir: &Path, cmd: &KvCommand) -> Result<ExitCode, String> {
-    match engine {
-        Engine::Bitcask => run_bitcask(dir, cmd),
-    }
-}
-
-fn run_bitcask(dir: &Path, cmd: &KvCommand) -> Result<ExitCode, String> {
     let mut out = io::stdout().lock();
     let w = |r: io::Result<()>| r.map_err(|e| format!("writing stdout: {e}"));
+    let write_mode = Mode::Write {
+        sync: SyncArg::Always,
+        file_bytes: None,
+    };
+    if !matches!(cmd, KvCommand::Load { .. } | KvCommand::Put { .. }) {
+        existing_dir(dir)?;
+    }
     match cmd {
         KvCommand::Load { sync, file_bytes } => {
-            let mut opts = bitcask_opts().with_sync(match sync {
-                SyncArg::Always => BitcaskSync::Always,
-                SyncArg::Never => BitcaskSync::Never,
-            });
-            if let Some(n) = file_bytes {
-                opts = opts.with_max_file_bytes(*n);
-            }
-            let db = open_bitcask(dir, opts)?;
+            let db = open_or_fail(
+                engine,
+                dir,
+                Mode::Write {
+                    sync: *sync,
+                    file_bytes: *file_bytes,
+                },
+            )?;
             let mut n = 0u64;
             for line in io::stdin().lock().split(b'\n') {
                 let mut line = line.map_err(|e| format!("reading stdin: {e}"))?;
@@ -141,31 +293,22 @@ fn run_bitcask(dir: &Path, cmd: &KvCommand) -> Result<ExitCode, String> {
                 }
                 match parse_line(&line)? {
                     Line::Merge => {
-                        db.merge().map_err(|e| e.to_string())?;
+                        db.merge()?;
                         w(writeln!(out, "merged").and_then(|()| out.flush()))?;
                         continue;
                     }
-                    Line::Put(k, v) => {
-                        let mut b = WriteBatch::new();
-                        b.put(k, v);
-                        db.write(b).map_err(|e| e.to_string())?;
-                    }
-                    Line::Del(k) => {
-                        let mut b = WriteBatch::new();
-                        b.delete(k);
-                        db.write(b).map_err(|e| e.to_string())?;
-                    }
+                    Line::Put(k, v) => db.apply(k, Some(v))?,
+                    Line::Del(k) => db.apply(k, None)?,
                 }
                 n += 1;
                 w(writeln!(out, "ack {n}").and_then(|()| out.flush()))?;
             }
-            db.close().map_err(|e| e.to_string())?;
+            db.close()?;
             Ok(ExitCode::SUCCESS)
         }
         KvCommand::Get { key } => {
-            existing_dir(dir)?;
-            let db = open_bitcask(dir, bitcask_opts().with_read_only(true))?;
-            match db.get(key.as_bytes()).map_err(|e| e.to_string())? {
+            let db = open_or_fail(engine, dir, Mode::Read)?;
+            match db.get(key.as_bytes())? {
                 Some(v) => {
                     w(out.write_all(&v).and_then(|()| out.write_all(b"\n")))?;
                     Ok(ExitCode::SUCCESS)
@@ -177,28 +320,25 @@ fn run_bitcask(dir: &Path, cmd: &KvCommand) -> Result<ExitCode, String> {
             }
         }
         KvCommand::Put { key, value } => {
-            let db = open_bitcask(dir, bitcask_opts())?;
-            db.put(key.as_bytes(), value.as_bytes())
-                .map_err(|e| e.to_string())?;
-            db.close().map_err(|e| e.to_string())?;
+            let db = open_or_fail(engine, dir, write_mode)?;
+            db.apply(key.as_bytes(), Some(value.as_bytes()))?;
+            db.close()?;
             Ok(ExitCode::SUCCESS)
         }
         KvCommand::Del { key } => {
-            existing_dir(dir)?;
-            let db = open_bitcask(dir, bitcask_opts())?;
-            if !db.delete(key.as_bytes()).map_err(|e| e.to_string())? {
+            let db = open_or_fail(engine, dir, write_mode)?;
+            if !db.delete(key.as_bytes())? {
                 eprintln!("{key}: not found (nothing deleted)");
             }
-            db.close().map_err(|e| e.to_string())?;
+            db.close()?;
             Ok(ExitCode::SUCCESS)
         }
         KvCommand::Dump => {
-            existing_dir(dir)?;
-            let db = open_bitcask(dir, bitcask_opts().with_read_only(true))?;
-            let mut pairs: Vec<(Vec<u8>, Vec<u8>)> = db
-                .iter()
-                .collect::<Result<_, _>>()
-                .map_err(|e| e.to_string())?;
+            let db = open_or_fail(engine, dir, Mode::Read)?;
+            let mut pairs = db.pairs().map_err(|e| match e {
+                Corrupt::At(s) => format!("corrupt {s}"),
+                Corrupt::Other(s) => s,
+            })?;
             pairs.sort();
             let mut out = io::BufWriter::new(out);
             for (k, v) in pairs {
@@ -212,48 +352,31 @@ fn run_bitcask(dir: &Path, cmd: &KvCommand) -> Result<ExitCode, String> {
             Ok(ExitCode::SUCCESS)
         }
         KvCommand::Merge => {
-            existing_dir(dir)?;
-            let db = open_bitcask(dir, bitcask_opts())?;
-            db.merge().map_err(|e| e.to_string())?;
-            db.close().map_err(|e| e.to_string())?;
+            let db = open_or_fail(engine, dir, write_mode)?;
+            db.merge()?;
+            db.close()?;
             w(writeln!(out, "merged"))?;
             Ok(ExitCode::SUCCESS)
         }
         KvCommand::Verify => {
-            existing_dir(dir)?;
-            let result = Bitcask::open(dir, bitcask_opts().with_read_only(true)).and_then(|db| {
-                let mut n = 0u64;
-                for item in db.iter() {
-                    item?;
-                    n += 1;
-                }
-                Ok((n, db.stats().files))
-            });
-            match result {
-                Ok((keys, files)) => {
-                    w(writeln!(out, "ok keys {keys} files {files}"))?;
+            let checked = open(engine, dir, Mode::Read).and_then(|db| db.pairs().map(|p| p.len()));
+            match checked {
+                Ok(keys) => {
+                    w(writeln!(out, "ok keys {keys}"))?;
                     Ok(ExitCode::SUCCESS)
                 }
-                Err(bitcask::Error::Corruption { path, offset, kind }) => {
-                    w(writeln!(
-                        out,
-                        "corrupt {} offset {offset}: {kind}",
-                        path.display()
-                    ))?;
+                Err(Corrupt::At(s)) => {
+                    w(writeln!(out, "corrupt {s}"))?;
                     Ok(ExitCode::from(1))
                 }
-                Err(e) => Err(e.to_string()),
+                Err(Corrupt::Other(s)) => Err(s),
             }
         }
         KvCommand::Stats => {
-            existing_dir(dir)?;
-            let db = open_bitcask(dir, bitcask_opts().with_read_only(true))?;
-            let s = db.stats();
-            w(writeln!(
-                out,
-                "keys {}\nfiles {}\ntotal_bytes {}\ndead_bytes {}\nfragmentation {:.3}",
-                s.keys, s.files, s.total_bytes, s.dead_bytes, s.fragmentation
-            ))?;
+            let db = open_or_fail(engine, dir, Mode::Read)?;
+            for (name, value) in db.stats() {
+                w(writeln!(out, "{name} {value}"))?;
+            }
             Ok(ExitCode::SUCCESS)
         }
     }
