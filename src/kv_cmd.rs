@@ -58,13 +58,16 @@ pub enum KvCommand {
     Stats,
 }
 
+/// Every live `(key, value)`.
+type Pairs = Vec<(Vec<u8>, Vec<u8>)>;
+
 /// What the command line needs from an engine.
 trait Store {
     fn apply(&self, key: &[u8], value: Option<&[u8]>) -> Result<(), String>;
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, String>;
     fn delete(&self, key: &[u8]) -> Result<bool, String>;
     /// Every live pair (checksums verified as they are read).
-    fn pairs(&self) -> Result<Vec<(Vec<u8>, Vec<u8>)>, Corrupt>;
+    fn pairs(&self) -> Result<Pairs, Corrupt>;
     fn merge(&self) -> Result<(), String>;
     fn stats(&self) -> Vec<(&'static str, String)>;
     fn close(self: Box<Self>) -> Result<(), String>;
@@ -91,7 +94,7 @@ impl Store for Bitcask {
     fn delete(&self, key: &[u8]) -> Result<bool, String> {
         Bitcask::delete(self, key).map_err(|e| e.to_string())
     }
-    fn pairs(&self) -> Result<Vec<(Vec<u8>, Vec<u8>)>, Corrupt> {
+    fn pairs(&self) -> Result<Pairs, Corrupt> {
         self.iter().collect::<Result<_, _>>().map_err(|e| match e {
             bitcask::Error::Corruption { path, offset, kind } => {
                 Corrupt::At(format!("{} offset {offset}: {kind}", path.display()))
@@ -128,7 +131,7 @@ impl Store for lsm_hash::LsmHash {
     fn delete(&self, key: &[u8]) -> Result<bool, String> {
         lsm_hash::LsmHash::delete(self, key).map_err(|e| e.to_string())
     }
-    fn pairs(&self) -> Result<Vec<(Vec<u8>, Vec<u8>)>, Corrupt> {
+    fn pairs(&self) -> Result<Pairs, Corrupt> {
         self.iter().collect::<Result<_, _>>().map_err(|e| match e {
             lsm_hash::Error::Corruption { path, offset, kind } => {
                 Corrupt::At(format!("{} offset {offset}: {kind}", path.display()))
