@@ -1,0 +1,323 @@
+//! Key-value benchmarks: bitcask and lsm-hash side by side with fjall, redb and sled on the
+//! same disk, in one run. Results and how to read them: BENCHMARKS.md.
+//!
+//! - `put_nosync/<engine>/threads=N`: random 16 B keys, 100 B values, no fsync per write
+//!   (ours: `SyncPolicy::Never`; fjall: no persist; redb: `Durability::None`; sled: no flush).
+//! - `put_sync/<engine>/threads=N`: the same, durable when the call returns (ours: `Always`,
+//!   group commit; fjall: `persist(SyncData)`; redb: `Durability::Immediate`; sled: `flush`).
+//! - `get/<engine>`: random gets of present keys on a warm 100k-key store.
+//! - `open/bitcask_hints`, `open/bitcask_scan`, `open/lsm_hash`: open a store of
+//!   `BENCH_KEYS` keys (default 1M) with and without hint files.
+//! - `merge/bitcask`: merge a store whose data is half dead; throughput in input bytes.
+//! - `lsm_get_during_compaction`: get latency while another thread compacts nonstop.
+//!
+//! `BENCH_DIR` picks the disk (default: the system temp dir).
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::indexing_slicing,
+    missing_docs,
+    reason = "benchmark code: a panic is a failed run"
+)]
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Barrier};
+use std::time::{Duration, Instant};
+
+use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use durable_fs::sim::Rng;
+
+fn tempdir() -> tempfile::TempDir {
+    match std::env::var_os("BENCH_DIR") {
+        Some(d) => tempfile::tempdir_in(PathBuf::from(d)).unwrap(),
+        None => tempfile::tempdir().unwrap(),
+    }
+}
+
+fn key(n: u64) -> [u8; 16] {
+    let mut r = Rng::new(n);
+    let mut k = [0u8; 16];
+    r.fill(&mut k);
+    k
+}
+
+const VALUE: [u8; 100] = [0x5A; 100];
+
+trait Kv: Send + Sync {
+    fn put(&self, k: &[u8], v: &[u8]);
+    fn get(&self, k: &[u8]) -> Option<Vec<u8>>;
+}
+
+struct Bc(bitcask::Bitcask);
+impl Kv for Bc {
+    fn put(&self, k: &[u8], v: &[u8]) {
+        self.0.put(k, v).unwrap();
+    }
+    fn get(&self, k: &[u8]) -> Option<Vec<u8>> {
+        self.0.get(k).unwrap()
+    }
+}
+
+struct Lsm(lsm_hash::LsmHash);
+impl Kv for Lsm {
+    fn put(&self, k: &[u8], v: &[u8]) {
+        self.0.put(k, v).unwrap();
+    }
+    fn get(&self, k: &[u8]) -> Option<Vec<u8>> {
+        self.0.get(k).unwrap()
+    }
+}
+
+struct Fjall(fjall::Database, fjall::Keyspace, bool);
+impl Kv for Fjall {
+    fn put(&self, k: &[u8], v: &[u8]) {
+        self.1.insert(k, v).unwrap();
+        if self.2 {
+            self.0.persist(fjall::PersistMode::SyncData).unwrap();
+        }
+    }
+    fn get(&self, k: &[u8]) -> Option<Vec<u8>> {
+        self.1.get(k).unwrap().map(|v| v.to_vec())
+    }
+}
+
+const REDB_TABLE: redb::TableDefinition<&[u8], &[u8]> = redb::TableDefinition::new("t");
+struct Redb(redb::Database, bool);
+impl Kv for Redb {
+    fn put(&self, k: &[u8], v: &[u8]) {
+        let mut txn = self.0.begin_write().unwrap();
+        if !self.1 {
+            txn.set_durability(redb::Durability::None).unwrap();
+        }
+        txn.open_table(REDB_TABLE).unwrap().insert(k, v).unwrap();
+        txn.commit().unwrap();
+    }
+    fn get(&self, k: &[u8]) -> Option<Vec<u8>> {
+        use redb::ReadableDatabase;
+        let r = self.0.begin_read().unwrap();
+        let t = r.open_table(REDB_TABLE).unwrap();
+        t.get(k).unwrap().map(|v| v.value().to_vec())
+    }
+}
+
+struct Sled(sled::Db, bool);
+impl Kv for Sled {
+    fn put(&self, k: &[u8], v: &[u8]) {
+        self.0.insert(k, v).unwrap();
+        if self.1 {
+            self.0.flush().unwrap();
+        }
+    }
+    fn get(&self, k: &[u8]) -> Option<Vec<u8>> {
+        self.0.get(k).unwrap().map(|v| v.to_vec())
+    }
+}
+
+const ENGINES: [&str; 5] = ["bitcask", "lsm-hash", "fjall", "redb", "sled"];
+
+fn open(engine: &str, dir: &Path, sync: bool) -> Arc<dyn Kv> {
+    let bsync = if sync { bitcask::SyncPolicy::Always } else { bitcask::SyncPolicy::Never };
+    match engine {
+        "bitcask" => Arc::new(Bc(bitcask::Bitcask::open(dir, bitcask::Options::default().with_sync(bsync)).unwrap())),
+        "lsm-hash" => Arc::new(Lsm(lsm_hash::LsmHash::open(dir, lsm_hash::Options::default().with_sync(bsync)).unwrap())),
+        "fjall" => {
+            let db = fjall::Database::builder(dir).open().unwrap();
+            let ks = db.keyspace("bench", fjall::KeyspaceCreateOptions::default).unwrap();
+            Arc::new(Fjall(db, ks, sync))
+        }
+        "redb" => {
+            let db = redb::Database::create(dir.join("redb")).unwrap();
+            let txn = db.begin_write().unwrap();
+            txn.open_table(REDB_TABLE).unwrap();
+            txn.commit().unwrap();
+            Arc::new(Redb(db, sync))
+        }
+        "sled" => Arc::new(Sled(sled::open(dir).unwrap(), sync)),
+        other => panic!("unknown engine {other}"),
+    }
+}
+
+/// `iters` puts of fresh random keys spread over `threads` threads; wall time.
+fn threaded_puts(db: &Arc<dyn Kv>, counter: &Arc<AtomicU64>, iters: u64, threads: usize) -> Duration {
+    let per = (iters / threads as u64).max(1);
+    let barrier = Arc::new(Barrier::new(threads + 1));
+    let handles: Vec<_> = (0..threads)
+        .map(|_| {
+            let (db, counter, barrier) = (Arc::clone(db), Arc::clone(counter), Arc::clone(&barrier));
+            std::thread::spawn(move || {
+                barrier.wait();
+                for _ in 0..per {
+                    let n = counter.fetch_add(1, Ordering::Relaxed);
+                    db.put(&key(n), &VALUE);
+                }
+            })
+        })
+        .collect();
+    barrier.wait();
+    let start = Instant::now();
+    for h in handles {
+        h.join().unwrap();
+    }
+    start.elapsed().mul_f64(iters as f64 / (per * threads as u64) as f64)
+}
+
+fn puts(c: &mut Criterion, sync: bool) {
+    let mut g = c.benchmark_group(if sync { "put_sync" } else { "put_nosync" });
+    g.throughput(Throughput::Elements(1)).sample_size(10).measurement_time(Duration::from_secs(if sync { 4 } else { 2 }));
+    for engine in ENGINES {
+        for threads in [1usize, 16] {
+            let tmp = tempdir();
+            let db = open(engine, tmp.path(), sync);
+            let counter = Arc::new(AtomicU64::new(0));
+            g.bench_with_input(BenchmarkId::new(engine, format!("threads={threads}")), &threads, |b, &t| {
+                b.iter_custom(|iters| threaded_puts(&db, &counter, iters, t))
+            });
+        }
+    }
+    g.finish();
+}
+
+fn put_sync(c: &mut Criterion) {
+    puts(c, true);
+}
+
+fn put_nosync(c: &mut Criterion) {
+    puts(c, false);
+}
+
+fn get(c: &mut Criterion) {
+    let mut g = c.benchmark_group("get");
+    g.throughput(Throughput::Elements(1)).sample_size(20).measurement_time(Duration::from_secs(2));
+    let n = 100_000u64;
+    for engine in ENGINES {
+        let tmp = tempdir();
+        let db = open(engine, tmp.path(), false);
+        for i in 0..n {
+            db.put(&key(i), &VALUE);
+        }
+        let mut rng = Rng::new(7);
+        g.bench_function(engine, |b| {
+            b.iter(|| {
+                let i = rng.below(n);
+                assert!(db.get(&key(i)).is_some());
+            })
+        });
+    }
+    g.finish();
+}
+
+fn bench_keys() -> u64 {
+    std::env::var("BENCH_KEYS").ok().and_then(|s| s.parse().ok()).unwrap_or(1_000_000)
+}
+
+fn open_time(c: &mut Criterion) {
+    let mut g = c.benchmark_group("open");
+    g.sample_size(10).measurement_time(Duration::from_secs(5));
+    let n = bench_keys();
+    let bc_dir = tempdir();
+    {
+        let db = bitcask::Bitcask::open(bc_dir.path(), bitcask::Options::default().with_sync(bitcask::SyncPolicy::Never)).unwrap();
+        for i in 0..n {
+            db.put(&key(i), &VALUE).unwrap();
+        }
+        db.close().unwrap();
+    }
+    let ro = || bitcask::Options::default().with_read_only(true);
+    g.throughput(Throughput::Elements(n));
+    g.bench_function("bitcask_hints", |b| b.iter(|| assert_eq!(bitcask::Bitcask::open(bc_dir.path(), ro()).unwrap().len() as u64, n)));
+    let fs = durable_fs::DurableFs::real();
+    for name in fs.list(bc_dir.path()).unwrap() {
+        if name.ends_with(".hint") {
+            fs.remove_file(&bc_dir.path().join(name)).unwrap();
+        }
+    }
+    g.bench_function("bitcask_scan", |b| b.iter(|| assert_eq!(bitcask::Bitcask::open(bc_dir.path(), ro()).unwrap().len() as u64, n)));
+    let lsm_dir = tempdir();
+    {
+        let o = lsm_hash::Options::default().with_sync(bitcask::SyncPolicy::Never).with_compaction_min_segments(0);
+        let db = lsm_hash::LsmHash::open(lsm_dir.path(), o).unwrap();
+        for i in 0..n {
+            db.put(&key(i), &VALUE).unwrap();
+        }
+        db.close().unwrap();
+    }
+    g.bench_function("lsm_hash", |b| {
+        b.iter(|| {
+            let o = lsm_hash::Options::default().with_compaction_min_segments(0);
+            lsm_hash::LsmHash::open(lsm_dir.path(), o).unwrap()
+        })
+    });
+    g.finish();
+}
+
+fn merge(c: &mut Criterion) {
+    let mut g = c.benchmark_group("merge");
+    g.sample_size(10).measurement_time(Duration::from_secs(10));
+    let n = 200_000u64;
+    let record = (24 + 16 + 100) as u64;
+    g.throughput(Throughput::Bytes(2 * n * record));
+    g.bench_function("bitcask", |b| {
+        b.iter_custom(|iters| {
+            let mut total = Duration::ZERO;
+            for _ in 0..iters {
+                let tmp = tempdir();
+                let opts = bitcask::Options::default().with_sync(bitcask::SyncPolicy::Never).with_max_file_bytes(16 << 20);
+                let db = bitcask::Bitcask::open(tmp.path(), opts).unwrap();
+                for round in 0..2 {
+                    for i in 0..n {
+                        db.put(&key(i), &[round; 100]).unwrap();
+                    }
+                }
+                db.sync().unwrap();
+                let start = Instant::now();
+                let r = db.merge().unwrap();
+                total += start.elapsed();
+                assert_eq!(r.records, n);
+            }
+            total
+        })
+    });
+    g.finish();
+}
+
+fn lsm_get_during_compaction(c: &mut Criterion) {
+    let mut g = c.benchmark_group("lsm_get_during_compaction");
+    g.throughput(Throughput::Elements(1)).sample_size(20).measurement_time(Duration::from_secs(3));
+    let tmp = tempdir();
+    let o = lsm_hash::Options::default()
+        .with_sync(bitcask::SyncPolicy::Never)
+        .with_max_segment_bytes(1 << 20)
+        .with_compaction_min_segments(0);
+    let db = Arc::new(lsm_hash::LsmHash::open(tmp.path(), o).unwrap());
+    let n = 50_000u64;
+    for i in 0..n {
+        db.put(&key(i), &VALUE).unwrap();
+    }
+    for (label, compacting) in [("idle", false), ("compacting", true)] {
+        let stop = Arc::new(AtomicBool::new(false));
+        let bg = compacting.then(|| {
+            let (db, stop) = (Arc::clone(&db), Arc::clone(&stop));
+            std::thread::spawn(move || {
+                let mut i = 0u64;
+                while !stop.load(Ordering::Relaxed) {
+                    for _ in 0..5_000 {
+                        db.put(&key(i % n), &VALUE).unwrap();
+                        i += 1;
+                    }
+                    db.compact_now().unwrap();
+                }
+            })
+        });
+        let mut rng = Rng::new(3);
+        g.bench_function(label, |b| b.iter(|| assert!(db.get(&key(rng.below(n))).unwrap().is_some())));
+        stop.store(true, Ordering::Relaxed);
+        if let Some(h) = bg {
+            h.join().unwrap();
+        }
+    }
+    g.finish();
+}
+
+criterion_group!(benches, put_sync, put_nosync, get, open_time, merge, lsm_get_during_compaction);
+criterion_main!(benches);
