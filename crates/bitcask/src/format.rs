@@ -236,6 +236,9 @@ pub struct Scanned {
     pub entries: Vec<HintEntry>,
     /// Bytes of those records.
     pub record_bytes: u64,
+    /// Where the records end: after the last complete batch (zeros after it are
+    /// preallocated free space, not damage).
+    pub end: u64,
     /// Where to cut a torn tail (and why), for the newest file.
     pub torn_tail: Option<(u64, CorruptionKind)>,
     /// Damaged ranges skipped in salvage mode: (offset, length, why).
@@ -274,14 +277,21 @@ pub fn scan_records(
     newest: bool,
     salvage: bool,
 ) -> Result<Scanned, (u64, CorruptionKind)> {
-    let mut out = Scanned::default();
+    let mut out = Scanned {
+        end: FILE_HEADER_LEN as u64,
+        ..Scanned::default()
+    };
     let mut pos = FILE_HEADER_LEN;
     let mut batch: Vec<HintEntry> = Vec::new();
     let mut batch_start = pos;
     let mut last_seq = 0;
     while pos < bytes.len() {
         let rest = bytes.get(pos..).unwrap_or_default();
-        let kind = match decode_record(rest, salt, max_key, max_value) {
+        let decoded = decode_record(rest, salt, max_key, max_value);
+        if decoded.is_err() && rest.iter().all(|&b| b == 0) {
+            break; // preallocated space
+        }
+        let kind = match decoded {
             Ok(r) => {
                 if batch.is_empty() {
                     batch_start = pos;
@@ -298,6 +308,7 @@ pub fn scan_records(
                 if r.flags & BATCH_CONTINUES == 0 {
                     out.record_bytes += (pos - batch_start) as u64;
                     out.entries.append(&mut batch);
+                    out.end = pos as u64;
                 }
                 continue;
             }

@@ -33,9 +33,13 @@ pub(crate) struct FileStats {
     pub dead: u64,
 }
 
+/// The keydir's hash map: foldhash, seeded per process (fast, and resistant enough to
+/// flooding for an embedded store whose keys come from its own application).
+pub(crate) type KeyMap<V> = HashMap<Box<[u8]>, V, foldhash::fast::RandomState>;
+
 #[derive(Debug, Default)]
 pub(crate) struct Keydir {
-    pub map: HashMap<Box<[u8]>, Loc>,
+    pub map: KeyMap<Loc>,
     pub files: BTreeMap<u32, FileStats>,
 }
 

@@ -54,6 +54,11 @@ pub struct Options {
     /// The active data file is rotated before a write would take it past this. Default:
     /// 64 MiB. Minimum: 4 KiB. Maximum: 4 GiB.
     pub max_file_bytes: u64,
+    /// The active data file grows in steps of this many bytes (zeros, sparse on most
+    /// filesystems), so most writes do not change the file size and their `fdatasync` has no
+    /// size metadata to flush. A file is trimmed to its records when it becomes immutable.
+    /// 0 turns it off. Default: 1 MiB.
+    pub preallocate_bytes: u64,
     /// Longest key. Default: 64 KiB.
     pub max_key_bytes: u32,
     /// Longest value. Default: 64 MiB.
@@ -76,6 +81,7 @@ impl Default for Options {
         Options {
             fs: DurableFs::real(),
             max_file_bytes: 64 << 20,
+            preallocate_bytes: 1 << 20,
             max_key_bytes: 64 << 10,
             max_value_bytes: 64 << 20,
             sync: SyncPolicy::Always,
@@ -99,6 +105,13 @@ impl Options {
     #[must_use]
     pub fn with_max_file_bytes(mut self, n: u64) -> Self {
         self.max_file_bytes = n;
+        self
+    }
+
+    /// Sets [`Options::preallocate_bytes`].
+    #[must_use]
+    pub fn with_preallocate_bytes(mut self, n: u64) -> Self {
+        self.preallocate_bytes = n;
         self
     }
 

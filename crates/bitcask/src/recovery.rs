@@ -20,7 +20,7 @@ use crate::format::{
     decode_hint, hint_name, parse_name, scan_records, u32_at,
 };
 use crate::handles::HandleCache;
-use crate::keydir::{Keydir, Loc};
+use crate::keydir::{KeyMap, Keydir, Loc};
 use crate::merge::{MERGE_MARKER, MergeMarker};
 use crate::options::Options;
 use crate::store::{Inner, Writer, create_data_file};
@@ -169,8 +169,10 @@ pub(crate) fn open(dir: &Path, opts: Options) -> Result<Inner> {
     }
 
     // 3. Load.
-    let mut best: HashMap<Box<[u8]>, (Loc, bool)> = HashMap::new();
     let mut keydir = Keydir::default();
+    // Newest tombstone seen per key: hides values of that key with a lower seq, whatever file
+    // comes later (merged files carry old seqs under new ids).
+    let mut tombs: KeyMap<u64> = KeyMap::default();
     let mut max_seq = 0;
     let mut live_ids = BTreeSet::new();
     for &id in &ids {
@@ -258,6 +260,7 @@ pub(crate) fn open(dir: &Path, opts: Options) -> Result<Inner> {
                     offset,
                     kind,
                 })?;
+                let salvaged = !scanned.skipped.is_empty();
                 for (offset, len, kind) in scanned.skipped {
                     report.skipped.push(Damage {
                         path: path.clone(),
@@ -266,15 +269,16 @@ pub(crate) fn open(dir: &Path, opts: Options) -> Result<Inner> {
                         kind,
                     });
                 }
-                let cut = scanned.torn_tail.map(|(offset, kind)| {
+                if let Some((offset, kind)) = scanned.torn_tail {
                     report.truncated_tail = Some(Damage {
                         path: path.clone(),
                         offset,
                         len: bytes.len() as u64 - offset,
                         kind,
                     });
-                    offset
-                });
+                }
+                // Trim a torn tail or preallocated zeros: immutable files end at their records.
+                let cut = (scanned.end < bytes.len() as u64 && !salvaged).then_some(scanned.end);
                 let loaded = Loaded {
                     entries: scanned.entries,
                     record_bytes: scanned.record_bytes,
@@ -293,6 +297,7 @@ pub(crate) fn open(dir: &Path, opts: Options) -> Result<Inner> {
         live_ids.insert(id);
         let file_id = u32::try_from(id).unwrap_or(u32::MAX);
         keydir.files.entry(file_id).or_default().total = loaded.record_bytes;
+        keydir.map.reserve(loaded.entries.len());
         for e in loaded.entries {
             max_seq = max_seq.max(e.seq);
             let loc = Loc {
@@ -301,35 +306,41 @@ pub(crate) fn open(dir: &Path, opts: Options) -> Result<Inner> {
                 offset: e.offset as u32,
                 value_len: e.value_len,
             };
-            let tomb = e.flags & TOMBSTONE != 0;
-            match best.get_mut(e.key.as_slice()) {
-                Some((old, old_tomb)) if old.seq < loc.seq => {
-                    *old = loc;
-                    *old_tomb = tomb;
+            let len = loc.record_len(e.key.len());
+            if e.flags & TOMBSTONE != 0 {
+                keydir.files.entry(file_id).or_default().dead += len;
+                if keydir.map.get(e.key.as_slice()).is_some_and(|v| v.seq > e.seq) {
+                    continue; // an older delete
                 }
-                Some(_) => {}
-                None => {
-                    best.insert(e.key.into_boxed_slice(), (loc, tomb));
+                if let Some(old) = keydir.map.remove(e.key.as_slice()) {
+                    keydir.files.entry(old.file).or_default().dead += old.record_len(e.key.len());
+                }
+                let seq = tombs.entry(e.key.into_boxed_slice()).or_insert(0);
+                *seq = (*seq).max(e.seq);
+                continue;
+            }
+            if tombs.get(e.key.as_slice()).is_some_and(|&t| t > e.seq) {
+                keydir.files.entry(file_id).or_default().dead += len;
+                continue; // deleted later
+            }
+            let key_len = e.key.len();
+            match keydir.map.entry(e.key.into_boxed_slice()) {
+                std::collections::hash_map::Entry::Occupied(mut o) => {
+                    let (dead_file, dead_len) = if o.get().seq > loc.seq {
+                        (file_id, len)
+                    } else {
+                        let old = o.insert(loc);
+                        (old.file, old.record_len(key_len))
+                    };
+                    keydir.files.entry(dead_file).or_default().dead += dead_len;
+                }
+                std::collections::hash_map::Entry::Vacant(v) => {
+                    v.insert(loc);
                 }
             }
         }
     }
     report.files = live_ids.len();
-    for (key, (loc, tomb)) in best {
-        if !tomb {
-            keydir.map.insert(key, loc);
-        }
-    }
-    // Dead bytes: everything in a file that no live key points to.
-    let mut live_bytes: HashMap<u32, u64> = HashMap::new();
-    for (k, loc) in &keydir.map {
-        *live_bytes.entry(loc.file).or_default() += loc.record_len(k.len());
-    }
-    for (file, stats) in keydir.files.iter_mut() {
-        stats.dead = stats
-            .total
-            .saturating_sub(live_bytes.get(file).copied().unwrap_or(0));
-    }
     report.keys = keydir.map.len() as u64;
 
     // 4. A new active file.
@@ -344,6 +355,7 @@ pub(crate) fn open(dir: &Path, opts: Options) -> Result<Inner> {
             id: next_id,
             salt,
             offset: FILE_HEADER_LEN as u64,
+            file_len: FILE_HEADER_LEN as u64,
             seq: max_seq,
             hint: Vec::new(),
             buf: Vec::new(),

@@ -95,11 +95,26 @@ pub(crate) struct Writer {
     pub id: u64,
     pub salt: u32,
     pub offset: u64,
+    /// Allocated size of the active file (records, then preallocated zeros).
+    pub file_len: u64,
     /// Last sequence number used.
     pub seq: u64,
     /// Hint entries of the active file, written out when it becomes immutable.
     pub hint: Vec<HintEntry>,
     pub buf: Vec<u8>,
+}
+
+impl Writer {
+    /// Trims the preallocated zeros and syncs: the file is complete and exact, ready to be
+    /// immutable (and described by a hint that ends where it ends).
+    pub fn seal(&mut self) -> Result<()> {
+        if self.file_len > self.offset {
+            self.file.set_len(self.offset)?;
+            self.file_len = self.offset;
+        }
+        self.file.sync_data()?;
+        Ok(())
+    }
 }
 
 /// A hint file to write once the writer lock is released.
@@ -199,7 +214,7 @@ impl Inner {
     /// Makes the active file immutable (synced) and starts a new one; returns the hint job
     /// of the old file.
     pub fn rotate(&self, w: &mut Writer) -> Result<HintJob> {
-        w.file.sync_data()?;
+        w.seal()?;
         self.group.advance(w.seq);
         let id = self.next_file_id.fetch_add(1, Ordering::AcqRel);
         let (file, salt) =
@@ -214,6 +229,7 @@ impl Inner {
         w.id = id;
         w.salt = salt;
         w.offset = FILE_HEADER_LEN as u64;
+        w.file_len = FILE_HEADER_LEN as u64;
         Ok(job)
     }
 
@@ -292,6 +308,16 @@ impl Inner {
             match op {
                 Op::Put(k, v) => encode_record(&mut buf, w.salt, seq, cont, k, v),
                 Op::Delete(k) => encode_record(&mut buf, w.salt, seq, cont | TOMBSTONE, k, b""),
+            }
+        }
+        let end = w.offset + buf.len() as u64;
+        if self.opts.preallocate_bytes > 0 && end > w.file_len {
+            // Grow in steps, so most fdatasyncs have no file size to flush.
+            let step = (w.file_len + self.opts.preallocate_bytes).min(self.opts.max_file_bytes);
+            w.file_len = end.max(step);
+            if let Err(e) = w.file.set_len(w.file_len) {
+                w.buf = buf;
+                return Err(self.fail(e.into()));
             }
         }
         if let Err(e) = w.file.write_all_at(&buf, w.offset) {
@@ -615,6 +641,7 @@ impl Bitcask {
         let last = inner.last_seq();
         inner.wait_durable(last)?;
         let mut w = writer.lock();
+        w.seal()?;
         if !w.hint.is_empty() {
             let job = HintJob {
                 id: w.id,

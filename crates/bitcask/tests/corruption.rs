@@ -18,10 +18,12 @@ use durable_fs::Access;
 use durable_fs::sim::{CrashMode, SimFs};
 use proptest::prelude::*;
 
+/// Without preallocation, so that a file's length is the end of its records.
 fn opts(sim: &SimFs) -> Options {
     Options::default()
         .with_fs(sim.durable())
         .with_max_file_bytes(4096)
+        .with_preallocate_bytes(0)
 }
 
 /// 60 keys of 100-byte values over several files, closed cleanly (hints written).
@@ -127,6 +129,35 @@ fn torn_tail_of_the_newest_file_is_cut_and_reported() {
 }
 
 #[test]
+fn preallocated_zeros_are_free_space_and_garbage_in_them_is_a_torn_tail() {
+    let sim = SimFs::new();
+    let o = || opts(&sim).with_max_file_bytes(1 << 20).with_preallocate_bytes(1 << 16);
+    let db = Bitcask::open("/db", o()).unwrap();
+    for i in 0..20u32 {
+        db.put(format!("key{i:02}").as_bytes(), &[i as u8; 100]).unwrap();
+    }
+    let newest = files(&sim, ".data").pop().unwrap();
+    let fs = sim.durable();
+    assert!(fs.open(&newest, Access::Read).unwrap().len().unwrap() >= 1 << 16, "preallocated");
+    std::mem::forget(db); // power cut: no close
+    let end = FILE_HEADER_LEN as u64 + 20 * REC;
+    // Zeros after the records: a clean end, not damage.
+    let img = sim.crash_image(CrashMode::Strict, 0);
+    let db = Bitcask::open("/db", Options { fs: img.durable(), ..o() }).unwrap();
+    assert_eq!(db.open_report().truncated_tail, None);
+    assert_eq!(db.len(), 20);
+    drop(db);
+    assert_eq!(img.durable().open(&newest, Access::Read).unwrap().len().unwrap(), end, "trimmed: immutable files end at their records");
+    // Garbage where the next record would go: a torn tail, cut and reported.
+    let img = sim.crash_image(CrashMode::Strict, 0);
+    img.flip_bit(&newest, end + 3, 1).unwrap();
+    let db = Bitcask::open("/db", Options { fs: img.durable(), ..o() }).unwrap();
+    let t = db.open_report().truncated_tail.clone().unwrap();
+    assert_eq!((t.path, t.offset), (newest, end));
+    assert_eq!(db.len(), 20);
+}
+
+#[test]
 fn damage_after_open_is_an_error_on_get_not_a_wrong_value() {
     let sim = build();
     let db = Bitcask::open("/db", opts(&sim)).unwrap();
@@ -180,3 +211,4 @@ proptest! {
         }
     }
 }
+

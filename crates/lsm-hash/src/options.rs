@@ -22,6 +22,10 @@ pub struct Options {
     /// The active segment is frozen before a write would take it past this. Default: 16 MiB.
     /// Minimum: 4 KiB. Maximum: 4 GiB.
     pub max_segment_bytes: u64,
+    /// The active segment grows in steps of this many bytes (zeros), so most writes do not
+    /// change the file size and their `fdatasync` has no size metadata to flush; a segment is
+    /// trimmed to its records when frozen. 0 turns it off. Default: 1 MiB.
+    pub preallocate_bytes: u64,
     /// Longest key. Default: 64 KiB.
     pub max_key_bytes: u32,
     /// Longest value. Default: 64 MiB.
@@ -40,6 +44,7 @@ impl Default for Options {
         Options {
             fs: DurableFs::real(),
             max_segment_bytes: 16 << 20,
+            preallocate_bytes: 1 << 20,
             max_key_bytes: 64 << 10,
             max_value_bytes: 64 << 20,
             sync: SyncPolicy::Always,

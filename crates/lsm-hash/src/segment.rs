@@ -56,6 +56,8 @@ pub(crate) struct Segment {
 pub(crate) struct LoadedSegment {
     pub segment: Segment,
     pub max_seq: u64,
+    /// Where the records end (zeros after it are preallocated space).
+    pub end: u64,
     pub from_snapshot: bool,
     /// A torn tail that was cut: (offset, bytes dropped, why).
     pub torn_tail: Option<(u64, u64, CorruptionKind)>,
@@ -144,8 +146,8 @@ pub(crate) fn load(
                 .unwrap_or(FILE_HEADER_LEN as u64);
             end == bytes.len() as u64
         });
-    let (entries, from_snapshot, torn_tail) = match snapshot {
-        Some(entries) => (entries, true, None),
+    let (entries, end, from_snapshot, torn_tail) = match snapshot {
+        Some(entries) => (entries, bytes.len() as u64, true, None),
         None => {
             let scanned = scan_records(
                 &bytes,
@@ -163,7 +165,7 @@ pub(crate) fn load(
                 file.set_len(offset)?;
                 file.sync_data()?;
             }
-            (scanned.entries, false, torn)
+            (scanned.entries, scanned.end, false, torn)
         }
     };
     let (index, max_seq) = index_from(&entries);
@@ -176,6 +178,7 @@ pub(crate) fn load(
             index: RwLock::new(index),
         },
         max_seq,
+        end,
         from_snapshot,
         torn_tail,
     })

@@ -66,6 +66,8 @@ pub struct CompactionReport {
 struct Writer {
     active: Arc<Segment>,
     offset: u64,
+    /// Allocated size of the active segment file.
+    file_len: u64,
     seq: u64,
     buf: Vec<u8>,
 }
@@ -166,6 +168,10 @@ impl Inner {
     /// Freezes the active segment: sync it, create the next one, switch the manifest.
     /// Returns the frozen segment (for its snapshot, written after the lock is released).
     fn freeze(&self, w: &mut Writer) -> Result<Arc<Segment>> {
+        if w.file_len > w.offset {
+            // Frozen segments end exactly at their records.
+            w.active.file.set_len(w.offset)?;
+        }
         w.active.file.sync_data()?;
         self.group.advance(w.seq);
         let id = self.next_id.fetch_add(1, Ordering::AcqRel);
@@ -176,6 +182,7 @@ impl Inner {
         *self.segments.write() = Arc::new(list);
         let frozen = std::mem::replace(&mut w.active, fresh);
         w.offset = FILE_HEADER_LEN as u64;
+        w.file_len = FILE_HEADER_LEN as u64;
         Ok(frozen)
     }
 
@@ -238,6 +245,15 @@ impl Inner {
                 value_len: v.as_ref().map_or(0, |v| v.len() as u32),
                 tombstone: v.is_none(),
             });
+        }
+        let end = w.offset + buf.len() as u64;
+        if self.opts.preallocate_bytes > 0 && end > w.file_len {
+            let step = (w.file_len + self.opts.preallocate_bytes).min(self.opts.max_segment_bytes);
+            w.file_len = end.max(step);
+            if let Err(e) = w.active.file.set_len(w.file_len) {
+                w.buf = buf;
+                return Err(self.fail(e.into()));
+            }
         }
         if let Err(e) = w.active.file.write_all_at(&buf, w.offset) {
             w.buf = buf;
@@ -452,10 +468,12 @@ fn open_inner(dir: &Path, opts: Options) -> Result<Inner> {
     }
     let mut list = Vec::new();
     let mut max_seq = 0;
+    let mut active_end = FILE_HEADER_LEN as u64;
     let count = ids.len();
     for (i, &id) in ids.iter().enumerate() {
         let loaded = segment::load(&fs, dir, id, i + 1 == count, &opts)?;
         max_seq = max_seq.max(loaded.max_seq);
+        active_end = loaded.end;
         if loaded.from_snapshot {
             report.from_snapshots += 1;
         } else {
@@ -478,13 +496,15 @@ fn open_inner(dir: &Path, opts: Options) -> Result<Inner> {
         list.last()
             .ok_or_else(|| Error::InvalidOptions("no segment".into()))?,
     );
-    let offset = active.file.len()?;
+    let file_len = active.file.len()?;
+    let offset = active_end.min(file_len);
     Ok(Inner {
         dir: dir.to_path_buf(),
         segments: RwLock::new(Arc::new(list)),
         writer: Mutex::new(Writer {
             active,
             offset,
+            file_len,
             seq: max_seq,
             buf: Vec::new(),
         }),
