@@ -117,13 +117,27 @@ impl Kv for Sled {
 const ENGINES: [&str; 5] = ["bitcask", "lsm-hash", "fjall", "redb", "sled"];
 
 fn open(engine: &str, dir: &Path, sync: bool) -> Arc<dyn Kv> {
-    let bsync = if sync { bitcask::SyncPolicy::Always } else { bitcask::SyncPolicy::Never };
+    let bsync = if sync {
+        bitcask::SyncPolicy::Always
+    } else {
+        bitcask::SyncPolicy::Never
+    };
     match engine {
-        "bitcask" => Arc::new(Bc(bitcask::Bitcask::open(dir, bitcask::Options::default().with_sync(bsync)).unwrap())),
-        "lsm-hash" => Arc::new(Lsm(lsm_hash::LsmHash::open(dir, lsm_hash::Options::default().with_sync(bsync)).unwrap())),
+        "bitcask" => Arc::new(Bc(bitcask::Bitcask::open(
+            dir,
+            bitcask::Options::default().with_sync(bsync),
+        )
+        .unwrap())),
+        "lsm-hash" => Arc::new(Lsm(lsm_hash::LsmHash::open(
+            dir,
+            lsm_hash::Options::default().with_sync(bsync),
+        )
+        .unwrap())),
         "fjall" => {
             let db = fjall::Database::builder(dir).open().unwrap();
-            let ks = db.keyspace("bench", fjall::KeyspaceCreateOptions::default).unwrap();
+            let ks = db
+                .keyspace("bench", fjall::KeyspaceCreateOptions::default)
+                .unwrap();
             Arc::new(Fjall(db, ks, sync))
         }
         "redb" => {
@@ -139,12 +153,18 @@ fn open(engine: &str, dir: &Path, sync: bool) -> Arc<dyn Kv> {
 }
 
 /// `iters` puts of fresh random keys spread over `threads` threads; wall time.
-fn threaded_puts(db: &Arc<dyn Kv>, counter: &Arc<AtomicU64>, iters: u64, threads: usize) -> Duration {
+fn threaded_puts(
+    db: &Arc<dyn Kv>,
+    counter: &Arc<AtomicU64>,
+    iters: u64,
+    threads: usize,
+) -> Duration {
     let per = (iters / threads as u64).max(1);
     let barrier = Arc::new(Barrier::new(threads + 1));
     let handles: Vec<_> = (0..threads)
         .map(|_| {
-            let (db, counter, barrier) = (Arc::clone(db), Arc::clone(counter), Arc::clone(&barrier));
+            let (db, counter, barrier) =
+                (Arc::clone(db), Arc::clone(counter), Arc::clone(&barrier));
             std::thread::spawn(move || {
                 barrier.wait();
                 for _ in 0..per {
@@ -159,20 +179,26 @@ fn threaded_puts(db: &Arc<dyn Kv>, counter: &Arc<AtomicU64>, iters: u64, threads
     for h in handles {
         h.join().unwrap();
     }
-    start.elapsed().mul_f64(iters as f64 / (per * threads as u64) as f64)
+    start
+        .elapsed()
+        .mul_f64(iters as f64 / (per * threads as u64) as f64)
 }
 
 fn puts(c: &mut Criterion, sync: bool) {
     let mut g = c.benchmark_group(if sync { "put_sync" } else { "put_nosync" });
-    g.throughput(Throughput::Elements(1)).sample_size(10).measurement_time(Duration::from_secs(if sync { 4 } else { 2 }));
+    g.throughput(Throughput::Elements(1))
+        .sample_size(10)
+        .measurement_time(Duration::from_secs(if sync { 4 } else { 2 }));
     for engine in ENGINES {
         for threads in [1usize, 16] {
             let tmp = tempdir();
             let db = open(engine, tmp.path(), sync);
             let counter = Arc::new(AtomicU64::new(0));
-            g.bench_with_input(BenchmarkId::new(engine, format!("threads={threads}")), &threads, |b, &t| {
-                b.iter_custom(|iters| threaded_puts(&db, &counter, iters, t))
-            });
+            g.bench_with_input(
+                BenchmarkId::new(engine, format!("threads={threads}")),
+                &threads,
+                |b, &t| b.iter_custom(|iters| threaded_puts(&db, &counter, iters, t)),
+            );
         }
     }
     g.finish();
@@ -188,7 +214,9 @@ fn put_nosync(c: &mut Criterion) {
 
 fn get(c: &mut Criterion) {
     let mut g = c.benchmark_group("get");
-    g.throughput(Throughput::Elements(1)).sample_size(20).measurement_time(Duration::from_secs(2));
+    g.throughput(Throughput::Elements(1))
+        .sample_size(20)
+        .measurement_time(Duration::from_secs(2));
     let n = 100_000u64;
     for engine in ENGINES {
         let tmp = tempdir();
@@ -207,8 +235,19 @@ fn get(c: &mut Criterion) {
     g.finish();
 }
 
+/// Empties the page cache (needs root); false if that is not possible here.
+fn drop_caches() -> bool {
+    std::process::Command::new("sh")
+        .args(["-c", "sync && echo 3 > /proc/sys/vm/drop_caches"])
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
 fn bench_keys() -> u64 {
-    std::env::var("BENCH_KEYS").ok().and_then(|s| s.parse().ok()).unwrap_or(1_000_000)
+    std::env::var("BENCH_KEYS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1_000_000)
 }
 
 fn open_time(c: &mut Criterion) {
@@ -217,7 +256,11 @@ fn open_time(c: &mut Criterion) {
     let n = bench_keys();
     let bc_dir = tempdir();
     {
-        let db = bitcask::Bitcask::open(bc_dir.path(), bitcask::Options::default().with_sync(bitcask::SyncPolicy::Never)).unwrap();
+        let db = bitcask::Bitcask::open(
+            bc_dir.path(),
+            bitcask::Options::default().with_sync(bitcask::SyncPolicy::Never),
+        )
+        .unwrap();
         for i in 0..n {
             db.put(&key(i), &VALUE).unwrap();
         }
@@ -225,17 +268,64 @@ fn open_time(c: &mut Criterion) {
     }
     let ro = || bitcask::Options::default().with_read_only(true);
     g.throughput(Throughput::Elements(n));
-    g.bench_function("bitcask_hints", |b| b.iter(|| assert_eq!(bitcask::Bitcask::open(bc_dir.path(), ro()).unwrap().len() as u64, n)));
+    g.bench_function("bitcask_hints", |b| {
+        b.iter(|| {
+            assert_eq!(
+                bitcask::Bitcask::open(bc_dir.path(), ro()).unwrap().len() as u64,
+                n
+            )
+        })
+    });
     let fs = durable_fs::DurableFs::real();
     for name in fs.list(bc_dir.path()).unwrap() {
         if name.ends_with(".hint") {
             fs.remove_file(&bc_dir.path().join(name)).unwrap();
         }
     }
-    g.bench_function("bitcask_scan", |b| b.iter(|| assert_eq!(bitcask::Bitcask::open(bc_dir.path(), ro()).unwrap().len() as u64, n)));
+    g.bench_function("bitcask_scan", |b| {
+        b.iter(|| {
+            assert_eq!(
+                bitcask::Bitcask::open(bc_dir.path(), ro()).unwrap().len() as u64,
+                n
+            )
+        })
+    });
+    g.finish();
+    // After a reboot the page cache is empty: open then has to read hints or data from disk.
+    if drop_caches() {
+        let mut g = c.benchmark_group("open_cold");
+        g.sample_size(10)
+            .measurement_time(Duration::from_secs(10))
+            .throughput(Throughput::Elements(n));
+        let cold = |b: &mut criterion::Bencher<'_>, dir: &Path| {
+            b.iter_custom(|iters| {
+                let mut t = Duration::ZERO;
+                for _ in 0..iters {
+                    drop_caches();
+                    let start = Instant::now();
+                    assert_eq!(bitcask::Bitcask::open(dir, ro()).unwrap().len() as u64, n);
+                    t += start.elapsed();
+                }
+                t
+            })
+        };
+        g.bench_function("bitcask_scan", |b| cold(b, bc_dir.path()));
+        // Hints again, for the cold run with them.
+        let db = bitcask::Bitcask::open(bc_dir.path(), bitcask::Options::default()).unwrap();
+        db.merge().unwrap(); // rewrites every file with a hint
+        db.close().unwrap();
+        g.bench_function("bitcask_hints", |b| cold(b, bc_dir.path()));
+        g.finish();
+    }
+    let mut g = c.benchmark_group("open");
+    g.sample_size(10)
+        .measurement_time(Duration::from_secs(5))
+        .throughput(Throughput::Elements(n));
     let lsm_dir = tempdir();
     {
-        let o = lsm_hash::Options::default().with_sync(bitcask::SyncPolicy::Never).with_compaction_min_segments(0);
+        let o = lsm_hash::Options::default()
+            .with_sync(bitcask::SyncPolicy::Never)
+            .with_compaction_min_segments(0);
         let db = lsm_hash::LsmHash::open(lsm_dir.path(), o).unwrap();
         for i in 0..n {
             db.put(&key(i), &VALUE).unwrap();
@@ -262,7 +352,9 @@ fn merge(c: &mut Criterion) {
             let mut total = Duration::ZERO;
             for _ in 0..iters {
                 let tmp = tempdir();
-                let opts = bitcask::Options::default().with_sync(bitcask::SyncPolicy::Never).with_max_file_bytes(16 << 20);
+                let opts = bitcask::Options::default()
+                    .with_sync(bitcask::SyncPolicy::Never)
+                    .with_max_file_bytes(16 << 20);
                 let db = bitcask::Bitcask::open(tmp.path(), opts).unwrap();
                 for round in 0..2 {
                     for i in 0..n {
@@ -283,7 +375,9 @@ fn merge(c: &mut Criterion) {
 
 fn lsm_get_during_compaction(c: &mut Criterion) {
     let mut g = c.benchmark_group("lsm_get_during_compaction");
-    g.throughput(Throughput::Elements(1)).sample_size(20).measurement_time(Duration::from_secs(3));
+    g.throughput(Throughput::Elements(1))
+        .sample_size(20)
+        .measurement_time(Duration::from_secs(3));
     let tmp = tempdir();
     let o = lsm_hash::Options::default()
         .with_sync(bitcask::SyncPolicy::Never)
@@ -310,7 +404,9 @@ fn lsm_get_during_compaction(c: &mut Criterion) {
             })
         });
         let mut rng = Rng::new(3);
-        g.bench_function(label, |b| b.iter(|| assert!(db.get(&key(rng.below(n))).unwrap().is_some())));
+        g.bench_function(label, |b| {
+            b.iter(|| assert!(db.get(&key(rng.below(n))).unwrap().is_some()))
+        });
         stop.store(true, Ordering::Relaxed);
         if let Some(h) = bg {
             h.join().unwrap();
@@ -319,5 +415,13 @@ fn lsm_get_during_compaction(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, put_sync, put_nosync, get, open_time, merge, lsm_get_during_compaction);
+criterion_group!(
+    benches,
+    put_sync,
+    put_nosync,
+    get,
+    open_time,
+    merge,
+    lsm_get_during_compaction
+);
 criterion_main!(benches);

@@ -173,6 +173,7 @@ pub(crate) fn open(dir: &Path, opts: Options) -> Result<Inner> {
     // Newest tombstone seen per key: hides values of that key with a lower seq, whatever file
     // comes later (merged files carry old seqs under new ids).
     let mut tombs: KeyMap<u64> = KeyMap::default();
+    let mut all_loaded = Vec::new();
     let mut max_seq = 0;
     let mut live_ids = BTreeSet::new();
     for &id in &ids {
@@ -297,7 +298,13 @@ pub(crate) fn open(dir: &Path, opts: Options) -> Result<Inner> {
         live_ids.insert(id);
         let file_id = u32::try_from(id).unwrap_or(u32::MAX);
         keydir.files.entry(file_id).or_default().total = loaded.record_bytes;
-        keydir.map.reserve(loaded.entries.len());
+        all_loaded.push((file_id, loaded));
+    }
+    // One allocation for the whole keydir, then one pass over every entry.
+    keydir
+        .map
+        .reserve(all_loaded.iter().map(|(_, l)| l.entries.len()).sum());
+    for (file_id, loaded) in all_loaded {
         for e in loaded.entries {
             max_seq = max_seq.max(e.seq);
             let loc = Loc {
@@ -309,7 +316,11 @@ pub(crate) fn open(dir: &Path, opts: Options) -> Result<Inner> {
             let len = loc.record_len(e.key.len());
             if e.flags & TOMBSTONE != 0 {
                 keydir.files.entry(file_id).or_default().dead += len;
-                if keydir.map.get(e.key.as_slice()).is_some_and(|v| v.seq > e.seq) {
+                if keydir
+                    .map
+                    .get(e.key.as_slice())
+                    .is_some_and(|v| v.seq > e.seq)
+                {
                     continue; // an older delete
                 }
                 if let Some(old) = keydir.map.remove(e.key.as_slice()) {

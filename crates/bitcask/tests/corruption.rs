@@ -131,27 +131,57 @@ fn torn_tail_of_the_newest_file_is_cut_and_reported() {
 #[test]
 fn preallocated_zeros_are_free_space_and_garbage_in_them_is_a_torn_tail() {
     let sim = SimFs::new();
-    let o = || opts(&sim).with_max_file_bytes(1 << 20).with_preallocate_bytes(1 << 16);
+    let o = || {
+        opts(&sim)
+            .with_max_file_bytes(1 << 20)
+            .with_preallocate_bytes(1 << 16)
+    };
     let db = Bitcask::open("/db", o()).unwrap();
     for i in 0..20u32 {
-        db.put(format!("key{i:02}").as_bytes(), &[i as u8; 100]).unwrap();
+        db.put(format!("key{i:02}").as_bytes(), &[i as u8; 100])
+            .unwrap();
     }
     let newest = files(&sim, ".data").pop().unwrap();
     let fs = sim.durable();
-    assert!(fs.open(&newest, Access::Read).unwrap().len().unwrap() >= 1 << 16, "preallocated");
+    assert!(
+        fs.open(&newest, Access::Read).unwrap().len().unwrap() >= 1 << 16,
+        "preallocated"
+    );
     std::mem::forget(db); // power cut: no close
     let end = FILE_HEADER_LEN as u64 + 20 * REC;
     // Zeros after the records: a clean end, not damage.
     let img = sim.crash_image(CrashMode::Strict, 0);
-    let db = Bitcask::open("/db", Options { fs: img.durable(), ..o() }).unwrap();
+    let db = Bitcask::open(
+        "/db",
+        Options {
+            fs: img.durable(),
+            ..o()
+        },
+    )
+    .unwrap();
     assert_eq!(db.open_report().truncated_tail, None);
     assert_eq!(db.len(), 20);
     drop(db);
-    assert_eq!(img.durable().open(&newest, Access::Read).unwrap().len().unwrap(), end, "trimmed: immutable files end at their records");
+    assert_eq!(
+        img.durable()
+            .open(&newest, Access::Read)
+            .unwrap()
+            .len()
+            .unwrap(),
+        end,
+        "trimmed: immutable files end at their records"
+    );
     // Garbage where the next record would go: a torn tail, cut and reported.
     let img = sim.crash_image(CrashMode::Strict, 0);
     img.flip_bit(&newest, end + 3, 1).unwrap();
-    let db = Bitcask::open("/db", Options { fs: img.durable(), ..o() }).unwrap();
+    let db = Bitcask::open(
+        "/db",
+        Options {
+            fs: img.durable(),
+            ..o()
+        },
+    )
+    .unwrap();
     let t = db.open_report().truncated_tail.clone().unwrap();
     assert_eq!((t.path, t.offset), (newest, end));
     assert_eq!(db.len(), 20);
@@ -211,4 +241,3 @@ proptest! {
         }
     }
 }
-
