@@ -15,7 +15,7 @@ pub struct Args {
     #[arg(long, default_value = "all")]
     engine: String,
     /// Workload seeds per engine and mode.
-    #[arg(long, default_value_t = 4)]
+    #[arg(long, default_value_t = 16)]
     seeds: u64,
     /// First seed (replay a reported failure with `--seed S --seeds 1`); env `SEED` also works.
     #[arg(long, env = "SEED", default_value_t = 1)]
