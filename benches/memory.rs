@@ -39,7 +39,7 @@ fn main() {
     let db =
         bitcask::Bitcask::open(&dir, bitcask::Options::default().with_read_only(true)).unwrap();
     let s = region.change();
-    let net = s.bytes_allocated as i64 - s.bytes_deallocated as i64 + s.bytes_reallocated as i64;
+    let net = s.bytes_allocated as i64 - s.bytes_deallocated as i64;
     assert_eq!(db.len() as u64, n);
     println!(
         "bitcask keydir: {:.1} bytes per key for 16-byte keys ({n} keys; target <= 64)",
@@ -61,7 +61,7 @@ fn main() {
     let region = Region::new(GLOBAL);
     let db = lsm_hash::LsmHash::open(&dir, o()).unwrap();
     let s = region.change();
-    let net = s.bytes_allocated as i64 - s.bytes_deallocated as i64 + s.bytes_reallocated as i64;
+    let net = s.bytes_allocated as i64 - s.bytes_deallocated as i64;
     println!(
         "lsm-hash indexes: {:.1} bytes per key for 16-byte keys ({n} keys)",
         net as f64 / n as f64

@@ -244,7 +244,7 @@ fn copy_live(
             if r.is_tombstone() {
                 continue;
             }
-            let live = inner.keydir.read().map.get(r.key).copied();
+            let live = inner.keydir.read().map.get(r.key);
             let Some(from) = live.filter(|l| l.file == file_id && l.offset == offset) else {
                 continue;
             };
@@ -326,8 +326,8 @@ fn switch(inner: &Inner, inputs: &[u64], outputs: Vec<Output>, moved: Vec<Moved>
         }
         for m in moved {
             let key_len = m.key.len();
-            if kd.map.get(&m.key) == Some(&m.from) {
-                kd.map.insert(m.key, m.to);
+            if kd.map.get(&m.key) == Some(m.from) {
+                kd.map.insert(&m.key, m.to);
             } else if let Some(s) = kd.files.get_mut(&m.to.file) {
                 // Overwritten or deleted while the merge ran: its copy is dead already.
                 s.dead += m.to.record_len(key_len);

@@ -301,9 +301,11 @@ pub(crate) fn open(dir: &Path, opts: Options) -> Result<Inner> {
         all_loaded.push((file_id, loaded));
     }
     // One allocation for the whole keydir, then one pass over every entry.
-    keydir
-        .map
-        .reserve(all_loaded.iter().map(|(_, l)| l.entries.len()).sum());
+    let (keys, key_bytes) = all_loaded
+        .iter()
+        .flat_map(|(_, l)| l.entries.iter())
+        .fold((0, 0), |(n, b), e| (n + 1, b + e.key.len()));
+    keydir.map.reserve(keys, key_bytes);
     for (file_id, loaded) in all_loaded {
         for e in loaded.entries {
             max_seq = max_seq.max(e.seq);
@@ -334,19 +336,15 @@ pub(crate) fn open(dir: &Path, opts: Options) -> Result<Inner> {
                 keydir.files.entry(file_id).or_default().dead += len;
                 continue; // deleted later
             }
-            let key_len = e.key.len();
-            match keydir.map.entry(e.key.into_boxed_slice()) {
-                std::collections::hash_map::Entry::Occupied(mut o) => {
-                    let (dead_file, dead_len) = if o.get().seq > loc.seq {
-                        (file_id, len)
-                    } else {
-                        let old = o.insert(loc);
-                        (old.file, old.record_len(key_len))
-                    };
-                    keydir.files.entry(dead_file).or_default().dead += dead_len;
+            match keydir.map.get(&e.key) {
+                Some(cur) if cur.seq > loc.seq => {
+                    keydir.files.entry(file_id).or_default().dead += len;
                 }
-                std::collections::hash_map::Entry::Vacant(v) => {
-                    v.insert(loc);
+                _ => {
+                    if let Some(old) = keydir.map.insert(&e.key, loc) {
+                        keydir.files.entry(old.file).or_default().dead +=
+                            old.record_len(e.key.len());
+                    }
                 }
             }
         }

@@ -438,7 +438,7 @@ impl Inner {
     pub fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
         let mut attempts = 0;
         loop {
-            let Some(loc) = self.keydir.read().map.get(key).copied() else {
+            let Some(loc) = self.keydir.read().map.get(key) else {
                 return Ok(None);
             };
             match self.read_value(key, loc) {
@@ -547,8 +547,8 @@ impl Bitcask {
             .keydir
             .read()
             .map
-            .keys()
-            .map(|k| k.to_vec())
+            .iter()
+            .map(|(k, _)| k.to_vec())
             .collect()
     }
 
@@ -570,7 +570,7 @@ impl Bitcask {
             .read()
             .map
             .iter()
-            .map(|(k, l)| (k.to_vec(), *l))
+            .map(|(k, l)| (k.to_vec(), l))
             .collect();
         Iter {
             inner: Arc::clone(&self.inner),
