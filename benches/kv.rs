@@ -26,6 +26,7 @@ use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use durable::peers::{self, ENGINES, Kv, VALUE, key};
 use durable_fs::sim::Rng;
 
 fn tempdir() -> tempfile::TempDir {
@@ -35,121 +36,8 @@ fn tempdir() -> tempfile::TempDir {
     }
 }
 
-fn key(n: u64) -> [u8; 16] {
-    let mut r = Rng::new(n);
-    let mut k = [0u8; 16];
-    r.fill(&mut k);
-    k
-}
-
-const VALUE: [u8; 100] = [0x5A; 100];
-
-trait Kv: Send + Sync {
-    fn put(&self, k: &[u8], v: &[u8]);
-    fn get(&self, k: &[u8]) -> Option<Vec<u8>>;
-}
-
-struct Bc(bitcask::Bitcask);
-impl Kv for Bc {
-    fn put(&self, k: &[u8], v: &[u8]) {
-        self.0.put(k, v).unwrap();
-    }
-    fn get(&self, k: &[u8]) -> Option<Vec<u8>> {
-        self.0.get(k).unwrap()
-    }
-}
-
-struct Lsm(lsm_hash::LsmHash);
-impl Kv for Lsm {
-    fn put(&self, k: &[u8], v: &[u8]) {
-        self.0.put(k, v).unwrap();
-    }
-    fn get(&self, k: &[u8]) -> Option<Vec<u8>> {
-        self.0.get(k).unwrap()
-    }
-}
-
-struct Fjall(fjall::Database, fjall::Keyspace, bool);
-impl Kv for Fjall {
-    fn put(&self, k: &[u8], v: &[u8]) {
-        self.1.insert(k, v).unwrap();
-        if self.2 {
-            self.0.persist(fjall::PersistMode::SyncData).unwrap();
-        }
-    }
-    fn get(&self, k: &[u8]) -> Option<Vec<u8>> {
-        self.1.get(k).unwrap().map(|v| v.to_vec())
-    }
-}
-
-const REDB_TABLE: redb::TableDefinition<&[u8], &[u8]> = redb::TableDefinition::new("t");
-struct Redb(redb::Database, bool);
-impl Kv for Redb {
-    fn put(&self, k: &[u8], v: &[u8]) {
-        let mut txn = self.0.begin_write().unwrap();
-        if !self.1 {
-            txn.set_durability(redb::Durability::None).unwrap();
-        }
-        txn.open_table(REDB_TABLE).unwrap().insert(k, v).unwrap();
-        txn.commit().unwrap();
-    }
-    fn get(&self, k: &[u8]) -> Option<Vec<u8>> {
-        use redb::ReadableDatabase;
-        let r = self.0.begin_read().unwrap();
-        let t = r.open_table(REDB_TABLE).unwrap();
-        t.get(k).unwrap().map(|v| v.value().to_vec())
-    }
-}
-
-struct Sled(sled::Db, bool);
-impl Kv for Sled {
-    fn put(&self, k: &[u8], v: &[u8]) {
-        self.0.insert(k, v).unwrap();
-        if self.1 {
-            self.0.flush().unwrap();
-        }
-    }
-    fn get(&self, k: &[u8]) -> Option<Vec<u8>> {
-        self.0.get(k).unwrap().map(|v| v.to_vec())
-    }
-}
-
-const ENGINES: [&str; 5] = ["bitcask", "lsm-hash", "fjall", "redb", "sled"];
-
 fn open(engine: &str, dir: &Path, sync: bool) -> Arc<dyn Kv> {
-    let bsync = if sync {
-        bitcask::SyncPolicy::Always
-    } else {
-        bitcask::SyncPolicy::Never
-    };
-    match engine {
-        "bitcask" => Arc::new(Bc(bitcask::Bitcask::open(
-            dir,
-            bitcask::Options::default().with_sync(bsync),
-        )
-        .unwrap())),
-        "lsm-hash" => Arc::new(Lsm(lsm_hash::LsmHash::open(
-            dir,
-            lsm_hash::Options::default().with_sync(bsync),
-        )
-        .unwrap())),
-        "fjall" => {
-            let db = fjall::Database::builder(dir).open().unwrap();
-            let ks = db
-                .keyspace("bench", fjall::KeyspaceCreateOptions::default)
-                .unwrap();
-            Arc::new(Fjall(db, ks, sync))
-        }
-        "redb" => {
-            let db = redb::Database::create(dir.join("redb")).unwrap();
-            let txn = db.begin_write().unwrap();
-            txn.open_table(REDB_TABLE).unwrap();
-            txn.commit().unwrap();
-            Arc::new(Redb(db, sync))
-        }
-        "sled" => Arc::new(Sled(sled::open(dir).unwrap(), sync)),
-        other => panic!("unknown engine {other}"),
-    }
+    peers::open(engine, dir, sync).unwrap()
 }
 
 /// `iters` puts of fresh random keys spread over `threads` threads; wall time.

@@ -30,6 +30,16 @@ enum Command {
     /// The write-ahead log: append, dump, verify, truncate.
     #[command(subcommand)]
     Wal(wal_cmd::WalCommand),
+    /// Quick side-by-side benchmark: our engines, their peers and the fsync floor, one table.
+    Bench {
+        /// About a minute instead of several.
+        #[arg(long)]
+        quick: bool,
+        /// Where to put the stores (default: a fresh directory under the system temp dir,
+        /// removed afterwards).
+        #[arg(long)]
+        dir: Option<std::path::PathBuf>,
+    },
     /// A key-value engine: load, get, put, del, dump, merge, verify, stats.
     Kv {
         /// Which engine.
@@ -43,11 +53,35 @@ enum Command {
     },
 }
 
+fn bench(quick: bool, dir: Option<std::path::PathBuf>) -> Result<ExitCode, String> {
+    use durable::bench::{self, Config};
+    let remove_after = dir.is_none();
+    let dir = dir.unwrap_or_else(bench::default_dir);
+    let cfg = if quick {
+        Config::quick(dir.clone())
+    } else {
+        Config::full(dir.clone())
+    };
+    let bar = indicatif::ProgressBar::new_spinner();
+    let result = bench::run(&cfg, &mut |case| {
+        bar.set_message(format!("measuring {case}"));
+        bar.tick();
+    });
+    bar.finish_and_clear();
+    if remove_after {
+        bench::cleanup(&dir);
+    }
+    let rows = result?;
+    print!("{}", bench::table(&rows));
+    Ok(ExitCode::SUCCESS)
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Torture(args) => torture::run(&args),
         Command::Wal(cmd) => wal_cmd::run(&cmd),
+        Command::Bench { quick, dir } => bench(quick, dir),
         Command::Kv {
             engine,
             dir,

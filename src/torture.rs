@@ -1,6 +1,6 @@
 //! `durable torture`: the crash simulation over every engine, as a table.
 
-use std::io::{self, IsTerminal, Write};
+use std::io::{self, Write};
 use std::process::ExitCode;
 
 use clap::ValueEnum;
@@ -82,6 +82,12 @@ pub fn run(args: &Args) -> Result<ExitCode, String> {
         ModeArg::Both => &[CrashMode::Strict, CrashMode::Torn],
     };
     let mut reports = Vec::new();
+    let bar = indicatif::ProgressBar::new(0);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{msg:>20} [{bar:30}] {pos}/{len} crash points")
+            .map_err(|e| e.to_string())?
+            .progress_chars("=> "),
+    );
     for (name, runner) in chosen {
         for &mode in modes {
             let cfg = Config {
@@ -90,19 +96,15 @@ pub fn run(args: &Args) -> Result<ExitCode, String> {
                 lying_dir_sync: args.lying_dir_sync,
                 max_points_per_seed: (args.max_points > 0).then_some(args.max_points),
             };
-            let tty = io::stderr().is_terminal();
+            bar.set_message(format!("{name} {mode}"));
             let mut progress = |done: u64, total: u64| {
-                if tty && (done == total || done.is_multiple_of(64)) {
-                    eprint!("\r{name} {mode}: {done}/{total} crash points of this seed   ");
-                }
+                bar.set_length(total);
+                bar.set_position(done);
             };
-            let report = runner(&cfg, &mut progress);
-            if tty {
-                eprintln!();
-            }
-            reports.push(report);
+            reports.push(runner(&cfg, &mut progress));
         }
     }
+    bar.finish_and_clear();
     print_table(&reports).map_err(|e| format!("writing the table: {e}"))?;
     let mut lost = false;
     for r in &reports {

@@ -169,6 +169,27 @@ impl DurableFs {
         self.sync_dir(parent_dir(path))
     }
 
+    /// Removes the empty directory `dir` and `fsync`s its parent.
+    pub fn remove_dir(&self, dir: &Path) -> Result<()> {
+        self.fs
+            .remove_dir_entry(dir)
+            .map_err(|e| Error::io(Op::Remove, dir, e))?;
+        self.sync_dir(parent_dir(dir))
+    }
+
+    /// Removes `dir` and everything in it, durably (each directory's removals are fsynced).
+    /// For tools and tests; engines remove their own files one by one.
+    pub fn remove_dir_all(&self, dir: &Path) -> Result<()> {
+        for name in self.list(dir)? {
+            let path = dir.join(&name);
+            match self.kind(&path)? {
+                Some(EntryKind::Dir) => self.remove_dir_all(&path)?,
+                _ => self.remove_file(&path)?,
+            }
+        }
+        self.remove_dir(dir)
+    }
+
     /// Creates `path` and any missing ancestors; each new directory's parent is `fsync`ed
     /// before the next level is created. Succeeds if the directory already exists.
     pub fn create_dir_all(&self, path: &Path) -> Result<()> {

@@ -55,6 +55,9 @@ pub trait Fs: Send + Sync + fmt::Debug {
     /// Creates one directory (the parent must exist). Not durable until the parent is synced.
     fn create_dir_entry(&self, path: &Path) -> io::Result<()>;
 
+    /// Removes an empty directory. Not durable until the parent is synced.
+    fn remove_dir_entry(&self, path: &Path) -> io::Result<()>;
+
     /// Makes every entry change in the directory `path` durable (`fsync` on the directory).
     fn sync_dir(&self, path: &Path) -> io::Result<()>;
 

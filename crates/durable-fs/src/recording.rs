@@ -22,6 +22,8 @@ pub enum Event {
     Remove(PathBuf),
     /// [`Fs::create_dir_entry`].
     CreateDir(PathBuf),
+    /// [`Fs::remove_dir_entry`].
+    RemoveDir(PathBuf),
     /// [`Fs::sync_dir`].
     SyncDir(PathBuf),
     /// [`Fs::try_lock`].
@@ -110,6 +112,11 @@ impl Fs for RecordingFs {
     fn create_dir_entry(&self, path: &Path) -> io::Result<()> {
         self.push(Event::CreateDir(path.to_path_buf()));
         self.inner.create_dir_entry(path)
+    }
+
+    fn remove_dir_entry(&self, path: &Path) -> io::Result<()> {
+        self.push(Event::RemoveDir(path.to_path_buf()));
+        self.inner.remove_dir_entry(path)
     }
 
     fn sync_dir(&self, path: &Path) -> io::Result<()> {

@@ -52,6 +52,10 @@ impl Fs for StdFs {
         fs::create_dir(path)
     }
 
+    fn remove_dir_entry(&self, path: &Path) -> io::Result<()> {
+        fs::remove_dir(path)
+    }
+
     fn sync_dir(&self, path: &Path) -> io::Result<()> {
         // Opening a directory read-only and fsyncing it is how Linux and macOS make entry
         // changes durable (what PostgreSQL's fsync_fname and LevelDB's SyncDirIfManifest do).

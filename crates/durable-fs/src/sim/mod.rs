@@ -360,6 +360,26 @@ impl Fs for SimFs {
         })
     }
 
+    fn remove_dir_entry(&self, path: &Path) -> io::Result<()> {
+        self.with(|s| {
+            s.begin_or_fail(OpKind::Remove, true)?;
+            let (dir, name) = s.disk.parent_of(path)?;
+            let ino = *s.disk.dir(dir)?.live.get(&name).ok_or_else(|| {
+                err(
+                    io::ErrorKind::NotFound,
+                    format!("{} not found", path.display()),
+                )
+            })?;
+            if !s.disk.dir(ino)?.live.is_empty() {
+                return Err(err(
+                    io::ErrorKind::DirectoryNotEmpty,
+                    format!("{} is not empty", path.display()),
+                ));
+            }
+            s.disk.dir_change(dir, DirOp::Remove(name))
+        })
+    }
+
     fn sync_dir(&self, path: &Path) -> io::Result<()> {
         self.with(|s| {
             s.begin_or_fail(OpKind::SyncDir, true)?;

@@ -1,0 +1,275 @@
+//! `durable bench`: a quick side-by-side run of our engines and their peers on one disk, with
+//! the raw fsync floor measured in the same run, printed as one table of ratios. The criterion
+//! benchmarks (`cargo bench`) are the detailed, statistically careful version.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Barrier};
+use std::time::{Duration, Instant};
+
+use durable_fs::DurableFs;
+use durable_fs::sim::Rng;
+
+use crate::peers::{self, ENGINES, VALUE, key};
+
+/// How long and how often to measure.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Where the stores go (one subdirectory each).
+    pub dir: PathBuf,
+    /// Length of one timed round.
+    pub round: Duration,
+    /// Rounds per case; the median is reported.
+    pub rounds: usize,
+    /// Keys preloaded for the get case.
+    pub get_keys: u64,
+}
+
+impl Config {
+    /// About a minute in all.
+    pub fn quick(dir: PathBuf) -> Self {
+        Config {
+            dir,
+            round: Duration::from_millis(400),
+            rounds: 3,
+            get_keys: 20_000,
+        }
+    }
+
+    /// Several minutes, steadier numbers.
+    pub fn full(dir: PathBuf) -> Self {
+        Config {
+            dir,
+            round: Duration::from_secs(2),
+            rounds: 5,
+            get_keys: 100_000,
+        }
+    }
+}
+
+/// One measured case.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Row {
+    /// What was measured (`put sync 16t`, ...).
+    pub case: String,
+    /// Whose code.
+    pub engine: String,
+    /// Ours (as opposed to a peer or the floor).
+    pub ours: bool,
+    /// Median operations per second.
+    pub ops_per_sec: f64,
+}
+
+type Op = Arc<dyn Fn(u64) + Send + Sync>;
+
+/// Median ops/s of `rounds` rounds in which `threads` threads call `op` until time is up.
+fn measure(cfg: &Config, threads: usize, op: &Op) -> f64 {
+    let counter = Arc::new(AtomicU64::new(0));
+    let mut rates: Vec<f64> = (0..cfg.rounds)
+        .map(|_| {
+            let stop = Arc::new(AtomicBool::new(false));
+            let done = Arc::new(AtomicU64::new(0));
+            let barrier = Arc::new(Barrier::new(threads + 1));
+            let handles: Vec<_> = (0..threads)
+                .map(|_| {
+                    let (op, stop, done, barrier, counter) = (
+                        Arc::clone(op),
+                        Arc::clone(&stop),
+                        Arc::clone(&done),
+                        Arc::clone(&barrier),
+                        Arc::clone(&counter),
+                    );
+                    std::thread::spawn(move || {
+                        barrier.wait();
+                        while !stop.load(Ordering::Relaxed) {
+                            op(counter.fetch_add(1, Ordering::Relaxed));
+                            done.fetch_add(1, Ordering::Relaxed);
+                        }
+                    })
+                })
+                .collect();
+            barrier.wait();
+            let start = Instant::now();
+            std::thread::sleep(cfg.round);
+            stop.store(true, Ordering::Relaxed);
+            for h in handles {
+                let _ = h.join();
+            }
+            done.load(Ordering::Relaxed) as f64 / start.elapsed().as_secs_f64()
+        })
+        .collect();
+    rates.sort_by(f64::total_cmp);
+    rates.get(rates.len() / 2).copied().unwrap_or(0.0)
+}
+
+fn sub(cfg: &Config, name: &str) -> Result<PathBuf, String> {
+    let d = cfg.dir.join(name);
+    DurableFs::real()
+        .create_dir_all(&d)
+        .map_err(|e| e.to_string())?;
+    Ok(d)
+}
+
+#[expect(
+    clippy::unwrap_used,
+    reason = "benchmark operations: an error ends the run"
+)]
+fn cases(cfg: &Config, progress: &mut dyn FnMut(&str)) -> Result<Vec<Row>, String> {
+    let mut rows = Vec::new();
+    let push =
+        |rows: &mut Vec<Row>, case: &str, engine: &str, ours: bool, threads: usize, op: Op| {
+            let ops_per_sec = measure(cfg, threads, &op);
+            rows.push(Row {
+                case: case.to_owned(),
+                engine: engine.to_owned(),
+                ours,
+                ops_per_sec,
+            });
+        };
+    progress("floor");
+    let floor = DurableFs::real()
+        .create_new(&sub(cfg, "floor")?.join("floor"))
+        .map_err(|e| e.to_string())?;
+    let floor = Arc::new(floor);
+    let block = [0xABu8; 4096];
+    push(
+        &mut rows,
+        "fsync floor (4 KiB + fdatasync)",
+        "disk",
+        false,
+        1,
+        Arc::new(move |_| {
+            floor.append(&block).unwrap();
+            floor.sync_data().unwrap();
+        }),
+    );
+    for threads in [1usize, 16] {
+        let case = format!("append sync {threads}t");
+        progress(&case);
+        let w = wal::Wal::open(
+            sub(cfg, &format!("wal-{threads}"))?,
+            wal::Options::default(),
+        )
+        .map_err(|e| e.to_string())?;
+        let w = Arc::new(w);
+        push(
+            &mut rows,
+            &case,
+            "wal",
+            true,
+            threads,
+            Arc::new(move |_| {
+                w.append(&[7u8; 128]).unwrap();
+            }),
+        );
+        let log = okaywal::WriteAheadLog::recover(
+            sub(cfg, &format!("okaywal-{threads}"))?,
+            okaywal::LogVoid,
+        )
+        .map_err(|e| e.to_string())?;
+        let log = Arc::new(log);
+        push(
+            &mut rows,
+            &case,
+            "okaywal",
+            false,
+            threads,
+            Arc::new(move |_| {
+                let mut e = log.begin_entry().unwrap();
+                e.write_chunk(&[7u8; 128]).unwrap();
+                e.commit().unwrap();
+            }),
+        );
+    }
+    for threads in [1usize, 16] {
+        let case = format!("put sync {threads}t");
+        for engine in ENGINES {
+            progress(&format!("{case} {engine}"));
+            let db = peers::open(
+                engine,
+                &sub(cfg, &format!("{engine}-sync-{threads}"))?,
+                true,
+            )?;
+            let ours = matches!(engine, "bitcask" | "lsm-hash");
+            push(
+                &mut rows,
+                &case,
+                engine,
+                ours,
+                threads,
+                Arc::new(move |n| db.put(&key(n), &VALUE)),
+            );
+        }
+    }
+    for engine in ENGINES {
+        progress(&format!("get {engine}"));
+        let db = peers::open(engine, &sub(cfg, &format!("{engine}-get"))?, false)?;
+        for i in 0..cfg.get_keys {
+            db.put(&key(i), &VALUE);
+        }
+        let n = cfg.get_keys;
+        let ours = matches!(engine, "bitcask" | "lsm-hash");
+        push(
+            &mut rows,
+            "get (warm)",
+            engine,
+            ours,
+            1,
+            Arc::new(move |i| {
+                let k = Rng::new(i).below(n);
+                assert!(db.get(&key(k)).is_some());
+            }),
+        );
+    }
+    Ok(rows)
+}
+
+/// Runs every case; `progress` hears the name of each case as it starts.
+pub fn run(cfg: &Config, progress: &mut dyn FnMut(&str)) -> Result<Vec<Row>, String> {
+    cases(cfg, progress)
+}
+
+/// The table: each row's ops/s, its ratio to the fsync floor, and for our rows the ratio to
+/// the best peer in the same case.
+pub fn table(rows: &[Row]) -> String {
+    let floor = rows
+        .iter()
+        .find(|r| r.engine == "disk")
+        .map_or(0.0, |r| r.ops_per_sec);
+    let mut out = format!(
+        "{:<34} {:<9} {:>12} {:>9} {:>14}\n",
+        "case", "engine", "ops/s", "x floor", "x best peer"
+    );
+    for r in rows {
+        let best_peer = rows
+            .iter()
+            .filter(|p| p.case == r.case && !p.ours && p.engine != "disk")
+            .map(|p| p.ops_per_sec)
+            .fold(0.0, f64::max);
+        let vs_floor = if floor > 0.0 {
+            format!("{:.1}", r.ops_per_sec / floor)
+        } else {
+            "-".into()
+        };
+        let vs_peer = if r.ours && best_peer > 0.0 {
+            format!("{:.2}", r.ops_per_sec / best_peer)
+        } else {
+            String::new()
+        };
+        out.push_str(&format!(
+            "{:<34} {:<9} {:>12.0} {:>9} {:>14}\n",
+            r.case, r.engine, r.ops_per_sec, vs_floor, vs_peer
+        ));
+    }
+    out
+}
+
+/// A directory for a run when none is given: under the system temp dir.
+pub fn default_dir() -> PathBuf {
+    std::env::temp_dir().join(format!("durable-bench-{}", std::process::id()))
+}
+
+/// Removes a run's directory tree (best effort).
+pub fn cleanup(dir: &Path) {
+    let _ = DurableFs::real().remove_dir_all(dir);
+}

@@ -1,0 +1,6 @@
+//! Support code of the `durable` command-line tool, shared with the benchmarks: adapters that
+//! put our engines and their peers (okaywal, fjall, redb, sled) behind one interface, and the
+//! quick side-by-side benchmark behind `durable bench`.
+
+pub mod bench;
+pub mod peers;
