@@ -65,7 +65,7 @@ fn existing_dir(dir: &Path) -> Result<(), String> {
 
 /// Runs a `durable wal` subcommand.
 pub fn run(cmd: &WalCommand) -> Result<ExitCode, String> {
-    let max_record_bytes = Options::default().max_record_bytes;
+    let max_record_bytes = wal::format::MAX_RECORD_LIMIT;
     match cmd {
         WalCommand::Append {
             dir,

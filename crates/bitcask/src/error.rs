@@ -47,6 +47,8 @@ pub enum CorruptionKind {
     IncompleteBatch,
     /// The merge marker is damaged or names files that do not exist.
     BadMergeMarker,
+    /// A manifest (lsm-hash) is damaged, or missing while segments hold records.
+    BadManifest,
 }
 
 impl std::fmt::Display for CorruptionKind {
@@ -70,6 +72,12 @@ impl std::fmt::Display for CorruptionKind {
             CorruptionKind::BadFlags(x) => write!(f, "unknown record flags {x:#x}"),
             CorruptionKind::IncompleteBatch => write!(f, "file ends inside a batch"),
             CorruptionKind::BadMergeMarker => write!(f, "damaged merge marker"),
+            CorruptionKind::BadManifest => {
+                write!(
+                    f,
+                    "manifest damaged, or missing while segments hold records"
+                )
+            }
         }
     }
 }

@@ -160,26 +160,28 @@ pub(crate) fn merge(inner: &Inner) -> Result<MergeReport> {
     let _one_at_a_time = inner.merge_lock.lock();
     inner.check_poison()?;
     let writer = inner.writer.as_ref().ok_or(Error::ReadOnly)?;
-    // 1. Everything written so far becomes immutable.
-    let active = {
+    // 1. Everything written so far becomes immutable. The inputs are chosen under the writer
+    // lock: a rotation right after it must not turn the next active file into an input.
+    let (inputs, hint_job) = {
         let mut w = writer.lock();
-        if w.offset > FILE_HEADER_LEN as u64 {
-            let job = inner.rotate(&mut w).map_err(|e| inner.fail(e))?;
-            let id = w.id;
-            drop(w);
-            inner.write_hint(job);
-            id
+        let job = if w.offset > FILE_HEADER_LEN as u64 {
+            Some(inner.rotate(&mut w).map_err(|e| inner.fail(e))?)
         } else {
-            w.id
-        }
+            None
+        };
+        let active = w.id;
+        let inputs: Vec<u64> = inner
+            .files
+            .lock()
+            .iter()
+            .copied()
+            .filter(|&id| id != active)
+            .collect();
+        (inputs, job)
     };
-    let inputs: Vec<u64> = inner
-        .files
-        .lock()
-        .iter()
-        .copied()
-        .filter(|&id| id != active)
-        .collect();
+    if let Some(job) = hint_job {
+        inner.write_hint(job);
+    }
     if inputs.is_empty() {
         return Ok(MergeReport::default());
     }
@@ -202,10 +204,13 @@ pub(crate) fn merge(inner: &Inner) -> Result<MergeReport> {
         inputs: inputs.clone(),
         outputs: report.outputs.clone(),
     };
+    // If this fails after its rename, the merge may be committed on disk but not in memory:
+    // fail-stop, and let the next open roll forward (or not) from what is on disk.
     inner
         .opts
         .fs
-        .atomic_replace(&inner.dir.join(MERGE_MARKER), &marker.encode())?;
+        .atomic_replace(&inner.dir.join(MERGE_MARKER), &marker.encode())
+        .map_err(|e| inner.fail(e.into()))?;
     // 4-6. From here on the merge has happened; a failure means the in-memory state no
     // longer matches the disk: poison (reopen rolls forward).
     switch(inner, &inputs, outputs, moved).map_err(|e| inner.fail(e))?;
@@ -230,15 +235,16 @@ fn copy_live(
         let file_id = u32::try_from(id).unwrap_or(u32::MAX);
         while pos < bytes.len() {
             let rest = bytes.get(pos..).unwrap_or_default();
-            let r = decode_record(rest, handle.salt, opts.max_key_bytes, opts.max_value_bytes)
-                .map_err(|e| Error::Corruption {
+            let r = decode_record(rest, handle.salt, u32::MAX, u32::MAX).map_err(|e| {
+                Error::Corruption {
                     path: path.clone(),
                     offset: pos as u64,
                     kind: match e {
                         crate::format::DecodeError::Truncated => CorruptionKind::TruncatedRecord,
                         crate::format::DecodeError::Corrupt(k) => k,
                     },
-                })?;
+                }
+            })?;
             let offset = pos as u32;
             pos += r.encoded_len();
             if r.is_tombstone() {

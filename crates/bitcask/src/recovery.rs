@@ -215,7 +215,7 @@ pub(crate) fn open(dir: &Path, opts: Options) -> Result<Inner> {
         let from_hint = if hints.contains(&id) {
             fs.read(&dir.join(hint_name(id)))
                 .ok()
-                .and_then(|b| decode_hint(&b, header.salt, id, opts.max_key_bytes))
+                .and_then(|b| decode_hint(&b, header.salt, id, u32::MAX))
                 .filter(|entries| {
                     let end = entries
                         .iter()
@@ -251,8 +251,8 @@ pub(crate) fn open(dir: &Path, opts: Options) -> Result<Inner> {
                 let scanned = scan_records(
                     &bytes,
                     header.salt,
-                    opts.max_key_bytes,
-                    opts.max_value_bytes,
+                    u32::MAX,
+                    u32::MAX,
                     newest,
                     opts.salvage,
                 )
@@ -291,6 +291,11 @@ pub(crate) fn open(dir: &Path, opts: Options) -> Result<Inner> {
                     file.sync_data()?;
                     // Its hint (if any) described the bytes just cut.
                     remove_if_exists(&fs, &dir.join(hint_name(id)))?;
+                } else if newest && !read_only {
+                    // What the scan read may have come from the page cache after a process
+                    // crash: make it durable before it counts as durable, and before a newer
+                    // file makes this one immutable.
+                    file.sync_data()?;
                 }
                 loaded
             }

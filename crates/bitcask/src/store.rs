@@ -409,8 +409,8 @@ impl Inner {
         let r = decode_record(
             &buf,
             handle.salt,
-            self.opts.max_key_bytes,
-            self.opts.max_value_bytes,
+            u32::MAX, // the format's bound; the options only limit new writes
+            u32::MAX,
         )
         .map_err(|e| Error::Corruption {
             path: path(),
@@ -436,6 +436,9 @@ impl Inner {
     /// `get` with a retry: a merge may remove the file a location pointed to between reading
     /// the keydir and opening the file; the keydir then already points to the new file.
     pub fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        // Fail-stop for reads too: after a failed write the keydir may hold a value that
+        // was never acknowledged.
+        self.check_poison()?;
         let mut attempts = 0;
         loop {
             let Some(loc) = self.keydir.read().map.get(key) else {
@@ -511,6 +514,12 @@ impl Bitcask {
     /// Deletes `key`; returns whether it was live. Deleting a missing key writes nothing.
     pub fn delete(&self, key: &[u8]) -> Result<bool> {
         if !self.contains(key) {
+            // It may be absent because of another thread's delete that is not durable yet:
+            // under `Always`, "deleted" is only reported once it is.
+            if self.inner.opts.sync == SyncPolicy::Always && self.inner.writer.is_some() {
+                let last = self.inner.last_seq();
+                self.inner.wait_durable(last)?;
+            }
             return Ok(false);
         }
         let mut b = WriteBatch::new();

@@ -257,7 +257,11 @@ impl DurableFs {
     /// `fsync`s the directory `dir`, making every entry change in it durable. Fail-stop: a
     /// failure poisons the directory for this `DurableFs`.
     pub fn sync_dir(&self, dir: &Path) -> Result<()> {
-        if let Some(first) = self.poisoned_dirs.lock().get(dir) {
+        // One directory sync at a time per door, and the poison checked under the same lock:
+        // two concurrent fsyncs of a directory could see one error between them.
+        let key: PathBuf = dir.components().collect();
+        let mut poisoned = self.poisoned_dirs.lock();
+        if let Some(first) = poisoned.get(&key) {
             return Err(Error::Poisoned {
                 op: Op::SyncDir,
                 path: dir.to_path_buf(),
@@ -268,10 +272,7 @@ impl DurableFs {
             Ok(()) => Ok(()),
             Err(e) => {
                 let e = Arc::new(e);
-                self.poisoned_dirs
-                    .lock()
-                    .entry(dir.to_path_buf())
-                    .or_insert_with(|| Arc::clone(&e));
+                poisoned.insert(key, Arc::clone(&e));
                 Err(Error::Io {
                     op: Op::SyncDir,
                     path: dir.to_path_buf(),

@@ -24,6 +24,9 @@ pub struct File {
     /// End of file as this handle knows it: where [`File::append`] writes next.
     end: AtomicU64,
     poison: OnceLock<(Op, Arc<io::Error>)>,
+    /// Serialises syncs of this handle: when two fsyncs of one file run at once, Linux may
+    /// report a write-back error to only one of them, and the other would "succeed".
+    sync_lock: parking_lot::Mutex<()>,
 }
 
 impl File {
@@ -33,6 +36,7 @@ impl File {
             path,
             end: AtomicU64::new(len),
             poison: OnceLock::new(),
+            sync_lock: parking_lot::Mutex::new(()),
         }
     }
 
@@ -151,18 +155,23 @@ impl File {
 
     /// Makes the file's data and length durable (`fdatasync`). Fail-stop: see the type docs.
     pub fn sync_data(&self) -> Result<()> {
+        let _one_at_a_time = self.sync_lock.lock();
         self.check_poison()?;
         self.raw
             .sync_data()
-            .map_err(|e| self.poison_with(Op::SyncData, e))
+            .map_err(|e| self.poison_with(Op::SyncData, e))?;
+        // A write that failed while we synced means the file is not what was asked for.
+        self.check_poison()
     }
 
     /// Makes the file's data and all metadata durable (`fsync`). Fail-stop: see the type docs.
     pub fn sync_all(&self) -> Result<()> {
+        let _one_at_a_time = self.sync_lock.lock();
         self.check_poison()?;
         self.raw
             .sync_all()
-            .map_err(|e| self.poison_with(Op::SyncAll, e))
+            .map_err(|e| self.poison_with(Op::SyncAll, e))?;
+        self.check_poison()
     }
 
     /// The file's length as the filesystem reports it.

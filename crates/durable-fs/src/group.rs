@@ -112,18 +112,17 @@ impl<E: Clone> GroupCommit<E> {
         self.synced.notify_all();
     }
 
-    /// Returns once `seq` is durable. `sync` is run (at most once) if this caller becomes
-    /// the leader: it must make everything written so far durable and return the highest
-    /// sequence number that covers, which is at least `seq`.
-    pub fn wait(&self, seq: u64, sync: impl FnOnce() -> Result<u64, E>) -> Result<(), E> {
+    /// Returns once `seq` is durable. `sync` is run when this caller becomes the leader: it
+    /// must make everything written so far durable and return the highest sequence number
+    /// that covers (normally at least `seq`; if not, the leader syncs again).
+    pub fn wait(&self, seq: u64, sync: impl FnMut() -> Result<u64, E>) -> Result<(), E> {
         self.waiting.fetch_add(1, Ordering::AcqRel);
         let r = self.wait_inner(seq, sync);
         self.waiting.fetch_sub(1, Ordering::AcqRel);
         r
     }
 
-    fn wait_inner(&self, seq: u64, sync: impl FnOnce() -> Result<u64, E>) -> Result<(), E> {
-        let mut sync = Some(sync);
+    fn wait_inner(&self, seq: u64, mut sync: impl FnMut() -> Result<u64, E>) -> Result<(), E> {
         let mut s = self.state.lock();
         loop {
             if let Some(e) = &s.failed {
@@ -132,10 +131,10 @@ impl<E: Clone> GroupCommit<E> {
             if s.durable >= seq {
                 return Ok(());
             }
-            let Some(run) = (!s.in_progress).then(|| sync.take()).flatten() else {
+            if s.in_progress {
                 self.synced.wait(&mut s);
                 continue;
-            };
+            }
             s.in_progress = true;
             drop(s);
             for _ in 0..GATHER_YIELDS {
@@ -144,12 +143,11 @@ impl<E: Clone> GroupCommit<E> {
                 }
                 std::thread::yield_now();
             }
-            let result = run();
+            let result = sync();
             s = self.state.lock();
             s.in_progress = false;
             match result {
                 Ok(covered) => {
-                    debug_assert!(covered >= seq, "a leader's sync covers its own write");
                     if covered > s.durable {
                         s.durable = covered;
                     }

@@ -19,7 +19,6 @@ use durable_fs::{Access, DurableFs, File};
 use parking_lot::RwLock;
 
 use crate::error::{CorruptionKind, Error, Result};
-use crate::options::Options;
 
 /// Segment file magic.
 pub const SEGMENT_MAGIC: [u8; 8] = *b"\x89LSH\r\n\x1a\n";
@@ -100,13 +99,7 @@ pub(crate) fn snapshot_entries(index: &HashMap<Box<[u8]>, Entry>) -> Vec<HintEnt
 
 /// Loads segment `id`: from its index snapshot if that is intact and covers the file, else by
 /// scanning; `newest` (the active segment at a crash) may have a torn tail, cut if `repair`.
-pub(crate) fn load(
-    fs: &DurableFs,
-    dir: &Path,
-    id: u64,
-    newest: bool,
-    opts: &Options,
-) -> Result<LoadedSegment> {
+pub(crate) fn load(fs: &DurableFs, dir: &Path, id: u64, newest: bool) -> Result<LoadedSegment> {
     let path = dir.join(segment_name(id));
     let file = fs.open(
         &path,
@@ -135,7 +128,7 @@ pub(crate) fn load(
     let snapshot = fs
         .read(&dir.join(index_name(id)))
         .ok()
-        .and_then(|b| decode_hint(&b, header.salt, id, opts.max_key_bytes))
+        .and_then(|b| decode_hint(&b, header.salt, id, u32::MAX))
         .filter(|entries| {
             let end = entries
                 .iter()
@@ -149,20 +142,17 @@ pub(crate) fn load(
     let (entries, end, from_snapshot, torn_tail) = match snapshot {
         Some(entries) => (entries, bytes.len() as u64, true, None),
         None => {
-            let scanned = scan_records(
-                &bytes,
-                header.salt,
-                opts.max_key_bytes,
-                opts.max_value_bytes,
-                newest,
-                false,
-            )
-            .map_err(|(offset, kind)| corrupt(offset, kind))?;
+            let scanned = scan_records(&bytes, header.salt, u32::MAX, u32::MAX, newest, false)
+                .map_err(|(offset, kind)| corrupt(offset, kind))?;
             let torn = scanned
                 .torn_tail
                 .map(|(offset, kind)| (offset, bytes.len() as u64 - offset, kind));
             if let Some((offset, _, _)) = torn {
                 file.set_len(offset)?;
+            }
+            if newest {
+                // What the scan read may have come from the page cache after a process crash:
+                // make it durable before it counts as durable.
                 file.sync_data()?;
             }
             (scanned.entries, scanned.end, false, torn)
@@ -186,7 +176,7 @@ pub(crate) fn load(
 
 impl Segment {
     /// Reads and verifies the record at `e` for `key`; returns its value.
-    pub fn read_value(&self, key: &[u8], e: Entry, opts: &Options) -> Result<Vec<u8>> {
+    pub fn read_value(&self, key: &[u8], e: Entry) -> Result<Vec<u8>> {
         let len = RECORD_HEADER_LEN + key.len() + e.value_len as usize;
         let mut buf = vec![0u8; len];
         self.file.read_exact_at(&mut buf, u64::from(e.offset))?;
@@ -195,14 +185,12 @@ impl Segment {
             offset: u64::from(e.offset),
             kind,
         };
-        let r = decode_record(&buf, self.salt, opts.max_key_bytes, opts.max_value_bytes).map_err(
-            |d| {
-                corrupt(match d {
-                    bitcask::format::DecodeError::Truncated => CorruptionKind::TruncatedRecord,
-                    bitcask::format::DecodeError::Corrupt(k) => k,
-                })
-            },
-        )?;
+        let r = decode_record(&buf, self.salt, u32::MAX, u32::MAX).map_err(|d| {
+            corrupt(match d {
+                bitcask::format::DecodeError::Truncated => CorruptionKind::TruncatedRecord,
+                bitcask::format::DecodeError::Corrupt(k) => k,
+            })
+        })?;
         if r.key != key || r.seq != e.seq {
             return Err(corrupt(CorruptionKind::ChecksumMismatch {
                 expected: 0,

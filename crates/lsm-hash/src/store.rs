@@ -303,10 +303,11 @@ impl Inner {
     }
 
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        self.check_poison()?;
         match self.lookup(key) {
             None => Ok(None),
             Some((_, e)) if e.tombstone => Ok(None),
-            Some((seg, e)) => seg.read_value(key, e, &self.opts).map(Some),
+            Some((seg, e)) => seg.read_value(key, e).map(Some),
         }
     }
 
@@ -351,7 +352,7 @@ impl Inner {
                     let value = if e.tombstone {
                         Vec::new()
                     } else {
-                        seg.read_value(&key, e, &self.opts)?
+                        seg.read_value(&key, e)?
                     };
                     let start = offset + buf.len() as u64;
                     let flags = if e.tombstone { TOMBSTONE } else { 0 };
@@ -421,10 +422,8 @@ impl Inner {
             self.snapshot(&out);
             report.output = Some(out.id);
         } else {
-            self.opts
-                .fs
-                .remove_file(&out.path)
-                .map_err(|e| self.fail(e.into()))?;
+            // Only cleanup: an empty output not in the manifest is removed at open anyway.
+            let _ = self.opts.fs.remove_file(&out.path);
         }
         Ok(report)
     }
@@ -446,13 +445,28 @@ fn open_inner(dir: &Path, opts: Options) -> Result<Inner> {
         manifest::decode(&fs.read(&manifest_path)?).ok_or(Error::Corruption {
             path: manifest_path.clone(),
             offset: 0,
-            kind: CorruptionKind::BadMergeMarker,
+            kind: CorruptionKind::BadManifest,
         })?
     } else {
         Vec::new()
     };
     let mut max_id = ids.iter().copied().max().unwrap_or(0);
-    // Leftovers of interrupted changes: files the manifest does not name.
+    // Leftovers of interrupted changes: files the manifest does not name. Without a manifest
+    // only a store whose creation was interrupted qualifies (segments holding no record);
+    // segments with records but no manifest are a damaged store, not leftovers.
+    if ids.is_empty() {
+        for n in &names {
+            if matches!(parse_name(n), Some((_, "seg")))
+                && fs.open(&dir.join(n), durable_fs::Access::Read)?.len()? > FILE_HEADER_LEN as u64
+            {
+                return Err(Error::Corruption {
+                    path: manifest_path,
+                    offset: 0,
+                    kind: CorruptionKind::BadManifest,
+                });
+            }
+        }
+    }
     for n in &names {
         let named = match parse_name(n) {
             Some((id, "seg" | "idx")) => {
@@ -471,7 +485,7 @@ fn open_inner(dir: &Path, opts: Options) -> Result<Inner> {
     let mut active_end = FILE_HEADER_LEN as u64;
     let count = ids.len();
     for (i, &id) in ids.iter().enumerate() {
-        let loaded = segment::load(&fs, dir, id, i + 1 == count, &opts)?;
+        let loaded = segment::load(&fs, dir, id, i + 1 == count)?;
         max_seq = max_seq.max(loaded.max_seq);
         active_end = loaded.end;
         if loaded.from_snapshot {
@@ -602,6 +616,12 @@ impl LsmHash {
     /// Deletes `key`; returns whether it was live (a missing key writes nothing).
     pub fn delete(&self, key: &[u8]) -> Result<bool> {
         if !self.contains(key) {
+            // Absent perhaps because of another thread's delete not yet durable: under
+            // `Always`, report it only once it is.
+            if self.inner.opts.sync == SyncPolicy::Always {
+                let last = self.inner.writer.lock().seq;
+                self.inner.wait_durable(last)?;
+            }
             return Ok(false);
         }
         self.apply(vec![(key.to_vec(), None)])?;
@@ -647,12 +667,11 @@ impl LsmHash {
             .map(|(k, (i, e))| (k, i, e))
             .collect();
         live.sort_by(|a, b| a.0.cmp(&b.0));
-        let opts = self.inner.opts.clone();
         live.into_iter().map(move |(k, i, e)| {
             let seg = snapshot
                 .get(i)
                 .ok_or_else(|| Error::InvalidOptions("segment vanished".into()))?;
-            let v = seg.read_value(&k, e, &opts)?;
+            let v = seg.read_value(&k, e)?;
             Ok((k.into_vec(), v))
         })
     }

@@ -147,3 +147,29 @@ fn compaction_keeps_live_keys_and_drops_dead_ones() {
     let db = LsmHash::open("/db", opts(&after)).unwrap();
     assert_eq!(db.iter().count(), 20);
 }
+
+#[test]
+fn segments_with_records_but_no_manifest_are_refused_not_deleted() {
+    let sim = SimFs::new();
+    let db = LsmHash::open("/db", opts(&sim)).unwrap();
+    fill(&db, 10);
+    db.close().unwrap();
+    sim.durable()
+        .remove_file(Path::new("/db/MANIFEST"))
+        .unwrap();
+    match LsmHash::open("/db", opts(&sim)) {
+        Err(Error::Corruption {
+            kind: CorruptionKind::BadManifest,
+            ..
+        }) => {}
+        other => panic!("expected BadManifest, got {other:?}"),
+    }
+    assert!(
+        sim.durable()
+            .list(Path::new("/db"))
+            .unwrap()
+            .iter()
+            .any(|n| n.ends_with(".seg")),
+        "nothing deleted"
+    );
+}

@@ -35,6 +35,10 @@ pub const SEGMENT_HEADER_LEN: usize = 32;
 pub const RECORD_HEADER_LEN: usize = 20;
 /// Record flag: the next record belongs to the same batch.
 pub const BATCH_CONTINUES: u32 = 1;
+/// The largest payload the format allows (and the most `Options::max_record_bytes` may be).
+/// Readers bound lengths by this, not by the options of the day, so a log written with a
+/// larger limit still reads after the limit is lowered.
+pub const MAX_RECORD_LIMIT: u32 = 1 << 30;
 /// Suffix of segment file names.
 pub const SEGMENT_SUFFIX: &str = ".wal";
 

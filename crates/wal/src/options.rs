@@ -142,7 +142,7 @@ impl Options {
                 self.max_segment_bytes
             ));
         }
-        if self.max_record_bytes > 1 << 30 {
+        if self.max_record_bytes > crate::format::MAX_RECORD_LIMIT {
             return bad(format!(
                 "max_record_bytes {} is over the maximum 1 GiB",
                 self.max_record_bytes

@@ -394,7 +394,7 @@ pub(crate) fn recover(
         }
         next_lsn = next_lsn
             .max(scan.header.first_lsn)
-            .max(scan.last_lsn.map_or(0, |l| l + 1));
+            .max(scan.last_lsn.map_or(0, |l| l.saturating_add(1)));
         segments.push(SegmentMeta {
             first_lsn: scan.header.first_lsn,
             path,

@@ -12,8 +12,8 @@ use parking_lot::{Condvar, Mutex};
 
 use crate::error::{Error, Result};
 use crate::format::{
-    BATCH_CONTINUES, Lsn, RECORD_HEADER_LEN, SEGMENT_HEADER_LEN, SegmentHeader, VERSION,
-    decode_record, encode_record, segment_name,
+    BATCH_CONTINUES, Lsn, MAX_RECORD_LIMIT, RECORD_HEADER_LEN, SEGMENT_HEADER_LEN, SegmentHeader,
+    VERSION, decode_record, encode_record, segment_name,
 };
 use crate::options::{Options, SyncPolicy};
 use crate::reader::Iter;
@@ -254,7 +254,12 @@ impl Wal {
         let fs = opts.fs.clone();
         fs.create_dir_all(&dir)?;
         let lock = fs.lock_dir(&dir)?;
-        let recovered = recover(&fs, &dir, opts.max_record_bytes, opts.recovery, true)?;
+        let recovered = recover(&fs, &dir, MAX_RECORD_LIMIT, opts.recovery, true)?;
+        // What recovery read may have come from the page cache after a process crash: make
+        // it durable before calling it durable.
+        if let Some(last) = recovered.segments.last() {
+            last.file.sync_data()?;
+        }
         let last_lsn = recovered.next_lsn - 1;
         let mut log = Log {
             buf_at: recovered
@@ -333,8 +338,10 @@ impl Wal {
         match inner.opts.sync {
             SyncPolicy::Always => inner.wait_durable(last)?,
             SyncPolicy::Bytes(n) => {
-                let unsynced = inner.appended_bytes.load(Ordering::Relaxed)
-                    - inner.synced_bytes.load(Ordering::Relaxed);
+                let unsynced = inner
+                    .appended_bytes
+                    .load(Ordering::Relaxed)
+                    .saturating_sub(inner.synced_bytes.load(Ordering::Relaxed));
                 if unsynced >= n {
                     *inner.kick_lock.lock() = true;
                     inner.kick.notify_one();
@@ -393,11 +400,7 @@ impl Wal {
         inner.check_poison()?;
         let mut log = inner.log.lock();
         log.flush().map_err(|e| inner.fail(e))?;
-        Ok(Iter::new(
-            log.segments.clone(),
-            from,
-            inner.opts.max_record_bytes,
-        ))
+        Ok(Iter::new(log.segments.clone(), from, MAX_RECORD_LIMIT))
     }
 
     /// Removes, durably and oldest first, every segment whose records are all below `lsn`
@@ -437,7 +440,7 @@ impl Wal {
         let inner = &self.inner;
         inner.check_poison()?;
         let mut log = inner.log.lock();
-        if lsn + 1 >= log.next_lsn {
+        if lsn >= log.next_lsn.saturating_sub(1) {
             return Ok(());
         }
         let mut run = || -> Result<()> {
@@ -457,7 +460,7 @@ impl Wal {
                     continue;
                 }
                 if seg.last_lsn.is_some_and(|l| l > lsn) {
-                    let cut = offset_of(seg, lsn + 1, inner.opts.max_record_bytes)?;
+                    let cut = offset_of(seg, lsn.saturating_add(1), MAX_RECORD_LIMIT)?;
                     let rw = inner.opts.fs.open(&seg.path, Access::ReadWrite)?;
                     rw.set_len(cut)?;
                     rw.sync_data()?;

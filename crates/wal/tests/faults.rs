@@ -152,3 +152,33 @@ fn oversized_record_is_refused_and_nothing_is_written() {
         "the log is not poisoned by it"
     );
 }
+
+#[test]
+fn open_syncs_what_recovery_read_before_calling_it_durable() {
+    // A process crash (not a power cut) leaves unsynced records in the page cache; recovery
+    // reads them, so it must fsync them before `durable_lsn` covers them.
+    let sim = SimFs::new();
+    let wal = Wal::open(DIR, opts(&sim).with_sync(wal::SyncPolicy::Never)).unwrap();
+    wal.append(b"unsynced").unwrap();
+    wal.iter_from(0).unwrap(); // writes the buffer to the file, without a sync
+    std::mem::forget(wal); // the process dies: no close, no sync
+    sim.release_locks();
+    let seg = std::path::Path::new(DIR).join("00000000000000000001.wal");
+    let rec = durable_fs::RecordingFs::new(Arc::new(sim.clone()));
+    let wal = Wal::open(
+        DIR,
+        opts(&sim).with_fs(durable_fs::DurableFs::new(Arc::new(rec.clone()))),
+    )
+    .unwrap();
+    assert_eq!(wal.durable_lsn(), 1);
+    assert!(
+        rec.events().contains(&durable_fs::Event::SyncData(seg)),
+        "{:?}",
+        rec.events()
+    );
+    // And so a power cut now keeps it.
+    drop(wal);
+    let after = sim.crash(CrashMode::Strict, 0);
+    let wal = Wal::open(DIR, opts(&after)).unwrap();
+    assert_eq!(wal.iter_from(0).unwrap().count(), 1);
+}

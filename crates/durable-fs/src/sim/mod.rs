@@ -197,6 +197,13 @@ impl SimFs {
         self.state.lock().crashed
     }
 
+    /// A process crash, as opposed to a power cut: the kernel releases the dead process's
+    /// locks, and everything it wrote stays in the page cache (nothing is lost, nothing
+    /// becomes durable). Use it when handles were leaked with `std::mem::forget`.
+    pub fn release_locks(&self) {
+        self.state.lock().locks.clear();
+    }
+
     /// Adds a fault.
     pub fn inject(&self, fault: Fault) {
         self.state.lock().faults.push(fault);
