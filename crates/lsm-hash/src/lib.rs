@@ -29,7 +29,7 @@
 //! }
 //! db.delete(b"key3")?;
 //! assert!(db.segments().len() > 1);
-//! db.compact_now()?;                       // one merged segment + the active one
+//! db.compact_now()?;                       // merged segments + the active one
 //! assert_eq!(db.get(b"key9")?, Some(299u32.to_le_bytes().to_vec()));
 //! assert_eq!(db.get(b"key3")?, None);
 //! db.close()?;

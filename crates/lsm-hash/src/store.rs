@@ -57,8 +57,9 @@ pub struct SegmentInfo {
 pub struct CompactionReport {
     /// Segments merged (and removed).
     pub inputs: Vec<u64>,
-    /// The merged segment, if any record was live.
-    pub output: Option<u64>,
+    /// The merged segments (more than one when the live data exceeds `max_segment_bytes`;
+    /// none when nothing was live).
+    pub outputs: Vec<u64>,
     /// Live records written.
     pub records: u64,
 }
@@ -326,77 +327,30 @@ impl Inner {
         // Every frozen segment is an input, the oldest included: no older segment remains
         // that a tombstone would have to hide, so tombstones are dropped.
         let drop_tombstones = true;
-        let id = self.next_id.fetch_add(1, Ordering::AcqRel);
-        let out = create_segment(&self.opts.fs, &self.dir, id)?;
         let mut report = CompactionReport {
             inputs: inputs.iter().map(|s| s.id).collect(),
-            output: None,
+            outputs: Vec::new(),
             records: 0,
         };
-        let written = (|| -> Result<HashMap<Box<[u8]>, Entry>> {
-            let mut seen: HashSet<Box<[u8]>> = HashSet::new();
-            let mut index = HashMap::new();
-            let mut buf = Vec::new();
-            let mut offset = FILE_HEADER_LEN as u64;
-            for seg in inputs.iter().rev() {
-                let entries: Vec<(Box<[u8]>, Entry)> = seg
-                    .index
-                    .read()
-                    .iter()
-                    .map(|(k, e)| (k.clone(), *e))
-                    .collect();
-                for (key, e) in entries {
-                    if !seen.insert(key.clone()) || (e.tombstone && drop_tombstones) {
-                        continue;
-                    }
-                    let value = if e.tombstone {
-                        Vec::new()
-                    } else {
-                        seg.read_value(&key, e)?
-                    };
-                    let start = offset + buf.len() as u64;
-                    let flags = if e.tombstone { TOMBSTONE } else { 0 };
-                    encode_record(&mut buf, out.salt, e.seq, flags, &key, &value);
-                    index.insert(
-                        key,
-                        Entry {
-                            seq: e.seq,
-                            offset: start as u32,
-                            value_len: value.len() as u32,
-                            tombstone: e.tombstone,
-                        },
-                    );
-                    if buf.len() >= 1 << 20 {
-                        out.file.write_all_at(&buf, offset)?;
-                        offset += buf.len() as u64;
-                        buf.clear();
-                    }
-                }
-            }
-            out.file.write_all_at(&buf, offset)?;
-            out.file.sync_data()?;
-            Ok(index)
-        })();
-        let index = match written {
-            Ok(index) => index,
-            Err(e) => {
+        // Outputs are cut at `max_segment_bytes` (offsets are 32-bit). Each key is in exactly
+        // one of them, so their order in the segment list does not matter.
+        let mut outputs: Vec<Segment> = Vec::new();
+        let written = self.write_compacted(&inputs, drop_tombstones, &mut outputs);
+        if let Err(e) = written {
+            for out in &outputs {
                 let _ = self.opts.fs.remove_file(&out.path);
-                return Err(e);
             }
-        };
-        report.records = index.len() as u64;
-        *out.index.write() = index;
-        let out = Arc::new(out);
-        let keep_output = report.records > 0;
+            return Err(e);
+        }
+        let outputs: Vec<Arc<Segment>> = outputs.into_iter().map(Arc::new).collect();
+        report.records = outputs.iter().map(|o| o.index.read().len() as u64).sum();
+        report.outputs = outputs.iter().map(|o| o.id).collect();
         // The switch: the new set in the manifest, then in memory. Serialised with freezes,
         // which also change the set; writers wait only for this manifest write.
         {
             let _w = self.writer.lock();
             let current = Arc::clone(&self.segments.read());
-            let mut list: Vec<Arc<Segment>> = Vec::new();
-            if keep_output {
-                list.push(Arc::clone(&out));
-            }
+            let mut list: Vec<Arc<Segment>> = outputs.clone();
             list.extend(current.iter().skip(inputs.len()).cloned());
             // If this fails, the manifest on disk may name either set: fail-stop, and let
             // open sort it out from the manifest (both sets are complete on disk).
@@ -418,14 +372,82 @@ impl Inner {
                     .map_err(|e| self.fail(e.into()))?;
             }
         }
-        if keep_output {
-            self.snapshot(&out);
-            report.output = Some(out.id);
-        } else {
-            // Only cleanup: an empty output not in the manifest is removed at open anyway.
-            let _ = self.opts.fs.remove_file(&out.path);
+        for out in &outputs {
+            self.snapshot(out);
         }
         Ok(report)
+    }
+
+    /// Writes the latest live record of every key of `inputs` (newest input first) into new
+    /// segments, each synced; pushes them to `outputs` as they are created.
+    fn write_compacted(
+        &self,
+        inputs: &[Arc<Segment>],
+        drop_tombstones: bool,
+        outputs: &mut Vec<Segment>,
+    ) -> Result<()> {
+        let mut seen: HashSet<Box<[u8]>> = HashSet::new();
+        let mut buf = Vec::new();
+        let mut offset = FILE_HEADER_LEN as u64;
+        let mut index: HashMap<Box<[u8]>, Entry> = HashMap::new();
+        for seg in inputs.iter().rev() {
+            let entries: Vec<(Box<[u8]>, Entry)> = seg
+                .index
+                .read()
+                .iter()
+                .map(|(k, e)| (k.clone(), *e))
+                .collect();
+            for (key, e) in entries {
+                if !seen.insert(key.clone()) || (e.tombstone && drop_tombstones) {
+                    continue;
+                }
+                let value = if e.tombstone {
+                    Vec::new()
+                } else {
+                    seg.read_value(&key, e)?
+                };
+                let len = (RECORD_HEADER_LEN + key.len() + value.len()) as u64;
+                let full = offset + buf.len() as u64 + len > self.opts.max_segment_bytes
+                    && offset + buf.len() as u64 > FILE_HEADER_LEN as u64;
+                if outputs.is_empty() || full {
+                    if let Some(out) = outputs.last() {
+                        out.file.write_all_at(&buf, offset)?;
+                        out.file.sync_data()?;
+                        *out.index.write() = std::mem::take(&mut index);
+                    }
+                    buf.clear();
+                    offset = FILE_HEADER_LEN as u64;
+                    let id = self.next_id.fetch_add(1, Ordering::AcqRel);
+                    outputs.push(create_segment(&self.opts.fs, &self.dir, id)?);
+                }
+                let Some(out) = outputs.last() else {
+                    continue;
+                };
+                let start = offset + buf.len() as u64;
+                let flags = if e.tombstone { TOMBSTONE } else { 0 };
+                encode_record(&mut buf, out.salt, e.seq, flags, &key, &value);
+                index.insert(
+                    key,
+                    Entry {
+                        seq: e.seq,
+                        offset: start as u32,
+                        value_len: value.len() as u32,
+                        tombstone: e.tombstone,
+                    },
+                );
+                if buf.len() >= 1 << 20 {
+                    out.file.write_all_at(&buf, offset)?;
+                    offset += buf.len() as u64;
+                    buf.clear();
+                }
+            }
+        }
+        if let Some(out) = outputs.last() {
+            out.file.write_all_at(&buf, offset)?;
+            out.file.sync_data()?;
+            *out.index.write() = index;
+        }
+        Ok(())
     }
 
     fn frozen_count(&self) -> usize {

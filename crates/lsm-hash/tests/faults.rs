@@ -173,3 +173,25 @@ fn segments_with_records_but_no_manifest_are_refused_not_deleted() {
         "nothing deleted"
     );
 }
+
+#[test]
+fn compaction_output_is_cut_at_the_segment_size() {
+    let sim = SimFs::new();
+    let db = LsmHash::open("/db", opts(&sim)).unwrap();
+    fill(&db, 200); // ~27 KiB of live data, 4 KiB segments
+    let r = db.compact_now().unwrap();
+    assert!(r.outputs.len() >= 6, "{r:?}");
+    for s in db.segments() {
+        assert!(s.bytes <= 4096, "{s:?}");
+    }
+    for i in 0..200u32 {
+        assert_eq!(
+            db.get(format!("key{i:03}").as_bytes()).unwrap(),
+            Some(vec![i as u8; 100])
+        );
+    }
+    drop(db);
+    let after = sim.crash(CrashMode::Strict, 0);
+    let db = LsmHash::open("/db", opts(&after)).unwrap();
+    assert_eq!(db.iter().count(), 200);
+}
