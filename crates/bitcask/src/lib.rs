@@ -17,7 +17,7 @@
 //!
 //! Records carry a CRC over header, key and value, salted per file; a delete is a tombstone
 //! flag, so an empty value is a legal value. Batches ([`WriteBatch`]) are all-or-nothing after
-//! a crash. Formats: [`format`] and `docs/FORMAT-bitcask.md`.
+//! a crash. Formats: [`mod@format`] and `docs/FORMAT-bitcask.md`.
 //!
 //! **Memory.** Every live key is in memory: key length + about 42 bytes each (58.5 bytes for
 //! a 16-byte key; see BENCHMARKS.md), so the key set must fit in RAM, as in Bitcask.

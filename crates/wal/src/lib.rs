@@ -20,7 +20,7 @@
 //! - **Fail-stop.** After a failed write or fsync the log is poisoned: every later call
 //!   returns [`Error::Poisoned`] with the original error; nothing after it is acknowledged.
 //!
-//! The format is documented byte by byte in [`format`].
+//! The format is documented byte by byte in [`mod@format`].
 //!
 //! ```
 //! use wal::{Options, SyncPolicy, Wal};

@@ -3,8 +3,8 @@
 //! (created, appended, synced), a `CURRENT` pointer replaced atomically, and old files removed.
 //!
 //! Each step is acknowledged only after the calls that make it durable returned. With honest
-//! directory syncs nothing acknowledged is ever lost; with [`SimFs::set_lying_dir_sync`]
-//! (super::SimFs::set_lying_dir_sync) created files vanish, `CURRENT` reverts and removed files
+//! directory syncs nothing acknowledged is ever lost; with
+//! [`SimFs::set_lying_dir_sync`](super::SimFs::set_lying_dir_sync) created files vanish, `CURRENT` reverts and removed files
 //! come back, and the oracle reports it.
 
 use std::collections::{BTreeMap, BTreeSet};
