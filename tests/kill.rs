@@ -1,5 +1,5 @@
 //! Real processes, real disk, SIGKILL. A child `durable wal append --sync always` (or
-//! `durable kv --engine bitcask load --sync always`) applies stdin lines and prints an ack
+//! `durable kv --engine bitcask|lsm-hash load --sync always`) applies stdin lines and prints an ack
 //! once each is durable; the parent kills it with SIGKILL at random moments, again and again
 //! on the same directory. Proves every acknowledged write is there after reopen, with its
 //! payload, and that each restart recovers what the last kill left (a torn tail at most). A
@@ -140,8 +140,7 @@ fn kv_line(round: u64, i: usize) -> String {
     }
 }
 
-#[test]
-fn acknowledged_kv_writes_survive_sigkill_at_random_moments() {
+fn kv_survives_sigkill(engine: &str) {
     let (rounds, seed) = rounds_and_seed();
     let mut rng = Rng::new(seed ^ 1);
     let tmp = tempfile::tempdir().unwrap();
@@ -161,7 +160,7 @@ fn acknowledged_kv_writes_survive_sigkill_at_random_moments() {
     };
     for round in 0..rounds {
         let a = args(
-            &["kv", "--engine", "bitcask", "--dir"],
+            &["kv", "--engine", engine, "--dir"],
             &dir,
             &["load", "--sync", "always", "--file-bytes", "16384"],
         );
@@ -174,19 +173,32 @@ fn acknowledged_kv_writes_survive_sigkill_at_random_moments() {
         }
         let (key, value) = parse(&kv_line(round, acks.len()));
         in_flight.entry(key).or_default().push(value);
-        eprintln!("kv round {round}: {} acks", acks.len());
+        eprintln!("{engine} round {round}: {} acks", acks.len());
     }
     assert!(!model.is_empty());
-    let db = bitcask::Bitcask::open(&dir, bitcask::Options::default()).unwrap();
+    let get: Box<dyn Fn(&[u8]) -> Option<Vec<u8>>> = if engine == "bitcask" {
+        let db = bitcask::Bitcask::open(&dir, bitcask::Options::default()).unwrap();
+        Box::new(move |k| db.get(k).unwrap())
+    } else {
+        let db = lsm_hash::LsmHash::open(&dir, lsm_hash::Options::default()).unwrap();
+        Box::new(move |k| db.get(k).unwrap())
+    };
     for (key, want) in &model {
-        let got = db
-            .get(key.as_bytes())
-            .unwrap()
-            .map(|v| String::from_utf8(v).unwrap());
+        let got = get(key.as_bytes()).map(|v| String::from_utf8(v).unwrap());
         let maybe = in_flight.get(key).is_some_and(|m| m.contains(&got));
         assert!(
             &got == want || maybe,
             "{key}: got {got:?}, acknowledged {want:?} (seed {seed})"
         );
     }
+}
+
+#[test]
+fn acknowledged_bitcask_writes_survive_sigkill_at_random_moments() {
+    kv_survives_sigkill("bitcask");
+}
+
+#[test]
+fn acknowledged_lsm_hash_writes_survive_sigkill_at_random_moments() {
+    kv_survives_sigkill("lsm-hash");
 }

@@ -241,3 +241,15 @@ proptest! {
         }
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(4000))]
+
+    #[test]
+    fn decoders_never_panic_on_random_bytes(bytes in proptest::collection::vec(any::<u8>(), 0..300), salt: u32, newest: bool, salvage: bool) {
+        use bitcask::format::{decode_hint, decode_record, scan_records};
+        let _ = decode_record(&bytes, salt, 1000, 1000);
+        let _ = decode_hint(&bytes, salt, 1, 1000);
+        let _ = scan_records(&bytes, salt, 1000, 1000, newest, salvage);
+    }
+}

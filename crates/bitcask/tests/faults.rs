@@ -180,3 +180,31 @@ fn merge_reclaims_dead_bytes_and_keeps_every_live_key() {
         "deleted keys stay deleted after merge and reopen"
     );
 }
+
+#[test]
+fn automatic_merge_runs_when_fragmentation_crosses_the_trigger() {
+    let sim = SimFs::new();
+    let triggers = bitcask::MergeTriggers {
+        fragmentation: 0.5,
+        dead_bytes: u64::MAX,
+        check_interval: std::time::Duration::from_millis(5),
+    };
+    let db = Bitcask::open("/db", opts(&sim).with_auto_merge(Some(triggers))).unwrap();
+    for round in 0..4u8 {
+        for i in 0..40u32 {
+            db.put(format!("k{i}").as_bytes(), &[round; 100]).unwrap();
+        }
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while db.stats().fragmentation > 0.5 && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    let s = db.stats();
+    assert!(s.fragmentation <= 0.5, "the background merge ran: {s:?}");
+    for i in 0..40u32 {
+        assert_eq!(
+            db.get(format!("k{i}").as_bytes()).unwrap(),
+            Some(vec![3u8; 100])
+        );
+    }
+}
