@@ -132,6 +132,9 @@ fn acknowledged_records_survive_sigkill_at_random_moments() {
     }
 }
 
+/// Reads a key from whichever engine the test runs.
+type Getter = Box<dyn Fn(&[u8]) -> Option<Vec<u8>>>;
+
 fn kv_line(round: u64, i: usize) -> String {
     if i % 7 == 6 {
         format!("del key{}", (i + 13) % 50)
@@ -176,7 +179,7 @@ fn kv_survives_sigkill(engine: &str) {
         eprintln!("{engine} round {round}: {} acks", acks.len());
     }
     assert!(!model.is_empty());
-    let get: Box<dyn Fn(&[u8]) -> Option<Vec<u8>>> = if engine == "bitcask" {
+    let get: Getter = if engine == "bitcask" {
         let db = bitcask::Bitcask::open(&dir, bitcask::Options::default()).unwrap();
         Box::new(move |k| db.get(k).unwrap())
     } else {
