@@ -1,9 +1,6 @@
 //! [`Iter`]: reading records in LSN order across segments.
 
 use std::collections::VecDeque;
-use std::sync::Arc;
-
-use durable_fs::File;
 
 use crate::error::{CorruptionKind, Error, Result};
 use crate::format::{DecodeError, Lsn, decode_record};
@@ -28,7 +25,6 @@ pub struct Iter {
 #[derive(Debug)]
 struct Cursor {
     seg: SegmentMeta,
-    file: Arc<File>,
     extents: VecDeque<Extent>,
     /// Bytes of the current extent read but not yet decoded, starting at file offset `at`.
     buf: Vec<u8>,
@@ -64,11 +60,9 @@ impl Iter {
                     let Some(seg) = self.segments.pop_front() else {
                         return Ok(None);
                     };
-                    let file = Arc::clone(&seg.file);
                     let extents: VecDeque<Extent> = seg.extents.iter().copied().collect();
                     self.current.insert(Cursor {
                         seg,
-                        file,
                         extents,
                         buf: Vec::new(),
                         consumed: 0,
@@ -122,7 +116,7 @@ impl Cursor {
                     let old = self.buf.len();
                     self.buf.resize(old + n, 0);
                     let dst = self.buf.get_mut(old..).unwrap_or_default();
-                    self.file.read_exact_at(dst, self.read_to)?;
+                    self.seg.file.read_exact_at(dst, self.read_to)?;
                     self.read_to += n as u64;
                 }
                 Err(e) => {
