@@ -241,10 +241,11 @@ pub(crate) fn open(dir: &Path, opts: Options) -> Result<Inner> {
             }
             None => {
                 report.scanned += 1;
-                let access = if newest && !read_only {
-                    Access::ReadWrite
-                } else {
+                // Read-write unless read-only: any file may need its zero tail trimmed.
+                let access = if read_only {
                     Access::Read
+                } else {
+                    Access::ReadWrite
                 };
                 let file = fs.open(&path, access)?;
                 let bytes = file.read_all()?;
