@@ -173,6 +173,12 @@ impl Options {
                 self.max_file_bytes
             ));
         }
+        if u64::from(self.max_key_bytes) + u64::from(self.max_value_bytes) >= u64::from(u32::MAX) {
+            return bad(format!(
+                "max_key_bytes + max_value_bytes must stay below 4 GiB (offsets are 32-bit), got {} + {}",
+                self.max_key_bytes, self.max_value_bytes
+            ));
+        }
         if self.max_open_files == 0 {
             return bad("max_open_files must be at least 1".into());
         }

@@ -280,7 +280,11 @@ pub(crate) fn open(dir: &Path, opts: Options) -> Result<Inner> {
                     });
                 }
                 // Trim a torn tail or preallocated zeros: immutable files end at their records.
-                let cut = (scanned.end < bytes.len() as u64 && !salvaged).then_some(scanned.end);
+                // (Under salvage, only a torn tail is cut: skipped ranges stay for inspection.)
+                let cut = match scanned.torn_tail {
+                    Some((offset, _)) => Some(offset),
+                    None => (scanned.end < bytes.len() as u64 && !salvaged).then_some(scanned.end),
+                };
                 let loaded = Loaded {
                     entries: scanned.entries,
                     record_bytes: scanned.record_bytes,

@@ -499,7 +499,8 @@ impl Bitcask {
         self.inner.get(key)
     }
 
-    /// True if `key` is live (no disk read).
+    /// True if `key` is live (no disk read). After a failed write the store is poisoned and
+    /// this may still report keys whose writes were never acknowledged; `get` refuses.
     pub fn contains(&self, key: &[u8]) -> bool {
         self.inner.keydir.read().map.contains_key(key)
     }
@@ -532,6 +533,21 @@ impl Bitcask {
     pub fn write(&self, batch: WriteBatch) -> Result<Vec<bool>> {
         if batch.is_empty() {
             return Ok(Vec::new());
+        }
+        let total: u64 = batch
+            .ops
+            .iter()
+            .map(|op| match op {
+                Op::Put(k, v) => (RECORD_HEADER_LEN + k.len() + v.len()) as u64,
+                Op::Delete(k) => (RECORD_HEADER_LEN + k.len()) as u64,
+            })
+            .sum();
+        if total > self.inner.opts.max_file_bytes.max(u64::from(u32::MAX) / 2) {
+            return Err(Error::TooLarge {
+                what: "batch",
+                len: total,
+                max: self.inner.opts.max_file_bytes.max(u64::from(u32::MAX) / 2),
+            });
         }
         let inner = &self.inner;
         let _writer = (inner.opts.sync == SyncPolicy::Always).then(|| inner.group.writer());
@@ -709,6 +725,10 @@ impl Iterator for Iter {
     type Item = Result<(Vec<u8>, Vec<u8>)>;
 
     fn next(&mut self) -> Option<Self::Item> {
+        if let Err(e) = self.inner.check_poison() {
+            self.items = Vec::new().into_iter();
+            return Some(Err(e));
+        }
         loop {
             let (key, loc) = self.items.next()?;
             // The snapshot's location may have been merged away: fall back to a fresh get.

@@ -259,7 +259,10 @@ impl DurableFs {
     pub fn sync_dir(&self, dir: &Path) -> Result<()> {
         // One directory sync at a time per door, and the poison checked under the same lock:
         // two concurrent fsyncs of a directory could see one error between them.
-        let key: PathBuf = dir.components().collect();
+        let key: PathBuf = dir
+            .components()
+            .filter(|c| !matches!(c, std::path::Component::CurDir))
+            .collect();
         let mut poisoned = self.poisoned_dirs.lock();
         if let Some(first) = poisoned.get(&key) {
             return Err(Error::Poisoned {
