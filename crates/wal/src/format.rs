@@ -12,13 +12,21 @@
 //!   24..28  reserved         u32 = 0
 //!   28..32  header_crc       u32, crc32 of bytes 0..28
 //! records, back to back, each:
-//!   0..4    len              u32, payload length (<= the log's max_record_bytes)
-//!   4..8    crc              u32, crc32(salt ++ bytes 0..4 ++ bytes 8..20 ++ payload)
+//!   0..4    len              u32, payload length (<= MAX_RECORD_LIMIT, 1 GiB)
+//!   4..8    crc              u32, crc32(salt ++ bytes 0..4 ++ bytes 8..28 ++ payload)
 //!   8..16   lsn              u64, exactly previous record's LSN + 1 (first_lsn for the first)
-//!   16..20  flags            u32; bit 0 = BATCH_CONTINUES (more records of the same batch
+//!   16..24  synced_lsn       u64, the highest LSN known durable (fsync returned) when this
+//!                            record was written
+//!   24..28  flags            u32; bit 0 = BATCH_CONTINUES (more records of the same batch
 //!                            follow); other bits must be 0
-//!   20..    payload          len bytes
+//!   28..    payload          len bytes
 //! ```
+//!
+//! `synced_lsn` lets recovery tell a torn tail from corruption even when the disk persisted
+//! unsynced pages out of order: damage at LSN `m` followed by valid records whose `synced_lsn`
+//! is below `m` lies in the window that was never synced (nothing there was acknowledged);
+//! a later record with `synced_lsn >= m` proves `m` had been durable, so its damage is
+//! corruption.
 //!
 //! The CRC covers the length, the LSN and the flags as well as the payload, and is salted per
 //! segment, so bytes left from anything else never validate. A batch is the run of records
@@ -32,7 +40,7 @@ pub const VERSION: u32 = 1;
 /// Bytes in a segment header.
 pub const SEGMENT_HEADER_LEN: usize = 32;
 /// Bytes in a record header.
-pub const RECORD_HEADER_LEN: usize = 20;
+pub const RECORD_HEADER_LEN: usize = 28;
 /// Record flag: the next record belongs to the same batch.
 pub const BATCH_CONTINUES: u32 = 1;
 /// The largest payload the format allows (and the most `Options::max_record_bytes` may be).
@@ -43,7 +51,7 @@ pub const MAX_RECORD_LIMIT: u32 = 1 << 30;
 pub const SEGMENT_SUFFIX: &str = ".wal";
 
 const _: () = assert!(SEGMENT_HEADER_LEN == 8 + 4 + 4 + 8 + 4 + 4);
-const _: () = assert!(RECORD_HEADER_LEN == 4 + 4 + 8 + 4);
+const _: () = assert!(RECORD_HEADER_LEN == 4 + 4 + 8 + 8 + 4);
 
 /// A log sequence number: records are numbered 1, 2, 3, ... and numbers are never reused
 /// for records that were durable.
@@ -147,14 +155,24 @@ fn record_crc(salt: u32, len: &[u8], rest: &[u8], payload: &[u8]) -> u32 {
     h.finalize()
 }
 
-/// Appends the encoding of one record to `out`.
-pub fn encode_record(out: &mut Vec<u8>, salt: u32, lsn: Lsn, flags: u32, payload: &[u8]) {
+/// Appends the encoding of one record to `out`; `synced_lsn` is the highest LSN known
+/// durable as it is written.
+pub fn encode_record(
+    out: &mut Vec<u8>,
+    salt: u32,
+    lsn: Lsn,
+    synced_lsn: Lsn,
+    flags: u32,
+    payload: &[u8],
+) {
     let len = u32::try_from(payload.len())
         .expect("payload length is checked against max_record_bytes (a u32) before encoding")
         .to_le_bytes();
-    let mut rest = [0u8; 12];
-    let (lsn_bytes, flag_bytes) = rest.split_at_mut(8);
+    let mut rest = [0u8; RECORD_HEADER_LEN - 8];
+    let (lsn_bytes, tail) = rest.split_at_mut(8);
+    let (synced_bytes, flag_bytes) = tail.split_at_mut(8);
     lsn_bytes.copy_from_slice(&lsn.to_le_bytes());
+    synced_bytes.copy_from_slice(&synced_lsn.to_le_bytes());
     flag_bytes.copy_from_slice(&flags.to_le_bytes());
     let crc = record_crc(salt, &len, &rest, payload);
     out.extend_from_slice(&len);
@@ -168,6 +186,8 @@ pub fn encode_record(out: &mut Vec<u8>, salt: u32, lsn: Lsn, flags: u32, payload
 pub struct RecordRef<'a> {
     /// Its LSN.
     pub lsn: Lsn,
+    /// The highest LSN known durable when it was written.
+    pub synced_lsn: Lsn,
     /// Its flags.
     pub flags: u32,
     /// Its payload.
@@ -227,18 +247,19 @@ pub fn decode_record(b: &[u8], salt: u32, max_len: u32) -> Result<RecordRef<'_>,
     let actual = record_crc(
         salt,
         header.get(0..4).unwrap_or_default(),
-        header.get(8..20).unwrap_or_default(),
+        header.get(8..RECORD_HEADER_LEN).unwrap_or_default(),
         payload,
     );
     if expected != actual {
         return Err(DecodeError::ChecksumMismatch { expected, actual });
     }
-    let flags = u32_at(header, 16).unwrap_or(0);
+    let flags = u32_at(header, 24).unwrap_or(0);
     if flags & !BATCH_CONTINUES != 0 {
         return Err(DecodeError::BadFlags(flags));
     }
     Ok(RecordRef {
         lsn: u64_at(header, 8).unwrap_or(0),
+        synced_lsn: u64_at(header, 16).unwrap_or(0),
         flags,
         payload,
     })
@@ -268,11 +289,11 @@ mod tests {
     #[test]
     fn record_round_trips_and_every_bit_flip_is_caught() {
         let mut buf = Vec::new();
-        encode_record(&mut buf, 7, 9, BATCH_CONTINUES, b"payload");
+        encode_record(&mut buf, 7, 9, 4, BATCH_CONTINUES, b"payload");
         let r = decode_record(&buf, 7, 1024).unwrap();
         assert_eq!(
-            (r.lsn, r.flags, r.payload),
-            (9, BATCH_CONTINUES, &b"payload"[..])
+            (r.lsn, r.synced_lsn, r.flags, r.payload),
+            (9, 4, BATCH_CONTINUES, &b"payload"[..])
         );
         assert_eq!(r.encoded_len(), buf.len());
         assert!(

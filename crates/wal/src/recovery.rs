@@ -110,6 +110,20 @@ fn next_valid_record(
     })
 }
 
+/// The highest `synced_lsn` of any valid record after `from` (with an LSN of at least
+/// `min_lsn`); 0 if there is none.
+fn max_synced_lsn_after(bytes: &[u8], from: usize, salt: u32, max: u32, min_lsn: Lsn) -> Lsn {
+    let mut best = 0;
+    let mut p = from;
+    while let Some(found) = next_valid_record(bytes, p, salt, max, min_lsn) {
+        if let Ok(r) = decode_record(bytes.get(found..).unwrap_or_default(), salt, max) {
+            best = best.max(r.synced_lsn);
+        }
+        p = found + 1;
+    }
+    best
+}
+
 fn scan_segment(
     bytes: &[u8],
     path: &Path,
@@ -198,7 +212,13 @@ fn scan_segment(
         match mode {
             RecoveryMode::Strict => return Err(corrupt(pos as u64, damage)),
             RecoveryMode::TolerateTornTail => {
-                if !is_last || later.is_some() {
+                // Valid records after the damage are a torn tail too if none of them was
+                // written after the damaged one was known durable: the disk persisted pages of
+                // the unsynced window out of order, and nothing from the damage on was ever
+                // acknowledged. One written after it was durable proves corruption.
+                let durable_before_later = later.is_some()
+                    && max_synced_lsn_after(bytes, pos + 1, header.salt, max, expected) >= expected;
+                if !is_last || durable_before_later {
                     return Err(corrupt(pos as u64, damage));
                 }
                 scan.cut = Some((damage_at as u64, damage));

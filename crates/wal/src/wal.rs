@@ -199,11 +199,12 @@ impl Inner {
         }
         let first = log.next_lsn;
         let salt = log.active()?.salt;
+        let synced = self.group.durable();
         let n = payloads.len();
         for (i, p) in payloads.iter().enumerate() {
             let flags = if i + 1 < n { BATCH_CONTINUES } else { 0 };
             let lsn = log.next_lsn;
-            encode_record(&mut log.buf, salt, lsn, flags, p);
+            encode_record(&mut log.buf, salt, lsn, synced, flags, p);
             log.next_lsn += 1;
         }
         let last = log.next_lsn - 1;

@@ -33,8 +33,18 @@ fn opts(fs: &DurableFs, mode: RecoveryMode) -> Options {
 
 /// A log of `n` records of 90..190 bytes over several segments; returns the sim and records.
 fn build(n: u64) -> (SimFs, Vec<(u64, Vec<u8>)>) {
+    build_with(n, SyncPolicy::Never)
+}
+
+/// Under `Always` each record carries the previous one's LSN as `synced_lsn`; under `Never`
+/// every record of a segment carries 0 (nothing was synced when it was written).
+fn build_with(n: u64, sync: SyncPolicy) -> (SimFs, Vec<(u64, Vec<u8>)>) {
     let sim = SimFs::new();
-    let wal = Wal::open(DIR, opts(&sim.durable(), RecoveryMode::Strict)).unwrap();
+    let wal = Wal::open(
+        DIR,
+        opts(&sim.durable(), RecoveryMode::Strict).with_sync(sync),
+    )
+    .unwrap();
     let mut recs = Vec::new();
     for i in 0..n {
         let p = vec![b'a' + (i % 26) as u8; 90 + (i as usize * 37) % 100];
@@ -111,7 +121,8 @@ fn strict_recovery_and_verify_name_file_and_offset_of_any_flipped_byte() {
 
 #[test]
 fn mid_log_damage_is_refused_not_skipped() {
-    let (sim, _) = build(60);
+    // Records written after the damaged one was durable prove it is corruption, not a tail.
+    let (sim, _) = build_with(60, SyncPolicy::Always);
     let fs = sim.durable();
     let segs = segments(&fs);
     // A payload byte of the second record of the first segment, and of the last segment.
@@ -234,6 +245,25 @@ fn preallocated_zeros_are_free_space_and_a_torn_tail_in_them_is_cut() {
         wal::verify(&fs, Path::new(DIR), 1 << 20).unwrap().records,
         11
     );
+}
+
+#[test]
+fn damage_followed_only_by_records_written_before_it_was_synced_is_a_torn_tail() {
+    // Under `Never`, nothing in the last segment was known durable when its records were
+    // written: a hole there followed by valid records is what a disk that writes pages back
+    // out of order leaves, so it is cut (and reported), not refused.
+    let (sim, recs) = build(60);
+    let fs = sim.durable();
+    let last = segments(&fs).pop().unwrap();
+    let second = record_starts(&fs, &last)[1];
+    sim.flip_bit(&last, second + RECORD_HEADER_LEN as u64 + 3, 0)
+        .unwrap();
+    let wal = Wal::open(DIR, opts(&fs, RecoveryMode::TolerateTornTail)).unwrap();
+    let t = wal.recovery_report().truncated_tail.clone().unwrap();
+    assert_eq!((t.path, t.offset), (last.clone(), second));
+    let got = read_all(&wal);
+    assert!(got.len() < recs.len());
+    assert_eq!(got, recs[..got.len()], "a prefix survives");
 }
 
 #[test]

@@ -212,7 +212,7 @@ impl Disk {
             let survived = match node {
                 Node::Dir(d) => {
                     let mut entries = d.durable.clone();
-                    if mode == CrashMode::Torn {
+                    if mode != CrashMode::Strict {
                         let n = rng.below_usize(d.pending.len() + 1);
                         for op in d.pending.iter().take(n) {
                             apply_dir_op(&mut entries, op);
@@ -227,8 +227,10 @@ impl Disk {
                 }
                 Node::File(f) => {
                     let mut data = f.durable.clone();
-                    if mode == CrashMode::Torn {
-                        torn_file(&mut data, &f.pending, rng);
+                    match mode {
+                        CrashMode::Strict => {}
+                        CrashMode::Torn => torn_file(&mut data, &f.pending, rng),
+                        CrashMode::Reordered => reordered_file(&mut data, &f.pending, rng),
                     }
                     Node::File(FileNode {
                         live: data.clone(),
@@ -240,6 +242,36 @@ impl Disk {
             out.nodes.insert(ino, survived);
         }
         out
+    }
+}
+
+/// Applies each unsynced sector of `pending` (and each size change) with probability 1/2,
+/// in order: the disk wrote back some dirty pages and not others.
+fn reordered_file(data: &mut Vec<u8>, pending: &[PendingWrite], rng: &mut Rng) {
+    for w in pending {
+        match w {
+            PendingWrite::SetLen(_) => {
+                if rng.chance(1, 2) {
+                    apply_write(data, w);
+                }
+            }
+            PendingWrite::Write {
+                offset,
+                data: bytes,
+            } => {
+                let mut at = *offset;
+                let end = offset + bytes.len() as u64;
+                while at < end {
+                    let next = ((at / SECTOR + 1) * SECTOR).min(end);
+                    if rng.chance(1, 2) {
+                        let from = usize::try_from(at - offset).unwrap_or(0);
+                        let to = usize::try_from(next - offset).unwrap_or(0);
+                        write_at(data, at, bytes.get(from..to).unwrap_or_default());
+                    }
+                    at = next;
+                }
+            }
+        }
     }
 }
 

@@ -11,6 +11,9 @@
 //! - [`CrashMode::Torn`] (seeded): each file keeps a random prefix of its unsynced writes, and
 //!   the write it stopped in may be cut, the rest of that sector holding garbage or zeros; each
 //!   directory keeps a random prefix of its unsynced entry changes.
+//! - [`CrashMode::Reordered`] (seeded): each file keeps a random *subset* of its unsynced
+//!   512-byte sectors, as a disk that writes dirty pages back in any order would; directories
+//!   as in torn mode.
 //!
 //! Every mutating or syncing operation is counted ([`SimFs::op_count`]); a crash can be
 //! scheduled before operation `k` ([`SimFs::schedule_crash_at`]), after which every call fails
@@ -61,6 +64,10 @@ pub enum CrashMode {
     Strict,
     /// What was synced, plus a seeded random prefix of what was not, with torn sectors.
     Torn,
+    /// What was synced, plus a seeded random *subset* of the unsynced sectors of each file
+    /// (a disk may write back dirty pages in any order), and a random prefix of each
+    /// directory's unsynced entry changes.
+    Reordered,
 }
 
 impl fmt::Display for CrashMode {
@@ -68,6 +75,7 @@ impl fmt::Display for CrashMode {
         f.write_str(match self {
             CrashMode::Strict => "strict",
             CrashMode::Torn => "torn",
+            CrashMode::Reordered => "reordered",
         })
     }
 }
