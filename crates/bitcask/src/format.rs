@@ -11,12 +11,13 @@
 //!     24..28  reserved     u32 = 0
 //!     28..32  header_crc   u32, CRC of bytes 0..28
 //!   records, back to back:
-//!     0..4    crc          u32, CRC(salt ++ bytes 4..24 ++ key ++ value)
+//!     0..4    crc          u32, CRC(salt ++ bytes 4..32 ++ key ++ value)
 //!     4..12   seq          u64, the write's logical timestamp (unique, increasing)
 //!     12..16  key_len      u32 (<= max_key_bytes)
 //!     16..20  value_len    u32 (<= max_value_bytes; 0 for a tombstone)
 //!     20..24  flags        u32: bit 0 TOMBSTONE, bit 1 BATCH_CONTINUES; others 0
-//!     24..    key, then value
+//!     24..32  synced_seq   u64, the highest seq known durable when this record was written
+//!     32..    key, then value
 //!
 //! hint file  <id>.hint   (a summary of one immutable data file, for fast open)
 //!   header (32 bytes): magic 89 42 43 48 0D 0A 1A 0A ("\x89BCH\r\n\x1a\n"), version u32 = 1,
@@ -39,7 +40,7 @@ pub const VERSION: u32 = 1;
 /// Bytes in a file header.
 pub const FILE_HEADER_LEN: usize = 32;
 /// Bytes in a record header.
-pub const RECORD_HEADER_LEN: usize = 24;
+pub const RECORD_HEADER_LEN: usize = 32;
 /// Bytes in a hint entry before the key.
 pub const HINT_ENTRY_LEN: usize = 28;
 /// Bytes in the hint trailer.
@@ -50,7 +51,7 @@ pub const TOMBSTONE: u32 = 1;
 pub const BATCH_CONTINUES: u32 = 2;
 
 const _: () = assert!(FILE_HEADER_LEN == 8 + 4 + 4 + 8 + 4 + 4);
-const _: () = assert!(RECORD_HEADER_LEN == 4 + 8 + 4 + 4 + 4);
+const _: () = assert!(RECORD_HEADER_LEN == 4 + 8 + 4 + 4 + 4 + 8);
 const _: () = assert!(HINT_ENTRY_LEN == 8 + 8 + 4 + 4 + 4);
 
 pub(crate) fn u32_at(b: &[u8], at: usize) -> Option<u32> {
@@ -124,15 +125,25 @@ fn record_crc(salt: u32, header_rest: &[u8], key: &[u8], value: &[u8]) -> u32 {
 }
 
 /// Appends one record to `out`. Lengths must already be checked against the limits.
-pub fn encode_record(out: &mut Vec<u8>, salt: u32, seq: u64, flags: u32, key: &[u8], value: &[u8]) {
+/// `synced_seq` is the highest seq known durable as the record is written.
+pub fn encode_record(
+    out: &mut Vec<u8>,
+    salt: u32,
+    seq: u64,
+    synced_seq: u64,
+    flags: u32,
+    key: &[u8],
+    value: &[u8],
+) {
     let mut rest = [0u8; RECORD_HEADER_LEN - 4];
     let k = u32::try_from(key.len()).expect("key length checked against max_key_bytes");
     let v = u32::try_from(value.len()).expect("value length checked against max_value_bytes");
-    let parts: [&[u8]; 4] = [
+    let parts: [&[u8]; 5] = [
         &seq.to_le_bytes(),
         &k.to_le_bytes(),
         &v.to_le_bytes(),
         &flags.to_le_bytes(),
+        &synced_seq.to_le_bytes(),
     ];
     let mut at = 0;
     for p in parts {
@@ -153,6 +164,8 @@ pub fn encode_record(out: &mut Vec<u8>, salt: u32, seq: u64, flags: u32, key: &[
 pub struct Record<'a> {
     /// Logical timestamp.
     pub seq: u64,
+    /// The highest seq known durable when the record was written.
+    pub synced_seq: u64,
     /// Flags.
     pub flags: u32,
     /// Key.
@@ -223,6 +236,7 @@ pub fn decode_record(
     }
     Ok(Record {
         seq: u64_at(h, 4).unwrap_or(0),
+        synced_seq: u64_at(h, 24).unwrap_or(0),
         flags,
         key,
         value,
@@ -261,6 +275,28 @@ fn valid_record_after(
             && u32_at(rest, 16).is_some_and(|v| v <= max_value)
             && matches!(decode_record(rest, salt, max_key, max_value), Ok(r) if r.seq > min_seq)
     })
+}
+
+/// The highest `synced_seq` and the lowest seq among valid records after `from` with a seq
+/// above `min_seq`.
+fn synced_after(
+    b: &[u8],
+    from: usize,
+    salt: u32,
+    max_key: u32,
+    max_value: u32,
+    min_seq: u64,
+) -> (u64, u64) {
+    let (mut synced, mut lowest) = (0, u64::MAX);
+    let mut p = from;
+    while let Some(found) = valid_record_after(b, p, salt, max_key, max_value, min_seq) {
+        if let Ok(r) = decode_record(b.get(found..).unwrap_or_default(), salt, max_key, max_value) {
+            synced = synced.max(r.synced_seq);
+            lowest = lowest.min(r.seq);
+        }
+        p = found + 1;
+    }
+    (synced, lowest)
 }
 
 /// Scans the records of a data file (`bytes`, header included), keeping batches whole.
@@ -317,8 +353,22 @@ pub fn scan_records(
         };
         let damage_at = if batch.is_empty() { pos } else { batch_start };
         let later = valid_record_after(bytes, pos + 1, salt, max_key, max_value, last_seq);
+        // Valid records after the damage still make a torn tail if none was written after
+        // the damaged record was durable (unsynced pages written back out of order). Seqs in a
+        // writer's file are consecutive, so the damaged record is `last_seq + 1`; at the start
+        // of a file, it is at most one below the first valid record after the damage.
+        let proven_durable = later.is_some() && {
+            let (max_synced, min_later) =
+                synced_after(bytes, pos + 1, salt, max_key, max_value, last_seq);
+            let damaged_seq = if last_seq > 0 {
+                last_seq + 1
+            } else {
+                min_later.saturating_sub(1).max(1)
+            };
+            max_synced >= damaged_seq
+        };
         batch.clear();
-        if newest && later.is_none() {
+        if newest && !proven_durable {
             out.torn_tail = Some((damage_at as u64, kind));
             return Ok(out);
         }
@@ -443,8 +493,8 @@ mod tests {
     #[test]
     fn record_round_trips_and_every_bit_flip_is_caught() {
         let mut buf = Vec::new();
-        encode_record(&mut buf, 9, 77, TOMBSTONE, b"key", b"");
-        encode_record(&mut buf, 9, 78, 0, b"k2", b"value");
+        encode_record(&mut buf, 9, 77, 70, TOMBSTONE, b"key", b"");
+        encode_record(&mut buf, 9, 78, 77, 0, b"k2", b"value");
         let r = decode_record(&buf, 9, 100, 100).unwrap();
         assert_eq!((r.seq, r.key, r.is_tombstone()), (77, &b"key"[..], true));
         let r2 = decode_record(&buf[r.encoded_len()..], 9, 100, 100).unwrap();

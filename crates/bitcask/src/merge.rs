@@ -280,7 +280,8 @@ fn copy_live(
                 continue;
             };
             buf.clear();
-            encode_record(&mut buf, o.salt, r.seq, 0, r.key, r.value);
+            // Merge outputs are synced before they count, never torn: synced_seq is moot.
+            encode_record(&mut buf, o.salt, r.seq, r.seq, 0, r.key, r.value);
             o.file.write_all_at(&buf, o.offset)?;
             let to = Loc {
                 seq: r.seq,

@@ -300,14 +300,17 @@ impl Inner {
         let mut buf = std::mem::take(&mut w.buf);
         buf.clear();
         let n = ops.len();
+        let synced = self.group.durable();
         let mut offsets = Vec::with_capacity(n);
         for (i, op) in ops.iter().enumerate() {
             let seq = w.seq + 1 + i as u64;
             let cont = if i + 1 < n { BATCH_CONTINUES } else { 0 };
             offsets.push(w.offset + buf.len() as u64);
             match op {
-                Op::Put(k, v) => encode_record(&mut buf, w.salt, seq, cont, k, v),
-                Op::Delete(k) => encode_record(&mut buf, w.salt, seq, cont | TOMBSTONE, k, b""),
+                Op::Put(k, v) => encode_record(&mut buf, w.salt, seq, synced, cont, k, v),
+                Op::Delete(k) => {
+                    encode_record(&mut buf, w.salt, seq, synced, cont | TOMBSTONE, k, b"")
+                }
             }
         }
         let end = w.offset + buf.len() as u64;

@@ -226,6 +226,7 @@ impl Inner {
         let mut buf = std::mem::take(&mut w.buf);
         buf.clear();
         let n = ops.len();
+        let synced = self.group.durable();
         let mut entries = Vec::with_capacity(n);
         for (i, (k, v)) in ops.iter().enumerate() {
             let seq = w.seq + 1 + i as u64;
@@ -236,6 +237,7 @@ impl Inner {
                 &mut buf,
                 w.active.salt,
                 seq,
+                synced,
                 flags,
                 k,
                 v.as_deref().unwrap_or_default(),
@@ -425,7 +427,7 @@ impl Inner {
                 };
                 let start = offset + buf.len() as u64;
                 let flags = if e.tombstone { TOMBSTONE } else { 0 };
-                encode_record(&mut buf, out.salt, e.seq, flags, &key, &value);
+                encode_record(&mut buf, out.salt, e.seq, e.seq, flags, &key, &value);
                 index.insert(
                     key,
                     Entry {
