@@ -20,7 +20,8 @@ pub struct Args {
     /// First seed (replay a reported failure with `--seed S --seeds 1`); env `SEED` also works.
     #[arg(long, env = "SEED", default_value_t = 1)]
     seed: u64,
-    /// Crash mode: exactly the synced state, a torn random prefix of unsynced writes, or both.
+    /// Crash mode: exactly the synced state, a torn random prefix of unsynced writes, both of
+    /// those, or a random subset of unsynced sectors (a disk writing pages back out of order).
     #[arg(long, value_enum, default_value_t = ModeArg::Both)]
     mode: ModeArg,
     /// Make directory fsyncs do nothing, to show what the missing directory fsync loses.
@@ -36,6 +37,7 @@ enum ModeArg {
     Strict,
     Torn,
     Both,
+    Reordered,
 }
 
 type Runner = Box<dyn Fn(&Config, &mut dyn FnMut(u64, u64)) -> Report>;
@@ -80,6 +82,7 @@ pub fn run(args: &Args) -> Result<ExitCode, String> {
         ModeArg::Strict => &[CrashMode::Strict],
         ModeArg::Torn => &[CrashMode::Torn],
         ModeArg::Both => &[CrashMode::Strict, CrashMode::Torn],
+        ModeArg::Reordered => &[CrashMode::Reordered],
     };
     let mut reports = Vec::new();
     let bar = indicatif::ProgressBar::new(0);
