@@ -140,7 +140,7 @@ fn print_table(reports: &[Report]) -> io::Result<()> {
     let mut out = io::stdout().lock();
     writeln!(
         out,
-        "{:<12} {:<7} {:<9} {:>6} {:>13} {:>14} {:>6} {:>6} {:>12} {:>16}",
+        "{:<12} {:<9} {:<9} {:>6} {:>13} {:>14} {:>6} {:>6} {:>12} {:>16}",
         "engine",
         "mode",
         "dir-sync",
@@ -155,7 +155,7 @@ fn print_table(reports: &[Report]) -> io::Result<()> {
     for r in reports {
         writeln!(
             out,
-            "{:<12} {:<7} {:<9} {:>6} {:>13} {:>14} {:>6} {:>6} {:>12} {:>16}",
+            "{:<12} {:<9} {:<9} {:>6} {:>13} {:>14} {:>6} {:>6} {:>12} {:>16}",
             r.workload,
             r.mode.to_string(),
             if r.lying_dir_sync { "lying" } else { "real" },
