@@ -208,3 +208,33 @@ fn automatic_merge_runs_when_fragmentation_crosses_the_trigger() {
         );
     }
 }
+
+#[test]
+fn open_syncs_what_recovery_read_before_calling_it_durable() {
+    // After a process crash (not a power cut) the newest file's tail is in the page cache
+    // only; open reads it, so it must fsync it before treating it as durable.
+    let sim = SimFs::new();
+    // No preallocation: no zero tail to trim, so only the sync under test can appear.
+    let o = || {
+        opts(&sim)
+            .with_sync(bitcask::SyncPolicy::Never)
+            .with_preallocate_bytes(0)
+    };
+    let db = Bitcask::open("/db", o()).unwrap();
+    db.put(b"k", b"unsynced").unwrap();
+    std::mem::forget(db); // the process dies: no close, no sync
+    sim.release_locks();
+    let rec = durable_fs::RecordingFs::new(std::sync::Arc::new(sim.clone()));
+    let fs = durable_fs::DurableFs::new(std::sync::Arc::new(rec.clone()));
+    let db = Bitcask::open("/db", o().with_fs(fs)).unwrap();
+    let newest = std::path::Path::new("/db").join("0000000001.data");
+    assert!(
+        rec.events().contains(&durable_fs::Event::SyncData(newest)),
+        "{:?}",
+        rec.events()
+    );
+    drop(db);
+    let after = sim.crash(CrashMode::Strict, 0);
+    let db = Bitcask::open("/db", opts(&after)).unwrap();
+    assert_eq!(db.get(b"k").unwrap(), Some(b"unsynced".to_vec()));
+}

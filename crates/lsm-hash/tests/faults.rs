@@ -195,3 +195,27 @@ fn compaction_output_is_cut_at_the_segment_size() {
     let db = LsmHash::open("/db", opts(&after)).unwrap();
     assert_eq!(db.iter().count(), 200);
 }
+
+#[test]
+fn open_syncs_what_recovery_read_before_calling_it_durable() {
+    // After a process crash the active segment's tail is in the page cache only; open reads
+    // it, so it must fsync it before treating it as durable.
+    let sim = SimFs::new();
+    let db = LsmHash::open("/db", opts(&sim).with_sync(lsm_hash::SyncPolicy::Never)).unwrap();
+    db.put(b"k", b"unsynced").unwrap();
+    std::mem::forget(db); // the process dies: no close, no sync
+    sim.release_locks();
+    let rec = durable_fs::RecordingFs::new(std::sync::Arc::new(sim.clone()));
+    let fs = durable_fs::DurableFs::new(std::sync::Arc::new(rec.clone()));
+    let db = LsmHash::open("/db", opts(&sim).with_fs(fs)).unwrap();
+    let active = Path::new("/db").join(segment_name(1));
+    assert!(
+        rec.events().contains(&durable_fs::Event::SyncData(active)),
+        "{:?}",
+        rec.events()
+    );
+    drop(db);
+    let after = sim.crash(CrashMode::Strict, 0);
+    let db = LsmHash::open("/db", opts(&after)).unwrap();
+    assert_eq!(db.get(b"k").unwrap(), Some(b"unsynced".to_vec()));
+}
