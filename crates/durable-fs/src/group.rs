@@ -1,6 +1,6 @@
 //! [`GroupCommit`]: leader/follower fsync sharing, used by every engine's `SyncPolicy::Always`.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
 use parking_lot::{Condvar, Mutex};
 
@@ -37,6 +37,10 @@ pub struct GroupCommit<E> {
     /// join, and the leader yields briefly to let them.
     inflight: AtomicUsize,
     waiting: AtomicUsize,
+    /// Copies of `State::durable` and "`State::failed` is set", written under the state lock,
+    /// so the per-write reads (`durable`, `failure` when healthy) take no lock.
+    durable_now: AtomicU64,
+    failed_now: AtomicBool,
 }
 
 #[derive(Debug)]
@@ -68,7 +72,22 @@ impl<E: Clone> GroupCommit<E> {
             synced: Condvar::new(),
             inflight: AtomicUsize::new(0),
             waiting: AtomicUsize::new(0),
+            durable_now: AtomicU64::new(durable),
+            failed_now: AtomicBool::new(false),
         }
+    }
+
+    /// Sets the durable mark (under the state lock) and its lock-free copy.
+    fn set_durable(&self, s: &mut State<E>, seq: u64) {
+        s.durable = seq;
+        self.durable_now.store(seq, Ordering::Release);
+    }
+
+    /// Records the first failure (under the state lock); returns it.
+    fn set_failed(&self, s: &mut State<E>, error: E) -> E {
+        let first = s.failed.get_or_insert(error).clone();
+        self.failed_now.store(true, Ordering::Release);
+        first
     }
 
     /// Declares a writer in flight until the guard drops; call it before writing, keep it
@@ -80,11 +99,14 @@ impl<E: Clone> GroupCommit<E> {
 
     /// The highest sequence number known durable.
     pub fn durable(&self) -> u64 {
-        self.state.lock().durable
+        self.durable_now.load(Ordering::Acquire)
     }
 
     /// The first failure, if a sync (or [`GroupCommit::poison`]) failed.
     pub fn failure(&self) -> Option<E> {
+        if !self.failed_now.load(Ordering::Acquire) {
+            return None;
+        }
         self.state.lock().failed.clone()
     }
 
@@ -93,7 +115,7 @@ impl<E: Clone> GroupCommit<E> {
     pub fn advance(&self, seq: u64) {
         let mut s = self.state.lock();
         if seq > s.durable {
-            s.durable = seq;
+            self.set_durable(&mut s, seq);
         }
         drop(s);
         self.synced.notify_all();
@@ -102,13 +124,16 @@ impl<E: Clone> GroupCommit<E> {
     /// Lowers the durable mark to `seq` (records above it were removed on purpose).
     pub fn lower_to(&self, seq: u64) {
         let mut s = self.state.lock();
-        s.durable = s.durable.min(seq);
+        let lowered = s.durable.min(seq);
+        self.set_durable(&mut s, lowered);
     }
 
     /// Marks the group failed (the engine saw a write or sync fail elsewhere) and wakes
     /// every waiter, who then gets `error` (or the first failure, if there was one already).
     pub fn poison(&self, error: E) {
-        self.state.lock().failed.get_or_insert(error);
+        let mut s = self.state.lock();
+        self.set_failed(&mut s, error);
+        drop(s);
         self.synced.notify_all();
     }
 
@@ -149,14 +174,14 @@ impl<E: Clone> GroupCommit<E> {
             match result {
                 Ok(covered) => {
                     if covered > s.durable {
-                        s.durable = covered;
+                        self.set_durable(&mut s, covered);
                     }
                     drop(s);
                     self.synced.notify_all();
                     s = self.state.lock();
                 }
                 Err(e) => {
-                    let first = s.failed.get_or_insert(e).clone();
+                    let first = self.set_failed(&mut s, e);
                     drop(s);
                     self.synced.notify_all();
                     return Err(first);
