@@ -98,6 +98,11 @@ impl Options {
                 self.max_segment_bytes
             )));
         }
+        if u64::from(self.max_key_bytes) + u64::from(self.max_value_bytes) >= u64::from(u32::MAX) {
+            return Err(Error::InvalidOptions(
+                "max_key_bytes + max_value_bytes must stay below 4 GiB (offsets are 32-bit)".into(),
+            ));
+        }
         if let SyncPolicy::Interval(d) = self.sync
             && d.is_zero()
         {

@@ -188,6 +188,19 @@ impl Inner {
     }
 
     fn check_sizes(&self, ops: &[(Vec<u8>, Option<Vec<u8>>)]) -> Result<()> {
+        // A batch goes into one segment, whose offsets are 32-bit.
+        let total: u64 = ops
+            .iter()
+            .map(|(k, v)| (RECORD_HEADER_LEN + k.len() + v.as_ref().map_or(0, Vec::len)) as u64)
+            .sum();
+        let max_batch = self.opts.max_segment_bytes.max(u64::from(u32::MAX) / 2);
+        if total > max_batch {
+            return Err(Error::TooLarge {
+                what: "batch",
+                len: total,
+                max: max_batch,
+            });
+        }
         for (k, v) in ops {
             if k.len() as u64 > u64::from(self.opts.max_key_bytes) {
                 return Err(Error::TooLarge {
