@@ -23,11 +23,16 @@
 //! [`Error::Poisoned`]. Nothing is retried, because after a failed `fsync` Linux may have
 //! dropped the dirty pages and a retry can "succeed" without the data.
 //!
+//! **Group commit.** [`GroupCommit`] lets concurrent writers share one fsync (leader and
+//! followers), and keeps failing once an fsync failed; every engine's `SyncPolicy::Always`
+//! uses it.
+//!
 //! **Exclusive lock.** [`DurableFs::lock_dir`] takes a `flock`-style lock on `DIR/LOCK`; a
 //! second writer, in this or another process, gets [`Error::Locked`].
 //!
 //! **Layers.** [`Fs`] and [`RawFile`] are the primitives an implementation provides:
-//! [`StdFs`] (real), [`sim::SimFs`] (simulated, loses what was not synced), [`RecordingFs`]
+//! [`StdFs`] (real), [`sim::SimFs`] (simulated, loses what was not synced: strict, torn or
+//! reordered crash images), [`RecordingFs`]
 //! (logs calls for tests). [`sim::harness`] crashes a workload at every operation and checks
 //! that nothing acknowledged was lost.
 //!
