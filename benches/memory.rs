@@ -40,7 +40,7 @@ fn main() {
         bitcask::Bitcask::open(&dir, bitcask::Options::default().with_read_only(true)).unwrap();
     let s = region.change();
     let net = s.bytes_allocated as i64 - s.bytes_deallocated as i64;
-    assert_eq!(db.len() as u64, n);
+    assert_eq!(db.len().expect("healthy store") as u64, n);
     println!(
         "bitcask keydir: {:.1} bytes per key for 16-byte keys ({n} keys; target <= 64)",
         net as f64 / n as f64

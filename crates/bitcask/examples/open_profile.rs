@@ -28,7 +28,7 @@ fn main() {
         let db =
             bitcask::Bitcask::open(&dir, bitcask::Options::default().with_read_only(true)).unwrap();
         let opened = t.elapsed();
-        let len = db.len();
+        let len = db.len().expect("a healthy store");
         drop(db);
         println!("open {opened:?} (with drop {:?}), {len} keys", t.elapsed());
     }

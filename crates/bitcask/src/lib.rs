@@ -51,9 +51,10 @@ mod options;
 mod recovery;
 mod store;
 pub mod torture;
+pub mod torture_mt;
 
 pub use error::{CorruptionKind, Error, Result};
 pub use merge::{MERGE_MARKER, MergeReport};
-pub use options::{MergeTriggers, Options, SyncPolicy};
+pub use options::{MergeTriggers, Options, Regressions, SyncPolicy};
 pub use recovery::{Damage, OpenReport};
 pub use store::{Bitcask, Iter, Stats, WriteBatch};

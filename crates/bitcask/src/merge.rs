@@ -7,7 +7,10 @@
 //! 2. Copy each input record that the keydir still points to into outputs named
 //!    `<id>.merge`, and sync them. *Crash: open removes the `.merge` files; the old set
 //!    stands.*
-//! 3. **Commit**: write the marker `MERGE` (inputs and outputs, with a CRC) with
+//! 3. Make every write so far durable (the writes that made the skipped records dead may
+//!    still be in the page cache) and check the store is not poisoned; otherwise drop the
+//!    outputs and return the error, the inputs untouched.
+//!    **Commit**: write the marker `MERGE` (inputs and outputs, with a CRC) with
 //!    `atomic_replace`. *From here a crash rolls forward: open finishes steps 4-6.*
 //! 4. Rename the outputs to `<id>.data`; point the keydir at them.
 //! 5. Remove the inputs and their hints.
@@ -17,6 +20,12 @@
 //! stays can hold an older value they would need to hide. Reads continue throughout (a read
 //! that raced with step 5 retries through the keydir); writes go to the active file, which is
 //! not an input.
+//!
+//! **Racing writers.** Step 2 keeps a record only while the keydir still points at it. Under
+//! `Always` the keydir holds only durable writes (a batch is published after its fsync), and
+//! the batches in the inputs are published before the copy starts; under `Never` and
+//! `Interval` it holds page-cache writes, which step 3 makes durable before the commit. Either
+//! way, a record is dropped only when what replaced it survives a power cut.
 
 use std::path::Path;
 use std::sync::atomic::Ordering;
@@ -185,6 +194,10 @@ pub(crate) fn merge(inner: &Inner) -> Result<MergeReport> {
     if inputs.is_empty() {
         return Ok(MergeReport::default());
     }
+    // Every record in the inputs is durable (each input was synced when it was rotated
+    // away), but under `Always` a batch becomes visible only after its writer's wait: make
+    // them all visible now, or the copy below would take their records for dead ones.
+    inner.publish_upto(inner.group.durable());
     let mut outputs: Vec<Output> = Vec::new();
     let mut moved: Vec<Moved> = Vec::new();
     let mut report = MergeReport {
@@ -199,7 +212,25 @@ pub(crate) fn merge(inner: &Inner) -> Result<MergeReport> {
         return Err(e);
     }
     report.outputs = outputs.iter().map(|o| o.id).collect();
-    // 3. Commit.
+    // 3. Commit, once what made the skipped records dead is durable. A record was skipped
+    // because the keydir pointed past it, to a newer write or a delete that may still be only
+    // in the page cache (`Never`, `Interval`): without this sync, a power cut after the
+    // inputs are removed would leave neither the old value nor the new one. Then, last,
+    // fail-stop: a store poisoned meanwhile (a concurrent write's fsync failed) does not
+    // commit, and its inputs stay.
+    let ready = if inner.opts.regressions.merge_commits_before_durable {
+        inner.check_poison()
+    } else {
+        inner
+            .wait_durable(inner.last_seq())
+            .and_then(|()| inner.check_poison())
+    };
+    if let Err(e) = ready {
+        for o in &outputs {
+            let _ = inner.opts.fs.remove_file(&inner.dir.join(merge_name(o.id)));
+        }
+        return Err(e);
+    }
     let marker = MergeMarker {
         inputs: inputs.clone(),
         outputs: report.outputs.clone(),

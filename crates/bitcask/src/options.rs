@@ -74,6 +74,21 @@ pub struct Options {
     pub max_open_files: usize,
     /// Automatic background merges; `None` (default) merges only when asked.
     pub auto_merge: Option<MergeTriggers>,
+    /// Test support only: puts fixed bugs back (all off by default).
+    #[doc(hidden)]
+    pub regressions: Regressions,
+}
+
+/// Fixed bugs a test can put back, to show that the concurrent crash torture catches them
+/// (its negative controls). Never set outside tests; every field is `false` by default.
+#[doc(hidden)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Regressions {
+    /// A merge commits without first making durable the writes that made the records it
+    /// skipped dead (the lost-overwrite race).
+    pub merge_commits_before_durable: bool,
+    /// Under [`SyncPolicy::Always`], a write is visible to readers before its fsync returns.
+    pub visible_before_durable: bool,
 }
 
 impl Default for Options {
@@ -89,6 +104,7 @@ impl Default for Options {
             salvage: false,
             max_open_files: 64,
             auto_merge: None,
+            regressions: Regressions::default(),
         }
     }
 }
@@ -161,6 +177,14 @@ impl Options {
     #[must_use]
     pub fn with_auto_merge(mut self, triggers: Option<MergeTriggers>) -> Self {
         self.auto_merge = triggers;
+        self
+    }
+
+    /// Test support only: see [`Regressions`].
+    #[doc(hidden)]
+    #[must_use]
+    pub fn with_regressions(mut self, r: Regressions) -> Self {
+        self.regressions = r;
         self
     }
 

@@ -1,9 +1,9 @@
 //! [`Bitcask`]: open, reads, writes, rotation, group commit.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, VecDeque};
 use std::hash::{BuildHasher, Hasher};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -117,6 +117,44 @@ impl Writer {
     }
 }
 
+/// What a written record does to the keydir once it is visible.
+#[derive(Clone, Copy, Debug)]
+enum Effect {
+    Put(Loc),
+    Delete,
+}
+
+/// A written batch whose effects are not in the keydir yet (see [`Inner::publish_upto`]).
+#[derive(Debug)]
+pub(crate) struct PendingBatch {
+    last_seq: u64,
+    /// The data file its records are in.
+    file: u32,
+    effects: Vec<(Vec<u8>, Effect)>,
+    /// Whether each delete found its key, for the writer (only when the batch has deletes).
+    existed: Option<Arc<OnceLock<Vec<bool>>>>,
+}
+
+/// How a batch reached the keydir: at once, or later through the queue.
+enum Published {
+    Now(Vec<bool>),
+    Later(Option<Arc<OnceLock<Vec<bool>>>>),
+}
+
+/// Applies a batch's effects to the keydir; returns whether each delete found its key.
+fn apply_batch(kd: &mut Keydir, batch: PendingBatch) -> Vec<bool> {
+    let mut existed = Vec::new();
+    for (key, effect) in batch.effects {
+        match effect {
+            Effect::Put(loc) => kd.put(&key, loc),
+            Effect::Delete => {
+                existed.push(kd.delete(&key, batch.file, (RECORD_HEADER_LEN + key.len()) as u64));
+            }
+        }
+    }
+    existed
+}
+
 /// A hint file to write once the writer lock is released.
 pub(crate) struct HintJob {
     pub id: u64,
@@ -130,6 +168,8 @@ pub(crate) struct Inner {
     pub keydir: RwLock<Keydir>,
     pub writer: Option<Mutex<Writer>>,
     pub group: GroupCommit<Arc<Error>>,
+    /// Batches written but not yet visible, in sequence order (`Always` only).
+    pub pending: Mutex<VecDeque<PendingBatch>>,
     pub handles: Mutex<HandleCache>,
     /// Live data file ids (the active one included).
     pub files: Mutex<BTreeSet<u64>>,
@@ -199,12 +239,9 @@ impl Inner {
         }
     }
 
+    /// Poisons the store with `e` (fail-stop) and returns the first failure as `Poisoned`.
     pub fn fail(&self, e: Error) -> Error {
-        self.group.poison(Arc::new(e));
-        match self.group.failure() {
-            Some(e) => Error::Poisoned(e),
-            None => Error::InvalidOptions("poisoned store lost its error".into()),
-        }
+        Error::Poisoned(self.group.poison(Arc::new(e)))
     }
 
     fn writer(&self) -> Result<&Mutex<Writer>> {
@@ -279,11 +316,11 @@ impl Inner {
         Ok(())
     }
 
-    /// Appends `ops` as one batch; returns its last sequence number and whether each delete
-    /// found its key.
-    fn append(&self, ops: &[Op]) -> Result<(u64, Vec<bool>)> {
+    /// Appends `ops` as one batch; returns its last sequence number and how its effects
+    /// reach the keydir (see [`Inner::publish_upto`]).
+    fn append(&self, ops: Vec<Op>) -> Result<(u64, Published)> {
         self.check_poison()?;
-        self.check_sizes(ops)?;
+        self.check_sizes(&ops)?;
         let mut hint_job = None;
         let mut w = self.writer()?.lock();
         self.check_poison()?;
@@ -301,17 +338,42 @@ impl Inner {
         buf.clear();
         let n = ops.len();
         let synced = self.group.durable();
-        let mut offsets = Vec::with_capacity(n);
-        for (i, op) in ops.iter().enumerate() {
+        let file = u32::try_from(w.id).unwrap_or(u32::MAX);
+        let mut effects = Vec::with_capacity(n);
+        for (i, op) in ops.into_iter().enumerate() {
             let seq = w.seq + 1 + i as u64;
             let cont = if i + 1 < n { BATCH_CONTINUES } else { 0 };
-            offsets.push(w.offset + buf.len() as u64);
-            match op {
-                Op::Put(k, v) => encode_record(&mut buf, w.salt, seq, synced, cont, k, v),
-                Op::Delete(k) => {
-                    encode_record(&mut buf, w.salt, seq, synced, cont | TOMBSTONE, k, b"")
+            let offset = w.offset + buf.len() as u64;
+            let (key, effect) = match op {
+                Op::Put(k, v) => {
+                    encode_record(&mut buf, w.salt, seq, synced, cont, &k, &v);
+                    let loc = Loc {
+                        seq,
+                        file,
+                        offset: offset as u32,
+                        value_len: v.len() as u32,
+                    };
+                    (k, Effect::Put(loc))
                 }
-            }
+                Op::Delete(k) => {
+                    encode_record(&mut buf, w.salt, seq, synced, cont | TOMBSTONE, &k, b"");
+                    (k, Effect::Delete)
+                }
+            };
+            w.hint.push(HintEntry {
+                seq,
+                offset,
+                value_len: match effect {
+                    Effect::Put(loc) => loc.value_len,
+                    Effect::Delete => 0,
+                },
+                flags: match effect {
+                    Effect::Put(_) => 0,
+                    Effect::Delete => TOMBSTONE,
+                },
+                key: key.clone(),
+            });
+            effects.push((key, effect));
         }
         let end = w.offset + buf.len() as u64;
         if self.opts.preallocate_bytes > 0 && end > w.file_len {
@@ -327,55 +389,62 @@ impl Inner {
             w.buf = buf;
             return Err(self.fail(e.into()));
         }
-        let file = u32::try_from(w.id).unwrap_or(u32::MAX);
-        let mut existed = Vec::new();
-        {
-            let mut kd = self.keydir.write();
-            for (i, op) in ops.iter().enumerate() {
-                let seq = w.seq + 1 + i as u64;
-                let offset = offsets.get(i).copied().unwrap_or(0);
-                match op {
-                    Op::Put(k, v) => {
-                        let value_len = v.len() as u32;
-                        kd.put(
-                            k,
-                            Loc {
-                                seq,
-                                file,
-                                offset: offset as u32,
-                                value_len,
-                            },
-                        );
-                        w.hint.push(HintEntry {
-                            seq,
-                            offset,
-                            value_len,
-                            flags: 0,
-                            key: k.clone(),
-                        });
-                    }
-                    Op::Delete(k) => {
-                        existed.push(kd.delete(k, file, (RECORD_HEADER_LEN + k.len()) as u64));
-                        w.hint.push(HintEntry {
-                            seq,
-                            offset,
-                            value_len: 0,
-                            flags: TOMBSTONE,
-                            key: k.clone(),
-                        });
-                    }
-                }
-            }
-        }
         w.offset += buf.len() as u64;
         w.seq += n as u64;
         let last = w.seq;
         w.buf = buf;
+        let batch = PendingBatch {
+            last_seq: last,
+            file,
+            existed: effects
+                .iter()
+                .any(|(_, e)| matches!(e, Effect::Delete))
+                .then(|| Arc::new(OnceLock::new())),
+            effects,
+        };
+        let published = if self.visible_on_write() {
+            // Readers see the page cache (as documented for `Never` and `Interval`).
+            Published::Now(apply_batch(&mut self.keydir.write(), batch))
+        } else {
+            // Queued under the writer lock, so the queue is in sequence order.
+            let slot = batch.existed.clone();
+            self.pending.lock().push_back(batch);
+            Published::Later(slot)
+        };
         drop(w);
         if let Some(job) = hint_job {
             self.write_hint(job);
         }
-        Ok((last, existed))
+        Ok((last, published))
+    }
+
+    /// True when writes become visible as soon as they are written (not `Always`).
+    fn visible_on_write(&self) -> bool {
+        self.opts.sync != SyncPolicy::Always || self.opts.regressions.visible_before_durable
+    }
+
+    /// Makes every queued batch with sequence numbers up to `durable` visible, oldest first.
+    ///
+    /// Under [`SyncPolicy::Always`] a write reaches the keydir only once it is durable, so no
+    /// reader (and no merge deciding what is live) ever sees a value a power cut could take
+    /// back. Whoever learns that the durable mark moved calls this: the writer whose wait
+    /// returned, a merge after its rotation. Batches are applied under the queue lock, so a
+    /// caller that returns from here knows that every batch up to `durable` is applied.
+    pub fn publish_upto(&self, durable: u64) {
+        let mut queue = self.pending.lock();
+        if queue.front().is_none_or(|b| b.last_seq > durable) {
+            return;
+        }
+        let mut kd = self.keydir.write();
+        while queue.front().is_some_and(|b| b.last_seq <= durable) {
+            if let Some(batch) = queue.pop_front() {
+                let slot = batch.existed.clone();
+                let existed = apply_batch(&mut kd, batch);
+                if let Some(slot) = slot {
+                    let _ = slot.set(existed);
+                }
+            }
+        }
     }
 
     /// The group-commit sync: fsync the active file; everything up to the returned seq is
@@ -389,13 +458,17 @@ impl Inner {
         Ok(seq)
     }
 
+    /// Returns once `seq` is durable (sharing the fsync with concurrent writers), with every
+    /// batch up to the new durable mark visible.
     pub fn wait_durable(&self, seq: u64) -> Result<()> {
         self.group
             .wait(seq, || self.sync_once().map_err(Arc::new))
-            .map_err(Error::Poisoned)
+            .map_err(Error::Poisoned)?;
+        self.publish_upto(self.group.durable());
+        Ok(())
     }
 
-    fn last_seq(&self) -> u64 {
+    pub fn last_seq(&self) -> u64 {
         self.writer.as_ref().map_or(0, |w| w.lock().seq)
     }
 
@@ -502,10 +575,11 @@ impl Bitcask {
         self.inner.get(key)
     }
 
-    /// True if `key` is live (no disk read). After a failed write the store is poisoned and
-    /// this may still report keys whose writes were never acknowledged; `get` refuses.
-    pub fn contains(&self, key: &[u8]) -> bool {
-        self.inner.keydir.read().map.contains_key(key)
+    /// True if `key` is live (no disk read). Fails with [`Error::Poisoned`] after a failed
+    /// write or sync, like every call that reads data.
+    pub fn contains(&self, key: &[u8]) -> Result<bool> {
+        self.inner.check_poison()?;
+        Ok(self.inner.keydir.read().map.contains_key(key))
     }
 
     /// Sets `key` to `value` (an empty value is a value, not a delete).
@@ -517,7 +591,7 @@ impl Bitcask {
 
     /// Deletes `key`; returns whether it was live. Deleting a missing key writes nothing.
     pub fn delete(&self, key: &[u8]) -> Result<bool> {
-        if !self.contains(key) {
+        if !self.contains(key)? {
             // It may be absent because of another thread's delete that is not durable yet:
             // under `Always`, "deleted" is only reported once it is.
             if self.inner.opts.sync == SyncPolicy::Always && self.inner.writer.is_some() {
@@ -532,8 +606,12 @@ impl Bitcask {
     }
 
     /// Applies a batch atomically; returns, for each delete in it, whether its key was live.
-    /// Durable on return under [`SyncPolicy::Always`].
+    /// Durable on return under [`SyncPolicy::Always`], and visible to other threads only
+    /// from then on (never before it is durable).
     pub fn write(&self, batch: WriteBatch) -> Result<Vec<bool>> {
+        let inner = &self.inner;
+        inner.check_poison()?;
+        inner.writer()?;
         if batch.is_empty() {
             return Ok(Vec::new());
         }
@@ -552,13 +630,21 @@ impl Bitcask {
                 max: self.inner.opts.max_file_bytes.max(u64::from(u32::MAX) / 2),
             });
         }
-        let inner = &self.inner;
         let _writer = (inner.opts.sync == SyncPolicy::Always).then(|| inner.group.writer());
-        let (seq, existed) = inner.append(&batch.ops)?;
+        let (seq, published) = inner.append(batch.ops)?;
         if inner.opts.sync == SyncPolicy::Always {
             inner.wait_durable(seq)?;
         }
-        Ok(existed)
+        match published {
+            Published::Now(existed) => Ok(existed),
+            Published::Later(None) => Ok(Vec::new()),
+            // `wait_durable` published every batch up to the durable mark, this one included.
+            Published::Later(Some(slot)) => slot.get().cloned().ok_or_else(|| {
+                inner.fail(Error::Internal(format!(
+                    "batch ending at seq {seq} is durable but was never published"
+                )))
+            }),
+        }
     }
 
     /// Makes every write so far durable.
@@ -570,27 +656,44 @@ impl Bitcask {
     }
 
     /// Live keys, in no particular order (a snapshot).
-    pub fn keys(&self) -> Vec<Vec<u8>> {
-        self.inner
+    pub fn keys(&self) -> Result<Vec<Vec<u8>>> {
+        self.inner.check_poison()?;
+        Ok(self
+            .inner
             .keydir
             .read()
             .map
             .iter()
             .map(|(k, _)| k.to_vec())
-            .collect()
+            .collect())
     }
 
     /// Number of live keys.
-    pub fn len(&self) -> usize {
-        self.inner.keydir.read().map.len()
+    pub fn len(&self) -> Result<usize> {
+        self.inner.check_poison()?;
+        Ok(self.inner.keydir.read().map.len())
     }
 
     /// True when no key is live.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
+    pub fn is_empty(&self) -> Result<bool> {
+        Ok(self.len()? == 0)
+    }
+
+    /// The failure that poisoned the store, if one did: after it every call that reads or
+    /// writes data returns [`Error::Poisoned`] with it, until the store is reopened.
+    /// [`Bitcask::stats`] keeps answering.
+    pub fn poisoned(&self) -> Option<Arc<Error>> {
+        self.inner.group.failure()
+    }
+
+    /// The highest sequence number known durable (diagnostics; answers when poisoned too).
+    pub fn durable_seq(&self) -> u64 {
+        self.inner.group.durable()
     }
 
     /// Iterates `(key, value)` over a snapshot of the live keys, reading each value lazily.
+    /// After a failure poisons the store, the next item is the [`Error::Poisoned`] error and
+    /// the iteration ends (also for iterators created before the failure).
     pub fn iter(&self) -> Iter {
         let snapshot: Vec<(Vec<u8>, Loc)> = self
             .inner
@@ -603,11 +706,13 @@ impl Bitcask {
         Iter {
             inner: Arc::clone(&self.inner),
             items: snapshot.into_iter(),
+            done: false,
         }
     }
 
     /// Folds over every live pair.
     pub fn fold<A>(&self, init: A, mut f: impl FnMut(A, &[u8], &[u8]) -> A) -> Result<A> {
+        self.inner.check_poison()?;
         let mut acc = init;
         for item in self.iter() {
             let (k, v) = item?;
@@ -722,14 +827,19 @@ fn spawn(
 pub struct Iter {
     inner: Arc<Inner>,
     items: std::vec::IntoIter<(Vec<u8>, Loc)>,
+    /// Set after an error: the iteration is over.
+    done: bool,
 }
 
 impl Iterator for Iter {
     type Item = Result<(Vec<u8>, Vec<u8>)>;
 
     fn next(&mut self) -> Option<Self::Item> {
+        if self.done {
+            return None;
+        }
         if let Err(e) = self.inner.check_poison() {
-            self.items = Vec::new().into_iter();
+            self.done = true;
             return Some(Err(e));
         }
         loop {
@@ -740,10 +850,15 @@ impl Iterator for Iter {
                 Err(Error::Fs(e)) if e.is_not_found() => self.inner.get(&key),
                 Err(e) => Err(e),
             };
+            // A failure while the value was read makes it suspect: fail-stop.
+            let value = value.and_then(|v| self.inner.check_poison().map(|()| v));
             match value {
                 Ok(Some(v)) => return Some(Ok((key, v))),
                 Ok(None) => continue, // deleted since the snapshot
-                Err(e) => return Some(Err(e)),
+                Err(e) => {
+                    self.done = true;
+                    return Some(Err(e));
+                }
             }
         }
     }

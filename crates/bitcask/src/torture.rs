@@ -78,6 +78,8 @@ pub trait KvStore: Sized {
     fn apply(&self, batch: &[(Vec<u8>, Option<Vec<u8>>)]) -> Result<(), BoxError>;
     /// Makes everything durable.
     fn sync_all(&self) -> Result<(), BoxError>;
+    /// The value of one key.
+    fn get_value(&self, key: &[u8]) -> Result<Option<Vec<u8>>, BoxError>;
     /// Merges / compacts.
     fn compact(&self) -> Result<(), BoxError>;
     /// Every live pair.
@@ -109,6 +111,10 @@ impl KvStore for Bitcask {
 
     fn sync_all(&self) -> Result<(), BoxError> {
         Ok(self.sync()?)
+    }
+
+    fn get_value(&self, key: &[u8]) -> Result<Option<Vec<u8>>, BoxError> {
+        Ok(self.get(key)?)
     }
 
     fn compact(&self) -> Result<(), BoxError> {

@@ -88,7 +88,7 @@ proptest! {
                     db = Bitcask::open("/db", opts.clone()).unwrap();
                 }
             }
-            prop_assert_eq!(db.len(), model.len());
+            prop_assert_eq!(db.len().unwrap(), model.len());
             prop_assert!(db.stats().open_handles <= 2);
         }
         let all: HashMap<Vec<u8>, Vec<u8>> = db.iter().collect::<Result<_, _>>().unwrap();

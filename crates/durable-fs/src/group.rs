@@ -18,11 +18,13 @@ const GATHER_YIELDS: usize = 4;
 ///
 /// **Fail-stop.** If a sync fails, the leader and every waiter, now and later, get (a clone
 /// of) its error: nothing is acknowledged after a failed fsync. `E` is the engine's shared
-/// error, typically an `Arc` of its error type.
+/// error, typically an `Arc` of its error type. A sync closure that panics poisons the group
+/// the same way (with the error `on_panic` builds from the panic message) instead of leaving
+/// every later writer waiting for a sync that will never finish.
 ///
 /// ```
 /// use durable_fs::GroupCommit;
-/// let gc: GroupCommit<String> = GroupCommit::new(0);
+/// let gc: GroupCommit<String> = GroupCommit::new(0, |panic| format!("sync panicked: {panic}"));
 /// let _writer = gc.writer(); // counts this writer as in flight (helps the leader gather)
 /// // ... write record 1 ...
 /// gc.wait(1, || Ok(1)).unwrap(); // the sync covered up to 1
@@ -41,6 +43,8 @@ pub struct GroupCommit<E> {
     /// so the per-write reads (`durable`, `failure` when healthy) take no lock.
     durable_now: AtomicU64,
     failed_now: AtomicBool,
+    /// Builds the poison error from the message of a panicking sync closure.
+    on_panic: fn(String) -> E,
 }
 
 #[derive(Debug)]
@@ -61,8 +65,9 @@ impl Drop for WriterGuard<'_> {
 }
 
 impl<E: Clone> GroupCommit<E> {
-    /// Everything up to `durable` is already durable.
-    pub fn new(durable: u64) -> Self {
+    /// Everything up to `durable` is already durable. `on_panic` turns the message of a
+    /// sync closure that panicked into the error that poisons the group.
+    pub fn new(durable: u64, on_panic: fn(String) -> E) -> Self {
         GroupCommit {
             state: Mutex::new(State {
                 durable,
@@ -74,6 +79,7 @@ impl<E: Clone> GroupCommit<E> {
             waiting: AtomicUsize::new(0),
             durable_now: AtomicU64::new(durable),
             failed_now: AtomicBool::new(false),
+            on_panic,
         }
     }
 
@@ -129,12 +135,14 @@ impl<E: Clone> GroupCommit<E> {
     }
 
     /// Marks the group failed (the engine saw a write or sync fail elsewhere) and wakes
-    /// every waiter, who then gets `error` (or the first failure, if there was one already).
-    pub fn poison(&self, error: E) {
+    /// every waiter, who then gets the first failure: `error`, or the one recorded before
+    /// it. Returns that first failure.
+    pub fn poison(&self, error: E) -> E {
         let mut s = self.state.lock();
-        self.set_failed(&mut s, error);
+        let first = self.set_failed(&mut s, error);
         drop(s);
         self.synced.notify_all();
+        first
     }
 
     /// Returns once `seq` is durable. `sync` is run when this caller becomes the leader: it
@@ -168,7 +176,13 @@ impl<E: Clone> GroupCommit<E> {
                 }
                 std::thread::yield_now();
             }
-            let result = sync();
+            // A panicking closure must not leave `in_progress` set (every later writer would
+            // wait forever): it poisons the group like a failed sync.
+            let result = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(&mut sync))
+            {
+                Ok(r) => r,
+                Err(payload) => Err((self.on_panic)(panic_message(payload.as_ref()))),
+            };
             s = self.state.lock();
             s.in_progress = false;
             match result {
@@ -191,6 +205,17 @@ impl<E: Clone> GroupCommit<E> {
     }
 }
 
+/// The text of a panic payload (`panic!` with a literal or a formatted message).
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        (*s).to_owned()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "a sync closure panicked".to_owned()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -199,7 +224,7 @@ mod tests {
 
     #[test]
     fn concurrent_waiters_share_syncs_and_all_get_released() {
-        let gc: Arc<GroupCommit<()>> = Arc::new(GroupCommit::new(0));
+        let gc: Arc<GroupCommit<()>> = Arc::new(GroupCommit::new(0, |_| ()));
         let next = Arc::new(AtomicU64::new(0));
         let syncs = Arc::new(AtomicU64::new(0));
         let handles: Vec<_> = (0..8)
@@ -229,7 +254,7 @@ mod tests {
 
     #[test]
     fn a_failed_sync_poisons_every_later_wait() {
-        let gc: GroupCommit<&str> = GroupCommit::new(5);
+        let gc: GroupCommit<&str> = GroupCommit::new(5, |_| "panicked");
         gc.wait(5, || unreachable!("already durable")).unwrap();
         assert_eq!(gc.wait(6, || Err("EIO")), Err("EIO"));
         assert_eq!(
@@ -239,5 +264,18 @@ mod tests {
         );
         assert_eq!(gc.failure(), Some("EIO"));
         assert_eq!(gc.durable(), 5);
+    }
+
+    #[test]
+    fn a_panicking_sync_poisons_instead_of_hanging() {
+        let gc: Arc<GroupCommit<String>> = Arc::new(GroupCommit::new(0, |m| format!("panic: {m}")));
+        let r = gc.wait(1, || panic!("disk on fire"));
+        assert_eq!(r, Err("panic: disk on fire".to_owned()));
+        // A later writer gets the same error at once instead of waiting forever.
+        let gc2 = Arc::clone(&gc);
+        let later = std::thread::spawn(move || gc2.wait(2, || Ok(2)));
+        assert_eq!(later.join().unwrap(), Err("panic: disk on fire".to_owned()));
+        assert_eq!(gc.durable(), 0);
+        assert_eq!(gc.poison("another".to_owned()), "panic: disk on fire", "first error kept");
     }
 }

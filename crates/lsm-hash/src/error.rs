@@ -52,6 +52,10 @@ pub enum Error {
     /// A background thread could not be started.
     #[error("cannot start a background thread: {0}")]
     Thread(std::io::Error),
+    /// A bug: an invariant broke (for example the group-commit sync panicked). The store is
+    /// poisoned; reopen it.
+    #[error("internal error: {0}")]
+    Internal(String),
 }
 
 impl From<durable_fs::Error> for Error {

@@ -44,6 +44,6 @@ mod store;
 pub mod torture;
 
 pub use error::{CorruptionKind, Error, Result};
-pub use options::{Options, SyncPolicy};
+pub use options::{Options, Regressions, SyncPolicy};
 pub use segment::{SEGMENT_MAGIC, index_name, segment_name};
 pub use store::{CompactionReport, LsmHash, OpenReport, SegmentInfo, WriteBatch};

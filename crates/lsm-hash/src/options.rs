@@ -37,6 +37,18 @@ pub struct Options {
     pub compaction_min_segments: usize,
     /// How often the background thread checks. Default: 1 s.
     pub compaction_check_interval: Duration,
+    /// Test support only: puts fixed bugs back (all off by default).
+    #[doc(hidden)]
+    pub regressions: Regressions,
+}
+
+/// Fixed bugs a test can put back, to show that the concurrent crash torture catches them
+/// (its negative controls). Never set outside tests; every field is `false` by default.
+#[doc(hidden)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Regressions {
+    /// Under [`SyncPolicy::Always`], a write is visible to readers before its fsync returns.
+    pub visible_before_durable: bool,
 }
 
 impl Default for Options {
@@ -50,11 +62,20 @@ impl Default for Options {
             sync: SyncPolicy::Always,
             compaction_min_segments: 4,
             compaction_check_interval: Duration::from_secs(1),
+            regressions: Regressions::default(),
         }
     }
 }
 
 impl Options {
+    /// Test support only: see [`Regressions`].
+    #[doc(hidden)]
+    #[must_use]
+    pub fn with_regressions(mut self, r: Regressions) -> Self {
+        self.regressions = r;
+        self
+    }
+
     /// Uses another filesystem (for example a simulated one).
     #[must_use]
     pub fn with_fs(mut self, fs: DurableFs) -> Self {

@@ -1,6 +1,6 @@
 //! [`LsmHash`]: open, reads, writes, freezing segments, compaction.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::hash::{BuildHasher, Hasher};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -73,6 +73,14 @@ struct Writer {
     buf: Vec<u8>,
 }
 
+/// A written batch whose index entries are not visible yet (see [`Inner::publish_upto`]).
+struct PendingBatch {
+    last_seq: u64,
+    /// The segment its records are in.
+    segment: Arc<Segment>,
+    entries: Vec<(Box<[u8]>, Entry)>,
+}
+
 pub(crate) struct Inner {
     dir: PathBuf,
     opts: Options,
@@ -81,6 +89,8 @@ pub(crate) struct Inner {
     segments: RwLock<Arc<Vec<Arc<Segment>>>>,
     writer: Mutex<Writer>,
     group: GroupCommit<Arc<Error>>,
+    /// Batches written but not yet visible, in sequence order (`Always` only).
+    pending: Mutex<VecDeque<PendingBatch>>,
     next_id: AtomicU64,
     compaction: Mutex<()>,
     stop: AtomicBool,
@@ -127,6 +137,14 @@ fn create_segment(fs: &DurableFs, dir: &Path, id: u64) -> Result<Segment> {
     })
 }
 
+/// Puts a batch's entries into its segment's index.
+fn apply_batch(batch: PendingBatch) {
+    let mut index = batch.segment.index.write();
+    for (k, e) in batch.entries {
+        index.insert(k, e);
+    }
+}
+
 impl Inner {
     fn check_poison(&self) -> Result<()> {
         match self.group.failure() {
@@ -135,11 +153,9 @@ impl Inner {
         }
     }
 
+    /// Poisons the store with `e` (fail-stop) and returns the first failure as `Poisoned`.
     fn fail(&self, e: Error) -> Error {
-        self.group.poison(Arc::new(e));
-        self.check_poison().err().unwrap_or(Error::InvalidOptions(
-            "poisoned store lost its error".into(),
-        ))
+        Error::Poisoned(self.group.poison(Arc::new(e)))
     }
 
     fn write_manifest(&self, list: &[Arc<Segment>]) -> Result<()> {
@@ -152,6 +168,9 @@ impl Inner {
 
     /// Writes a frozen segment's index snapshot. Best effort: without it, open scans.
     fn snapshot(&self, seg: &Segment) {
+        // A frozen segment was synced whole: make its last batches visible, or the
+        // snapshot would leave them out.
+        self.publish_upto(self.group.durable());
         let entries = snapshot_entries(&seg.index.read());
         let bytes = encode_hint(
             FileHeader {
@@ -223,9 +242,9 @@ impl Inner {
     }
 
     /// Appends a batch; returns its last sequence number.
-    fn append(&self, ops: &[(Vec<u8>, Option<Vec<u8>>)]) -> Result<u64> {
+    fn append(&self, ops: Vec<(Vec<u8>, Option<Vec<u8>>)>) -> Result<u64> {
         self.check_poison()?;
-        self.check_sizes(ops)?;
+        self.check_sizes(&ops)?;
         let mut frozen = None;
         let mut w = self.writer.lock();
         self.check_poison()?;
@@ -275,16 +294,26 @@ impl Inner {
             w.buf = buf;
             return Err(self.fail(e.into()));
         }
-        {
-            let mut index = w.active.index.write();
-            for ((k, _), e) in ops.iter().zip(entries) {
-                index.insert(k.clone().into_boxed_slice(), e);
-            }
-        }
         w.offset += buf.len() as u64;
         w.seq += n as u64;
         let last = w.seq;
         w.buf = buf;
+        let batch = PendingBatch {
+            last_seq: last,
+            segment: Arc::clone(&w.active),
+            entries: ops
+                .into_iter()
+                .map(|(k, _)| k.into_boxed_slice())
+                .zip(entries)
+                .collect(),
+        };
+        if self.opts.sync != SyncPolicy::Always || self.opts.regressions.visible_before_durable {
+            // Readers see the page cache (as documented for `Never` and `Interval`).
+            apply_batch(batch);
+        } else {
+            // Queued under the writer lock, so the queue is in sequence order.
+            self.pending.lock().push_back(batch);
+        }
         drop(w);
         if let Some(seg) = frozen {
             self.snapshot(&seg);
@@ -301,10 +330,26 @@ impl Inner {
         Ok(seq)
     }
 
+    /// Returns once `seq` is durable, with every batch up to the durable mark visible.
     fn wait_durable(&self, seq: u64) -> Result<()> {
         self.group
             .wait(seq, || self.sync_once().map_err(Arc::new))
-            .map_err(Error::Poisoned)
+            .map_err(Error::Poisoned)?;
+        self.publish_upto(self.group.durable());
+        Ok(())
+    }
+
+    /// Makes every queued batch up to `durable` visible, oldest first: under `Always` a
+    /// write enters its segment's index only once it is durable, so no reader, snapshot or
+    /// compaction sees a value a power cut could take back. Applied under the queue lock,
+    /// so a caller that returns from here knows every batch up to `durable` is applied.
+    fn publish_upto(&self, durable: u64) {
+        let mut queue = self.pending.lock();
+        while queue.front().is_some_and(|b| b.last_seq <= durable) {
+            if let Some(batch) = queue.pop_front() {
+                apply_batch(batch);
+            }
+        }
     }
 
     fn lookup(&self, key: &[u8]) -> Option<(Arc<Segment>, Entry)> {
@@ -323,7 +368,12 @@ impl Inner {
         match self.lookup(key) {
             None => Ok(None),
             Some((_, e)) if e.tombstone => Ok(None),
-            Some((seg, e)) => seg.read_value(key, e).map(Some),
+            Some((seg, e)) => {
+                let v = seg.read_value(key, e);
+                // A failure while reading makes the value suspect: fail-stop.
+                self.check_poison()?;
+                v.map(Some)
+            }
         }
     }
 
@@ -339,6 +389,9 @@ impl Inner {
             return Ok(CompactionReport::default());
         }
         let inputs: Vec<Arc<Segment>> = frozen.to_vec();
+        // Every frozen segment was synced whole when it was frozen; make its last batches
+        // visible before reading its index (under `Always` they wait for their writers).
+        self.publish_upto(self.group.durable());
         // Every frozen segment is an input, the oldest included: no older segment remains
         // that a tombstone would have to hide, so tombstones are dropped.
         let drop_tombstones = true;
@@ -364,6 +417,14 @@ impl Inner {
         // which also change the set; writers wait only for this manifest write.
         {
             let _w = self.writer.lock();
+            // Fail-stop: a store poisoned while the outputs were written does not switch.
+            if let Err(e) = self.check_poison() {
+                drop(_w);
+                for out in &outputs {
+                    let _ = self.opts.fs.remove_file(&out.path);
+                }
+                return Err(e);
+            }
             let current = Arc::clone(&self.segments.read());
             let mut list: Vec<Arc<Segment>> = outputs.clone();
             list.extend(current.iter().skip(inputs.len()).cloned());
@@ -559,7 +620,8 @@ fn open_inner(dir: &Path, opts: Options) -> Result<Inner> {
             seq: max_seq,
             buf: Vec::new(),
         }),
-        group: GroupCommit::new(max_seq),
+        group: GroupCommit::new(max_seq, |m| Arc::new(Error::Internal(m))),
+        pending: Mutex::new(VecDeque::new()),
         next_id,
         compaction: Mutex::new(()),
         stop: AtomicBool::new(false),
@@ -640,9 +702,23 @@ impl LsmHash {
         self.inner.get(key)
     }
 
-    /// True if `key` is live (no disk read).
-    pub fn contains(&self, key: &[u8]) -> bool {
-        matches!(self.inner.lookup(key), Some((_, e)) if !e.tombstone)
+    /// True if `key` is live (no disk read). Fails with [`Error::Poisoned`] after a failed
+    /// write or sync, like every call that reads data.
+    pub fn contains(&self, key: &[u8]) -> Result<bool> {
+        self.inner.check_poison()?;
+        Ok(matches!(self.inner.lookup(key), Some((_, e)) if !e.tombstone))
+    }
+
+    /// The failure that poisoned the store, if one did: after it every call that reads or
+    /// writes data returns [`Error::Poisoned`] with it, until the store is reopened.
+    /// [`LsmHash::segments`] keeps answering.
+    pub fn poisoned(&self) -> Option<Arc<Error>> {
+        self.inner.group.failure()
+    }
+
+    /// The highest sequence number known durable (diagnostics; answers when poisoned too).
+    pub fn durable_seq(&self) -> u64 {
+        self.inner.group.durable()
     }
 
     /// Sets `key` to `value`.
@@ -652,7 +728,7 @@ impl LsmHash {
 
     /// Deletes `key`; returns whether it was live (a missing key writes nothing).
     pub fn delete(&self, key: &[u8]) -> Result<bool> {
-        if !self.contains(key) {
+        if !self.contains(key)? {
             // Absent perhaps because of another thread's delete not yet durable: under
             // `Always`, report it only once it is.
             if self.inner.opts.sync == SyncPolicy::Always {
@@ -667,6 +743,7 @@ impl LsmHash {
 
     /// Applies a batch atomically (all or nothing after a crash).
     pub fn write(&self, batch: &[(Vec<u8>, Option<Vec<u8>>)]) -> Result<()> {
+        self.inner.check_poison()?;
         if batch.is_empty() {
             return Ok(());
         }
@@ -676,7 +753,7 @@ impl LsmHash {
     fn apply(&self, ops: Vec<(Vec<u8>, Option<Vec<u8>>)>) -> Result<()> {
         let inner = &self.inner;
         let _w = (inner.opts.sync == SyncPolicy::Always).then(|| inner.group.writer());
-        let seq = inner.append(&ops)?;
+        let seq = inner.append(ops)?;
         if inner.opts.sync == SyncPolicy::Always {
             inner.wait_durable(seq)?;
         }
@@ -690,7 +767,10 @@ impl LsmHash {
     }
 
     /// Every live `(key, value)`, sorted by key, from one snapshot of the segment list.
+    /// After a failure poisons the store, the next item is the [`Error::Poisoned`] error and
+    /// the iteration ends (also for iterators created before the failure).
     pub fn iter(&self) -> impl Iterator<Item = Result<(Vec<u8>, Vec<u8>)>> + use<> {
+        let inner = Arc::clone(&self.inner);
         let snapshot = Arc::clone(&self.inner.segments.read());
         let mut latest: HashMap<Box<[u8]>, (usize, Entry)> = HashMap::new();
         for (i, seg) in snapshot.iter().enumerate() {
@@ -704,13 +784,28 @@ impl LsmHash {
             .map(|(k, (i, e))| (k, i, e))
             .collect();
         live.sort_by(|a, b| a.0.cmp(&b.0));
-        live.into_iter().map(move |(k, i, e)| {
-            let seg = snapshot
-                .get(i)
-                .ok_or_else(|| Error::InvalidOptions("segment vanished".into()))?;
-            let v = seg.read_value(&k, e)?;
-            Ok((k.into_vec(), v))
-        })
+        let mut done = false;
+        live.into_iter()
+            .map(Some)
+            .chain(std::iter::once(None))
+            .map_while(move |item| {
+                if done {
+                    return None;
+                }
+                let r = match inner.check_poison() {
+                    Err(e) => Err(e),
+                    Ok(()) => {
+                        let (k, i, e) = item?;
+                        snapshot
+                            .get(i)
+                            .ok_or_else(|| Error::Internal(format!("segment {i} vanished")))
+                            .and_then(|seg| seg.read_value(&k, e))
+                            .and_then(|v| inner.check_poison().map(|()| (k.into_vec(), v)))
+                    }
+                };
+                done = r.is_err();
+                Some(r)
+            })
     }
 
     /// Merges every frozen segment into one (only the latest live record of each key), makes

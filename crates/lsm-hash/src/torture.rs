@@ -30,6 +30,10 @@ impl KvStore for LsmHash {
         Ok(self.sync()?)
     }
 
+    fn get_value(&self, key: &[u8]) -> Result<Option<Vec<u8>>, BoxError> {
+        Ok(self.get(key)?)
+    }
+
     fn compact(&self) -> Result<(), BoxError> {
         self.compact_now()?;
         Ok(())

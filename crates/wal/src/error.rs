@@ -174,6 +174,10 @@ pub enum Error {
     /// The background sync thread could not be started.
     #[error("cannot start the background sync thread: {0}")]
     Thread(std::io::Error),
+    /// A bug: an invariant broke (for example the group-commit sync panicked). The store is
+    /// poisoned; reopen it.
+    #[error("internal error: {0}")]
+    Internal(String),
     /// An argument out of range (for example truncating beyond the end).
     #[error("invalid argument: {0}")]
     InvalidArgument(String),

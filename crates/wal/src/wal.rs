@@ -131,10 +131,7 @@ impl Inner {
 
     /// Fail-stop: the first failure is kept and reported by every later call.
     fn fail(&self, e: Error) -> Error {
-        self.group.poison(Arc::new(e));
-        self.check_poison()
-            .err()
-            .unwrap_or(Error::InvalidArgument("poisoned log lost its error".into()))
+        Error::Poisoned(self.group.poison(Arc::new(e)))
     }
 
     /// Creates, durably, a new active segment starting at `log.next_lsn`, after syncing the
@@ -287,7 +284,7 @@ impl Wal {
                 file_len: 0,
                 prealloc: 0,
             }),
-            group: GroupCommit::new(last_lsn),
+            group: GroupCommit::new(last_lsn, |m| Arc::new(Error::Internal(m))),
             kick: Condvar::new(),
             kick_lock: Mutex::new(false),
             stop: AtomicBool::new(false),

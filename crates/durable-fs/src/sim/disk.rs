@@ -112,7 +112,114 @@ fn apply_dir_op(map: &mut BTreeMap<String, Ino>, op: &DirOp) {
     }
 }
 
+/// One change to the disk: what [`Disk::apply`] does, and what a journal records so that any
+/// prefix of a run can be rebuilt.
+#[derive(Clone, Debug)]
+pub(crate) enum Change {
+    /// A new inode (a directory when `dir`), numbered by the disk's counter.
+    Alloc { dir: bool },
+    /// A directory entry change, live now, durable at the directory's sync.
+    Dir(Ino, DirOp),
+    /// A directory sync: its entries become durable.
+    DirSync(Ino),
+    /// A write or size change to a file, live now, durable at its sync.
+    File(Ino, PendingWrite),
+    /// A file sync: its data becomes durable.
+    Sync(Ino),
+    /// A failed file sync: the kernel dropped the dirty pages.
+    SyncLost(Ino),
+    /// Damage on the medium: `mask` XORed into the byte at `offset`, live and durable.
+    Flip { ino: Ino, offset: u64, mask: u8 },
+}
+
 impl Disk {
+    /// Applies `c`; returns the new inode for [`Change::Alloc`] (else the one changed).
+    pub fn apply(&mut self, c: &Change) -> io::Result<Ino> {
+        match c {
+            Change::Alloc { dir } => Ok(self.alloc(if *dir {
+                Node::Dir(DirNode::default())
+            } else {
+                Node::File(FileNode::default())
+            })),
+            Change::Dir(ino, op) => {
+                self.dir_change(*ino, op.clone())?;
+                Ok(*ino)
+            }
+            Change::DirSync(ino) => {
+                let d = self.dir_mut(*ino)?;
+                d.durable = d.live.clone();
+                d.pending.clear();
+                Ok(*ino)
+            }
+            Change::File(ino, w) => {
+                let f = self.file_mut(*ino)?;
+                apply_write(&mut f.live, w);
+                f.pending.push(w.clone());
+                Ok(*ino)
+            }
+            Change::Sync(ino) => {
+                let f = self.file_mut(*ino)?;
+                for w in std::mem::take(&mut f.pending) {
+                    apply_write(&mut f.durable, &w);
+                }
+                debug_assert!(f.durable == f.live, "sync must make durable equal live");
+                Ok(*ino)
+            }
+            Change::SyncLost(ino) => {
+                let f = self.file_mut(*ino)?;
+                f.live = f.durable.clone();
+                f.pending.clear();
+                Ok(*ino)
+            }
+            Change::Flip { ino, offset, mask } => {
+                let f = self.file_mut(*ino)?;
+                let i = usize::try_from(*offset).unwrap_or(usize::MAX);
+                for buf in [&mut f.live, &mut f.durable] {
+                    let b = buf.get_mut(i).ok_or_else(|| {
+                        err(io::ErrorKind::InvalidInput, "offset past end of file")
+                    })?;
+                    *b ^= *mask;
+                }
+                Ok(*ino)
+            }
+        }
+    }
+
+    /// What a process crash leaves (no power cut): everything the running process sees,
+    /// page cache included, reachable from the root.
+    pub fn live_image(&self) -> Disk {
+        let mut out = Disk {
+            nodes: HashMap::new(),
+            next_ino: self.next_ino,
+        };
+        let mut queue = VecDeque::from([ROOT]);
+        while let Some(ino) = queue.pop_front() {
+            if out.nodes.contains_key(&ino) {
+                continue;
+            }
+            let Some(node) = self.nodes.get(&ino) else {
+                continue;
+            };
+            let kept = match node {
+                Node::Dir(d) => {
+                    queue.extend(d.live.values().copied());
+                    Node::Dir(DirNode {
+                        live: d.live.clone(),
+                        durable: d.live.clone(),
+                        pending: Vec::new(),
+                    })
+                }
+                Node::File(f) => Node::File(FileNode {
+                    live: f.live.clone(),
+                    durable: f.live.clone(),
+                    pending: Vec::new(),
+                }),
+            };
+            out.nodes.insert(ino, kept);
+        }
+        out
+    }
+
     pub fn new() -> Self {
         let mut nodes = HashMap::new();
         nodes.insert(ROOT, Node::Dir(DirNode::default()));

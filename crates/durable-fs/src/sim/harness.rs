@@ -35,6 +35,8 @@ pub struct Verdict {
     pub wrong: u64,
     /// Acknowledged deletes or removals undone by the crash.
     pub resurrected: u64,
+    /// Reads that returned a value the crash then took back (seen before it was durable).
+    pub phantom_reads: u64,
     /// The first problem, in words.
     pub detail: Option<String>,
 }
@@ -47,9 +49,9 @@ impl Verdict {
         }
     }
 
-    /// True when nothing was lost, wrong or resurrected.
+    /// True when nothing was lost, wrong, resurrected or read before it was durable.
     pub fn is_clean(&self) -> bool {
-        self.lost == 0 && self.wrong == 0 && self.resurrected == 0
+        self.lost == 0 && self.wrong == 0 && self.resurrected == 0 && self.phantom_reads == 0
     }
 }
 
@@ -162,6 +164,8 @@ pub struct Report {
     pub wrong: u64,
     /// Resurrected deletes.
     pub resurrected: u64,
+    /// Reads of values that a crash then took back.
+    pub phantom_reads: u64,
     /// Recoveries that failed, or that a second recovery disagreed with.
     pub recovery_errors: u64,
     /// The first failure, for replay.
@@ -169,9 +173,66 @@ pub struct Report {
 }
 
 impl Report {
-    /// True when nothing was lost, wrong, resurrected, or unrecoverable.
+    /// True when nothing was lost, wrong, resurrected, read before it was durable, or
+    /// unrecoverable.
     pub fn is_clean(&self) -> bool {
-        self.lost == 0 && self.wrong == 0 && self.resurrected == 0 && self.recovery_errors == 0
+        self.lost == 0
+            && self.wrong == 0
+            && self.resurrected == 0
+            && self.phantom_reads == 0
+            && self.recovery_errors == 0
+    }
+
+    /// An empty report for `workload`.
+    pub fn new(workload: String, mode: CrashMode, lying_dir_sync: bool) -> Self {
+        Report {
+            workload,
+            mode,
+            lying_dir_sync,
+            seeds: 0,
+            crash_states: 0,
+            acked_checked: 0,
+            lost: 0,
+            wrong: 0,
+            resurrected: 0,
+            phantom_reads: 0,
+            recovery_errors: 0,
+            first_failure: None,
+        }
+    }
+
+    /// Adds one crash state's verdict (and recovery error, if any) at `seed`/`point`.
+    pub fn add(
+        &mut self,
+        seed: u64,
+        point: u64,
+        verdict: Verdict,
+        recovery_error: Option<String>,
+    ) {
+        self.crash_states += 1;
+        self.acked_checked += verdict.acked_checked;
+        self.lost += verdict.lost;
+        self.wrong += verdict.wrong;
+        self.resurrected += verdict.resurrected;
+        self.phantom_reads += verdict.phantom_reads;
+        let clean = verdict.is_clean();
+        let detail = match (recovery_error, verdict.detail) {
+            (Some(e), _) => {
+                self.recovery_errors += 1;
+                Some(e)
+            }
+            (None, d) if !clean => d,
+            _ => None,
+        };
+        if let Some(detail) = detail {
+            self.first_failure.get_or_insert(Failure {
+                seed,
+                mode: self.mode,
+                crash_point: point,
+                lying_dir_sync: self.lying_dir_sync,
+                detail,
+            });
+        }
     }
 }
 
@@ -249,7 +310,7 @@ pub fn count_ops<W: Workload>(w: &W, seed: u64, lying: bool) -> Result<u64, BoxE
 }
 
 /// The crash points to try for a run of `n` operations.
-fn points(n: u64, max: Option<usize>, seed: u64) -> Vec<u64> {
+pub(crate) fn points(n: u64, max: Option<usize>, seed: u64) -> Vec<u64> {
     let all = n + 1;
     match max {
         Some(m) if (m as u64) < all && m > 0 => {
@@ -267,19 +328,7 @@ fn points(n: u64, max: Option<usize>, seed: u64) -> Vec<u64> {
 /// Runs the harness over `cfg.seeds`; `progress` is called after each crash point with
 /// (points done, points in the current seed).
 pub fn run<W: Workload>(w: &W, cfg: &Config, progress: &mut dyn FnMut(u64, u64)) -> Report {
-    let mut report = Report {
-        workload: w.name(),
-        mode: cfg.mode,
-        lying_dir_sync: cfg.lying_dir_sync,
-        seeds: 0,
-        crash_states: 0,
-        acked_checked: 0,
-        lost: 0,
-        wrong: 0,
-        resurrected: 0,
-        recovery_errors: 0,
-        first_failure: None,
-    };
+    let mut report = Report::new(w.name(), cfg.mode, cfg.lying_dir_sync);
     for &seed in &cfg.seeds {
         report.seeds += 1;
         let n = match count_ops(w, seed, cfg.lying_dir_sync) {
@@ -300,29 +349,7 @@ pub fn run<W: Workload>(w: &W, cfg: &Config, progress: &mut dyn FnMut(u64, u64))
         let total = pts.len() as u64;
         for (i, k) in pts.into_iter().enumerate() {
             let r = run_point(w, seed, cfg.mode, cfg.lying_dir_sync, k);
-            report.crash_states += 1;
-            report.acked_checked += r.verdict.acked_checked;
-            report.lost += r.verdict.lost;
-            report.wrong += r.verdict.wrong;
-            report.resurrected += r.verdict.resurrected;
-            let clean = r.verdict.is_clean();
-            let detail = match (r.recovery_error, r.verdict.detail) {
-                (Some(e), _) => {
-                    report.recovery_errors += 1;
-                    Some(e)
-                }
-                (None, d) if !clean => d,
-                _ => None,
-            };
-            if let Some(detail) = detail {
-                report.first_failure.get_or_insert(Failure {
-                    seed,
-                    mode: cfg.mode,
-                    crash_point: k,
-                    lying_dir_sync: cfg.lying_dir_sync,
-                    detail,
-                });
-            }
+            report.add(seed, k, r.verdict, r.recovery_error);
             progress(i as u64 + 1, total);
         }
     }

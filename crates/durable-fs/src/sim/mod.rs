@@ -37,6 +37,7 @@
 //! assert_eq!(after.durable().read(Path::new("/a")).unwrap(), b"kept");
 //! ```
 
+pub mod concurrent;
 mod disk;
 mod faults;
 pub mod files_workload;
@@ -53,7 +54,7 @@ use parking_lot::Mutex;
 
 use crate::durable::DurableFs;
 use crate::fs::{EntryKind, Fs, LockToken, OpenMode, RawFile};
-use disk::{DirOp, Disk, FileNode, Ino, Node, PendingWrite, apply_write, components, err};
+use disk::{Change, DirOp, Disk, Ino, Node, PendingWrite, components, err};
 pub use faults::{Fault, FaultError, OpKind};
 pub use rng::Rng;
 
@@ -90,6 +91,10 @@ struct State {
     faults: Vec<Fault>,
     counts: HashMap<OpKind, u64>,
     locks: HashSet<Vec<String>>,
+    /// Every change since [`SimFs::start_journal`], with the disk as it was then.
+    journal: Option<(Disk, Vec<Change>)>,
+    /// How long each file sync takes (widens race windows in tests).
+    sync_delay: Option<std::time::Duration>,
 }
 
 fn power_cut() -> io::Error {
@@ -118,6 +123,15 @@ impl State {
             .iter()
             .find(|f| f.fires(kind, count))
             .map(|f| f.error))
+    }
+
+    /// Applies a change to the disk, and records it when a journal is running.
+    fn change(&mut self, c: Change) -> io::Result<Ino> {
+        let ino = self.disk.apply(&c)?;
+        if let Some((_, changes)) = &mut self.journal {
+            changes.push(c);
+        }
+        Ok(ino)
     }
 
     fn begin_or_fail(&mut self, kind: OpKind, counted: bool) -> io::Result<()> {
@@ -168,6 +182,8 @@ impl SimFs {
                 faults: Vec::new(),
                 counts: HashMap::new(),
                 locks: HashSet::new(),
+                journal: None,
+                sync_delay: None,
             })),
         }
     }
@@ -212,6 +228,36 @@ impl SimFs {
         self.state.lock().locks.clear();
     }
 
+    /// Makes every file sync take `delay` (slept without holding the disk's lock, so other
+    /// threads run meanwhile): a slow disk, which widens the windows in which races happen.
+    pub fn set_sync_delay(&self, delay: Option<std::time::Duration>) {
+        self.state.lock().sync_delay = delay;
+    }
+
+    /// Starts recording every change to the disk, from the disk as it is now. Threads may
+    /// then run freely; the recorded order is the order in which they changed the disk (one
+    /// lock serialises every change). See [`Journal`].
+    pub fn start_journal(&self) {
+        let mut s = self.state.lock();
+        s.journal = Some((s.disk.clone(), Vec::new()));
+    }
+
+    /// Changes recorded so far since [`SimFs::start_journal`] (0 without a journal): a
+    /// position in the journal. Read it before a call to know that none of the call's
+    /// changes come earlier, and after the call returns to know that all of them do.
+    pub fn journal_len(&self) -> u64 {
+        self.state.lock().journal.as_ref().map_or(0, |(_, c)| c.len() as u64)
+    }
+
+    /// A copy of the journal so far, if one was started.
+    pub fn journal(&self) -> Option<Journal> {
+        let s = self.state.lock();
+        s.journal.as_ref().map(|(base, changes)| Journal {
+            base: base.clone(),
+            changes: changes.clone(),
+        })
+    }
+
     /// Adds a fault.
     pub fn inject(&self, fault: Fault) {
         self.state.lock().faults.push(fault);
@@ -243,16 +289,12 @@ impl SimFs {
     pub fn flip_bit(&self, path: &Path, offset: u64, bit: u8) -> io::Result<()> {
         let mut s = self.state.lock();
         let ino = s.disk.resolve(path)?;
-        let f = s.disk.file_mut(ino)?;
-        let i = usize::try_from(offset).unwrap_or(usize::MAX);
-        let mask = 1u8 << (bit & 7);
-        for buf in [&mut f.live, &mut f.durable] {
-            let b = buf
-                .get_mut(i)
-                .ok_or_else(|| err(io::ErrorKind::InvalidInput, "offset past end of file"))?;
-            *b ^= mask;
+        let f = s.disk.file(ino)?;
+        if usize::try_from(offset).map_or(true, |i| i >= f.live.len() || i >= f.durable.len()) {
+            return Err(err(io::ErrorKind::InvalidInput, "offset past end of file"));
         }
-        Ok(())
+        let mask = 1u8 << (bit & 7);
+        s.change(Change::Flip { ino, offset, mask }).map(drop)
     }
 
     fn with<T>(&self, f: impl FnOnce(&mut State) -> io::Result<T>) -> io::Result<T> {
@@ -299,8 +341,8 @@ impl Fs for SimFs {
                         format!("{} exists", path.display()),
                     ));
                 }
-                let ino = s.disk.alloc(Node::File(FileNode::default()));
-                s.disk.dir_change(dir, DirOp::Insert(name, ino))?;
+                let ino = s.change(Change::Alloc { dir: false })?;
+                s.change(Change::Dir(dir, DirOp::Insert(name, ino)))?;
                 Ok(ino)
             }
         })?;
@@ -336,11 +378,12 @@ impl Fs for SimFs {
                     to: to_name,
                     ino,
                 };
-                s.disk.dir_change(src, op)
+                s.change(Change::Dir(src, op)).map(drop)
             } else {
                 // Across directories the two halves become durable separately.
-                s.disk.dir_change(src, DirOp::Remove(from_name))?;
-                s.disk.dir_change(dst, DirOp::Insert(to_name, ino))
+                s.change(Change::Dir(src, DirOp::Remove(from_name)))?;
+                s.change(Change::Dir(dst, DirOp::Insert(to_name, ino)))
+                    .map(drop)
             }
         })
     }
@@ -356,7 +399,7 @@ impl Fs for SimFs {
                 )
             })?;
             s.disk.file(ino)?;
-            s.disk.dir_change(dir, DirOp::Remove(name))
+            s.change(Change::Dir(dir, DirOp::Remove(name))).map(drop)
         })
     }
 
@@ -370,8 +413,9 @@ impl Fs for SimFs {
                     format!("{} exists", path.display()),
                 ));
             }
-            let ino = s.disk.alloc(Node::Dir(Default::default()));
-            s.disk.dir_change(dir, DirOp::Insert(name, ino))
+            let ino = s.change(Change::Alloc { dir: true })?;
+            s.change(Change::Dir(dir, DirOp::Insert(name, ino)))
+                .map(drop)
         })
     }
 
@@ -391,7 +435,7 @@ impl Fs for SimFs {
                     format!("{} is not empty", path.display()),
                 ));
             }
-            s.disk.dir_change(dir, DirOp::Remove(name))
+            s.change(Change::Dir(dir, DirOp::Remove(name))).map(drop)
         })
     }
 
@@ -399,11 +443,9 @@ impl Fs for SimFs {
         self.with(|s| {
             s.begin_or_fail(OpKind::SyncDir, true)?;
             let ino = s.disk.resolve(path)?;
-            let lying = s.lying_dir_sync;
-            let d = s.disk.dir_mut(ino)?;
-            if !lying {
-                d.durable = d.live.clone();
-                d.pending.clear();
+            s.disk.dir(ino)?;
+            if !s.lying_dir_sync {
+                s.change(Change::DirSync(ino))?;
             }
             Ok(())
         })
@@ -439,8 +481,8 @@ impl Fs for SimFs {
             // Like the real lock file: created if missing, its entry never synced.
             let (dir, name) = s.disk.parent_of(path)?;
             if !s.disk.dir(dir)?.live.contains_key(&name) {
-                let ino = s.disk.alloc(Node::File(FileNode::default()));
-                s.disk.dir_change(dir, DirOp::Insert(name, ino))?;
+                let ino = s.change(Change::Alloc { dir: false })?;
+                s.change(Change::Dir(dir, DirOp::Insert(name, ino)))?;
             }
             if !s.locks.insert(key.clone()) {
                 return Err(io::ErrorKind::WouldBlock.into());
@@ -467,19 +509,20 @@ impl SimFile {
     }
 
     fn sync(&self) -> io::Result<()> {
+        let delay = self.state.lock().sync_delay;
+        if let Some(d) = delay {
+            // The disk is slow; other threads run meanwhile (the lock is not held).
+            std::thread::sleep(d);
+        }
         self.with(|s, ino| {
             let fault = s.begin(OpKind::Sync, true)?;
-            let f = s.disk.file_mut(ino)?;
+            s.disk.file(ino)?;
             if let Some(fault) = fault {
                 // The kernel failed to write the dirty pages back and dropped them.
-                f.live = f.durable.clone();
-                f.pending.clear();
+                s.change(Change::SyncLost(ino))?;
                 return Err(fault.to_io());
             }
-            for w in std::mem::take(&mut f.pending) {
-                apply_write(&mut f.durable, &w);
-            }
-            debug_assert!(f.durable == f.live, "sync must make durable equal live");
+            s.change(Change::Sync(ino))?;
             Ok(())
         })
     }
@@ -506,14 +549,12 @@ impl RawFile for SimFile {
         self.check_writable()?;
         self.with(|s, ino| {
             s.begin_or_fail(OpKind::Write, true)?;
-            let f = s.disk.file_mut(ino)?;
+            s.disk.file(ino)?;
             let w = PendingWrite::Write {
                 offset,
                 data: buf.to_vec(),
             };
-            apply_write(&mut f.live, &w);
-            f.pending.push(w);
-            Ok(())
+            s.change(Change::File(ino, w)).map(drop)
         })
     }
 
@@ -536,12 +577,86 @@ impl RawFile for SimFile {
         self.check_writable()?;
         self.with(|s, ino| {
             s.begin_or_fail(OpKind::SetLen, true)?;
-            let f = s.disk.file_mut(ino)?;
-            let w = PendingWrite::SetLen(len);
-            apply_write(&mut f.live, &w);
-            f.pending.push(w);
-            Ok(())
+            s.disk.file(ino)?;
+            s.change(Change::File(ino, PendingWrite::SetLen(len)))
+                .map(drop)
         })
+    }
+}
+
+/// The changes a run made to a [`SimFs`], in order, from the disk as it was when
+/// [`SimFs::start_journal`] was called: every prefix of it is a moment a power cut could
+/// have come, and [`Journal::for_each_crash`] rebuilds them in one pass.
+///
+/// ```
+/// use std::path::Path;
+/// use durable_fs::sim::{CrashMode, SimFs};
+///
+/// let sim = SimFs::new();
+/// sim.start_journal();
+/// let fs = sim.durable();
+/// let f = fs.create_new(Path::new("/a")).unwrap(); // alloc, insert, directory sync
+/// f.append(b"x").unwrap();
+/// f.sync_data().unwrap();
+/// let journal = sim.journal().unwrap();
+/// let mut sizes = Vec::new();
+/// journal.for_each_crash(&[0, journal.len()], CrashMode::Strict, |_| 0, |_, image| {
+///     let len = image.durable().read(Path::new("/a")).map(|d| d.len()).ok();
+///     sizes.push(len);
+/// });
+/// assert_eq!(sizes, vec![None, Some(1)]);
+/// ```
+#[derive(Clone, Debug)]
+pub struct Journal {
+    base: Disk,
+    changes: Vec<Change>,
+}
+
+impl Journal {
+    /// Changes recorded.
+    pub fn len(&self) -> u64 {
+        self.changes.len() as u64
+    }
+
+    /// True when nothing was recorded.
+    pub fn is_empty(&self) -> bool {
+        self.changes.is_empty()
+    }
+
+    /// For each `k` of `points` (ascending; at most [`Journal::len`]), calls `f(k, image)`
+    /// with what a power cut after the first `k` changes leaves, in `mode`, with torn choices
+    /// drawn from `seed_of(k)`. One pass over the journal: linear in its length.
+    pub fn for_each_crash(
+        &self,
+        points: &[u64],
+        mode: CrashMode,
+        seed_of: impl Fn(u64) -> u64,
+        mut f: impl FnMut(u64, SimFs),
+    ) {
+        let mut disk = self.base.clone();
+        let mut applied = 0u64;
+        for &k in points {
+            while applied < k {
+                let Some(c) = self.changes.get(applied as usize) else {
+                    break;
+                };
+                // Each change applied cleanly when it was recorded, so it does again.
+                let _ = disk.apply(c);
+                applied += 1;
+            }
+            let image = disk.crash_image(mode, &mut Rng::new(seed_of(k)));
+            f(k, SimFs::from_disk(image));
+        }
+    }
+
+    /// What a process crash at the end leaves (kill -9, no power cut): everything written,
+    /// synced or not.
+    pub fn live_image(&self) -> SimFs {
+        let mut disk = self.base.clone();
+        for c in &self.changes {
+            let _ = disk.apply(c);
+        }
+        SimFs::from_disk(disk.live_image())
     }
 }
 
