@@ -173,6 +173,9 @@ pub(crate) fn merge(inner: &Inner) -> Result<MergeReport> {
     // lock: a rotation right after it must not turn the next active file into an input.
     let (inputs, hint_job) = {
         let mut w = writer.lock();
+        // A write that failed while this merge waited for the lock poisoned the store: do
+        // not rotate on top of it.
+        inner.check_poison()?;
         let job = if w.offset > FILE_HEADER_LEN as u64 {
             Some(inner.rotate(&mut w).map_err(|e| inner.fail(e))?)
         } else {

@@ -184,8 +184,10 @@ pub(crate) fn open(dir: &Path, opts: Options) -> Result<Inner> {
         let newest = Some(id) == newest_writer_file;
         let header = match FileHeader::decode(&h, &DATA_MAGIC) {
             Ok(header) => header,
-            Err(_) if newest && len <= FILE_HEADER_LEN as u64 => {
-                // Created, then the crash came before its header was synced.
+            Err(_) if len <= FILE_HEADER_LEN as u64 => {
+                // Created, then the crash came before its header was synced (or the header's
+                // fsync failed and the store stopped, fail-stop, while later files were made
+                // by a reopen): it cannot hold a record, so nothing is lost with it.
                 if !read_only {
                     fs.remove_file(&path)?;
                 }

@@ -108,6 +108,10 @@ impl<S: KvStore> ConcurrentKv<S> {
 
 const WRITERS: u64 = 3;
 const KEYS: u64 = 8;
+/// Merges (or compactions) per run, at most.
+const MAX_MERGES: u32 = 12;
+/// Reads per run, at most.
+const MAX_READS: u32 = 400;
 
 /// Stamps, runs and records one call.
 struct Recorder<'a> {
@@ -163,7 +167,10 @@ fn writer<S: KvStore>(db: &S, rec: &Recorder<'_>, t: u64, seed: u64, steps: u32,
 
 fn reader<S: KvStore>(db: &S, rec: &Recorder<'_>, seed: u64, stop: &AtomicBool) {
     let mut rng = Rng::new(Rng::derive(seed, 200));
-    while !stop.load(Ordering::Acquire) {
+    for _ in 0..MAX_READS {
+        if stop.load(Ordering::Acquire) {
+            return;
+        }
         let key = format!("key{}", rng.below(KEYS)).into_bytes();
         let start = rec.now();
         let Ok(value) = db.get_value(&key) else {
@@ -201,7 +208,10 @@ impl<S: KvStore + Send + Sync> ConcurrentWorkload for ConcurrentKv<S> {
             SyncPolicy::Never
         });
         let always = sync == SyncPolicy::Always;
-        let db = (self.open)(&sim.durable(), &self.dir, sync)?;
+        let Ok(db) = (self.open)(&sim.durable(), &self.dir, sync) else {
+            // An injected EIO can hit open itself: then nothing was acknowledged.
+            return Ok(vec![KvCall::Opened { always }]);
+        };
         let rec = Recorder {
             sim,
             calls: parking_lot::Mutex::new(vec![KvCall::Opened { always }]),
@@ -216,10 +226,14 @@ impl<S: KvStore + Send + Sync> ConcurrentWorkload for ConcurrentKv<S> {
                 .collect();
             s.spawn(|| reader(&db, &rec, seed, &stop));
             s.spawn(|| {
-                while !stop.load(Ordering::Acquire) {
+                // Bounded, so a run stays short however the threads are scheduled.
+                for _ in 0..MAX_MERGES {
+                    if stop.load(Ordering::Acquire) {
+                        return;
+                    }
                     // A failed merge (EIO) leaves the old files; the next one reports poison.
                     let _ = db.compact();
-                    std::thread::yield_now();
+                    std::thread::sleep(std::time::Duration::from_micros(200));
                 }
             });
             for h in writers {

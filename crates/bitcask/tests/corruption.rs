@@ -253,3 +253,22 @@ proptest! {
         let _ = scan_records(&bytes, salt, 1000, 1000, newest, salvage);
     }
 }
+
+/// A data file whose header never became durable (its creation was cut, or its header's
+/// fsync failed and the store stopped) holds no record. Found below newer files (a reopen
+/// made them), it is removed and reported, not refused as corruption.
+#[test]
+fn a_headerless_data_file_below_newer_ones_is_removed_and_reported() {
+    let sim = durable_fs::sim::SimFs::new();
+    let fs = sim.durable();
+    let opts = bitcask::Options::default().with_fs(fs.clone());
+    let db = bitcask::Bitcask::open("/db", opts.clone()).unwrap();
+    db.put(b"k", b"v").unwrap();
+    db.close().unwrap();
+    let empty = std::path::Path::new("/db").join(bitcask::format::data_name(0));
+    fs.create_new(&empty).unwrap();
+    let db = bitcask::Bitcask::open("/db", opts).unwrap();
+    assert_eq!(db.open_report().removed_torn_files, vec![empty.clone()]);
+    assert_eq!(db.get(b"k").unwrap(), Some(b"v".to_vec()));
+    assert!(!fs.exists(&empty).unwrap());
+}

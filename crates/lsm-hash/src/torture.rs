@@ -91,3 +91,9 @@ impl Workload for LsmWorkload {
         check_kv(events, state)
     }
 }
+
+/// The concurrent workload (`bitcask::torture_mt`) on lsm-hash: writer threads, a reader and
+/// a compacting thread at once, 4 KiB segments.
+pub fn concurrent() -> bitcask::torture_mt::ConcurrentKv<LsmHash> {
+    bitcask::torture_mt::ConcurrentKv::new("lsm-hash-mt", durable_fs::sim::sim_dir("lsm-hash-mt"))
+}

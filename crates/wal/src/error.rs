@@ -174,6 +174,17 @@ pub enum Error {
     /// The background sync thread could not be started.
     #[error("cannot start the background sync thread: {0}")]
     Thread(std::io::Error),
+    /// The append's records were dropped by a concurrent [`Wal::truncate_after`] before they
+    /// became durable: they are not in the log, and this LSN will not be reused.
+    ///
+    /// [`Wal::truncate_after`]: crate::Wal::truncate_after
+    #[error("record {lsn} was dropped by truncate_after({after}) before it became durable")]
+    Truncated {
+        /// The append's last LSN.
+        lsn: u64,
+        /// The LSN truncate_after kept up to.
+        after: u64,
+    },
     /// A bug: an invariant broke (for example the group-commit sync panicked). The store is
     /// poisoned; reopen it.
     #[error("internal error: {0}")]

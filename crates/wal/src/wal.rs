@@ -59,6 +59,12 @@ struct Log {
     file_len: u64,
     /// `Options::preallocate_bytes`.
     prealloc: u64,
+    /// Appends between `enqueue` and the end of their wait for durability (`Always`).
+    waiting: usize,
+    /// LSN ranges `(after, high]` dropped by `truncate_after` while appends were waiting:
+    /// such an append fails with [`Error::Truncated`] instead of returning its LSN. Emptied
+    /// whenever no append waits, so it only grows while waits overlap truncations.
+    dropped: Vec<(Lsn, Lsn)>,
 }
 
 fn random_salt(first_lsn: Lsn) -> u32 {
@@ -174,8 +180,9 @@ impl Inner {
         Ok(())
     }
 
-    /// Adds records to the log (buffered); returns the first and last LSN.
-    fn enqueue(&self, payloads: &[&[u8]]) -> Result<(Lsn, Lsn)> {
+    /// Adds records to the log (buffered); returns the first and last LSN. With `wait`, the
+    /// caller will wait for them to become durable and then call [`Inner::finish_wait`].
+    fn enqueue(&self, payloads: &[&[u8]], wait: bool) -> Result<(Lsn, Lsn)> {
         self.check_poison()?;
         let max = u64::from(self.opts.max_record_bytes);
         let mut total = 0u64;
@@ -208,12 +215,35 @@ impl Inner {
         if let Ok(seg) = log.active_mut() {
             seg.last_lsn = Some(last);
         }
+        if wait {
+            log.waiting += 1;
+        }
         if log.buf.len() >= self.opts.write_buffer_bytes {
             log.flush().map_err(|e| self.fail(e))?;
         }
         drop(log);
         self.appended_bytes.fetch_add(total, Ordering::Relaxed);
         Ok((first, last))
+    }
+
+    /// Ends the wait of an append whose records end at `last`: fails it with
+    /// [`Error::Truncated`] when a `truncate_after` dropped them meanwhile.
+    fn finish_wait(&self, last: Lsn, waited: Result<()>) -> Result<()> {
+        let mut log = self.log.lock();
+        log.waiting = log.waiting.saturating_sub(1);
+        let dropped = log
+            .dropped
+            .iter()
+            .find(|(after, high)| last > *after && last <= *high)
+            .map(|(after, _)| *after);
+        if log.waiting == 0 {
+            log.dropped.clear();
+        }
+        drop(log);
+        match dropped {
+            Some(after) => Err(Error::Truncated { lsn: last, after }),
+            None => waited,
+        }
     }
 
     /// Returns once `lsn` is durable, sharing the fsync with concurrent callers (see
@@ -273,6 +303,8 @@ impl Wal {
             buf: Vec::with_capacity(opts.write_buffer_bytes),
             next_lsn: recovered.next_lsn,
             prealloc: opts.preallocate_bytes,
+            waiting: 0,
+            dropped: Vec::new(),
         };
         let inner = Arc::new(Inner {
             dir,
@@ -283,6 +315,8 @@ impl Wal {
                 next_lsn: 0,
                 file_len: 0,
                 prealloc: 0,
+                waiting: 0,
+                dropped: Vec::new(),
             }),
             group: GroupCommit::new(last_lsn, |m| Arc::new(Error::Internal(m))),
             kick: Condvar::new(),
@@ -331,10 +365,14 @@ impl Wal {
             return Err(Error::InvalidArgument("empty batch".into()));
         }
         let inner = &self.inner;
-        let _writer = (inner.opts.sync == SyncPolicy::Always).then(|| inner.group.writer());
-        let (first, last) = inner.enqueue(payloads)?;
+        let always = inner.opts.sync == SyncPolicy::Always;
+        let _writer = always.then(|| inner.group.writer());
+        let (first, last) = inner.enqueue(payloads, always)?;
         match inner.opts.sync {
-            SyncPolicy::Always => inner.wait_durable(last)?,
+            SyncPolicy::Always => {
+                let waited = inner.wait_durable(last);
+                inner.finish_wait(last, waited)?;
+            }
             SyncPolicy::Bytes(n) => {
                 let unsynced = inner
                     .appended_bytes
@@ -432,14 +470,24 @@ impl Wal {
 
     /// Drops every record after `lsn`, durably (for example a Raft log discarding a
     /// conflicting suffix). LSNs above `lsn` that were used are not reused: the next append
-    /// gets a fresh LSN past every one handed out so far. Do not call it while other threads
-    /// wait on appends it drops.
+    /// gets a fresh LSN past every one handed out so far. Appends still waiting for
+    /// durability (under [`SyncPolicy::Always`]) whose records it drops fail with
+    /// [`Error::Truncated`]; an append that had already returned its LSN was acknowledged,
+    /// and this call removes its record on purpose.
     pub fn truncate_after(&self, lsn: Lsn) -> Result<()> {
         let inner = &self.inner;
         inner.check_poison()?;
         let mut log = inner.log.lock();
-        if lsn >= log.next_lsn.saturating_sub(1) {
+        let high = log.next_lsn.saturating_sub(1);
+        if lsn >= high {
             return Ok(());
+        }
+        if log.waiting > 0 {
+            // Decided under the log lock: a waiting append checks this list under it too.
+            match log.dropped.last_mut() {
+                Some(last) if last.1 >= lsn => *last = (last.0.min(lsn), high),
+                _ => log.dropped.push((lsn, high)),
+            }
         }
         let mut run = || -> Result<()> {
             // First a fresh segment at the high-water mark, so that it is on disk before any
@@ -475,8 +523,10 @@ impl Wal {
             Ok(())
         };
         run().map_err(|e| inner.fail(e))?;
-        drop(log);
+        // Under the log lock, so no append acknowledged after this truncation (with a fresh
+        // LSN above `high`) is ever reported below the durable mark.
         inner.group.lower_to(lsn);
+        drop(log);
         Ok(())
     }
 

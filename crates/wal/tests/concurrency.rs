@@ -67,3 +67,35 @@ fn concurrent_always_appends_are_unique_durable_and_share_fsyncs() {
     let got: BTreeMap<u64, Vec<u8>> = wal2.iter_from(0).unwrap().map(|r| r.unwrap()).collect();
     assert_eq!(got, acked);
 }
+
+/// An append still waiting for its fsync when `truncate_after` drops its record fails with
+/// the typed `Truncated` error, instead of returning an LSN that is not in the log; and the
+/// durable mark is lowered before any later append can be acknowledged.
+#[test]
+fn truncate_after_fails_the_waiting_appends_it_drops() {
+    let sim = SimFs::new();
+    let opts = Options::default()
+        .with_fs(sim.durable())
+        .with_sync(SyncPolicy::Always);
+    let wal = Arc::new(Wal::open("/wal", opts).unwrap());
+    for i in 0..5 {
+        wal.append(format!("r{i}").as_bytes()).unwrap();
+    }
+    // A slow disk: the append below is still waiting when the truncation runs.
+    sim.set_sync_delay(Some(std::time::Duration::from_millis(100)));
+    let w = Arc::clone(&wal);
+    let appender = std::thread::spawn(move || w.append(b"dropped"));
+    std::thread::sleep(std::time::Duration::from_millis(30));
+    wal.truncate_after(5).unwrap();
+    let got = appender.join().unwrap();
+    assert!(
+        matches!(got, Err(wal::Error::Truncated { lsn: 6, after: 5 })),
+        "{got:?}"
+    );
+    sim.set_sync_delay(None);
+    let next = wal.append(b"after").unwrap();
+    assert!(next > 6, "LSNs are not reused");
+    assert_eq!(wal.durable_lsn(), next);
+    let records: Vec<_> = wal.iter_from(0).unwrap().map(|r| r.unwrap().0).collect();
+    assert_eq!(records, vec![1, 2, 3, 4, 5, next]);
+}
