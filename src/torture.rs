@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use clap::ValueEnum;
 use durable_fs::sim::CrashMode;
 use durable_fs::sim::files_workload::FilesWorkload;
+use durable_fs::sim::concurrent::{self, ConcurrentWorkload};
 use durable_fs::sim::harness::{self, Config, Report, Workload};
 
 /// Arguments of `durable torture`.
@@ -42,19 +43,39 @@ enum ModeArg {
 
 type Runner = Box<dyn Fn(&Config, &mut dyn FnMut(u64, u64)) -> Report>;
 
-/// Every workload the harness knows, by name.
+/// Every workload the harness knows, by name: the single-threaded ones (a crash before every
+/// operation of a deterministic run) and the concurrent ones (`-mt`: threads run freely, a
+/// crash after every change they made to the disk, plus a rerun with EIO at a seeded fsync).
 fn engines() -> Vec<(&'static str, Runner)> {
     fn runner<W: Workload + 'static>(w: W) -> Runner {
         Box::new(move |cfg, progress| harness::run(&w, cfg, progress))
     }
+    fn concurrent<W: ConcurrentWorkload + 'static>(w: W) -> Runner {
+        Box::new(move |cfg, progress| {
+            let cfg = concurrent::Config {
+                seeds: cfg.seeds.clone(),
+                mode: cfg.mode,
+                lying_dir_sync: cfg.lying_dir_sync,
+                max_points_per_seed: cfg.max_points_per_seed,
+                eio: true,
+            };
+            concurrent::run(&w, &cfg, progress)
+        })
+    }
     vec![
         ("durable-fs", runner(FilesWorkload::default())),
         ("wal", runner(wal::torture::WalWorkload::default())),
+        ("wal-mt", concurrent(wal::torture_mt::ConcurrentWal::default())),
         ("bitcask", runner(bitcask::torture::KvWorkload::default())),
+        (
+            "bitcask-mt",
+            concurrent(bitcask::torture_mt::ConcurrentKv::default()),
+        ),
         (
             "lsm-hash",
             runner(lsm_hash::torture::LsmWorkload::default()),
         ),
+        ("lsm-hash-mt", concurrent(lsm_hash::torture::concurrent())),
     ]
 }
 
@@ -115,12 +136,17 @@ pub fn run(args: &Args) -> Result<ExitCode, String> {
             lost = true;
             eprintln!("{} first failure: {f}", r.workload);
             eprintln!(
-                "  replay: durable torture --engine {} --mode {} --seed {} --seeds 1{}",
+                "  replay: durable torture --engine {} --mode {} --seed {} --seeds 1{}{}",
                 r.workload,
                 f.mode,
                 f.seed,
                 if f.lying_dir_sync {
                     " --lying-dir-sync"
+                } else {
+                    ""
+                },
+                if r.workload.ends_with("-mt") {
+                    "  (threads: the rerun draws a new interleaving)"
                 } else {
                     ""
                 }
@@ -140,7 +166,7 @@ fn print_table(reports: &[Report]) -> io::Result<()> {
     let mut out = io::stdout().lock();
     writeln!(
         out,
-        "{:<12} {:<9} {:<9} {:>6} {:>13} {:>14} {:>6} {:>6} {:>12} {:>16}",
+        "{:<12} {:<9} {:<9} {:>6} {:>13} {:>14} {:>6} {:>6} {:>12} {:>14} {:>16}",
         "engine",
         "mode",
         "dir-sync",
@@ -150,12 +176,13 @@ fn print_table(reports: &[Report]) -> io::Result<()> {
         "lost",
         "wrong",
         "resurrected",
+        "phantom-reads",
         "recovery-errors"
     )?;
     for r in reports {
         writeln!(
             out,
-            "{:<12} {:<9} {:<9} {:>6} {:>13} {:>14} {:>6} {:>6} {:>12} {:>16}",
+            "{:<12} {:<9} {:<9} {:>6} {:>13} {:>14} {:>6} {:>6} {:>12} {:>14} {:>16}",
             r.workload,
             r.mode.to_string(),
             if r.lying_dir_sync { "lying" } else { "real" },
@@ -165,6 +192,7 @@ fn print_table(reports: &[Report]) -> io::Result<()> {
             r.lost,
             r.wrong,
             r.resurrected,
+            r.phantom_reads,
             r.recovery_errors
         )?;
     }

@@ -285,11 +285,12 @@ pub fn check_concurrent(history: &[KvCall], k: u64, state: &KvState) -> Verdict 
         })
         .collect();
     sync_ends.sort_unstable();
-    // The earliest end of a sync that started at or after `e`.
+    // The earliest end of a sync that started after `e` (stamps order calls in real time
+    // only when they differ: a sync stamped `e` may have started before the write ended).
     let acked_by_sync = |e: u64| {
         sync_ends
             .iter()
-            .filter(|(s, _)| *s >= e)
+            .filter(|(s, _)| *s > e)
             .map(|(_, end)| *end)
             .min()
             .unwrap_or(u64::MAX)

@@ -45,6 +45,7 @@ mod options;
 mod reader;
 mod recovery;
 pub mod torture;
+pub mod torture_mt;
 mod verify;
 mod wal;
 
