@@ -159,7 +159,10 @@ fn open_time(c: &mut Criterion) {
     g.bench_function("bitcask_hints", |b| {
         b.iter(|| {
             assert_eq!(
-                bitcask::Bitcask::open(bc_dir.path(), ro()).unwrap().len().unwrap() as u64,
+                bitcask::Bitcask::open(bc_dir.path(), ro())
+                    .unwrap()
+                    .len()
+                    .unwrap() as u64,
                 n
             )
         })
@@ -173,7 +176,10 @@ fn open_time(c: &mut Criterion) {
     g.bench_function("bitcask_scan", |b| {
         b.iter(|| {
             assert_eq!(
-                bitcask::Bitcask::open(bc_dir.path(), ro()).unwrap().len().unwrap() as u64,
+                bitcask::Bitcask::open(bc_dir.path(), ro())
+                    .unwrap()
+                    .len()
+                    .unwrap() as u64,
                 n
             )
         })
@@ -191,7 +197,10 @@ fn open_time(c: &mut Criterion) {
                 for _ in 0..iters {
                     drop_caches();
                     let start = Instant::now();
-                    assert_eq!(bitcask::Bitcask::open(dir, ro()).unwrap().len().unwrap() as u64, n);
+                    assert_eq!(
+                        bitcask::Bitcask::open(dir, ro()).unwrap().len().unwrap() as u64,
+                        n
+                    );
                     t += start.elapsed();
                 }
                 t

@@ -5,8 +5,8 @@ use std::process::ExitCode;
 
 use clap::ValueEnum;
 use durable_fs::sim::CrashMode;
-use durable_fs::sim::files_workload::FilesWorkload;
 use durable_fs::sim::concurrent::{self, ConcurrentWorkload};
+use durable_fs::sim::files_workload::FilesWorkload;
 use durable_fs::sim::harness::{self, Config, Report, Workload};
 
 /// Arguments of `durable torture`.
@@ -65,7 +65,10 @@ fn engines() -> Vec<(&'static str, Runner)> {
     vec![
         ("durable-fs", runner(FilesWorkload::default())),
         ("wal", runner(wal::torture::WalWorkload::default())),
-        ("wal-mt", concurrent(wal::torture_mt::ConcurrentWal::default())),
+        (
+            "wal-mt",
+            concurrent(wal::torture_mt::ConcurrentWal::default()),
+        ),
         ("bitcask", runner(bitcask::torture::KvWorkload::default())),
         (
             "bitcask-mt",

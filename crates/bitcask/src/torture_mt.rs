@@ -257,6 +257,9 @@ impl<S: KvStore + Send + Sync> ConcurrentWorkload for ConcurrentKv<S> {
     }
 }
 
+/// The writes a recovered value can come from (see `check_concurrent`).
+type Sources<'f, 'a> = &'f dyn Fn(&[u8], Option<&Vec<u8>>) -> Option<Vec<Op<'a>>>;
+
 /// One write to one key, as the oracle sees it.
 #[derive(Clone, Copy, Debug)]
 struct Op<'a> {
@@ -297,7 +300,12 @@ pub fn check_concurrent(history: &[KvCall], k: u64, state: &KvState) -> Verdict 
     };
     let mut ops: HashMap<&[u8], Vec<Op<'_>>> = HashMap::new();
     for c in history {
-        if let KvCall::Write { ops: batch, start, end } = c {
+        if let KvCall::Write {
+            ops: batch,
+            start,
+            end,
+        } = c
+        {
             let ack = match end {
                 None => u64::MAX,
                 Some(e) if always => *e,
@@ -347,7 +355,12 @@ pub fn check_concurrent(history: &[KvCall], k: u64, state: &KvState) -> Verdict 
         };
         let acked: Vec<Op<'_>> = ops
             .get(key)
-            .map(|l| l.iter().filter(|o| o.ack < u64::MAX && o.ack <= k).copied().collect())
+            .map(|l| {
+                l.iter()
+                    .filter(|o| o.ack < u64::MAX && o.ack <= k)
+                    .copied()
+                    .collect()
+            })
             .unwrap_or_default();
         if acked.is_empty() {
             continue;
@@ -387,7 +400,7 @@ fn check_reads<'a>(
     k: u64,
     state: &KvState,
     ops: &HashMap<&[u8], Vec<Op<'a>>>,
-    sources: &dyn Fn(&[u8], Option<&Vec<u8>>) -> Option<Vec<Op<'a>>>,
+    sources: Sources<'_, 'a>,
     v: &mut Verdict,
 ) {
     for c in history {

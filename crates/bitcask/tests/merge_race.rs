@@ -16,7 +16,6 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-
 use bitcask::{Bitcask, Options, Regressions, SyncPolicy, WriteBatch};
 use durable_fs::sim::{CrashMode, Fault, FaultError, OpKind, SimFs};
 
@@ -185,9 +184,15 @@ fn reader_during_failing_fsync(old: bool) -> bool {
     }
     assert!(writer.join().unwrap().is_err());
     assert!(matches!(db.get(b"k"), Err(bitcask::Error::Poisoned(_))));
-    assert!(matches!(db.contains(b"k"), Err(bitcask::Error::Poisoned(_))));
+    assert!(matches!(
+        db.contains(b"k"),
+        Err(bitcask::Error::Poisoned(_))
+    ));
     assert!(db.len().is_err() && db.keys().is_err() && db.iter().next().unwrap().is_err());
-    assert!(db.poisoned().is_some(), "the poisoning error stays readable");
+    assert!(
+        db.poisoned().is_some(),
+        "the poisoning error stays readable"
+    );
     saw_v2
 }
 

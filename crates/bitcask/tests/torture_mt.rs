@@ -49,7 +49,10 @@ fn concurrent_writers_readers_and_merges_lose_nothing_in_any_crash_mode() {
     let w = ConcurrentKv::<Bitcask>::default();
     for mode in [CrashMode::Strict, CrashMode::Torn, CrashMode::Reordered] {
         let r = torture(&w, mode, seeds(), true);
-        eprintln!("{mode}: {} crash states, {} acked checked", r.crash_states, r.acked_checked);
+        eprintln!(
+            "{mode}: {} crash states, {} acked checked",
+            r.crash_states, r.acked_checked
+        );
         assert_clean(&r);
     }
 }
@@ -86,7 +89,7 @@ fn finds(w: &ConcurrentKv<Bitcask>, max: u64, found: impl Fn(&Report) -> bool) -
 
 #[test]
 fn negative_control_merge_committing_before_the_overwrite_is_durable_loses_data() {
-    let mut w = ConcurrentKv::<Bitcask>::default();
+    let mut w = ConcurrentKv::<Bitcask>::new("bitcask-mt", durable_fs::sim::sim_dir("bitcask-mt"));
     w.sync = Some(SyncPolicy::Never);
     w.open = |fs, dir, sync| {
         open_with(
@@ -105,7 +108,7 @@ fn negative_control_merge_committing_before_the_overwrite_is_durable_loses_data(
 
 #[test]
 fn negative_control_writes_visible_before_their_fsync_give_phantom_reads() {
-    let mut w = ConcurrentKv::<Bitcask>::default();
+    let mut w = ConcurrentKv::<Bitcask>::new("bitcask-mt", durable_fs::sim::sim_dir("bitcask-mt"));
     w.sync = Some(SyncPolicy::Always);
     w.open = |fs, dir, sync| {
         open_with(
@@ -121,5 +124,3 @@ fn negative_control_writes_visible_before_their_fsync_give_phantom_reads() {
     let r = finds(&w, 200, |r| r.phantom_reads > 0);
     eprintln!("found: {:?}", r.first_failure);
 }
-
-

@@ -178,8 +178,7 @@ impl<E: Clone> GroupCommit<E> {
             }
             // A panicking closure must not leave `in_progress` set (every later writer would
             // wait forever): it poisons the group like a failed sync.
-            let result = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(&mut sync))
-            {
+            let result = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(&mut sync)) {
                 Ok(r) => r,
                 Err(payload) => Err((self.on_panic)(panic_message(payload.as_ref()))),
             };
@@ -276,6 +275,10 @@ mod tests {
         let later = std::thread::spawn(move || gc2.wait(2, || Ok(2)));
         assert_eq!(later.join().unwrap(), Err("panic: disk on fire".to_owned()));
         assert_eq!(gc.durable(), 0);
-        assert_eq!(gc.poison("another".to_owned()), "panic: disk on fire", "first error kept");
+        assert_eq!(
+            gc.poison("another".to_owned()),
+            "panic: disk on fire",
+            "first error kept"
+        );
     }
 }

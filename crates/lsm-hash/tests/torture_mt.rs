@@ -27,7 +27,10 @@ fn concurrent_writers_readers_and_compactions_lose_nothing_in_any_crash_mode() {
     let w = lsm_hash::torture::concurrent();
     for mode in [CrashMode::Strict, CrashMode::Torn, CrashMode::Reordered] {
         let r = run(&w, &Config::new(1..=seeds(), mode), &mut |_, _| {});
-        eprintln!("{mode}: {} crash states, {} acked checked", r.crash_states, r.acked_checked);
+        eprintln!(
+            "{mode}: {} crash states, {} acked checked",
+            r.crash_states, r.acked_checked
+        );
         assert!(r.is_clean(), "{mode}: {:?}", r.first_failure);
         assert!(r.crash_states > 0 && r.acked_checked > 0, "{r:?}");
     }

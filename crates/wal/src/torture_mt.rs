@@ -96,7 +96,15 @@ fn options(fs: &DurableFs, sync: SyncPolicy) -> Options {
         .with_sync(sync)
 }
 
-fn appender(wal: &Wal, sim: &SimFs, calls: &Mutex<Vec<WalCall>>, t: u64, seed: u64, steps: u32, always: bool) {
+fn appender(
+    wal: &Wal,
+    sim: &SimFs,
+    calls: &Mutex<Vec<WalCall>>,
+    t: u64,
+    seed: u64,
+    steps: u32,
+    always: bool,
+) {
     let mut rng = Rng::new(Rng::derive(seed, 100 + t));
     for i in 0..steps {
         if !always && rng.chance(1, 6) {
@@ -107,7 +115,11 @@ fn appender(wal: &Wal, sim: &SimFs, calls: &Mutex<Vec<WalCall>>, t: u64, seed: u
                 return;
             }
         }
-        let n = if rng.chance(1, 4) { 2 + rng.below_usize(2) } else { 1 };
+        let n = if rng.chance(1, 4) {
+            2 + rng.below_usize(2)
+        } else {
+            1
+        };
         let payloads: Vec<Vec<u8>> = (0..n)
             .map(|j| {
                 let mut p = format!("t{t}-i{i}-j{j}-").into_bytes();
@@ -136,7 +148,13 @@ fn appender(wal: &Wal, sim: &SimFs, calls: &Mutex<Vec<WalCall>>, t: u64, seed: u
     }
 }
 
-fn truncator(wal: &Wal, sim: &SimFs, calls: &Mutex<Vec<WalCall>>, seed: u64, stop: &std::sync::atomic::AtomicBool) {
+fn truncator(
+    wal: &Wal,
+    sim: &SimFs,
+    calls: &Mutex<Vec<WalCall>>,
+    seed: u64,
+    stop: &std::sync::atomic::AtomicBool,
+) {
     let mut rng = Rng::new(Rng::derive(seed, 300));
     for _ in 0..8 {
         if stop.load(std::sync::atomic::Ordering::Acquire) {
@@ -288,7 +306,9 @@ pub fn check_concurrent(history: &[WalCall], k: u64, state: &[(Lsn, Vec<u8>)]) -
                     after && *lsn > t && *end < ts && te.is_some_and(|te| te <= k)
                 }) {
                     v.resurrected += 1;
-                    v.problem(|| format!("crash point {k}: record {lsn} dropped by truncate_after is back"));
+                    v.problem(|| {
+                        format!("crash point {k}: record {lsn} dropped by truncate_after is back")
+                    });
                 }
             }
             _ => {
@@ -314,9 +334,9 @@ pub fn check_concurrent(history: &[WalCall], k: u64, state: &[(Lsn, Vec<u8>)]) -
             continue;
         }
         // A truncation that started before the cut may have removed it on purpose.
-        let truncated = truncations.iter().any(|&(after, t, ts, _)| {
-            ts < k && if after { *lsn > t } else { *lsn < t }
-        });
+        let truncated = truncations
+            .iter()
+            .any(|&(after, t, ts, _)| ts < k && if after { *lsn > t } else { *lsn < t });
         if truncated {
             continue;
         }

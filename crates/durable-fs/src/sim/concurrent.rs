@@ -128,19 +128,33 @@ fn run_seed<W: ConcurrentWorkload>(
     };
     let sim = SimFs::new();
     if let Err(e) = w.prepare(&sim.durable()) {
-        report.add(seed, 0, Verdict::default(), Some(format!("prepare failed: {e}")));
+        report.add(
+            seed,
+            0,
+            Verdict::default(),
+            Some(format!("prepare failed: {e}")),
+        );
         return 0;
     }
     sim.set_lying_dir_sync(cfg.lying_dir_sync);
     let syncs_before = sim.ops_of(OpKind::Sync);
     if let Some(nth) = eio {
-        sim.inject(Fault::once(OpKind::Sync, syncs_before + nth, FaultError::Eio));
+        sim.inject(Fault::once(
+            OpKind::Sync,
+            syncs_before + nth,
+            FaultError::Eio,
+        ));
     }
     sim.start_journal();
     let history = match w.run(&sim, seed) {
         Ok(h) => h,
         Err(e) => {
-            report.add(seed, 0, Verdict::default(), Some(format!("workload failed: {e}")));
+            report.add(
+                seed,
+                0,
+                Verdict::default(),
+                Some(format!("workload failed: {e}")),
+            );
             return 0;
         }
     };

@@ -202,13 +202,7 @@ impl Report {
     }
 
     /// Adds one crash state's verdict (and recovery error, if any) at `seed`/`point`.
-    pub fn add(
-        &mut self,
-        seed: u64,
-        point: u64,
-        verdict: Verdict,
-        recovery_error: Option<String>,
-    ) {
+    pub fn add(&mut self, seed: u64, point: u64, verdict: Verdict, recovery_error: Option<String>) {
         self.crash_states += 1;
         self.acked_checked += verdict.acked_checked;
         self.lost += verdict.lost;

@@ -246,7 +246,11 @@ impl SimFs {
     /// position in the journal. Read it before a call to know that none of the call's
     /// changes come earlier, and after the call returns to know that all of them do.
     pub fn journal_len(&self) -> u64 {
-        self.state.lock().journal.as_ref().map_or(0, |(_, c)| c.len() as u64)
+        self.state
+            .lock()
+            .journal
+            .as_ref()
+            .map_or(0, |(_, c)| c.len() as u64)
     }
 
     /// A copy of the journal so far, if one was started.
