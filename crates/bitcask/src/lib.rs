@@ -13,7 +13,12 @@
 //!   at any point leaves the old set or the new set: no lost key, no resurrected delete;
 //! - a torn tail (a crash mid-write) is truncated at open and reported; damage elsewhere is
 //!   refused with file and offset ([`Error::Corruption`]) unless `Options::salvage` is set;
-//! - a failed write or fsync poisons the store: nothing after it is acknowledged.
+//! - under [`SyncPolicy::Always`] a write is visible to other threads only once it is
+//!   durable (readers never see a value a power cut could take back), and a merge racing
+//!   writers never drops a record before the write that replaced it is durable;
+//! - a failed write or fsync poisons the store: nothing after it is acknowledged, and every
+//!   call that reads or writes data returns [`Error::Poisoned`] ([`Bitcask::poisoned`] and
+//!   [`Bitcask::stats`] keep answering).
 //!
 //! Records carry a CRC over header, key and value, salted per file; a delete is a tombstone
 //! flag, so an empty value is a legal value. Batches ([`WriteBatch`]) are all-or-nothing after

@@ -15,8 +15,11 @@
 //!
 //! Records use the `bitcask` record format (CRC over header, key and value, salted per file;
 //! tombstone flag; batches all-or-nothing). A torn tail of the active segment is cut at open;
-//! damage elsewhere is [`Error::Corruption`] naming the file and offset. A failed write or
-//! fsync poisons the store.
+//! damage elsewhere is [`Error::Corruption`] naming the file and offset. Under
+//! [`SyncPolicy::Always`] a write enters its segment's index only once it is durable, so no
+//! reader sees a value a power cut could take back. A failed write or fsync poisons the
+//! store: every call that reads or writes data returns [`Error::Poisoned`] with the first
+//! error ([`LsmHash::poisoned`] and [`LsmHash::segments`] keep answering).
 //!
 //! ```
 //! use lsm_hash::{LsmHash, Options};
