@@ -521,7 +521,8 @@ impl Inner {
                 return Ok(None);
             };
             match self.read_value(key, loc) {
-                Ok(v) => return Ok(Some(v)),
+                // A failure while reading makes the value suspect: fail-stop.
+                Ok(v) => return self.check_poison().map(|()| Some(v)),
                 Err(Error::Fs(e)) if e.is_not_found() && attempts < 3 => attempts += 1,
                 Err(e) => return Err(e),
             }

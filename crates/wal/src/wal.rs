@@ -482,13 +482,6 @@ impl Wal {
         if lsn >= high {
             return Ok(());
         }
-        if log.waiting > 0 {
-            // Decided under the log lock: a waiting append checks this list under it too.
-            match log.dropped.last_mut() {
-                Some(last) if last.1 >= lsn => *last = (last.0.min(lsn), high),
-                _ => log.dropped.push((lsn, high)),
-            }
-        }
         let mut run = || -> Result<()> {
             // First a fresh segment at the high-water mark, so that it is on disk before any
             // record goes: a crash at any later point can never lead to LSN reuse.
@@ -523,6 +516,15 @@ impl Wal {
             Ok(())
         };
         run().map_err(|e| inner.fail(e))?;
+        if log.waiting > 0 {
+            // Only once the records are gone (a failed truncation poisons the log, and its
+            // waiters get that error), and under the log lock, which a waiting append takes
+            // to check this list.
+            match log.dropped.last_mut() {
+                Some(last) if last.1 >= lsn => *last = (last.0.min(lsn), high),
+                _ => log.dropped.push((lsn, high)),
+            }
+        }
         // Under the log lock, so no append acknowledged after this truncation (with a fresh
         // LSN above `high`) is ever reported below the durable mark.
         inner.group.lower_to(lsn);

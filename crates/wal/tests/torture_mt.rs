@@ -1,8 +1,8 @@
 //! Concurrent crash torture of the WAL: appender threads, `truncate_before` checkpoints and
 //! `truncate_after` suffix drops run at once on one simulated disk; every prefix of what they
 //! did is a crash state (strict, torn, reordered), and each seed runs again with EIO at a
-//! seeded fsync. Proves no acknowledged record is lost, no dropped record comes back, and an
-//! append dropped by a concurrent `truncate_after` is never reported as written. Sizes:
+//! seeded fsync. Proves no acknowledged record is lost and no dropped record comes back
+//! (`tests/concurrency.rs` shows a waiting append dropped by `truncate_after` fails). Sizes:
 //! `TORTURE_SEEDS` (default 6 per mode).
 
 #![allow(clippy::unwrap_used, reason = "test code: a panic is a failed test")]
