@@ -85,7 +85,9 @@ fn truncate_after_fails_the_waiting_appends_it_drops() {
     sim.set_sync_delay(Some(std::time::Duration::from_millis(100)));
     let w = Arc::clone(&wal);
     let appender = std::thread::spawn(move || w.append(b"dropped"));
-    std::thread::sleep(std::time::Duration::from_millis(30));
+    while wal.last_lsn() < 6 {
+        std::thread::yield_now(); // until the append is enqueued (its fsync takes 100 ms)
+    }
     wal.truncate_after(5).unwrap();
     let got = appender.join().unwrap();
     assert!(
