@@ -188,6 +188,23 @@ impl Disk {
     /// What a process crash leaves (no power cut): everything the running process sees,
     /// page cache included, reachable from the root.
     pub fn live_image(&self) -> Disk {
+        self.surviving(|node| match node {
+            Node::Dir(d) => Node::Dir(DirNode {
+                live: d.live.clone(),
+                durable: d.live.clone(),
+                pending: Vec::new(),
+            }),
+            Node::File(f) => Node::File(FileNode {
+                live: f.live.clone(),
+                durable: f.live.clone(),
+                pending: Vec::new(),
+            }),
+        })
+    }
+
+    /// The disk that `survive` leaves of each node, walking from the root through the
+    /// entries of the surviving directories (what is unreachable is gone).
+    fn surviving(&self, mut survive: impl FnMut(&Node) -> Node) -> Disk {
         let mut out = Disk {
             nodes: HashMap::new(),
             next_ino: self.next_ino,
@@ -200,21 +217,10 @@ impl Disk {
             let Some(node) = self.nodes.get(&ino) else {
                 continue;
             };
-            let kept = match node {
-                Node::Dir(d) => {
-                    queue.extend(d.live.values().copied());
-                    Node::Dir(DirNode {
-                        live: d.live.clone(),
-                        durable: d.live.clone(),
-                        pending: Vec::new(),
-                    })
-                }
-                Node::File(f) => Node::File(FileNode {
-                    live: f.live.clone(),
-                    durable: f.live.clone(),
-                    pending: Vec::new(),
-                }),
-            };
+            let kept = survive(node);
+            if let Node::Dir(d) = &kept {
+                queue.extend(d.live.values().copied());
+            }
             out.nodes.insert(ino, kept);
         }
         out
@@ -304,51 +310,35 @@ impl Disk {
 
     /// What survives a power cut now.
     pub fn crash_image(&self, mode: CrashMode, rng: &mut Rng) -> Disk {
-        let mut out = Disk {
-            nodes: HashMap::new(),
-            next_ino: self.next_ino,
-        };
-        let mut queue = VecDeque::from([ROOT]);
-        while let Some(ino) = queue.pop_front() {
-            if out.nodes.contains_key(&ino) {
-                continue;
+        self.surviving(|node| match node {
+            Node::Dir(d) => {
+                let mut entries = d.durable.clone();
+                if mode != CrashMode::Strict {
+                    let n = rng.below_usize(d.pending.len() + 1);
+                    for op in d.pending.iter().take(n) {
+                        apply_dir_op(&mut entries, op);
+                    }
+                }
+                Node::Dir(DirNode {
+                    live: entries.clone(),
+                    durable: entries,
+                    pending: Vec::new(),
+                })
             }
-            let Some(node) = self.nodes.get(&ino) else {
-                continue;
-            };
-            let survived = match node {
-                Node::Dir(d) => {
-                    let mut entries = d.durable.clone();
-                    if mode != CrashMode::Strict {
-                        let n = rng.below_usize(d.pending.len() + 1);
-                        for op in d.pending.iter().take(n) {
-                            apply_dir_op(&mut entries, op);
-                        }
-                    }
-                    queue.extend(entries.values().copied());
-                    Node::Dir(DirNode {
-                        live: entries.clone(),
-                        durable: entries,
-                        pending: Vec::new(),
-                    })
+            Node::File(f) => {
+                let mut data = f.durable.clone();
+                match mode {
+                    CrashMode::Strict => {}
+                    CrashMode::Torn => torn_file(&mut data, &f.pending, rng),
+                    CrashMode::Reordered => reordered_file(&mut data, &f.pending, rng),
                 }
-                Node::File(f) => {
-                    let mut data = f.durable.clone();
-                    match mode {
-                        CrashMode::Strict => {}
-                        CrashMode::Torn => torn_file(&mut data, &f.pending, rng),
-                        CrashMode::Reordered => reordered_file(&mut data, &f.pending, rng),
-                    }
-                    Node::File(FileNode {
-                        live: data.clone(),
-                        durable: data,
-                        pending: Vec::new(),
-                    })
-                }
-            };
-            out.nodes.insert(ino, survived);
-        }
-        out
+                Node::File(FileNode {
+                    live: data.clone(),
+                    durable: data,
+                    pending: Vec::new(),
+                })
+            }
+        })
     }
 }
 
