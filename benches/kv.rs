@@ -209,7 +209,7 @@ fn open_time(c: &mut Criterion) {
         g.bench_function("bitcask_scan", |b| cold(b, bc_dir.path()));
         // Hints again, for the cold run with them.
         let db = bitcask::Bitcask::open(bc_dir.path(), bitcask::Options::default()).unwrap();
-        db.merge().unwrap(); // rewrites every file with a hint
+        db.compact().unwrap(); // rewrites every file with a hint
         db.close().unwrap();
         g.bench_function("bitcask_hints", |b| cold(b, bc_dir.path()));
         g.finish();
@@ -260,7 +260,7 @@ fn merge(c: &mut Criterion) {
                 }
                 db.sync().unwrap();
                 let start = Instant::now();
-                let r = db.merge().unwrap();
+                let r = db.compact().unwrap();
                 total += start.elapsed();
                 assert_eq!(r.records, n);
             }
@@ -278,7 +278,7 @@ fn lsm_get_during_compaction(c: &mut Criterion) {
     let tmp = tempdir();
     let o = lsm_hash::Options::default()
         .with_sync(bitcask::SyncPolicy::Never)
-        .with_max_segment_bytes(1 << 20)
+        .with_max_file_bytes(1 << 20)
         .with_compaction_min_segments(0);
     let db = Arc::new(lsm_hash::LsmHash::open(tmp.path(), o).unwrap());
     let n = 50_000u64;
@@ -296,7 +296,7 @@ fn lsm_get_during_compaction(c: &mut Criterion) {
                         db.put(&key(i % n), &VALUE).unwrap();
                         i += 1;
                     }
-                    db.compact_now().unwrap();
+                    db.compact().unwrap();
                 }
             })
         });

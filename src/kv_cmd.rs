@@ -4,8 +4,10 @@ use std::io::{self, BufRead, Write};
 use std::path::Path;
 use std::process::ExitCode;
 
-use bitcask::{Bitcask, Options as BitcaskOptions, SyncPolicy as BitcaskSync, WriteBatch};
+use bitcask::Bitcask;
 use clap::{Subcommand, ValueEnum};
+use kv_core::{KvStore, SyncPolicy, WriteBatch};
+use lsm_hash::LsmHash;
 
 use crate::wal_cmd::SyncArg;
 
@@ -58,104 +60,35 @@ pub enum KvCommand {
     Stats,
 }
 
-/// Every live `(key, value)`.
-type Pairs = Vec<(Vec<u8>, Vec<u8>)>;
-
-/// What the command line needs from an engine.
-trait Store {
-    fn apply(&self, key: &[u8], value: Option<&[u8]>) -> Result<(), String>;
-    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, String>;
-    fn delete(&self, key: &[u8]) -> Result<bool, String>;
-    /// Every live pair (checksums verified as they are read).
-    fn pairs(&self) -> Result<Pairs, Corrupt>;
-    fn merge(&self) -> Result<(), String>;
-    fn stats(&self) -> Vec<(&'static str, String)>;
-    fn close(self: Box<Self>) -> Result<(), String>;
-}
-
 /// A read error: damage (exit 1, named file and offset) or anything else (exit 2).
 enum Corrupt {
     At(String),
     Other(String),
 }
 
-impl Store for Bitcask {
-    fn apply(&self, key: &[u8], value: Option<&[u8]>) -> Result<(), String> {
-        let mut b = WriteBatch::new();
-        match value {
-            Some(v) => b.put(key, v),
-            None => b.delete(key),
-        }
-        self.write(b).map(|_| ()).map_err(|e| e.to_string())
-    }
-    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, String> {
-        Bitcask::get(self, key).map_err(|e| e.to_string())
-    }
-    fn delete(&self, key: &[u8]) -> Result<bool, String> {
-        Bitcask::delete(self, key).map_err(|e| e.to_string())
-    }
-    fn pairs(&self) -> Result<Pairs, Corrupt> {
-        self.iter().collect::<Result<_, _>>().map_err(|e| match e {
-            bitcask::Error::Corruption { path, offset, kind } => {
+impl From<kv_core::Error> for Corrupt {
+    fn from(e: kv_core::Error) -> Self {
+        match e {
+            kv_core::Error::Corruption { path, offset, kind } => {
                 Corrupt::At(format!("{} offset {offset}: {kind}", path.display()))
             }
             other => Corrupt::Other(other.to_string()),
-        })
-    }
-    fn merge(&self) -> Result<(), String> {
-        Bitcask::merge(self).map(|_| ()).map_err(|e| e.to_string())
-    }
-    fn stats(&self) -> Vec<(&'static str, String)> {
-        let s = Bitcask::stats(self);
-        vec![
-            ("keys", s.keys.to_string()),
-            ("files", s.files.to_string()),
-            ("total_bytes", s.total_bytes.to_string()),
-            ("dead_bytes", s.dead_bytes.to_string()),
-            ("fragmentation", format!("{:.3}", s.fragmentation)),
-        ]
-    }
-    fn close(self: Box<Self>) -> Result<(), String> {
-        Bitcask::close(*self).map_err(|e| e.to_string())
+        }
     }
 }
 
-impl Store for lsm_hash::LsmHash {
-    fn apply(&self, key: &[u8], value: Option<&[u8]>) -> Result<(), String> {
-        self.write(&[(key.to_vec(), value.map(<[u8]>::to_vec))])
-            .map_err(|e| e.to_string())
+/// One put or delete as a batch.
+fn batch(key: &[u8], value: Option<&[u8]>) -> WriteBatch {
+    let mut b = WriteBatch::new();
+    match value {
+        Some(v) => b.put(key, v),
+        None => b.delete(key),
     }
-    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, String> {
-        lsm_hash::LsmHash::get(self, key).map_err(|e| e.to_string())
-    }
-    fn delete(&self, key: &[u8]) -> Result<bool, String> {
-        lsm_hash::LsmHash::delete(self, key).map_err(|e| e.to_string())
-    }
-    fn pairs(&self) -> Result<Pairs, Corrupt> {
-        self.iter().collect::<Result<_, _>>().map_err(|e| match e {
-            lsm_hash::Error::Corruption { path, offset, kind } => {
-                Corrupt::At(format!("{} offset {offset}: {kind}", path.display()))
-            }
-            other => Corrupt::Other(other.to_string()),
-        })
-    }
-    fn merge(&self) -> Result<(), String> {
-        self.compact_now().map(|_| ()).map_err(|e| e.to_string())
-    }
-    fn stats(&self) -> Vec<(&'static str, String)> {
-        let segs = self.segments();
-        vec![
-            ("keys", self.iter().count().to_string()),
-            ("segments", segs.len().to_string()),
-            (
-                "total_bytes",
-                segs.iter().map(|s| s.bytes).sum::<u64>().to_string(),
-            ),
-        ]
-    }
-    fn close(self: Box<Self>) -> Result<(), String> {
-        lsm_hash::LsmHash::close(*self).map_err(|e| e.to_string())
-    }
+    b
+}
+
+fn err(e: kv_core::Error) -> String {
+    e.to_string()
 }
 
 /// How a command opens the store.
@@ -170,48 +103,40 @@ enum Mode {
     Read,
 }
 
-fn open(engine: Engine, dir: &Path, mode: Mode) -> Result<Box<dyn Store>, Corrupt> {
+/// Opens the store with the same options for either engine: read commands open read-only
+/// (no lock, nothing written).
+fn open(engine: Engine, dir: &Path, mode: Mode) -> Result<Box<dyn KvStore>, Corrupt> {
     let (sync, file_bytes, read_only) = match mode {
         Mode::Write { sync, file_bytes } => (sync, file_bytes, false),
         Mode::Read => (SyncArg::Always, None, true),
     };
     let policy = match sync {
-        SyncArg::Always => BitcaskSync::Always,
-        SyncArg::Never => BitcaskSync::Never,
+        SyncArg::Always => SyncPolicy::Always,
+        SyncArg::Never => SyncPolicy::Never,
     };
-    match engine {
+    Ok(match engine {
         Engine::Bitcask => {
-            let mut opts = BitcaskOptions::default()
+            let mut opts = bitcask::Options::default()
                 .with_sync(policy)
                 .with_read_only(read_only);
             if let Some(n) = file_bytes {
                 opts = opts.with_max_file_bytes(n);
             }
-            match Bitcask::open(dir, opts) {
-                Ok(db) => Ok(Box::new(db)),
-                Err(bitcask::Error::Corruption { path, offset, kind }) => Err(Corrupt::At(
-                    format!("{} offset {offset}: {kind}", path.display()),
-                )),
-                Err(e) => Err(Corrupt::Other(e.to_string())),
-            }
+            Box::new(Bitcask::open(dir, opts)?)
         }
         Engine::LsmHash => {
-            let mut opts = lsm_hash::Options::default().with_sync(policy);
+            let mut opts = lsm_hash::Options::default()
+                .with_sync(policy)
+                .with_read_only(read_only);
             if let Some(n) = file_bytes {
-                opts = opts.with_max_segment_bytes(n);
+                opts = opts.with_max_file_bytes(n);
             }
-            match lsm_hash::LsmHash::open(dir, opts) {
-                Ok(db) => Ok(Box::new(db)),
-                Err(lsm_hash::Error::Corruption { path, offset, kind }) => Err(Corrupt::At(
-                    format!("{} offset {offset}: {kind}", path.display()),
-                )),
-                Err(e) => Err(Corrupt::Other(e.to_string())),
-            }
+            Box::new(LsmHash::open(dir, opts)?)
         }
-    }
+    })
 }
 
-fn open_or_fail(engine: Engine, dir: &Path, mode: Mode) -> Result<Box<dyn Store>, String> {
+fn open_or_fail(engine: Engine, dir: &Path, mode: Mode) -> Result<Box<dyn KvStore>, String> {
     open(engine, dir, mode).map_err(|e| match e {
         Corrupt::At(s) => format!("corrupt {s}"),
         Corrupt::Other(s) => s,
@@ -296,22 +221,22 @@ pub fn run(engine: Engine, dir: &Path, cmd: &KvCommand) -> Result<ExitCode, Stri
                 }
                 match parse_line(&line)? {
                     Line::Merge => {
-                        db.merge()?;
+                        db.compact().map_err(err)?;
                         w(writeln!(out, "merged").and_then(|()| out.flush()))?;
                         continue;
                     }
-                    Line::Put(k, v) => db.apply(k, Some(v))?,
-                    Line::Del(k) => db.apply(k, None)?,
+                    Line::Put(k, v) => db.write(batch(k, Some(v))).map_err(err)?,
+                    Line::Del(k) => db.write(batch(k, None)).map_err(err)?,
                 }
                 n += 1;
                 w(writeln!(out, "ack {n}").and_then(|()| out.flush()))?;
             }
-            db.close()?;
+            db.close().map_err(err)?;
             Ok(ExitCode::SUCCESS)
         }
         KvCommand::Get { key } => {
             let db = open_or_fail(engine, dir, Mode::Read)?;
-            match db.get(key.as_bytes())? {
+            match db.get(key.as_bytes()).map_err(err)? {
                 Some(v) => {
                     w(out.write_all(&v).and_then(|()| out.write_all(b"\n")))?;
                     Ok(ExitCode::SUCCESS)
@@ -324,25 +249,25 @@ pub fn run(engine: Engine, dir: &Path, cmd: &KvCommand) -> Result<ExitCode, Stri
         }
         KvCommand::Put { key, value } => {
             let db = open_or_fail(engine, dir, write_mode)?;
-            db.apply(key.as_bytes(), Some(value.as_bytes()))?;
-            db.close()?;
+            db.write(batch(key.as_bytes(), Some(value.as_bytes())))
+                .map_err(err)?;
+            db.close().map_err(err)?;
             Ok(ExitCode::SUCCESS)
         }
         KvCommand::Del { key } => {
             let db = open_or_fail(engine, dir, write_mode)?;
-            if !db.delete(key.as_bytes())? {
+            if !db.delete(key.as_bytes()).map_err(err)? {
                 eprintln!("{key}: not found (nothing deleted)");
             }
-            db.close()?;
+            db.close().map_err(err)?;
             Ok(ExitCode::SUCCESS)
         }
         KvCommand::Dump => {
             let db = open_or_fail(engine, dir, Mode::Read)?;
-            let mut pairs = db.pairs().map_err(|e| match e {
+            let pairs = db.pairs().map_err(|e| match Corrupt::from(e) {
                 Corrupt::At(s) => format!("corrupt {s}"),
                 Corrupt::Other(s) => s,
             })?;
-            pairs.sort();
             let mut out = io::BufWriter::new(out);
             for (k, v) in pairs {
                 w(out
@@ -356,13 +281,14 @@ pub fn run(engine: Engine, dir: &Path, cmd: &KvCommand) -> Result<ExitCode, Stri
         }
         KvCommand::Merge => {
             let db = open_or_fail(engine, dir, write_mode)?;
-            db.merge()?;
-            db.close()?;
+            db.compact().map_err(err)?;
+            db.close().map_err(err)?;
             w(writeln!(out, "merged"))?;
             Ok(ExitCode::SUCCESS)
         }
         KvCommand::Verify => {
-            let checked = open(engine, dir, Mode::Read).and_then(|db| db.pairs().map(|p| p.len()));
+            let checked = open(engine, dir, Mode::Read)
+                .and_then(|db| db.pairs().map(|p| p.len()).map_err(Corrupt::from));
             match checked {
                 Ok(keys) => {
                     w(writeln!(out, "ok keys {keys}"))?;
@@ -377,7 +303,15 @@ pub fn run(engine: Engine, dir: &Path, cmd: &KvCommand) -> Result<ExitCode, Stri
         }
         KvCommand::Stats => {
             let db = open_or_fail(engine, dir, Mode::Read)?;
-            for (name, value) in db.stats() {
+            let s = db.stats().map_err(err)?;
+            let lines = [
+                ("keys", s.keys.to_string()),
+                ("files", s.files.to_string()),
+                ("total_bytes", s.total_bytes.to_string()),
+                ("dead_bytes", s.dead_bytes.to_string()),
+                ("fragmentation", format!("{:.3}", s.fragmentation())),
+            ];
+            for (name, value) in lines {
                 w(writeln!(out, "{name} {value}"))?;
             }
             Ok(ExitCode::SUCCESS)

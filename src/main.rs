@@ -30,7 +30,8 @@ enum Command {
     /// The write-ahead log: append, dump, verify, truncate.
     #[command(subcommand)]
     Wal(wal_cmd::WalCommand),
-    /// Quick side-by-side benchmark: our engines, their peers and the fsync floor, one table.
+    /// Quick side-by-side benchmark: our engines, their peers and the fsync floor, one table
+    /// (needs the `bench` feature: `cargo run --release --features bench -- bench`).
     Bench {
         /// About a minute instead of several.
         #[arg(long)]
@@ -53,6 +54,14 @@ enum Command {
     },
 }
 
+#[cfg(not(feature = "bench"))]
+fn bench(_quick: bool, _dir: Option<std::path::PathBuf>) -> Result<ExitCode, String> {
+    Err("this build has no peer databases to compare against; run \
+         `cargo run --release --features bench -- bench`"
+        .to_owned())
+}
+
+#[cfg(feature = "bench")]
 fn bench(quick: bool, dir: Option<std::path::PathBuf>) -> Result<ExitCode, String> {
     use durable::bench::{self, Config};
     let remove_after = dir.is_none();

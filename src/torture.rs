@@ -69,15 +69,9 @@ fn engines() -> Vec<(&'static str, Runner)> {
             "wal-mt",
             concurrent(wal::torture_mt::ConcurrentWal::default()),
         ),
-        ("bitcask", runner(bitcask::torture::KvWorkload::default())),
-        (
-            "bitcask-mt",
-            concurrent(bitcask::torture_mt::ConcurrentKv::default()),
-        ),
-        (
-            "lsm-hash",
-            runner(lsm_hash::torture::LsmWorkload::default()),
-        ),
+        ("bitcask", runner(bitcask::torture::workload())),
+        ("bitcask-mt", concurrent(bitcask::torture::concurrent())),
+        ("lsm-hash", runner(lsm_hash::torture::workload())),
         ("lsm-hash-mt", concurrent(lsm_hash::torture::concurrent())),
     ]
 }

@@ -27,6 +27,8 @@ use std::path::{Path, PathBuf};
 use durable_fs::DurableFs;
 
 type Model = BTreeMap<Vec<u8>, Vec<u8>>;
+/// `(key, Some(value))` puts and `(key, None)` deletes, applied atomically.
+type Batch = Vec<(Vec<u8>, Option<Vec<u8>>)>;
 
 fn fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -53,7 +55,7 @@ fn copy_fixture(name: &str) -> (tempfile::TempDir, PathBuf) {
 
 /// The key-value workload both engines' fixtures were written with, as a sequence of
 /// batches (`None`: delete) with a compaction after batch 120; returns the final model.
-fn kv_batches() -> Vec<Vec<(Vec<u8>, Option<Vec<u8>>)>> {
+fn kv_batches() -> Vec<Batch> {
     let mut out = Vec::new();
     for i in 0u32..240 {
         let key = |j: u32| format!("key{:03}", j % 47).into_bytes();
@@ -113,8 +115,9 @@ fn write_golden_fixtures() {
     // bitcask, format 1.
     let dir = root.join("bitcask-v1");
     assert!(!fs.exists(&dir).unwrap(), "{} exists", dir.display());
-    let mut opts = bitcask::Options::default().with_max_file_bytes(4096);
-    opts.preallocate_bytes = 0;
+    let opts = bitcask::Options::default()
+        .with_max_file_bytes(4096)
+        .with_preallocate_bytes(0);
     let db = bitcask::Bitcask::open(&dir, opts.clone()).unwrap();
     for (i, batch) in kv_batches().into_iter().enumerate() {
         let mut b = bitcask::WriteBatch::new();
@@ -126,7 +129,7 @@ fn write_golden_fixtures() {
         }
         db.write(b).unwrap();
         if i == 120 {
-            db.merge().unwrap();
+            db.compact().unwrap();
         }
     }
     db.close().unwrap();
@@ -144,15 +147,15 @@ fn write_golden_fixtures() {
     // lsm-hash, format 1.
     let dir = root.join("lsm-hash-v1");
     assert!(!fs.exists(&dir).unwrap(), "{} exists", dir.display());
-    let mut opts = lsm_hash::Options::default()
-        .with_max_segment_bytes(4096)
-        .with_compaction_min_segments(0);
-    opts.preallocate_bytes = 0;
+    let opts = lsm_hash::Options::default()
+        .with_max_file_bytes(4096)
+        .with_compaction_min_segments(0)
+        .with_preallocate_bytes(0);
     let db = lsm_hash::LsmHash::open(&dir, opts).unwrap();
     for (i, batch) in kv_batches().into_iter().enumerate() {
-        db.write(&batch).unwrap();
+        db.write(batch.into_iter().collect()).unwrap();
         if i == 120 {
-            db.compact_now().unwrap();
+            db.compact().unwrap();
         }
     }
     db.close().unwrap();
@@ -187,7 +190,7 @@ fn bitcask_v1_store_opens_and_reads_back() {
     // Still writable, and the write survives a reopen.
     let db = bitcask::Bitcask::open(&dir, bitcask::Options::default()).unwrap();
     db.put(b"new", b"value").unwrap();
-    db.merge().unwrap();
+    db.compact().unwrap();
     db.close().unwrap();
     let db = bitcask::Bitcask::open(&dir, bitcask::Options::default()).unwrap();
     let mut want = want;
@@ -200,11 +203,16 @@ fn bitcask_v1_store_opens_and_reads_back() {
 fn lsm_hash_v1_store_opens_and_reads_back() {
     let (_tmp, dir) = copy_fixture("lsm-hash-v1");
     let want = kv_model();
+    let ro = lsm_hash::Options::default().with_read_only(true);
+    let db = lsm_hash::LsmHash::open(&dir, ro).unwrap();
+    let got: Model = db.iter().collect::<Result<_, _>>().unwrap();
+    assert_eq!(got, want, "read-only");
+    db.close().unwrap();
     let db = lsm_hash::LsmHash::open(&dir, lsm_hash::Options::default()).unwrap();
     let got: Model = db.iter().collect::<Result<_, _>>().unwrap();
     assert_eq!(got, want);
     db.put(b"new", b"value").unwrap();
-    db.compact_now().unwrap();
+    db.compact().unwrap();
     db.close().unwrap();
     let db = lsm_hash::LsmHash::open(&dir, lsm_hash::Options::default()).unwrap();
     let mut want = want;
@@ -227,11 +235,7 @@ fn wal_v1_log_opens_and_reads_back() {
     assert_eq!(got, want);
     let log = wal::Wal::open(&dir, wal::Options::default()).unwrap();
     assert_eq!(log.first_lsn(), Some(WAL_FIRST_KEPT));
-    let got: Vec<(u64, Vec<u8>)> = log
-        .iter_from(0)
-        .unwrap()
-        .collect::<Result<_, _>>()
-        .unwrap();
+    let got: Vec<(u64, Vec<u8>)> = log.iter_from(0).unwrap().collect::<Result<_, _>>().unwrap();
     assert_eq!(got, want);
     assert_eq!(log.append(b"next").unwrap(), records.len() as u64 + 1);
     log.close().unwrap();

@@ -3,52 +3,23 @@
 
 use std::collections::HashMap;
 use std::path::Path;
-use std::sync::Arc;
 
-use durable_fs::{Access, DurableFs, File};
+use durable_fs::{Access, DurableFs};
+use kv_core::{DataFile, Result};
 
-use crate::error::{CorruptionKind, Error, Result};
-use crate::format::{DATA_MAGIC, FILE_HEADER_LEN, FileHeader, data_name};
-
-/// An open data file and its CRC salt.
-#[derive(Clone, Debug)]
-pub(crate) struct Handle {
-    pub file: Arc<File>,
-    pub salt: u32,
-}
+use crate::format::{DATA_MAGIC, data_name};
 
 #[derive(Debug)]
 pub(crate) struct HandleCache {
     capacity: usize,
     tick: u64,
-    open: HashMap<u64, (Handle, u64)>,
+    open: HashMap<u64, (DataFile, u64)>,
 }
 
-/// Opens data file `id` and reads its header.
-pub(crate) fn open_data(fs: &DurableFs, dir: &Path, id: u64) -> Result<Handle> {
+/// Opens data file `id` and checks its header.
+pub(crate) fn open_data(fs: &DurableFs, dir: &Path, id: u64) -> Result<DataFile> {
     let path = dir.join(data_name(id));
-    let file = fs.open(&path, Access::Read)?;
-    let mut header = [0u8; FILE_HEADER_LEN];
-    file.read_exact_at(&mut header, 0)?;
-    let h = FileHeader::decode(&header, &DATA_MAGIC).map_err(|kind| Error::Corruption {
-        path: path.clone(),
-        offset: 0,
-        kind,
-    })?;
-    if h.file_id != id {
-        return Err(Error::Corruption {
-            path,
-            offset: 16,
-            kind: CorruptionKind::NameMismatch {
-                name_id: id,
-                header_id: h.file_id,
-            },
-        });
-    }
-    Ok(Handle {
-        file: Arc::new(file),
-        salt: h.salt,
-    })
+    DataFile::open(fs, path, &DATA_MAGIC, id, Access::Read).map(|(data, _)| data)
 }
 
 impl HandleCache {
@@ -62,7 +33,7 @@ impl HandleCache {
 
     /// The handle of data file `id`, opening it (and evicting the least recently used one)
     /// if needed.
-    pub fn get(&mut self, fs: &DurableFs, dir: &Path, id: u64) -> Result<Handle> {
+    pub fn get(&mut self, fs: &DurableFs, dir: &Path, id: u64) -> Result<DataFile> {
         self.tick += 1;
         if let Some((h, used)) = self.open.get_mut(&id) {
             *used = self.tick;

@@ -11,7 +11,7 @@ use std::hash::BuildHasher;
 
 use hashbrown::HashTable;
 
-use crate::format::RECORD_HEADER_LEN;
+use kv_core::format::record_len;
 
 /// Where a key's latest value lives.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -29,7 +29,7 @@ pub(crate) struct Loc {
 impl Loc {
     /// Bytes of the whole record for `key_len`.
     pub fn record_len(&self, key_len: usize) -> u64 {
-        (RECORD_HEADER_LEN + key_len) as u64 + u64::from(self.value_len)
+        record_len(key_len, self.value_len as usize)
     }
 }
 

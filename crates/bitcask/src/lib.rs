@@ -12,7 +12,8 @@
 //! - a merge commits with one atomic marker file and only then removes its inputs, so a crash
 //!   at any point leaves the old set or the new set: no lost key, no resurrected delete;
 //! - a torn tail (a crash mid-write) is truncated at open and reported; damage elsewhere is
-//!   refused with file and offset ([`Error::Corruption`]) unless `Options::salvage` is set;
+//!   refused with file and offset ([`Error::Corruption`]) unless [`Options::recovery`] says
+//!   [`RecoveryMode::SkipCorrupt`];
 //! - under [`SyncPolicy::Always`] a write is visible to other threads only once it is
 //!   durable (readers never see a value a power cut could take back), and a merge racing
 //!   writers never drops a record before the write that replaced it is durable;
@@ -22,7 +23,12 @@
 //!
 //! Records carry a CRC over header, key and value, salted per file; a delete is a tombstone
 //! flag, so an empty value is a legal value. Batches ([`WriteBatch`]) are all-or-nothing after
-//! a crash. Formats: [`mod@format`] and `docs/FORMAT-bitcask.md`.
+//! a crash. The record, header and hint formats are shared with lsm-hash through `kv-core`
+//! (`docs/FORMAT-kv-record.md`); the directory and the merge marker are in
+//! `docs/FORMAT-bitcask.md`. The store implements [`KvStore`], the one face of both engines.
+//!
+//! **Features.** `sim` adds `bitcask::torture`: the store's crash-torture workloads
+//! (it turns on `durable-fs/sim`); a default build compiles no simulator.
 //!
 //! **Memory.** Every live key is in memory: key length + about 42 bytes each (58.5 bytes for
 //! a 16-byte key; see BENCHMARKS.md), so the key set must fit in RAM, as in Bitcask.
@@ -41,25 +47,29 @@
 //! db.write(batch)?;                                      // all or nothing
 //! assert_eq!(db.get(b"apple")?, None);
 //! assert_eq!(db.get(b"empty")?, Some(Vec::new()));
-//! db.merge()?;                                           // reclaim dead bytes
+//! db.compact()?;                                         // merge: reclaim dead bytes
 //! assert_eq!(db.get(b"pear")?, Some(b"green".to_vec()));
 //! db.close()?;
 //! # Ok(()) }
 //! ```
 
-mod error;
-pub mod format;
+mod commit;
+mod format;
 mod handles;
+mod inner;
 mod keydir;
 mod merge;
 mod options;
 mod recovery;
 mod store;
+#[cfg(feature = "sim")]
 pub mod torture;
-pub mod torture_mt;
 
-pub use error::{CorruptionKind, Error, Result};
-pub use merge::{MERGE_MARKER, MergeReport};
-pub use options::{MergeTriggers, Options, Regressions, SyncPolicy};
-pub use recovery::{Damage, OpenReport};
-pub use store::{Bitcask, Iter, Stats, WriteBatch};
+pub use commit::MERGE_MARKER;
+pub use kv_core::{
+    CompactionReport, CorruptionKind, Damage, Error, KvStore, RecoveryMode, Result, Stats,
+    SyncPolicy, WriteBatch,
+};
+pub use options::{MergeTriggers, Options, Regressions};
+pub use recovery::RecoveryReport;
+pub use store::{Bitcask, Iter};

@@ -27,118 +27,22 @@
 //! `Interval` it holds page-cache writes, which step 3 makes durable before the commit. Either
 //! way, a record is dropped only when what replaced it survives a power cut.
 
-use std::path::Path;
-use std::sync::atomic::Ordering;
+use kv_core::format::{FILE_HEADER_LEN, FileKind, HintEntry, decode_record, encode_record};
+use kv_core::{CompactionReport, DataFile, Error, Result};
 
-use durable_fs::{DurableFs, File};
-
-use crate::error::{CorruptionKind, Error, Result};
-use crate::format::{
-    FILE_HEADER_LEN, HintEntry, data_name, decode_record, encode_record, hint_name, merge_name,
-};
+use crate::commit::{MERGE_MARKER, MergeMarker};
+use crate::format::{data_name, file_id32, hint_name, merge_name};
 use crate::handles::open_data;
+use crate::inner::{HintJob, Inner};
 use crate::keydir::{FileStats, Loc};
 use crate::options::MergeTriggers;
-use crate::store::{HintJob, Inner, create_data_file};
-
-/// The name of the merge commit marker.
-pub const MERGE_MARKER: &str = "MERGE";
-
-/// What a merge did.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct MergeReport {
-    /// Files merged (and removed).
-    pub inputs: Vec<u64>,
-    /// Files written.
-    pub outputs: Vec<u64>,
-    /// Live records copied.
-    pub records: u64,
-    /// Record bytes before (in the inputs) and after (in the outputs).
-    pub bytes_before: u64,
-    /// See `bytes_before`.
-    pub bytes_after: u64,
-}
-
-/// The commit marker: which files the merge replaces with which.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) struct MergeMarker {
-    pub inputs: Vec<u64>,
-    pub outputs: Vec<u64>,
-}
-
-fn join(ids: &[u64]) -> String {
-    ids.iter().map(u64::to_string).collect::<Vec<_>>().join(" ")
-}
-
-impl MergeMarker {
-    pub fn encode(&self) -> Vec<u8> {
-        let body = format!(
-            "bitcask-merge 1\ninputs {}\noutputs {}\n",
-            join(&self.inputs),
-            join(&self.outputs)
-        );
-        let crc = crc32fast::hash(body.as_bytes());
-        format!("{body}crc {crc:08x}\n").into_bytes()
-    }
-
-    pub fn decode(b: &[u8]) -> Option<MergeMarker> {
-        let s = std::str::from_utf8(b).ok()?;
-        let (body, crc_line) = s.strip_suffix('\n')?.rsplit_once('\n')?;
-        let body = format!("{body}\n");
-        let crc = u32::from_str_radix(crc_line.strip_prefix("crc ")?, 16).ok()?;
-        if crc32fast::hash(body.as_bytes()) != crc {
-            return None;
-        }
-        let mut lines = body.lines();
-        if lines.next()? != "bitcask-merge 1" {
-            return None;
-        }
-        let ids = |line: &str, tag: &str| -> Option<Vec<u64>> {
-            line.strip_prefix(tag)?
-                .split_whitespace()
-                .map(|t| t.parse().ok())
-                .collect()
-        };
-        Some(MergeMarker {
-            inputs: ids(lines.next()?, "inputs")?,
-            outputs: ids(lines.next()?, "outputs")?,
-        })
-    }
-}
-
-/// Finishes a committed merge (steps 4-6 of the module docs), at open.
-pub(crate) fn roll_forward(fs: &DurableFs, dir: &Path, m: &MergeMarker) -> Result<()> {
-    for &id in &m.outputs {
-        let staged = dir.join(merge_name(id));
-        let data = dir.join(data_name(id));
-        if fs.exists(&staged)? {
-            fs.rename(&staged, &data)?;
-        } else if !fs.exists(&data)? {
-            return Err(Error::Corruption {
-                path: dir.join(MERGE_MARKER),
-                offset: 0,
-                kind: CorruptionKind::BadMergeMarker,
-            });
-        }
-    }
-    for &id in &m.inputs {
-        for name in [data_name(id), hint_name(id)] {
-            let p = dir.join(name);
-            if fs.exists(&p)? {
-                fs.remove_file(&p)?;
-            }
-        }
-    }
-    fs.remove_file(&dir.join(MERGE_MARKER))?;
-    Ok(())
-}
 
 /// True when the immutable files meet either trigger.
 pub(crate) fn should_merge(inner: &Inner, t: &MergeTriggers) -> bool {
     let active = inner
         .writer
         .as_ref()
-        .map(|w| u32::try_from(w.lock().id).unwrap_or(u32::MAX));
+        .and_then(|w| file_id32(w.lock().app.data.id));
     let kd = inner.keydir.read();
     let (total, dead) = kd
         .files
@@ -150,9 +54,9 @@ pub(crate) fn should_merge(inner: &Inner, t: &MergeTriggers) -> bool {
 
 /// An output file being written.
 struct Output {
-    id: u64,
-    file: File,
-    salt: u32,
+    data: DataFile,
+    /// Its id in the keydir.
+    small: u32,
     offset: u64,
     hint: Vec<HintEntry>,
 }
@@ -165,7 +69,7 @@ struct Moved {
 }
 
 /// Runs a merge; see the module docs.
-pub(crate) fn merge(inner: &Inner) -> Result<MergeReport> {
+pub(crate) fn merge(inner: &Inner) -> Result<CompactionReport> {
     let _one_at_a_time = inner.merge_lock.lock();
     inner.check_poison()?;
     let writer = inner.writer.as_ref().ok_or(Error::ReadOnly)?;
@@ -176,12 +80,12 @@ pub(crate) fn merge(inner: &Inner) -> Result<MergeReport> {
         // A write that failed while this merge waited for the lock poisoned the store: do
         // not rotate on top of it.
         inner.check_poison()?;
-        let job = if w.offset > FILE_HEADER_LEN as u64 {
+        let job = if w.app.has_records() {
             Some(inner.rotate(&mut w).map_err(|e| inner.fail(e))?)
         } else {
             None
         };
-        let active = w.id;
+        let active = w.app.data.id;
         let inputs: Vec<u64> = inner
             .files
             .lock()
@@ -195,7 +99,7 @@ pub(crate) fn merge(inner: &Inner) -> Result<MergeReport> {
         inner.write_hint(job);
     }
     if inputs.is_empty() {
-        return Ok(MergeReport::default());
+        return Ok(CompactionReport::default());
     }
     // Every record in the inputs is durable (each input was synced when it was rotated
     // away), but under `Always` a batch becomes visible only after its writer's wait: make
@@ -203,18 +107,16 @@ pub(crate) fn merge(inner: &Inner) -> Result<MergeReport> {
     inner.publish_upto(inner.group.durable());
     let mut outputs: Vec<Output> = Vec::new();
     let mut moved: Vec<Moved> = Vec::new();
-    let mut report = MergeReport {
-        inputs: inputs.clone(),
-        ..MergeReport::default()
-    };
+    let mut report = CompactionReport::default();
+    report.inputs.clone_from(&inputs);
     // 2. Copy live records (on failure, drop the outputs: the old set is untouched).
     if let Err(e) = copy_live(inner, &inputs, &mut outputs, &mut moved, &mut report) {
         for o in &outputs {
-            let _ = inner.opts.fs.remove_file(&inner.dir.join(merge_name(o.id)));
+            let _ = inner.opts.fs.remove_file(&o.data.path);
         }
         return Err(e);
     }
-    report.outputs = outputs.iter().map(|o| o.id).collect();
+    report.outputs = outputs.iter().map(|o| o.data.id).collect();
     // 3. Commit, once what made the skipped records dead is durable. A record was skipped
     // because the keydir pointed past it, to a newer write or a delete that may still be only
     // in the page cache (`Never`, `Interval`): without this sync, a power cut after the
@@ -230,7 +132,7 @@ pub(crate) fn merge(inner: &Inner) -> Result<MergeReport> {
     };
     if let Err(e) = ready {
         for o in &outputs {
-            let _ = inner.opts.fs.remove_file(&inner.dir.join(merge_name(o.id)));
+            let _ = inner.opts.fs.remove_file(&o.data.path);
         }
         return Err(e);
     }
@@ -256,29 +158,21 @@ fn copy_live(
     inputs: &[u64],
     outputs: &mut Vec<Output>,
     moved: &mut Vec<Moved>,
-    report: &mut MergeReport,
+    report: &mut CompactionReport,
 ) -> Result<()> {
     let opts = &inner.opts;
     let mut buf = Vec::new();
     for &id in inputs {
-        let handle = open_data(&opts.fs, &inner.dir, id)?;
-        let bytes = handle.file.read_all()?;
-        let path = inner.dir.join(data_name(id));
+        let input = open_data(&opts.fs, &inner.dir, id)?;
+        let bytes = input.file.read_all()?;
         report.bytes_before += (bytes.len() - FILE_HEADER_LEN.min(bytes.len())) as u64;
         let mut pos = FILE_HEADER_LEN;
-        let file_id = u32::try_from(id).unwrap_or(u32::MAX);
+        let file_id = file_id32(id)
+            .ok_or_else(|| Error::Internal(format!("input file id {id} past 32 bits")))?;
         while pos < bytes.len() {
             let rest = bytes.get(pos..).unwrap_or_default();
-            let r = decode_record(rest, handle.salt, u32::MAX, u32::MAX).map_err(|e| {
-                Error::Corruption {
-                    path: path.clone(),
-                    offset: pos as u64,
-                    kind: match e {
-                        crate::format::DecodeError::Truncated => CorruptionKind::TruncatedRecord,
-                        crate::format::DecodeError::Corrupt(k) => k,
-                    },
-                }
-            })?;
+            let r = decode_record(rest, input.salt, u32::MAX, u32::MAX)
+                .map_err(|e| Error::corrupt(&input.path, pos as u64, e))?;
             let offset = pos as u32;
             pos += r.encoded_len();
             if r.is_tombstone() {
@@ -297,15 +191,13 @@ fn copy_live(
             };
             if need_new {
                 if let Some(o) = outputs.last_mut() {
-                    o.file.sync_data()?;
+                    o.data.file.sync_data()?;
                 }
-                let oid = inner.next_file_id.fetch_add(1, Ordering::AcqRel);
-                let (file, salt) =
-                    create_data_file(&opts.fs, &inner.dir.join(merge_name(oid)), oid, true)?;
+                let (oid, small) = inner.next_id()?;
+                let data = inner.create_file(merge_name(oid), oid, FileKind::Merged)?;
                 outputs.push(Output {
-                    id: oid,
-                    file,
-                    salt,
+                    data,
+                    small,
                     offset: FILE_HEADER_LEN as u64,
                     hint: Vec::new(),
                 });
@@ -315,11 +207,11 @@ fn copy_live(
             };
             buf.clear();
             // Merge outputs are synced before they count, never torn: synced_seq is moot.
-            encode_record(&mut buf, o.salt, r.seq, r.seq, 0, r.key, r.value);
-            o.file.write_all_at(&buf, o.offset)?;
+            encode_record(&mut buf, o.data.salt, r.seq, r.seq, 0, r.key, r.value);
+            o.data.file.write_all_at(&buf, o.offset)?;
             let to = Loc {
                 seq: r.seq,
-                file: u32::try_from(o.id).unwrap_or(u32::MAX),
+                file: o.small,
                 offset: o.offset as u32,
                 value_len: r.value.len() as u32,
             };
@@ -341,7 +233,7 @@ fn copy_live(
         }
     }
     if let Some(o) = outputs.last() {
-        o.file.sync_data()?;
+        o.data.file.sync_data()?;
     }
     Ok(())
 }
@@ -351,14 +243,13 @@ fn switch(inner: &Inner, inputs: &[u64], outputs: Vec<Output>, moved: Vec<Moved>
     let dir = &inner.dir;
     // 4. Outputs become data files, then the keydir points at them.
     for o in &outputs {
-        fs.rename(&dir.join(merge_name(o.id)), &dir.join(data_name(o.id)))?;
+        fs.rename(&o.data.path, &dir.join(data_name(o.data.id)))?;
     }
     {
         let mut kd = inner.keydir.write();
         for o in &outputs {
-            let f = u32::try_from(o.id).unwrap_or(u32::MAX);
             kd.files.insert(
-                f,
+                o.small,
                 FileStats {
                     total: o.offset - FILE_HEADER_LEN as u64,
                     dead: 0,
@@ -374,8 +265,8 @@ fn switch(inner: &Inner, inputs: &[u64], outputs: Vec<Output>, moved: Vec<Moved>
                 s.dead += m.to.record_len(key_len);
             }
         }
-        for id in inputs {
-            kd.files.remove(&u32::try_from(*id).unwrap_or(u32::MAX));
+        for small in inputs.iter().filter_map(|&id| file_id32(id)) {
+            kd.files.remove(&small);
         }
     }
     {
@@ -383,7 +274,7 @@ fn switch(inner: &Inner, inputs: &[u64], outputs: Vec<Output>, moved: Vec<Moved>
         for id in inputs {
             files.remove(id);
         }
-        files.extend(outputs.iter().map(|o| o.id));
+        files.extend(outputs.iter().map(|o| o.data.id));
     }
     // 5. The inputs go.
     for &id in inputs {
@@ -397,31 +288,11 @@ fn switch(inner: &Inner, inputs: &[u64], outputs: Vec<Output>, moved: Vec<Moved>
     // 6. Hints for the outputs, then the marker goes.
     for o in outputs {
         inner.write_hint(HintJob {
-            id: o.id,
-            salt: o.salt,
+            id: o.data.id,
+            salt: o.data.salt,
             entries: o.hint,
         });
     }
     fs.remove_file(&dir.join(MERGE_MARKER))?;
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn marker_round_trips_and_rejects_damage() {
-        let m = MergeMarker {
-            inputs: vec![1, 2, 5],
-            outputs: vec![9],
-        };
-        let b = m.encode();
-        assert_eq!(MergeMarker::decode(&b), Some(m));
-        for i in 0..b.len() {
-            let mut d = b.clone();
-            d[i] ^= 0x01;
-            assert_eq!(MergeMarker::decode(&d), None, "flip at {i}");
-        }
-    }
 }

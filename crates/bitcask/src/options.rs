@@ -1,26 +1,14 @@
-//! [`Options`], [`SyncPolicy`], [`MergeTriggers`].
+//! [`Options`] and [`MergeTriggers`].
 
 use std::time::Duration;
 
 use durable_fs::DurableFs;
-
-use crate::error::{Error, Result};
-
-/// When writes become durable. Each variant says what survives a power cut.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum SyncPolicy {
-    /// `put`/`delete`/`write` return after the fsync that covers them: everything
-    /// acknowledged survives. Concurrent writers share fsyncs (group commit).
-    Always,
-    /// A background thread syncs every interval: a power cut loses at most about that much.
-    Interval(Duration),
-    /// Nothing is synced until [`Bitcask::sync`](crate::Bitcask::sync) or `close`.
-    Never,
-}
+use kv_core::{Error, RecoveryMode, Result, SyncPolicy, check_limits};
 
 /// When an automatic background merge starts (Riak's `frag_merge_trigger` and
 /// `dead_bytes_merge_trigger`). Either condition, checked every `check_interval`.
 #[derive(Clone, Copy, Debug, PartialEq)]
+#[non_exhaustive]
 pub struct MergeTriggers {
     /// Merge when dead bytes / total bytes of the immutable files reach this. Default: 0.6.
     pub fragmentation: f64,
@@ -28,6 +16,29 @@ pub struct MergeTriggers {
     pub dead_bytes: u64,
     /// How often to check. Default: 10 s.
     pub check_interval: Duration,
+}
+
+impl MergeTriggers {
+    /// Sets [`MergeTriggers::fragmentation`].
+    #[must_use]
+    pub fn with_fragmentation(mut self, f: f64) -> Self {
+        self.fragmentation = f;
+        self
+    }
+
+    /// Sets [`MergeTriggers::dead_bytes`].
+    #[must_use]
+    pub fn with_dead_bytes(mut self, n: u64) -> Self {
+        self.dead_bytes = n;
+        self
+    }
+
+    /// Sets [`MergeTriggers::check_interval`].
+    #[must_use]
+    pub fn with_check_interval(mut self, every: Duration) -> Self {
+        self.check_interval = every;
+        self
+    }
 }
 
 impl Default for MergeTriggers {
@@ -41,6 +52,9 @@ impl Default for MergeTriggers {
 }
 
 /// Options for [`Bitcask::open`](crate::Bitcask::open); build with the `with_*` methods.
+/// The fields shared with lsm-hash (`fs`, `max_file_bytes`, `preallocate_bytes`,
+/// `max_key_bytes`, `max_value_bytes`, `sync`, `read_only`, `recovery`) have the same names,
+/// defaults and limits there.
 ///
 /// ```
 /// use bitcask::{Options, SyncPolicy};
@@ -48,6 +62,7 @@ impl Default for MergeTriggers {
 /// assert!(opts.validate().is_ok());
 /// ```
 #[derive(Clone, Debug)]
+#[non_exhaustive]
 pub struct Options {
     /// The filesystem door. Default: the real filesystem.
     pub fs: DurableFs,
@@ -67,9 +82,9 @@ pub struct Options {
     pub sync: SyncPolicy,
     /// Open without the lock, for reading only: no repair, no writes. Default: false.
     pub read_only: bool,
-    /// Damage that is not a torn tail: refuse to open (false, default) or skip the damaged
-    /// range, keep every valid record, and report it (true).
-    pub salvage: bool,
+    /// What open does with damaged bytes. Default: [`RecoveryMode::TolerateTornTail`] (cut a
+    /// torn tail of the newest file, refuse other damage with file and offset).
+    pub recovery: RecoveryMode,
     /// Open read handles kept, at most (the active file's is extra). Default: 64. Minimum 1.
     pub max_open_files: usize,
     /// Automatic background merges; `None` (default) merges only when asked.
@@ -101,7 +116,7 @@ impl Default for Options {
             max_value_bytes: 64 << 20,
             sync: SyncPolicy::Always,
             read_only: false,
-            salvage: false,
+            recovery: RecoveryMode::TolerateTornTail,
             max_open_files: 64,
             auto_merge: None,
             regressions: Regressions::default(),
@@ -159,10 +174,10 @@ impl Options {
         self
     }
 
-    /// Sets [`Options::salvage`].
+    /// Sets [`Options::recovery`].
     #[must_use]
-    pub fn with_salvage(mut self, salvage: bool) -> Self {
-        self.salvage = salvage;
+    pub fn with_recovery(mut self, recovery: RecoveryMode) -> Self {
+        self.recovery = recovery;
         self
     }
 
@@ -190,31 +205,23 @@ impl Options {
 
     /// Checks the limits documented on each field.
     pub fn validate(&self) -> Result<()> {
-        let bad = |m: String| Err(Error::InvalidOptions(m));
-        if !(4096..=u32::MAX as u64).contains(&self.max_file_bytes) {
-            return bad(format!(
-                "max_file_bytes {} is not in 4 KiB..=4 GiB",
-                self.max_file_bytes
-            ));
-        }
-        if u64::from(self.max_key_bytes) + u64::from(self.max_value_bytes) >= u64::from(u32::MAX) {
-            return bad(format!(
-                "max_key_bytes + max_value_bytes must stay below 4 GiB (offsets are 32-bit), got {} + {}",
-                self.max_key_bytes, self.max_value_bytes
-            ));
-        }
+        check_limits(
+            self.max_file_bytes,
+            self.max_key_bytes,
+            self.max_value_bytes,
+            self.sync,
+        )?;
         if self.max_open_files == 0 {
-            return bad("max_open_files must be at least 1".into());
-        }
-        if let SyncPolicy::Interval(d) = self.sync
-            && d.is_zero()
-        {
-            return bad("sync interval must be > 0".into());
+            return Err(Error::InvalidOptions(
+                "max_open_files must be at least 1".into(),
+            ));
         }
         if let Some(t) = self.auto_merge
             && (!(0.0..=1.0).contains(&t.fragmentation) || t.check_interval.is_zero())
         {
-            return bad("merge fragmentation must be in 0..=1 and the interval > 0".into());
+            return Err(Error::InvalidOptions(
+                "merge fragmentation must be in 0..=1 and the interval > 0".into(),
+            ));
         }
         Ok(())
     }

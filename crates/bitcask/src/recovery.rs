@@ -1,33 +1,32 @@
 //! Opening a store: finish or abandon an interrupted merge, load the keydir from hint files
-//! or CRC-checked scans, repair a torn tail, start a new active file.
+//! or CRC-checked scans, repair a torn tail, start a new active file. [`recover`] returns
+//! what it found as a [`Recovered`] value, from which [`Bitcask::open`](crate::Bitcask::open)
+//! builds the store.
 //!
 //! Only the newest file written by the writer can have a torn tail: a data file is synced
 //! completely before the next one is created, and merge outputs are synced before the merge
 //! commits. Damage anywhere else is corruption, refused with file and offset unless
-//! `Options::salvage` asks to skip it.
+//! [`RecoveryMode::SkipCorrupt`](kv_core::RecoveryMode::SkipCorrupt) asks to skip it.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64};
 
-use durable_fs::{Access, DurableFs, GroupCommit, TEMP_SUFFIX};
-use parking_lot::{Condvar, Mutex, RwLock};
-
-use crate::error::{CorruptionKind, Error, Result};
-use crate::format::{
-    DATA_MAGIC, FILE_HEADER_LEN, FileHeader, HintEntry, RECORD_HEADER_LEN, TOMBSTONE, data_name,
-    decode_hint, hint_name, parse_name, scan_records, u32_at,
+use durable_fs::{Access, DirLock, DurableFs, TEMP_SUFFIX};
+use kv_core::format::{
+    FILE_HEADER_LEN, FileKind, HintEntry, TOMBSTONE, decode_hint, hint_covers, parse_name,
 };
-use crate::handles::HandleCache;
+use kv_core::scan::scan_records;
+use kv_core::{Appender, CorruptionKind, Damage, DataFile, Error, Result};
+
+use crate::commit::{MERGE_MARKER, MergeMarker, roll_forward};
+use crate::format::{DATA_MAGIC, HINT_MAGIC, data_name, file_id32, hint_name};
 use crate::keydir::{KeyMap, Keydir, Loc};
-use crate::merge::{MERGE_MARKER, MergeMarker};
 use crate::options::Options;
-use crate::store::{Inner, Writer, create_data_file};
 
 /// What [`Bitcask::open`](crate::Bitcask::open) found and did.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct OpenReport {
+#[non_exhaustive]
+pub struct RecoveryReport {
     /// Data files loaded.
     pub files: usize,
     /// Files whose entries came from a valid hint file.
@@ -38,42 +37,36 @@ pub struct OpenReport {
     pub keys: u64,
     /// A torn tail cut from the newest file, if there was one.
     pub truncated_tail: Option<Damage>,
-    /// Damaged ranges skipped (only with `Options::salvage`).
+    /// Damaged ranges skipped (only with
+    /// [`RecoveryMode::SkipCorrupt`](kv_core::RecoveryMode::SkipCorrupt)).
     pub skipped: Vec<Damage>,
     /// An interrupted merge that had committed was finished.
     pub merge_completed: bool,
     /// Output files of an interrupted, uncommitted merge that were removed.
     pub merge_abandoned_files: usize,
-    /// Files removed because their creation was torn (shorter than a header).
+    /// Files removed because their creation was torn (no valid header, at most a header
+    /// long: they cannot hold a record).
     pub removed_torn_files: Vec<PathBuf>,
 }
 
-/// A damaged byte range.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Damage {
-    /// The file.
-    pub path: PathBuf,
-    /// Where the damage starts.
-    pub offset: u64,
-    /// Bytes dropped or skipped.
-    pub len: u64,
-    /// What was wrong there.
-    pub kind: CorruptionKind,
-}
-
-/// Marks a data file header as a merge output (reserved field = 1) and fixes its CRC.
-pub(crate) fn mark_merged(header: &mut [u8; FILE_HEADER_LEN]) {
-    if let Some(f) = header.get_mut(24..28) {
-        f.copy_from_slice(&1u32.to_le_bytes());
-    }
-    let crc = crc32fast::hash(header.get(..28).unwrap_or_default());
-    if let Some(c) = header.get_mut(28..32) {
-        c.copy_from_slice(&crc.to_le_bytes());
-    }
+/// What recovery hands to the store.
+pub(crate) struct Recovered {
+    pub keydir: Keydir,
+    /// Live data file ids, the new active one included.
+    pub files: BTreeSet<u64>,
+    /// The next unused file id.
+    pub next_id: u64,
+    /// The highest seq on disk.
+    pub max_seq: u64,
+    /// The new active file (`None` read-only).
+    pub writer: Option<Appender>,
+    pub report: RecoveryReport,
+    pub lock: Option<DirLock>,
 }
 
 /// What one data file contributed.
 struct Loaded {
+    id: u32,
     entries: Vec<HintEntry>,
     /// Bytes of valid records.
     record_bytes: u64,
@@ -87,33 +80,81 @@ fn remove_if_exists(fs: &DurableFs, path: &Path) -> Result<()> {
     Ok(())
 }
 
-pub(crate) fn open(dir: &Path, opts: Options) -> Result<Inner> {
+/// Opens the store in `dir`; see the module docs.
+pub(crate) fn recover(dir: &Path, opts: &Options) -> Result<Recovered> {
     opts.validate()?;
-    let fs = opts.fs.clone();
-    let read_only = opts.read_only;
-    let lock = if read_only {
+    let fs = &opts.fs;
+    let lock = if opts.read_only {
         None
     } else {
         fs.create_dir_all(dir)?;
         Some(fs.lock_dir(dir)?)
     };
-    let mut report = OpenReport::default();
+    let mut report = RecoveryReport::default();
+    finish_interrupted_merge(fs, dir, opts.read_only, &mut report)?;
+    let listed = list_files(fs, dir)?;
+    let mut loaded = Vec::new();
+    let mut files = BTreeSet::new();
+    for &id in &listed.data {
+        let newest = Some(id) == listed.newest_written;
+        let hinted = listed.hints.contains(&id);
+        if let Some(l) = load_file(fs, dir, opts, id, newest, hinted, &mut report)? {
+            files.insert(id);
+            loaded.push(l);
+        }
+    }
+    let (keydir, max_seq) = build_keydir(loaded);
+    report.files = files.len();
+    report.keys = keydir.map.len() as u64;
+    let mut next_id = listed.max_id + 1;
+    let writer = if opts.read_only {
+        None
+    } else {
+        let id = next_id;
+        next_id += 1;
+        if file_id32(id).is_none() {
+            let path = dir.join(data_name(listed.max_id));
+            return Err(Error::corrupt(path, 0, CorruptionKind::IdOutOfRange(id)));
+        }
+        let data = DataFile::create(
+            fs,
+            dir.join(data_name(id)),
+            &DATA_MAGIC,
+            id,
+            FileKind::Written,
+        )?;
+        files.insert(id);
+        let start = FILE_HEADER_LEN as u64;
+        Some(Appender::new(data, start, start, max_seq))
+    };
+    Ok(Recovered {
+        keydir,
+        files,
+        next_id,
+        max_seq,
+        writer,
+        report,
+        lock,
+    })
+}
 
-    // 1. An interrupted merge: finish it if it committed, else drop its outputs.
+/// An interrupted merge: finish it if it committed, else drop its outputs; then temporary
+/// files of interrupted atomic replaces go.
+fn finish_interrupted_merge(
+    fs: &DurableFs,
+    dir: &Path,
+    read_only: bool,
+    report: &mut RecoveryReport,
+) -> Result<()> {
     let names = fs.list(dir)?;
     if names.iter().any(|n| n == MERGE_MARKER) {
-        let marker_path = dir.join(MERGE_MARKER);
-        let marker = MergeMarker::decode(&fs.read(&marker_path)?).ok_or(Error::Corruption {
-            path: marker_path,
-            offset: 0,
-            kind: CorruptionKind::BadMergeMarker,
-        })?;
+        let marker = MergeMarker::read(fs, dir)?;
         if read_only {
             return Err(Error::InvalidOptions(
                 "an interrupted merge must be finished by a read-write open first".into(),
             ));
         }
-        crate::merge::roll_forward(&fs, dir, &marker)?;
+        roll_forward(fs, dir, &marker)?;
         report.merge_completed = true;
     } else if !read_only {
         for n in &names {
@@ -124,280 +165,205 @@ pub(crate) fn open(dir: &Path, opts: Options) -> Result<Inner> {
         }
     }
     if !read_only {
-        for n in &names {
-            if n.ends_with(TEMP_SUFFIX) {
-                remove_if_exists(&fs, &dir.join(n))?;
-            }
+        for n in names.iter().filter(|n| n.ends_with(TEMP_SUFFIX)) {
+            remove_if_exists(fs, &dir.join(n))?;
         }
     }
+    Ok(())
+}
 
-    // 2. Data files, and which one the writer was appending to.
-    let names = fs.list(dir)?;
-    let mut max_id = 0;
-    let mut ids = Vec::new();
-    let mut hints = BTreeSet::new();
-    for n in &names {
-        match parse_name(n) {
-            Some((id, "data")) => {
-                ids.push(id);
-                max_id = max_id.max(id);
-            }
-            Some((id, "hint")) => {
-                hints.insert(id);
-                // Ids are never reused, not even those of orphaned hints.
-                max_id = max_id.max(id);
-            }
-            _ => {}
+/// The store's files.
+struct Listed {
+    /// Data file ids, ascending.
+    data: Vec<u64>,
+    hints: BTreeSet<u64>,
+    /// The highest id named by any data or hint file (ids are never reused).
+    max_id: u64,
+    /// The newest file the writer appended to (not a merge output): the one a crash may
+    /// have torn.
+    newest_written: Option<u64>,
+}
+
+fn list_files(fs: &DurableFs, dir: &Path) -> Result<Listed> {
+    let mut out = Listed {
+        data: Vec::new(),
+        hints: BTreeSet::new(),
+        max_id: 0,
+        newest_written: None,
+    };
+    for n in fs.list(dir)? {
+        match parse_name(&n) {
+            Some((id, "data")) => out.data.push(id),
+            // Ids are never reused, not even those of orphaned hints.
+            Some((id, "hint")) => drop(out.hints.insert(id)),
+            _ => continue,
         }
+        out.max_id = out.max_id.max(parse_name(&n).map_or(0, |(id, _)| id));
     }
-    ids.sort_unstable();
-    let mut headers = HashMap::new();
-    let mut newest_writer_file = None;
-    for &id in &ids {
-        let path = dir.join(data_name(id));
-        let file = fs.open(&path, Access::Read)?;
+    out.data.sort_unstable();
+    for &id in &out.data {
+        let file = fs.open(&dir.join(data_name(id)), Access::Read)?;
         let mut h = [0u8; FILE_HEADER_LEN];
-        let len = file.len()?;
-        if len >= FILE_HEADER_LEN as u64 {
+        if file.len()? >= FILE_HEADER_LEN as u64 {
             file.read_exact_at(&mut h, 0)?;
         }
-        let merged = u32_at(&h, 24) == Some(1);
+        let merged = kv_core::format::FileHeader::decode(&h, &DATA_MAGIC)
+            .is_ok_and(|hd| hd.kind == FileKind::Merged);
         if !merged {
-            newest_writer_file = Some(id);
+            out.newest_written = Some(id);
         }
-        headers.insert(id, (h, len));
     }
+    Ok(out)
+}
 
-    // 3. Load.
-    let mut keydir = Keydir::default();
-    // Newest tombstone seen per key: hides values of that key with a lower seq, whatever file
-    // comes later (merged files carry old seqs under new ids).
-    let mut tombs: KeyMap<u64> = KeyMap::default();
-    let mut all_loaded = Vec::new();
-    let mut max_seq = 0;
-    let mut live_ids = BTreeSet::new();
-    for &id in &ids {
-        let path = dir.join(data_name(id));
-        let Some(&(h, len)) = headers.get(&id) else {
-            continue;
-        };
-        let newest = Some(id) == newest_writer_file;
-        let header = match FileHeader::decode(&h, &DATA_MAGIC) {
-            Ok(header) => header,
-            Err(_) if len <= FILE_HEADER_LEN as u64 => {
-                // Created, then the crash came before its header was synced (or the header's
-                // fsync failed and the store stopped, fail-stop, while later files were made
-                // by a reopen): it cannot hold a record, so nothing is lost with it.
-                if !read_only {
-                    fs.remove_file(&path)?;
-                }
-                report.removed_torn_files.push(path);
-                continue;
+/// Loads data file `id` from its hint (if intact, describing this very file, and covering
+/// it to the last byte) or by a scan; `None` when the file's creation was torn (removed).
+fn load_file(
+    fs: &DurableFs,
+    dir: &Path,
+    opts: &Options,
+    id: u64,
+    newest: bool,
+    hinted: bool,
+    report: &mut RecoveryReport,
+) -> Result<Option<Loaded>> {
+    let path = dir.join(data_name(id));
+    let len = fs.open(&path, Access::Read)?.len()?;
+    let small =
+        file_id32(id).ok_or_else(|| Error::corrupt(&path, 0, CorruptionKind::IdOutOfRange(id)))?;
+    // Read-write unless read-only: any file may need its zero tail trimmed.
+    let access = if opts.read_only {
+        Access::Read
+    } else {
+        Access::ReadWrite
+    };
+    let (data, header) = match DataFile::open(fs, path.clone(), &DATA_MAGIC, id, access) {
+        Ok(opened) => opened,
+        Err(Error::Corruption { offset: 0, .. }) if len <= FILE_HEADER_LEN as u64 => {
+            // Created, then the crash came before its header was synced (or the header's
+            // fsync failed and the store stopped, fail-stop, while later files were made by a
+            // reopen): it cannot hold a record, so nothing is lost with it.
+            if !opts.read_only {
+                fs.remove_file(&path)?;
             }
-            Err(kind) => {
-                return Err(Error::Corruption {
-                    path,
-                    offset: 0,
-                    kind,
-                });
-            }
-        };
-        if header.file_id != id {
-            return Err(Error::Corruption {
-                path,
-                offset: 16,
-                kind: CorruptionKind::NameMismatch {
-                    name_id: id,
-                    header_id: header.file_id,
-                },
-            });
+            report.removed_torn_files.push(path);
+            return Ok(None);
         }
-        // A hint is used only if it is intact, describes this very file (salt and id), and
-        // covers it to the last byte (so nothing was appended after it, and no tail is torn).
-        let from_hint = if hints.contains(&id) {
-            fs.read(&dir.join(hint_name(id)))
-                .ok()
-                .and_then(|b| decode_hint(&b, header.salt, id, u32::MAX))
-                .filter(|entries| {
-                    let end = entries
-                        .iter()
-                        .map(|e| {
-                            e.offset
-                                + (RECORD_HEADER_LEN + e.key.len()) as u64
-                                + u64::from(e.value_len)
-                        })
-                        .max()
-                        .unwrap_or(FILE_HEADER_LEN as u64);
-                    end == len
-                })
-        } else {
-            None
-        };
-        let loaded = match from_hint {
-            Some(entries) => {
-                report.from_hints += 1;
-                Loaded {
-                    entries,
-                    record_bytes: len - FILE_HEADER_LEN as u64,
-                }
-            }
-            None => {
-                report.scanned += 1;
-                // Read-write unless read-only: any file may need its zero tail trimmed.
-                let access = if read_only {
-                    Access::Read
-                } else {
-                    Access::ReadWrite
-                };
-                let file = fs.open(&path, access)?;
-                let bytes = file.read_all()?;
-                let scanned = scan_records(
-                    &bytes,
-                    header.salt,
-                    u32::MAX,
-                    u32::MAX,
-                    newest,
-                    opts.salvage,
-                )
-                .map_err(|(offset, kind)| Error::Corruption {
-                    path: path.clone(),
-                    offset,
-                    kind,
-                })?;
-                let salvaged = !scanned.skipped.is_empty();
-                for (offset, len, kind) in scanned.skipped {
-                    report.skipped.push(Damage {
-                        path: path.clone(),
-                        offset,
-                        len,
-                        kind,
-                    });
-                }
-                if let Some((offset, kind)) = scanned.torn_tail {
-                    report.truncated_tail = Some(Damage {
-                        path: path.clone(),
-                        offset,
-                        len: bytes.len() as u64 - offset,
-                        kind,
-                    });
-                }
-                // Trim a torn tail or preallocated zeros: immutable files end at their records.
-                // (Under salvage, only a torn tail is cut: skipped ranges stay for inspection.)
-                let cut = match scanned.torn_tail {
-                    Some((offset, _)) => Some(offset),
-                    None => (scanned.end < bytes.len() as u64 && !salvaged).then_some(scanned.end),
-                };
-                let loaded = Loaded {
-                    entries: scanned.entries,
-                    record_bytes: scanned.record_bytes,
-                };
-                if let Some(at) = cut
-                    && !read_only
-                {
-                    file.set_len(at)?;
-                    file.sync_data()?;
-                    // Its hint (if any) described the bytes just cut.
-                    remove_if_exists(&fs, &dir.join(hint_name(id)))?;
-                } else if newest && !read_only {
-                    // What the scan read may have come from the page cache after a process
-                    // crash: make it durable before it counts as durable, and before a newer
-                    // file makes this one immutable.
-                    file.sync_data()?;
-                }
-                loaded
-            }
-        };
-        live_ids.insert(id);
-        let file_id = u32::try_from(id).unwrap_or(u32::MAX);
-        keydir.files.entry(file_id).or_default().total = loaded.record_bytes;
-        all_loaded.push((file_id, loaded));
+        Err(e) => return Err(e),
+    };
+    let from_hint = if hinted {
+        fs.read(&dir.join(hint_name(id)))
+            .ok()
+            .and_then(|b| decode_hint(&b, &HINT_MAGIC, header.salt, id))
+            .filter(|entries| hint_covers(entries, len))
+    } else {
+        None
+    };
+    if let Some(entries) = from_hint {
+        report.from_hints += 1;
+        let record_bytes = len - FILE_HEADER_LEN as u64;
+        return Ok(Some(Loaded {
+            id: small,
+            entries,
+            record_bytes,
+        }));
     }
+    report.scanned += 1;
+    let bytes = data.file.read_all()?;
+    let scanned = scan_records(&bytes, header.salt, newest, opts.recovery)
+        .map_err(|(offset, kind)| Error::corrupt(&path, offset, kind))?;
+    let salvaged = !scanned.skipped.is_empty();
+    for &(offset, len, kind) in &scanned.skipped {
+        report
+            .skipped
+            .push(Damage::new(path.clone(), offset, len, kind));
+    }
+    if let Some((offset, kind)) = scanned.torn_tail {
+        let cut = bytes.len() as u64 - offset;
+        report.truncated_tail = Some(Damage::new(path.clone(), offset, cut, kind));
+    }
+    // Trim a torn tail or preallocated zeros: immutable files end at their records.
+    // (Under salvage, only a torn tail is cut: skipped ranges stay for inspection.)
+    let cut = match scanned.torn_tail {
+        Some((offset, _)) => Some(offset),
+        None => (scanned.end < bytes.len() as u64 && !salvaged).then_some(scanned.end),
+    };
+    if let Some(at) = cut
+        && !opts.read_only
+    {
+        data.file.set_len(at)?;
+        data.file.sync_data()?;
+        // Its hint (if any) described the bytes just cut.
+        remove_if_exists(fs, &dir.join(hint_name(id)))?;
+    } else if newest && !opts.read_only {
+        // What the scan read may have come from the page cache after a process crash: make
+        // it durable before it counts as durable, and before a newer file makes this one
+        // immutable.
+        data.file.sync_data()?;
+    }
+    Ok(Some(Loaded {
+        id: small,
+        entries: scanned.entries,
+        record_bytes: scanned.record_bytes,
+    }))
+}
+
+/// The keydir from every file's entries, and the highest seq. The newest record of a key
+/// (highest seq) wins whatever file it is in (merge outputs carry old seqs under new ids);
+/// the newest tombstone of a key hides every value of it with a lower seq.
+fn build_keydir(all: Vec<Loaded>) -> (Keydir, u64) {
+    let mut keydir = Keydir::default();
+    let mut tombs: KeyMap<u64> = KeyMap::default();
+    let mut max_seq = 0;
     // One allocation for the whole keydir, then one pass over every entry.
-    let (keys, key_bytes) = all_loaded
+    let (keys, key_bytes) = all
         .iter()
-        .flat_map(|(_, l)| l.entries.iter())
+        .flat_map(|l| l.entries.iter())
         .fold((0, 0), |(n, b), e| (n + 1, b + e.key.len()));
     keydir.map.reserve(keys, key_bytes);
-    for (file_id, loaded) in all_loaded {
-        for e in loaded.entries {
+    for l in &all {
+        keydir.files.entry(l.id).or_default().total = l.record_bytes;
+    }
+    for l in all {
+        for e in l.entries {
             max_seq = max_seq.max(e.seq);
             let loc = Loc {
                 seq: e.seq,
-                file: file_id,
+                file: l.id,
                 offset: e.offset as u32,
                 value_len: e.value_len,
             };
-            let len = loc.record_len(e.key.len());
-            if e.flags & TOMBSTONE != 0 {
-                keydir.files.entry(file_id).or_default().dead += len;
-                if keydir
-                    .map
-                    .get(e.key.as_slice())
-                    .is_some_and(|v| v.seq > e.seq)
-                {
-                    continue; // an older delete
-                }
-                if let Some(old) = keydir.map.remove(e.key.as_slice()) {
-                    keydir.files.entry(old.file).or_default().dead += old.record_len(e.key.len());
-                }
-                let seq = tombs.entry(e.key.into_boxed_slice()).or_insert(0);
-                *seq = (*seq).max(e.seq);
-                continue;
-            }
-            if tombs.get(e.key.as_slice()).is_some_and(|&t| t > e.seq) {
-                keydir.files.entry(file_id).or_default().dead += len;
-                continue; // deleted later
-            }
-            match keydir.map.get(&e.key) {
-                Some(cur) if cur.seq > loc.seq => {
-                    keydir.files.entry(file_id).or_default().dead += len;
-                }
-                _ => {
-                    if let Some(old) = keydir.map.insert(&e.key, loc) {
-                        keydir.files.entry(old.file).or_default().dead +=
-                            old.record_len(e.key.len());
-                    }
-                }
+            apply_entry(&mut keydir, &mut tombs, e, loc);
+        }
+    }
+    (keydir, max_seq)
+}
+
+fn apply_entry(keydir: &mut Keydir, tombs: &mut KeyMap<u64>, e: HintEntry, loc: Loc) {
+    let len = loc.record_len(e.key.len());
+    let dead = |kd: &mut Keydir, file: u32, n: u64| kd.files.entry(file).or_default().dead += n;
+    if e.flags & TOMBSTONE != 0 {
+        dead(keydir, loc.file, len);
+        if keydir.map.get(&e.key).is_some_and(|v| v.seq > e.seq) {
+            return; // an older delete
+        }
+        if let Some(old) = keydir.map.remove(&e.key) {
+            dead(keydir, old.file, old.record_len(e.key.len()));
+        }
+        let seq = tombs.entry(e.key.into_boxed_slice()).or_insert(0);
+        *seq = (*seq).max(e.seq);
+        return;
+    }
+    if tombs.get(e.key.as_slice()).is_some_and(|&t| t > e.seq) {
+        dead(keydir, loc.file, len); // deleted later
+        return;
+    }
+    match keydir.map.get(&e.key) {
+        Some(cur) if cur.seq > loc.seq => dead(keydir, loc.file, len),
+        _ => {
+            if let Some(old) = keydir.map.insert(&e.key, loc) {
+                dead(keydir, old.file, old.record_len(e.key.len()));
             }
         }
     }
-    report.files = live_ids.len();
-    report.keys = keydir.map.len() as u64;
-
-    // 4. A new active file.
-    let next_id = max_id + 1;
-    let writer = if read_only {
-        None
-    } else {
-        let (file, salt) = create_data_file(&fs, &dir.join(data_name(next_id)), next_id, false)?;
-        live_ids.insert(next_id);
-        Some(Mutex::new(Writer {
-            file: Arc::new(file),
-            id: next_id,
-            salt,
-            offset: FILE_HEADER_LEN as u64,
-            file_len: FILE_HEADER_LEN as u64,
-            seq: max_seq,
-            hint: Vec::new(),
-            buf: Vec::new(),
-        }))
-    };
-    Ok(Inner {
-        dir: dir.to_path_buf(),
-        keydir: RwLock::new(keydir),
-        writer,
-        group: GroupCommit::new(max_seq, |m| Arc::new(Error::Internal(m))),
-        pending: Mutex::new(std::collections::VecDeque::new()),
-        handles: Mutex::new(HandleCache::new(opts.max_open_files)),
-        files: Mutex::new(live_ids),
-        next_file_id: AtomicU64::new(next_id + 1),
-        merge_lock: Mutex::new(()),
-        stop: AtomicBool::new(false),
-        stop_lock: Mutex::new(()),
-        stop_cv: Condvar::new(),
-        hint_failures: AtomicU64::new(0),
-        report,
-        _lock: lock,
-        opts,
-    })
 }

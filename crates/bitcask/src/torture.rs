@@ -1,60 +1,19 @@
-//! The store's crash-torture workload, for `durable_fs::sim::harness` (used by the tests and
-//! by `durable torture`).
-//!
-//! Per seed: 4 KiB data files (constant rotation, so hint files are written often), a dozen
-//! keys (constant overwrites and deletes), `Always` or `Never` sync (with explicit `sync`),
-//! batches, merges and close/reopen cycles, with at most 4 open read handles. The oracle
-//! checks every key against what was acknowledged: an acknowledged put is there (or a later,
-//! unacknowledged write of the same key), an acknowledged delete stays deleted (no
-//! resurrection, the classic merge bug), no value appears that was never written, and a batch
-//! is visible whole or not at all.
+//! Bitcask in the key-value crash torture (`kv_core::torture`, `kv_core::torture_mt`):
+//! 4 KiB data files (constant rotation, so hint files are written often) and at most 4 open
+//! read handles, so crashes land inside rotations, hint writes and merges.
 
-use std::collections::{BTreeMap, HashMap};
-use std::path::PathBuf;
+use std::path::Path;
 
 use durable_fs::DurableFs;
-use durable_fs::sim::Rng;
-use durable_fs::sim::harness::{BoxError, Verdict, Workload};
+use durable_fs::sim::harness::BoxError;
+use kv_core::SyncPolicy;
+use kv_core::torture::KvWorkload;
+use kv_core::torture_mt::ConcurrentKv;
 
-use crate::{Bitcask, Options, SyncPolicy, WriteBatch};
+use crate::{Bitcask, Options};
 
-/// What the workload records as it runs.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum KvEvent {
-    /// Write number `idx` (of batch `batch`) was issued: `key` set to `value`, or deleted.
-    Issued {
-        /// Issue number, from 1.
-        idx: u64,
-        /// The batch it belongs to.
-        batch: u64,
-        /// The key.
-        key: Vec<u8>,
-        /// The value, or `None` for a delete.
-        value: Option<Vec<u8>>,
-    },
-    /// Every write issued up to `idx` is acknowledged durable.
-    Acked(u64),
-}
-
-/// The workload: `steps` operations per seed in `dir`.
-#[derive(Clone, Debug)]
-pub struct KvWorkload {
-    /// Operations per seed.
-    pub steps: u32,
-    /// Store directory on the simulated disk.
-    pub dir: PathBuf,
-}
-
-impl Default for KvWorkload {
-    fn default() -> Self {
-        KvWorkload {
-            steps: 40,
-            dir: durable_fs::sim::sim_dir("bitcask"),
-        }
-    }
-}
-
-fn options(fs: &DurableFs, sync: SyncPolicy) -> Options {
+/// The options of the torture workloads.
+pub fn options(fs: &DurableFs, sync: SyncPolicy) -> Options {
     Options::default()
         .with_fs(fs.clone())
         .with_max_file_bytes(4096)
@@ -62,275 +21,17 @@ fn options(fs: &DurableFs, sync: SyncPolicy) -> Options {
         .with_sync(sync)
 }
 
-/// The recovered state: every live pair.
-pub type KvState = BTreeMap<Vec<u8>, Vec<u8>>;
-
-/// Runs the generic key-value workload against any store, through `ops`. Shared with the
-/// `lsm-hash` engine's torture, which plugs in its own store.
-pub trait KvStore: Sized {
-    /// Opens the store in `dir` on `fs` with `sync`.
-    fn open_store(
-        fs: &DurableFs,
-        dir: &std::path::Path,
-        sync: SyncPolicy,
-    ) -> Result<Self, BoxError>;
-    /// Applies a batch.
-    fn apply(&self, batch: &[(Vec<u8>, Option<Vec<u8>>)]) -> Result<(), BoxError>;
-    /// Makes everything durable.
-    fn sync_all(&self) -> Result<(), BoxError>;
-    /// The value of one key.
-    fn get_value(&self, key: &[u8]) -> Result<Option<Vec<u8>>, BoxError>;
-    /// Merges / compacts.
-    fn compact(&self) -> Result<(), BoxError>;
-    /// Every live pair.
-    fn read_all(&self) -> Result<KvState, BoxError>;
-    /// Closes (syncing).
-    fn close_store(self) -> Result<(), BoxError>;
+/// Opens the store with [`options`].
+pub fn open(fs: &DurableFs, dir: &Path, sync: SyncPolicy) -> Result<Bitcask, BoxError> {
+    Ok(Bitcask::open(dir, options(fs, sync))?)
 }
 
-impl KvStore for Bitcask {
-    fn open_store(
-        fs: &DurableFs,
-        dir: &std::path::Path,
-        sync: SyncPolicy,
-    ) -> Result<Self, BoxError> {
-        Ok(Bitcask::open(dir, options(fs, sync))?)
-    }
-
-    fn apply(&self, batch: &[(Vec<u8>, Option<Vec<u8>>)]) -> Result<(), BoxError> {
-        let mut b = WriteBatch::new();
-        for (k, v) in batch {
-            match v {
-                Some(v) => b.put(k, v),
-                None => b.delete(k),
-            }
-        }
-        self.write(b)?;
-        Ok(())
-    }
-
-    fn sync_all(&self) -> Result<(), BoxError> {
-        Ok(self.sync()?)
-    }
-
-    fn get_value(&self, key: &[u8]) -> Result<Option<Vec<u8>>, BoxError> {
-        Ok(self.get(key)?)
-    }
-
-    fn compact(&self) -> Result<(), BoxError> {
-        self.merge()?;
-        Ok(())
-    }
-
-    fn read_all(&self) -> Result<KvState, BoxError> {
-        Ok(self.iter().collect::<Result<_, _>>()?)
-    }
-
-    fn close_store(self) -> Result<(), BoxError> {
-        Ok(self.close()?)
-    }
+/// The single-threaded workload (`bitcask` row of `durable torture`).
+pub fn workload() -> KvWorkload<Bitcask> {
+    KvWorkload::new("bitcask", open)
 }
 
-/// Runs the seeded key-value workload on store type `S`.
-pub fn run_kv<S: KvStore>(
-    fs: &DurableFs,
-    dir: &std::path::Path,
-    steps: u32,
-    seed: u64,
-    ev: &mut Vec<KvEvent>,
-) -> Result<(), BoxError> {
-    let mut rng = Rng::new(seed);
-    let sync = if rng.chance(1, 2) {
-        SyncPolicy::Always
-    } else {
-        SyncPolicy::Never
-    };
-    let mut store = S::open_store(fs, dir, sync)?;
-    let (mut idx, mut batch_no) = (0u64, 0u64);
-    for _ in 0..steps {
-        match rng.below(100) {
-            0..=77 => {
-                let n = if rng.below(100) >= 70 {
-                    2 + rng.below(3)
-                } else {
-                    1
-                };
-                batch_no += 1;
-                let mut batch = Vec::new();
-                for _ in 0..n {
-                    idx += 1;
-                    let key = format!("key{}", rng.below(12)).into_bytes();
-                    let value = if rng.chance(1, 5) {
-                        None
-                    } else {
-                        let mut v =
-                            format!("{}-i{idx}-", String::from_utf8_lossy(&key)).into_bytes();
-                        v.extend(std::iter::repeat_n(b'.', rng.below_usize(200)));
-                        Some(v)
-                    };
-                    ev.push(KvEvent::Issued {
-                        idx,
-                        batch: batch_no,
-                        key: key.clone(),
-                        value: value.clone(),
-                    });
-                    batch.push((key, value));
-                }
-                store.apply(&batch)?;
-                if sync == SyncPolicy::Always {
-                    ev.push(KvEvent::Acked(idx));
-                }
-            }
-            78..=85 => {
-                store.sync_all()?;
-                ev.push(KvEvent::Acked(idx));
-            }
-            86..=93 => store.compact()?,
-            _ => {
-                store.close_store()?;
-                ev.push(KvEvent::Acked(idx));
-                store = S::open_store(fs, dir, sync)?;
-            }
-        }
-    }
-    store.close_store()?;
-    ev.push(KvEvent::Acked(idx));
-    Ok(())
-}
-
-/// Recovers store type `S` and reads every pair.
-pub fn recover_kv<S: KvStore>(fs: &DurableFs, dir: &std::path::Path) -> Result<KvState, BoxError> {
-    let store = S::open_store(fs, dir, SyncPolicy::Always)?;
-    let state = store.read_all()?;
-    store.close_store()?;
-    Ok(state)
-}
-
-/// A key and the value written to it (`None`: deleted).
-type IssuedWrite<'a> = (&'a [u8], &'a Option<Vec<u8>>);
-
-/// The key-value oracle; see the module docs.
-pub fn check_kv(events: &[KvEvent], state: &KvState) -> Verdict {
-    let mut v = Verdict::default();
-    let acked = events
-        .iter()
-        .filter_map(|e| match e {
-            KvEvent::Acked(i) => Some(*i),
-            KvEvent::Issued { .. } => None,
-        })
-        .max()
-        .unwrap_or(0);
-    // Per key: the acknowledged final write, and the unacknowledged ones after it.
-    let mut last_acked: HashMap<&[u8], &Option<Vec<u8>>> = HashMap::new();
-    let mut later: HashMap<&[u8], Vec<&Option<Vec<u8>>>> = HashMap::new();
-    let mut written: HashMap<&[u8], Vec<&Vec<u8>>> = HashMap::new();
-    let mut batches: BTreeMap<u64, Vec<IssuedWrite<'_>>> = BTreeMap::new();
-    for e in events {
-        if let KvEvent::Issued {
-            idx,
-            batch,
-            key,
-            value,
-        } = e
-        {
-            if let Some(val) = value {
-                written.entry(key).or_default().push(val);
-            }
-            if *idx <= acked {
-                last_acked.insert(key, value);
-            } else {
-                later.entry(key).or_default().push(value);
-                batches.entry(*batch).or_default().push((key, value));
-            }
-        }
-    }
-    for (key, want) in &last_acked {
-        v.acked_checked += 1;
-        let got = state.get(*key);
-        let allowed_later = later
-            .get(key)
-            .is_some_and(|l| l.iter().any(|w| w.as_ref() == got));
-        if got == want.as_ref() || allowed_later {
-            continue;
-        }
-        let key_s = String::from_utf8_lossy(key);
-        match (want, got) {
-            (Some(_), None) => {
-                v.lost += 1;
-                v.problem(|| format!("acknowledged put of {key_s} is gone"));
-            }
-            (None, Some(old)) if written.get(key).is_some_and(|w| w.contains(&old)) => {
-                v.resurrected += 1;
-                v.problem(|| format!("acknowledged delete of {key_s} undone"));
-            }
-            _ => {
-                v.wrong += 1;
-                v.problem(|| {
-                    format!(
-                        "{key_s} holds {:?}",
-                        got.map(|g| String::from_utf8_lossy(g).into_owned())
-                    )
-                });
-            }
-        }
-    }
-    for (key, got) in state {
-        let ever = written
-            .get(key.as_slice())
-            .is_some_and(|w| w.contains(&got));
-        if !ever {
-            v.wrong += 1;
-            v.problem(|| {
-                format!(
-                    "{} holds a value never written",
-                    String::from_utf8_lossy(key)
-                )
-            });
-        }
-    }
-    // An unacknowledged batch is visible whole or not at all (unless a later write to the
-    // same key superseded part of it).
-    for (b, ops) in &batches {
-        let visible = |(k, val): &(&[u8], &Option<Vec<u8>>)| state.get(*k) == val.as_ref();
-        let any_put_visible = ops.iter().any(|op| op.1.is_some() && visible(op));
-        if any_put_visible && !ops.iter().all(visible) {
-            let superseded = ops.iter().filter(|op| !visible(op)).all(|(k, val)| {
-                later.get(k).is_some_and(|l| {
-                    let pos = l.iter().position(|w| std::ptr::eq(*w, *val)).unwrap_or(0);
-                    l.iter().skip(pos + 1).any(|w| w.as_ref() == state.get(*k))
-                })
-            });
-            if !superseded {
-                v.wrong += 1;
-                v.problem(|| format!("batch {b} is partly visible"));
-            }
-        }
-    }
-    v
-}
-
-impl Workload for KvWorkload {
-    type Ack = KvEvent;
-    type State = KvState;
-
-    fn name(&self) -> String {
-        "bitcask".to_owned()
-    }
-
-    fn prepare(&self, fs: &DurableFs) -> Result<(), BoxError> {
-        fs.create_dir_all(&self.dir)?;
-        Ok(())
-    }
-
-    fn run(&self, fs: &DurableFs, seed: u64, ev: &mut Vec<KvEvent>) -> Result<(), BoxError> {
-        run_kv::<Bitcask>(fs, &self.dir, self.steps, seed, ev)
-    }
-
-    fn recover(&self, fs: &DurableFs) -> Result<KvState, BoxError> {
-        recover_kv::<Bitcask>(fs, &self.dir)
-    }
-
-    fn check(&self, _seed: u64, events: &[KvEvent], state: &KvState) -> Verdict {
-        check_kv(events, state)
-    }
+/// The concurrent workload (`bitcask-mt` row): writers, a reader and a merging thread.
+pub fn concurrent() -> ConcurrentKv<Bitcask> {
+    ConcurrentKv::new("bitcask-mt", open)
 }

@@ -67,7 +67,7 @@ fn readers_writers_and_merges_run_together() {
         side.push(std::thread::spawn(move || {
             let mut merges = 0;
             while !done.load(Ordering::Acquire) {
-                db.merge().unwrap();
+                db.compact().unwrap();
                 merges += 1;
             }
             assert!(merges > 0);

@@ -12,10 +12,10 @@
 
 use std::path::{Path, PathBuf};
 
-use bitcask::format::{FILE_HEADER_LEN, RECORD_HEADER_LEN};
-use bitcask::{Bitcask, CorruptionKind, Error, Options};
+use bitcask::{Bitcask, CorruptionKind, Error, Options, RecoveryMode};
 use durable_fs::Access;
 use durable_fs::sim::{CrashMode, SimFs};
+use kv_core::format::{FILE_HEADER_LEN, RECORD_HEADER_LEN};
 use proptest::prelude::*;
 
 /// Without preallocation, so that a file's length is the end of its records.
@@ -80,8 +80,8 @@ fn flipped_bit_in_an_immutable_file_names_file_and_offset() {
         other => panic!("expected corruption, got {other:?}"),
     }
     // Salvage: every other record is kept, the damage is reported.
-    let db = Bitcask::open("/db", opts(&sim).with_salvage(true)).unwrap();
-    let skipped = &db.open_report().skipped;
+    let db = Bitcask::open("/db", opts(&sim).with_recovery(RecoveryMode::SkipCorrupt)).unwrap();
+    let skipped = &db.recovery_report().skipped;
     assert_eq!(skipped.len(), 1);
     assert_eq!((&skipped[0].path, skipped[0].offset), (victim, third));
     assert_eq!(db.len().unwrap(), 59);
@@ -91,14 +91,14 @@ fn flipped_bit_in_an_immutable_file_names_file_and_offset() {
 fn damaged_or_missing_hints_fall_back_to_a_scan() {
     let sim = build();
     let clean = Bitcask::open("/db", opts(&sim).with_read_only(true)).unwrap();
-    let hinted = clean.open_report().from_hints;
-    assert!(hinted >= 2, "{:?}", clean.open_report());
+    let hinted = clean.recovery_report().from_hints;
+    assert!(hinted >= 2, "{:?}", clean.recovery_report());
     drop(clean);
     let hints = files(&sim, ".hint");
     sim.flip_bit(&hints[0], 40, 1).unwrap();
     let db = Bitcask::open("/db", opts(&sim).with_read_only(true)).unwrap();
-    assert_eq!(db.open_report().from_hints, hinted - 1);
-    assert!(db.open_report().scanned >= 1);
+    assert_eq!(db.recovery_report().from_hints, hinted - 1);
+    assert!(db.recovery_report().scanned >= 1);
     check_all(&db);
 }
 
@@ -123,7 +123,7 @@ fn torn_tail_of_the_newest_file_is_cut_and_reported() {
     f.set_len(len - 7).unwrap();
     f.sync_data().unwrap();
     let db = Bitcask::open("/db", opts(&after)).unwrap();
-    let t = db.open_report().truncated_tail.clone().unwrap();
+    let t = db.recovery_report().truncated_tail.clone().unwrap();
     assert_eq!((t.path, t.offset), (newest, len - REC));
     assert_eq!(db.len().unwrap(), 19, "only the torn record is gone");
 }
@@ -151,15 +151,8 @@ fn preallocated_zeros_are_free_space_and_garbage_in_them_is_a_torn_tail() {
     let end = FILE_HEADER_LEN as u64 + 20 * REC;
     // Zeros after the records: a clean end, not damage.
     let img = sim.crash_image(CrashMode::Strict, 0);
-    let db = Bitcask::open(
-        "/db",
-        Options {
-            fs: img.durable(),
-            ..o()
-        },
-    )
-    .unwrap();
-    assert_eq!(db.open_report().truncated_tail, None);
+    let db = Bitcask::open("/db", o().with_fs(img.durable())).unwrap();
+    assert_eq!(db.recovery_report().truncated_tail, None);
     assert_eq!(db.len().unwrap(), 20);
     drop(db);
     assert_eq!(
@@ -174,15 +167,8 @@ fn preallocated_zeros_are_free_space_and_garbage_in_them_is_a_torn_tail() {
     // Garbage where the next record would go: a torn tail, cut and reported.
     let img = sim.crash_image(CrashMode::Strict, 0);
     img.flip_bit(&newest, end + 3, 1).unwrap();
-    let db = Bitcask::open(
-        "/db",
-        Options {
-            fs: img.durable(),
-            ..o()
-        },
-    )
-    .unwrap();
-    let t = db.open_report().truncated_tail.clone().unwrap();
+    let db = Bitcask::open("/db", o().with_fs(img.durable())).unwrap();
+    let t = db.recovery_report().truncated_tail.clone().unwrap();
     assert_eq!((t.path, t.offset), (newest, end));
     assert_eq!(db.len().unwrap(), 20);
 }
@@ -229,9 +215,9 @@ proptest! {
             let file = fs.open(&all[f % all.len()], Access::ReadWrite).unwrap();
             file.set_len(at).unwrap();
         }
-        for salvage in [false, true] {
+        for mode in [RecoveryMode::TolerateTornTail, RecoveryMode::Strict, RecoveryMode::SkipCorrupt] {
             let img = sim.crash_image(CrashMode::Strict, 0);
-            if let Ok(db) = Bitcask::open("/db", opts(&img).with_salvage(salvage)) {
+            if let Ok(db) = Bitcask::open("/db", opts(&img).with_recovery(mode)) {
                 // Whatever is returned was written: a value never changes silently.
                 for (k, v) in db.iter().flatten() {
                     let i: u32 = std::str::from_utf8(&k[3..]).unwrap().parse().unwrap();
@@ -247,10 +233,14 @@ proptest! {
 
     #[test]
     fn decoders_never_panic_on_random_bytes(bytes in proptest::collection::vec(any::<u8>(), 0..300), salt: u32, newest: bool, salvage: bool) {
-        use bitcask::format::{decode_hint, decode_record, scan_records};
+        use kv_core::format::{decode_hint, decode_record, FileHeader};
+        use kv_core::scan::scan_records;
+        let magic = *b"\x89BCH\r\n\x1a\n";
         let _ = decode_record(&bytes, salt, 1000, 1000);
-        let _ = decode_hint(&bytes, salt, 1, 1000);
-        let _ = scan_records(&bytes, salt, 1000, 1000, newest, salvage);
+        let _ = decode_hint(&bytes, &magic, salt, 1);
+        let _ = FileHeader::decode(&bytes, &magic);
+        let mode = if salvage { RecoveryMode::SkipCorrupt } else { RecoveryMode::TolerateTornTail };
+        let _ = scan_records(&bytes, salt, newest, mode);
     }
 }
 
@@ -265,10 +255,10 @@ fn a_headerless_data_file_below_newer_ones_is_removed_and_reported() {
     let db = bitcask::Bitcask::open("/db", opts.clone()).unwrap();
     db.put(b"k", b"v").unwrap();
     db.close().unwrap();
-    let empty = std::path::Path::new("/db").join(bitcask::format::data_name(0));
+    let empty = std::path::Path::new("/db").join("0000000000.data");
     fs.create_new(&empty).unwrap();
     let db = bitcask::Bitcask::open("/db", opts).unwrap();
-    assert_eq!(db.open_report().removed_torn_files, vec![empty.clone()]);
+    assert_eq!(db.recovery_report().removed_torn_files, vec![empty.clone()]);
     assert_eq!(db.get(b"k").unwrap(), Some(b"v".to_vec()));
     assert!(!fs.exists(&empty).unwrap());
 }

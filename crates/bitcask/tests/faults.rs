@@ -90,7 +90,7 @@ fn second_writer_is_locked_and_read_only_refuses_writes() {
     let ro = Bitcask::open("/db", opts(&sim).with_read_only(true)).unwrap();
     assert_eq!(ro.get(b"a").unwrap(), Some(b"1".to_vec()));
     assert!(matches!(ro.put(b"b", b"2"), Err(Error::ReadOnly)));
-    assert!(matches!(ro.merge(), Err(Error::ReadOnly)));
+    assert!(matches!(ro.compact(), Err(Error::ReadOnly)));
 }
 
 #[test]
@@ -157,8 +157,8 @@ fn merge_reclaims_dead_bytes_and_keeps_every_live_key() {
         db.delete(format!("k{i}").as_bytes()).unwrap();
     }
     let before = db.stats();
-    assert!(before.fragmentation > 0.7, "{before:?}");
-    let r = db.merge().unwrap();
+    assert!(before.fragmentation() > 0.7, "{before:?}");
+    let r = db.compact().unwrap();
     assert_eq!(r.records, 40);
     let after = db.stats();
     assert!(
@@ -184,11 +184,10 @@ fn merge_reclaims_dead_bytes_and_keeps_every_live_key() {
 #[test]
 fn automatic_merge_runs_when_fragmentation_crosses_the_trigger() {
     let sim = SimFs::new();
-    let triggers = bitcask::MergeTriggers {
-        fragmentation: 0.5,
-        dead_bytes: u64::MAX,
-        check_interval: std::time::Duration::from_millis(5),
-    };
+    let triggers = bitcask::MergeTriggers::default()
+        .with_fragmentation(0.5)
+        .with_dead_bytes(u64::MAX)
+        .with_check_interval(std::time::Duration::from_millis(5));
     let db = Bitcask::open("/db", opts(&sim).with_auto_merge(Some(triggers))).unwrap();
     for round in 0..4u8 {
         for i in 0..40u32 {
@@ -196,11 +195,11 @@ fn automatic_merge_runs_when_fragmentation_crosses_the_trigger() {
         }
     }
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    while db.stats().fragmentation > 0.5 && std::time::Instant::now() < deadline {
+    while db.stats().fragmentation() > 0.5 && std::time::Instant::now() < deadline {
         std::thread::sleep(std::time::Duration::from_millis(5));
     }
     let s = db.stats();
-    assert!(s.fragmentation <= 0.5, "the background merge ran: {s:?}");
+    assert!(s.fragmentation() <= 0.5, "the background merge ran: {s:?}");
     for i in 0..40u32 {
         assert_eq!(
             db.get(format!("k{i}").as_bytes()).unwrap(),

@@ -95,7 +95,7 @@ fn overwrite_during_merge_then_power_cut(old: bool) -> Option<Vec<u8>> {
     sim.set_sync_delay(Some(Duration::from_millis(50)));
     let merging = {
         let db = Arc::clone(&db);
-        std::thread::spawn(move || db.merge())
+        std::thread::spawn(move || db.compact())
     };
     if !wait_for_merge_output(&sim, &merging) {
         merging.join().unwrap().unwrap();
@@ -132,7 +132,7 @@ fn failed_write_during_merge(old: bool, delete: bool) -> (bool, Option<Vec<u8>>)
     let db = filled(&sim, SyncPolicy::Always, old);
     let merging = {
         let db = Arc::clone(&db);
-        std::thread::spawn(move || db.merge())
+        std::thread::spawn(move || db.compact())
     };
     if !wait_for_merge_copying(&sim, &merging) {
         let _ = merging.join();

@@ -81,7 +81,7 @@ proptest! {
                 }
                 Op::Get(k) => prop_assert_eq!(db.get(&key(k)).unwrap(), model.get(&key(k)).cloned()),
                 Op::Merge => {
-                    db.merge().unwrap();
+                    db.compact().unwrap();
                 }
                 Op::Reopen => {
                     db.close().unwrap();

@@ -13,12 +13,13 @@
     reason = "test code: a panic is a failed test"
 )]
 
-use bitcask::torture_mt::ConcurrentKv;
+use bitcask::torture::concurrent;
 use bitcask::{Bitcask, Options, Regressions, SyncPolicy};
 use durable_fs::DurableFs;
 use durable_fs::sim::CrashMode;
 use durable_fs::sim::concurrent::{Config, run};
 use durable_fs::sim::harness::{BoxError, Report};
+use kv_core::torture_mt::ConcurrentKv;
 
 fn seeds() -> u64 {
     std::env::var("TORTURE_SEEDS")
@@ -46,7 +47,7 @@ fn assert_clean(r: &Report) {
 
 #[test]
 fn concurrent_writers_readers_and_merges_lose_nothing_in_any_crash_mode() {
-    let w = ConcurrentKv::<Bitcask>::default();
+    let w = concurrent();
     for mode in [CrashMode::Strict, CrashMode::Torn, CrashMode::Reordered] {
         let r = torture(&w, mode, seeds(), true);
         eprintln!(
@@ -89,7 +90,7 @@ fn finds(w: &ConcurrentKv<Bitcask>, max: u64, found: impl Fn(&Report) -> bool) -
 
 #[test]
 fn negative_control_merge_committing_before_the_overwrite_is_durable_loses_data() {
-    let mut w = ConcurrentKv::<Bitcask>::new("bitcask-mt", durable_fs::sim::sim_dir("bitcask-mt"));
+    let mut w = concurrent();
     w.sync = Some(SyncPolicy::Never);
     w.open = |fs, dir, sync| {
         open_with(
@@ -108,7 +109,7 @@ fn negative_control_merge_committing_before_the_overwrite_is_durable_loses_data(
 
 #[test]
 fn negative_control_writes_visible_before_their_fsync_give_phantom_reads() {
-    let mut w = ConcurrentKv::<Bitcask>::new("bitcask-mt", durable_fs::sim::sim_dir("bitcask-mt"));
+    let mut w = concurrent();
     w.sync = Some(SyncPolicy::Always);
     w.open = |fs, dir, sync| {
         open_with(

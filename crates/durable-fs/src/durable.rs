@@ -113,11 +113,6 @@ impl DurableFs {
         }
     }
 
-    /// The implementation underneath.
-    pub fn inner(&self) -> &Arc<dyn Fs> {
-        &self.fs
-    }
-
     /// Opens an existing file.
     pub fn open(&self, path: &Path, access: Access) -> Result<File> {
         let mode = match access {

@@ -116,6 +116,12 @@ impl<E: Clone> GroupCommit<E> {
         self.state.lock().failed.clone()
     }
 
+    /// `Err` with the first failure once the group is poisoned: the fail-stop check an engine
+    /// makes before every write (and after every read, whose value a failure makes suspect).
+    pub fn check(&self) -> Result<(), E> {
+        self.failure().map_or(Ok(()), Err)
+    }
+
     /// Records that everything up to `seq` became durable by other means (for example a
     /// sync at file rotation). Never moves backwards.
     pub fn advance(&self, seq: u64) {

@@ -27,16 +27,24 @@
 //! followers), and keeps failing once an fsync failed; every engine's `SyncPolicy::Always`
 //! uses it.
 //!
+//! **Background work.** [`Ticker`] runs an engine's background threads (interval syncs,
+//! merges, compactions): each wakes every interval or when kicked, and all stop and are
+//! joined when the engine closes. [`random_salt`] draws the per-file salt that keeps stale
+//! bytes of an older file from validating in a newer one.
+//!
 //! **Exclusive lock.** [`DurableFs::lock_dir`] takes a `flock`-style lock on `DIR/LOCK`; a
 //! second writer, in this or another process, gets [`Error::Locked`].
 //!
 //! **Layers.** [`Fs`] and [`RawFile`] are the primitives an implementation provides:
-//! [`StdFs`] (real), [`sim::SimFs`] (simulated, loses what was not synced: strict, torn or
-//! reordered crash images), [`RecordingFs`]
-//! (logs calls for tests). [`sim::harness`] crashes a workload at every operation and checks
-//! that nothing acknowledged was lost.
+//! [`StdFs`] (real), `sim::SimFs` (simulated, loses what was not synced: strict, torn or
+//! reordered crash images), [`RecordingFs`] (logs calls for tests). `sim::harness` crashes a
+//! workload at every operation and checks that nothing acknowledged was lost.
 //!
-//! # Example
+//! **Features.** `sim` (off by default) compiles the simulator, the crash harness and the
+//! torture support (`durable_fs::sim`); tests and the `durable torture` command turn it on,
+//! a shipped engine does not build it.
+//!
+//! # Example (feature `sim`)
 //! ```
 //! use std::path::Path;
 //! use durable_fs::DurableFs;
@@ -63,8 +71,11 @@ mod file;
 mod fs;
 mod group;
 mod recording;
+mod salt;
+#[cfg(feature = "sim")]
 pub mod sim;
 mod std_fs;
+mod ticker;
 
 pub use durable::{Access, DirLock, DurableFs, LOCK_FILE_NAME, TEMP_SUFFIX, parent_dir};
 pub use error::{Error, Op, Result};
@@ -72,4 +83,6 @@ pub use file::File;
 pub use fs::{EntryKind, Fs, LockToken, OpenMode, RawFile};
 pub use group::{GroupCommit, WriterGuard};
 pub use recording::{Event, RecordingFs};
+pub use salt::random_salt;
 pub use std_fs::StdFs;
+pub use ticker::{Ticker, Waker};

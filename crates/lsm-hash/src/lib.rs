@@ -13,8 +13,10 @@
 //! hold a snapshot of the segment list (with open file handles), so they never block on a
 //! compaction and never see a deleted file.
 //!
-//! Records use the `bitcask` record format (CRC over header, key and value, salted per file;
-//! tombstone flag; batches all-or-nothing). A torn tail of the active segment is cut at open;
+//! Records use the record format both key-value engines share through `kv-core`
+//! (`docs/FORMAT-kv-record.md`: CRC over header, key and value, salted per file; tombstone
+//! flag; batches all-or-nothing); the store implements [`KvStore`], the one face of both
+//! engines, and opens read-only ([`Options::read_only`]) without writing anything. A torn tail of the active segment is cut at open;
 //! damage elsewhere is [`Error::Corruption`] naming the file and offset. Under
 //! [`SyncPolicy::Always`] a write enters its segment's index only once it is durable, so no
 //! reader sees a value a power cut could take back. A failed write or fsync poisons the
@@ -26,27 +28,33 @@
 //!
 //! # fn main() -> Result<(), lsm_hash::Error> {
 //! # let tmp = tempfile::tempdir().unwrap();
-//! let db = LsmHash::open(tmp.path(), Options::default().with_max_segment_bytes(4096))?;
+//! let db = LsmHash::open(tmp.path(), Options::default().with_max_file_bytes(4096))?;
 //! for i in 0..300u32 {
 //!     db.put(format!("key{}", i % 10).as_bytes(), &i.to_le_bytes())?; // durable on return
 //! }
 //! db.delete(b"key3")?;
 //! assert!(db.segments().len() > 1);
-//! db.compact_now()?;                       // merged segments + the active one
+//! db.compact()?;                           // merged segments + the active one
 //! assert_eq!(db.get(b"key9")?, Some(299u32.to_le_bytes().to_vec()));
 //! assert_eq!(db.get(b"key3")?, None);
 //! db.close()?;
 //! # Ok(()) }
 //! ```
+//!
+//! **Features.** `sim` adds `lsm_hash::torture`: the store's crash-torture workloads (it
+//! turns on `durable-fs/sim`); a default build compiles no simulator.
 
-mod error;
 pub mod manifest;
 mod options;
 mod segment;
 mod store;
+#[cfg(feature = "sim")]
 pub mod torture;
 
-pub use error::{CorruptionKind, Error, Result};
-pub use options::{Options, Regressions, SyncPolicy};
+pub use kv_core::{
+    CompactionReport, CorruptionKind, Damage, Error, KvStore, RecoveryMode, Result, Stats,
+    SyncPolicy, WriteBatch,
+};
+pub use options::{Options, Regressions};
 pub use segment::{SEGMENT_MAGIC, index_name, segment_name};
-pub use store::{CompactionReport, LsmHash, OpenReport, SegmentInfo, WriteBatch};
+pub use store::{LsmHash, RecoveryReport, SegmentInfo};

@@ -14,29 +14,17 @@
 /// The manifest's file name.
 pub const MANIFEST: &str = "MANIFEST";
 
-/// Encodes the segment list.
+/// The manifest's first line (format 1).
+const TITLE: &str = "lsm-hash-manifest 1";
+
+/// Encodes the segment list (the text-plus-CRC codec of `kv_core::marker`).
 pub fn encode(ids: &[u64]) -> Vec<u8> {
-    let list: Vec<String> = ids.iter().map(u64::to_string).collect();
-    let body = format!("lsm-hash-manifest 1\nsegments {}\n", list.join(" "));
-    let crc = crc32fast::hash(body.as_bytes());
-    format!("{body}crc {crc:08x}\n").into_bytes()
+    kv_core::marker::encode(TITLE, &[("segments", ids)])
 }
 
 /// Decodes the segment list; `None` if damaged.
 pub fn decode(b: &[u8]) -> Option<Vec<u64>> {
-    let s = std::str::from_utf8(b).ok()?;
-    let (body, crc_line) = s.strip_suffix('\n')?.rsplit_once('\n')?;
-    let body = format!("{body}\n");
-    let crc = u32::from_str_radix(crc_line.strip_prefix("crc ")?, 16).ok()?;
-    if crc32fast::hash(body.as_bytes()) != crc {
-        return None;
-    }
-    let mut lines = body.lines();
-    if lines.next()? != "lsm-hash-manifest 1" {
-        return None;
-    }
-    let ids = lines.next()?.strip_prefix("segments")?;
-    ids.split_whitespace().map(|t| t.parse().ok()).collect()
+    kv_core::marker::decode(b, TITLE, &["segments"])?.pop()
 }
 
 #[cfg(test)]
@@ -46,6 +34,7 @@ mod tests {
     #[test]
     fn round_trips_and_rejects_damage() {
         let b = encode(&[1, 4, 9]);
+        assert!(b.starts_with(b"lsm-hash-manifest 1\nsegments 1 4 9\ncrc "));
         assert_eq!(decode(&b), Some(vec![1, 4, 9]));
         assert_eq!(decode(&encode(&[])), Some(vec![]));
         for i in 0..b.len() {

@@ -4,24 +4,26 @@ use std::time::Duration;
 
 use durable_fs::DurableFs;
 
-use crate::error::{Error, Result};
-
-pub use bitcask::SyncPolicy;
+use kv_core::{Error, RecoveryMode, Result, SyncPolicy, check_limits};
 
 /// Options for [`LsmHash::open`](crate::LsmHash::open); build with the `with_*` methods.
+/// The fields shared with bitcask (`fs`, `max_file_bytes`, `preallocate_bytes`,
+/// `max_key_bytes`, `max_value_bytes`, `sync`, `read_only`, `recovery`) have the same names,
+/// defaults and limits there (except `max_file_bytes`, 16 MiB here).
 ///
 /// ```
 /// use lsm_hash::Options;
-/// let opts = Options::default().with_max_segment_bytes(8 << 20).with_compaction_min_segments(6);
+/// let opts = Options::default().with_max_file_bytes(8 << 20).with_compaction_min_segments(6);
 /// assert!(opts.validate().is_ok());
 /// ```
 #[derive(Clone, Debug)]
+#[non_exhaustive]
 pub struct Options {
     /// The filesystem door. Default: the real filesystem.
     pub fs: DurableFs,
-    /// The active segment is frozen before a write would take it past this. Default: 16 MiB.
-    /// Minimum: 4 KiB. Maximum: 4 GiB.
-    pub max_segment_bytes: u64,
+    /// The active segment (a file) is frozen before a write would take it past this.
+    /// Default: 16 MiB. Minimum: 4 KiB. Maximum: 4 GiB.
+    pub max_file_bytes: u64,
     /// The active segment grows in steps of this many bytes (zeros), so most writes do not
     /// change the file size and their `fdatasync` has no size metadata to flush; a segment is
     /// trimmed to its records when frozen. 0 turns it off. Default: 1 MiB.
@@ -32,6 +34,12 @@ pub struct Options {
     pub max_value_bytes: u32,
     /// Durability of writes ([`SyncPolicy`], shared with `bitcask`). Default: `Always`.
     pub sync: SyncPolicy,
+    /// Open without the lock, for reading only: nothing is created, removed, truncated or
+    /// written; writes, syncs and compactions return `Error::ReadOnly`. Default: false.
+    pub read_only: bool,
+    /// What open does with damaged bytes ([`RecoveryMode`], shared with `bitcask`).
+    /// Default: `TolerateTornTail`.
+    pub recovery: RecoveryMode,
     /// The background thread compacts once this many frozen segments exist. 0 turns
     /// background compaction off (`compact_now` still works). Default: 4.
     pub compaction_min_segments: usize,
@@ -55,11 +63,13 @@ impl Default for Options {
     fn default() -> Self {
         Options {
             fs: DurableFs::real(),
-            max_segment_bytes: 16 << 20,
+            max_file_bytes: 16 << 20,
             preallocate_bytes: 1 << 20,
             max_key_bytes: 64 << 10,
             max_value_bytes: 64 << 20,
             sync: SyncPolicy::Always,
+            read_only: false,
+            recovery: RecoveryMode::TolerateTornTail,
             compaction_min_segments: 4,
             compaction_check_interval: Duration::from_secs(1),
             regressions: Regressions::default(),
@@ -83,10 +93,45 @@ impl Options {
         self
     }
 
-    /// Sets [`Options::max_segment_bytes`].
+    /// Sets [`Options::max_file_bytes`].
     #[must_use]
-    pub fn with_max_segment_bytes(mut self, n: u64) -> Self {
-        self.max_segment_bytes = n;
+    pub fn with_max_file_bytes(mut self, n: u64) -> Self {
+        self.max_file_bytes = n;
+        self
+    }
+
+    /// Sets [`Options::preallocate_bytes`].
+    #[must_use]
+    pub fn with_preallocate_bytes(mut self, n: u64) -> Self {
+        self.preallocate_bytes = n;
+        self
+    }
+
+    /// Sets [`Options::max_key_bytes`].
+    #[must_use]
+    pub fn with_max_key_bytes(mut self, n: u32) -> Self {
+        self.max_key_bytes = n;
+        self
+    }
+
+    /// Sets [`Options::max_value_bytes`].
+    #[must_use]
+    pub fn with_max_value_bytes(mut self, n: u32) -> Self {
+        self.max_value_bytes = n;
+        self
+    }
+
+    /// Sets [`Options::read_only`].
+    #[must_use]
+    pub fn with_read_only(mut self, read_only: bool) -> Self {
+        self.read_only = read_only;
+        self
+    }
+
+    /// Sets [`Options::recovery`].
+    #[must_use]
+    pub fn with_recovery(mut self, recovery: RecoveryMode) -> Self {
+        self.recovery = recovery;
         self
     }
 
@@ -113,22 +158,12 @@ impl Options {
 
     /// Checks the limits documented on each field.
     pub fn validate(&self) -> Result<()> {
-        if !(4096..=u64::from(u32::MAX)).contains(&self.max_segment_bytes) {
-            return Err(Error::InvalidOptions(format!(
-                "max_segment_bytes {} is not in 4 KiB..=4 GiB",
-                self.max_segment_bytes
-            )));
-        }
-        if u64::from(self.max_key_bytes) + u64::from(self.max_value_bytes) >= u64::from(u32::MAX) {
-            return Err(Error::InvalidOptions(
-                "max_key_bytes + max_value_bytes must stay below 4 GiB (offsets are 32-bit)".into(),
-            ));
-        }
-        if let SyncPolicy::Interval(d) = self.sync
-            && d.is_zero()
-        {
-            return Err(Error::InvalidOptions("sync interval must be > 0".into()));
-        }
+        check_limits(
+            self.max_file_bytes,
+            self.max_key_bytes,
+            self.max_value_bytes,
+            self.sync,
+        )?;
         if self.compaction_check_interval.is_zero() {
             return Err(Error::InvalidOptions(
                 "compaction check interval must be > 0".into(),

@@ -1,36 +1,33 @@
 //! A segment: one log file of records plus its own in-memory hash index (DDIA's "each
 //! segment now has its own in-memory hash table").
 //!
-//! Segment files use the `bitcask` record format with their own magic
-//! (`89 4C 53 48 0D 0A 1A 0A`, "\x89LSH\r\n\x1a\n"): a 32-byte header (magic, version, salt,
-//! id, reserved, header CRC), then records (CRC, seq, key length, value length, flags, key,
-//! value). A frozen segment's index is snapshotted to `<id>.idx` in the `bitcask` hint
-//! format, so open need not scan it.
+//! Segment files use the shared record format of `kv-core` (`docs/FORMAT-kv-record.md`)
+//! with their own magic (`89 4C 53 48 0D 0A 1A 0A`, "\x89LSH\r\n\x1a\n"). A frozen segment's
+//! index is snapshotted to `<id>.idx` in the shared hint format, with the hint magic
+//! `89 42 43 48 0D 0A 1A 0A` (as format 1 wrote it), so open need not scan it.
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::path::Path;
 
-use bitcask::format::{
-    FILE_HEADER_LEN, FileHeader, HintEntry, RECORD_HEADER_LEN, TOMBSTONE, decode_hint,
-    decode_record, scan_records,
-};
-use durable_fs::{Access, DurableFs, File};
+use durable_fs::{Access, DurableFs};
+use kv_core::format::{HintEntry, TOMBSTONE, decode_hint, file_name, hint_covers};
+use kv_core::scan::scan_records;
+use kv_core::{CorruptionKind, DataFile, Error, RecoveryMode, Result, ValueRef};
 use parking_lot::RwLock;
-
-use crate::error::{CorruptionKind, Error, Result};
 
 /// Segment file magic.
 pub const SEGMENT_MAGIC: [u8; 8] = *b"\x89LSH\r\n\x1a\n";
+/// Index snapshot magic: the shared hint format's (format 1 wrote `\x89BCH\r\n\x1a\n`).
+pub(crate) const INDEX_MAGIC: [u8; 8] = *b"\x89BCH\r\n\x1a\n";
 
 /// The name of segment `id`.
 pub fn segment_name(id: u64) -> String {
-    format!("{id:010}.seg")
+    file_name(id, "seg")
 }
 
 /// The name of segment `id`'s index snapshot.
 pub fn index_name(id: u64) -> String {
-    format!("{id:010}.idx")
+    file_name(id, "idx")
 }
 
 /// Where a key's latest record in a segment is.
@@ -42,12 +39,19 @@ pub(crate) struct Entry {
     pub tombstone: bool,
 }
 
+impl Entry {
+    fn at(&self) -> ValueRef {
+        ValueRef {
+            seq: self.seq,
+            offset: u64::from(self.offset),
+            value_len: self.value_len,
+        }
+    }
+}
+
 #[derive(Debug)]
 pub(crate) struct Segment {
-    pub id: u64,
-    pub path: PathBuf,
-    pub file: Arc<File>,
-    pub salt: u32,
+    pub data: DataFile,
     pub index: RwLock<HashMap<Box<[u8]>, Entry>>,
 }
 
@@ -58,8 +62,10 @@ pub(crate) struct LoadedSegment {
     /// Where the records end (zeros after it are preallocated space).
     pub end: u64,
     pub from_snapshot: bool,
-    /// A torn tail that was cut: (offset, bytes dropped, why).
+    /// A torn tail (cut unless read-only): (offset, bytes dropped, why).
     pub torn_tail: Option<(u64, u64, CorruptionKind)>,
+    /// Damaged ranges skipped under [`RecoveryMode::SkipCorrupt`]: (offset, length, why).
+    pub skipped: Vec<(u64, u64, CorruptionKind)>,
 }
 
 pub(crate) fn index_from(entries: &[HintEntry]) -> (HashMap<Box<[u8]>, Entry>, u64) {
@@ -97,106 +103,75 @@ pub(crate) fn snapshot_entries(index: &HashMap<Box<[u8]>, Entry>) -> Vec<HintEnt
     entries
 }
 
+/// How a segment is loaded.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct LoadMode {
+    /// The active segment at a crash: it may have a torn tail.
+    pub newest: bool,
+    /// Never write (a torn tail is left on disk and only left out in memory).
+    pub read_only: bool,
+    pub recovery: RecoveryMode,
+}
+
 /// Loads segment `id`: from its index snapshot if that is intact and covers the file, else by
-/// scanning; `newest` (the active segment at a crash) may have a torn tail, cut if `repair`.
-pub(crate) fn load(fs: &DurableFs, dir: &Path, id: u64, newest: bool) -> Result<LoadedSegment> {
+/// scanning; a torn tail of the newest segment is cut (unless read-only) and synced.
+pub(crate) fn load(fs: &DurableFs, dir: &Path, id: u64, mode: LoadMode) -> Result<LoadedSegment> {
     let path = dir.join(segment_name(id));
-    let file = fs.open(
-        &path,
-        if newest {
-            Access::ReadWrite
-        } else {
-            Access::Read
-        },
-    )?;
-    let bytes = file.read_all()?;
-    let corrupt = |offset: u64, kind| Error::Corruption {
-        path: path.clone(),
-        offset,
-        kind,
+    let access = if mode.newest && !mode.read_only {
+        Access::ReadWrite
+    } else {
+        Access::Read
     };
-    let header = FileHeader::decode(&bytes, &SEGMENT_MAGIC).map_err(|k| corrupt(0, k))?;
-    if header.file_id != id {
-        return Err(corrupt(
-            16,
-            CorruptionKind::NameMismatch {
-                name_id: id,
-                header_id: header.file_id,
-            },
-        ));
-    }
+    let (data, header) = DataFile::open(fs, path.clone(), &SEGMENT_MAGIC, id, access)?;
+    let bytes = data.file.read_all()?;
     let snapshot = fs
         .read(&dir.join(index_name(id)))
         .ok()
-        .and_then(|b| decode_hint(&b, header.salt, id, u32::MAX))
-        .filter(|entries| {
-            let end = entries
-                .iter()
-                .map(|e| {
-                    e.offset + (RECORD_HEADER_LEN + e.key.len()) as u64 + u64::from(e.value_len)
-                })
-                .max()
-                .unwrap_or(FILE_HEADER_LEN as u64);
-            end == bytes.len() as u64
-        });
-    let (entries, end, from_snapshot, torn_tail) = match snapshot {
-        Some(entries) => (entries, bytes.len() as u64, true, None),
+        .and_then(|b| decode_hint(&b, &INDEX_MAGIC, header.salt, id))
+        .filter(|entries| hint_covers(entries, bytes.len() as u64));
+    let (entries, end, from_snapshot, torn_tail, skipped) = match snapshot {
+        Some(entries) => (entries, bytes.len() as u64, true, None, Vec::new()),
         None => {
-            let scanned = scan_records(&bytes, header.salt, u32::MAX, u32::MAX, newest, false)
-                .map_err(|(offset, kind)| corrupt(offset, kind))?;
+            let scanned = scan_records(&bytes, header.salt, mode.newest, mode.recovery)
+                .map_err(|(offset, kind)| Error::corrupt(&path, offset, kind))?;
             let torn = scanned
                 .torn_tail
                 .map(|(offset, kind)| (offset, bytes.len() as u64 - offset, kind));
-            if let Some((offset, _, _)) = torn {
-                file.set_len(offset)?;
+            if !mode.read_only {
+                if let Some((offset, _, _)) = torn {
+                    data.file.set_len(offset)?;
+                }
+                if mode.newest {
+                    // What the scan read may have come from the page cache after a process
+                    // crash: make it durable before it counts as durable.
+                    data.file.sync_data()?;
+                }
             }
-            if newest {
-                // What the scan read may have come from the page cache after a process crash:
-                // make it durable before it counts as durable.
-                file.sync_data()?;
-            }
-            (scanned.entries, scanned.end, false, torn)
+            let end = scanned.end;
+            (scanned.entries, end, false, torn, scanned.skipped)
         }
     };
     let (index, max_seq) = index_from(&entries);
     Ok(LoadedSegment {
         segment: Segment {
-            id,
-            path,
-            file: Arc::new(file),
-            salt: header.salt,
+            data,
             index: RwLock::new(index),
         },
         max_seq,
         end,
         from_snapshot,
         torn_tail,
+        skipped,
     })
 }
 
 impl Segment {
     /// Reads and verifies the record at `e` for `key`; returns its value.
     pub fn read_value(&self, key: &[u8], e: Entry) -> Result<Vec<u8>> {
-        let len = RECORD_HEADER_LEN + key.len() + e.value_len as usize;
-        let mut buf = vec![0u8; len];
-        self.file.read_exact_at(&mut buf, u64::from(e.offset))?;
-        let corrupt = |kind| Error::Corruption {
-            path: self.path.clone(),
-            offset: u64::from(e.offset),
-            kind,
-        };
-        let r = decode_record(&buf, self.salt, u32::MAX, u32::MAX).map_err(|d| {
-            corrupt(match d {
-                bitcask::format::DecodeError::Truncated => CorruptionKind::TruncatedRecord,
-                bitcask::format::DecodeError::Corrupt(k) => k,
-            })
-        })?;
-        if r.key != key || r.seq != e.seq {
-            return Err(corrupt(CorruptionKind::ChecksumMismatch {
-                expected: 0,
-                actual: 0,
-            }));
-        }
-        Ok(r.value.to_vec())
+        self.data.read_value(key, e.at())
+    }
+
+    pub fn id(&self) -> u64 {
+        self.data.id
     }
 }

@@ -1,46 +1,56 @@
 //! [`LsmHash`]: open, reads, writes, freezing segments, compaction.
 
 use std::collections::{HashMap, HashSet, VecDeque};
-use std::hash::{BuildHasher, Hasher};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::thread::JoinHandle;
+use std::sync::atomic::{AtomicU64, Ordering};
 
-use bitcask::format::{
-    BATCH_CONTINUES, FILE_HEADER_LEN, FileHeader, RECORD_HEADER_LEN, TOMBSTONE, encode_hint,
-    encode_record, parse_name,
+use durable_fs::{DirLock, DurableFs, GroupCommit, TEMP_SUFFIX, Ticker};
+use kv_core::format::{
+    FILE_HEADER_LEN, FileHeader, FileKind, TOMBSTONE, encode_hint, encode_record, parse_name,
+    record_len,
 };
-use durable_fs::{DirLock, DurableFs, GroupCommit, TEMP_SUFFIX};
-use parking_lot::{Condvar, Mutex, RwLock};
+use kv_core::{
+    Appender, CompactionReport, CorruptionKind, Damage, DataFile, Error, KvStore, Pairs, Result,
+    Stats, SyncPolicy, WriteBatch, max_batch_bytes,
+};
+use parking_lot::{Mutex, RwLock};
 
-use crate::error::{CorruptionKind, Error, Result};
 use crate::manifest::{self, MANIFEST};
-use crate::options::{Options, SyncPolicy};
+use crate::options::Options;
 use crate::segment::{
-    self, Entry, SEGMENT_MAGIC, Segment, index_name, segment_name, snapshot_entries,
+    self, Entry, INDEX_MAGIC, LoadMode, SEGMENT_MAGIC, Segment, index_name, segment_name,
+    snapshot_entries,
 };
 
-/// A batch of puts and deletes, applied atomically by [`LsmHash::write`].
-pub type WriteBatch = bitcask::WriteBatch;
+/// A snapshot of the segment list, oldest first.
+type Snapshot = Arc<Vec<Arc<Segment>>>;
+/// Live keys with the index (in a [`Snapshot`]) of the segment holding their latest record.
+type Live = Vec<(Box<[u8]>, usize, Entry)>;
 
 /// What [`LsmHash::open`] found and did.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct OpenReport {
+#[non_exhaustive]
+pub struct RecoveryReport {
     /// Segments in the manifest.
     pub segments: usize,
     /// Segments whose index came from a snapshot.
     pub from_snapshots: usize,
     /// Segments scanned record by record.
     pub scanned: usize,
-    /// A torn tail cut from the active segment: (file, offset, bytes, why).
-    pub truncated_tail: Option<(PathBuf, u64, u64, CorruptionKind)>,
-    /// Files not named by the manifest (leftovers of an interrupted change), removed.
+    /// A torn tail of the active segment: cut (left on disk when read-only).
+    pub truncated_tail: Option<Damage>,
+    /// Damaged ranges skipped (only with
+    /// [`RecoveryMode::SkipCorrupt`](kv_core::RecoveryMode::SkipCorrupt)).
+    pub skipped: Vec<Damage>,
+    /// Files not named by the manifest (leftovers of an interrupted change): removed
+    /// (left on disk when read-only).
     pub removed_files: Vec<String>,
 }
 
 /// One segment in [`LsmHash::segments`].
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct SegmentInfo {
     /// Its id (file `<id>.seg`).
     pub id: u64,
@@ -52,25 +62,10 @@ pub struct SegmentInfo {
     pub frozen: bool,
 }
 
-/// What [`LsmHash::compact_now`] did.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct CompactionReport {
-    /// Segments merged (and removed).
-    pub inputs: Vec<u64>,
-    /// The merged segments (more than one when the live data exceeds `max_segment_bytes`;
-    /// none when nothing was live).
-    pub outputs: Vec<u64>,
-    /// Live records written.
-    pub records: u64,
-}
-
 struct Writer {
+    /// The active segment's write path (its `DataFile` is the segment's).
+    app: Appender,
     active: Arc<Segment>,
-    offset: u64,
-    /// Allocated size of the active segment file.
-    file_len: u64,
-    seq: u64,
-    buf: Vec<u8>,
 }
 
 /// A written batch whose index entries are not visible yet (see [`Inner::publish_upto`]).
@@ -87,23 +82,25 @@ pub(crate) struct Inner {
     /// Oldest first; the last is the active segment. Readers clone the `Arc` and never block
     /// on writers or compaction.
     segments: RwLock<Arc<Vec<Arc<Segment>>>>,
-    writer: Mutex<Writer>,
+    /// `None` when opened read-only.
+    writer: Option<Mutex<Writer>>,
+    /// The highest seq on disk at open (what a read-only store reports as written).
+    opened_seq: u64,
     group: GroupCommit<Arc<Error>>,
     /// Batches written but not yet visible, in sequence order (`Always` only).
     pending: Mutex<VecDeque<PendingBatch>>,
     next_id: AtomicU64,
     compaction: Mutex<()>,
-    stop: AtomicBool,
-    stop_lock: Mutex<()>,
-    stop_cv: Condvar,
-    report: OpenReport,
-    _lock: DirLock,
+    snapshot_failures: AtomicU64,
+    report: RecoveryReport,
+    _lock: Option<DirLock>,
 }
 
 /// The log-structured hash table. `Send + Sync`; reads never block on writes or compaction.
 pub struct LsmHash {
     inner: Arc<Inner>,
-    background: Vec<JoinHandle<()>>,
+    /// The interval syncer and the background compaction, if configured.
+    ticker: Ticker,
 }
 
 impl std::fmt::Debug for LsmHash {
@@ -115,24 +112,12 @@ impl std::fmt::Debug for LsmHash {
     }
 }
 
-fn random_salt(id: u64) -> u32 {
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u64(id);
-    h.finish() as u32
-}
-
 /// Creates segment file `id` durably with its header.
 fn create_segment(fs: &DurableFs, dir: &Path, id: u64) -> Result<Segment> {
     let path = dir.join(segment_name(id));
-    let file = fs.create_new(&path)?;
-    let salt = random_salt(id);
-    file.write_all_at(&FileHeader { salt, file_id: id }.encode(&SEGMENT_MAGIC), 0)?;
-    file.sync_data()?;
+    let data = DataFile::create(fs, path, &SEGMENT_MAGIC, id, FileKind::Written)?;
     Ok(Segment {
-        id,
-        path,
-        file: Arc::new(file),
-        salt,
+        data,
         index: RwLock::new(HashMap::new()),
     })
 }
@@ -147,10 +132,17 @@ fn apply_batch(batch: PendingBatch) {
 
 impl Inner {
     fn check_poison(&self) -> Result<()> {
-        match self.group.failure() {
-            Some(e) => Err(Error::Poisoned(e)),
-            None => Ok(()),
-        }
+        self.group.check().map_err(Error::Poisoned)
+    }
+
+    fn writer(&self) -> Result<&Mutex<Writer>> {
+        self.writer.as_ref().ok_or(Error::ReadOnly)
+    }
+
+    fn last_seq(&self) -> u64 {
+        self.writer
+            .as_ref()
+            .map_or(self.opened_seq, |w| w.lock().app.seq)
     }
 
     /// Poisons the store with `e` (fail-stop) and returns the first failure as `Poisoned`.
@@ -159,7 +151,7 @@ impl Inner {
     }
 
     fn write_manifest(&self, list: &[Arc<Segment>]) -> Result<()> {
-        let ids: Vec<u64> = list.iter().map(|s| s.id).collect();
+        let ids: Vec<u64> = list.iter().map(|s| s.id()).collect();
         self.opts
             .fs
             .atomic_replace(&self.dir.join(MANIFEST), &manifest::encode(&ids))?;
@@ -172,140 +164,64 @@ impl Inner {
         // snapshot would leave them out.
         self.publish_upto(self.group.durable());
         let entries = snapshot_entries(&seg.index.read());
-        let bytes = encode_hint(
-            FileHeader {
-                salt: seg.salt,
-                file_id: seg.id,
-            },
-            &entries,
-        );
-        let _ = self
-            .opts
-            .fs
-            .atomic_replace(&self.dir.join(index_name(seg.id)), &bytes);
+        let header = FileHeader::new(seg.data.salt, seg.id());
+        let bytes = encode_hint(header, &INDEX_MAGIC, &entries);
+        let path = self.dir.join(index_name(seg.id()));
+        if self.opts.fs.atomic_replace(&path, &bytes).is_err() {
+            self.snapshot_failures.fetch_add(1, Ordering::Relaxed);
+        }
     }
 
     /// Freezes the active segment: sync it, create the next one, switch the manifest.
     /// Returns the frozen segment (for its snapshot, written after the lock is released).
     fn freeze(&self, w: &mut Writer) -> Result<Arc<Segment>> {
-        if w.file_len > w.offset {
-            // Frozen segments end exactly at their records.
-            w.active.file.set_len(w.offset)?;
-        }
-        w.active.file.sync_data()?;
-        self.group.advance(w.seq);
+        // Frozen segments end exactly at their records, synced.
+        w.app.seal()?;
+        self.group.advance(w.app.seq);
         let id = self.next_id.fetch_add(1, Ordering::AcqRel);
         let fresh = Arc::new(create_segment(&self.opts.fs, &self.dir, id)?);
         let mut list: Vec<Arc<Segment>> = self.segments.read().iter().cloned().collect();
         list.push(Arc::clone(&fresh));
         self.write_manifest(&list)?;
         *self.segments.write() = Arc::new(list);
+        w.app.start_file(fresh.data.clone());
         let frozen = std::mem::replace(&mut w.active, fresh);
-        w.offset = FILE_HEADER_LEN as u64;
-        w.file_len = FILE_HEADER_LEN as u64;
         Ok(frozen)
     }
 
-    fn check_sizes(&self, ops: &[(Vec<u8>, Option<Vec<u8>>)]) -> Result<()> {
-        // A batch goes into one segment, whose offsets are 32-bit.
-        let total: u64 = ops
-            .iter()
-            .map(|(k, v)| (RECORD_HEADER_LEN + k.len() + v.as_ref().map_or(0, Vec::len)) as u64)
-            .sum();
-        let max_batch = self.opts.max_segment_bytes.max(u64::from(u32::MAX) / 2);
-        if total > max_batch {
-            return Err(Error::TooLarge {
-                what: "batch",
-                len: total,
-                max: max_batch,
-            });
-        }
-        for (k, v) in ops {
-            if k.len() as u64 > u64::from(self.opts.max_key_bytes) {
-                return Err(Error::TooLarge {
-                    what: "key",
-                    len: k.len() as u64,
-                    max: self.opts.max_key_bytes.into(),
-                });
-            }
-            if let Some(v) = v
-                && v.len() as u64 > u64::from(self.opts.max_value_bytes)
-            {
-                return Err(Error::TooLarge {
-                    what: "value",
-                    len: v.len() as u64,
-                    max: self.opts.max_value_bytes.into(),
-                });
-            }
-        }
-        Ok(())
-    }
-
     /// Appends a batch; returns its last sequence number.
-    fn append(&self, ops: Vec<(Vec<u8>, Option<Vec<u8>>)>) -> Result<u64> {
+    fn append(&self, batch: WriteBatch) -> Result<u64> {
         self.check_poison()?;
-        self.check_sizes(&ops)?;
         let mut frozen = None;
-        let mut w = self.writer.lock();
+        let mut w = self.writer()?.lock();
         self.check_poison()?;
-        let total: u64 = ops
-            .iter()
-            .map(|(k, v)| (RECORD_HEADER_LEN + k.len() + v.as_ref().map_or(0, Vec::len)) as u64)
-            .sum();
-        if w.offset > FILE_HEADER_LEN as u64 && w.offset + total > self.opts.max_segment_bytes {
+        if w.app.is_full(batch.encoded_len(), self.opts.max_file_bytes) {
             frozen = Some(self.freeze(&mut w).map_err(|e| self.fail(e))?);
         }
-        let mut buf = std::mem::take(&mut w.buf);
-        buf.clear();
-        let n = ops.len();
         let synced = self.group.durable();
-        let mut entries = Vec::with_capacity(n);
-        for (i, (k, v)) in ops.iter().enumerate() {
-            let seq = w.seq + 1 + i as u64;
-            let cont = if i + 1 < n { BATCH_CONTINUES } else { 0 };
-            let offset = (w.offset + buf.len() as u64) as u32;
-            let flags = cont | if v.is_none() { TOMBSTONE } else { 0 };
-            encode_record(
-                &mut buf,
-                w.active.salt,
-                seq,
-                synced,
-                flags,
-                k,
-                v.as_deref().unwrap_or_default(),
-            );
-            entries.push(Entry {
-                seq,
+        let (prealloc, max) = (self.opts.preallocate_bytes, self.opts.max_file_bytes);
+        let appended = w
+            .app
+            .append(&batch, synced, prealloc, max)
+            .map_err(|e| self.fail(e.into()))?;
+        let mut entries = Vec::with_capacity(appended.len());
+        for ((key, _), a) in batch.into_ops().into_iter().zip(&appended) {
+            let offset = u32::try_from(a.offset).map_err(|_| {
+                self.fail(Error::Internal(format!("offset {} past 4 GiB", a.offset)))
+            })?;
+            let e = Entry {
+                seq: a.seq,
                 offset,
-                value_len: v.as_ref().map_or(0, |v| v.len() as u32),
-                tombstone: v.is_none(),
-            });
+                value_len: a.value_len,
+                tombstone: a.tombstone,
+            };
+            entries.push((key.into_boxed_slice(), e));
         }
-        let end = w.offset + buf.len() as u64;
-        if self.opts.preallocate_bytes > 0 && end > w.file_len {
-            let step = (w.file_len + self.opts.preallocate_bytes).min(self.opts.max_segment_bytes);
-            w.file_len = end.max(step);
-            if let Err(e) = w.active.file.set_len(w.file_len) {
-                w.buf = buf;
-                return Err(self.fail(e.into()));
-            }
-        }
-        if let Err(e) = w.active.file.write_all_at(&buf, w.offset) {
-            w.buf = buf;
-            return Err(self.fail(e.into()));
-        }
-        w.offset += buf.len() as u64;
-        w.seq += n as u64;
-        let last = w.seq;
-        w.buf = buf;
+        let last = w.app.seq;
         let batch = PendingBatch {
             last_seq: last,
             segment: Arc::clone(&w.active),
-            entries: ops
-                .into_iter()
-                .map(|(k, _)| k.into_boxed_slice())
-                .zip(entries)
-                .collect(),
+            entries,
         };
         if self.opts.sync != SyncPolicy::Always || self.opts.regressions.visible_before_durable {
             // Readers see the page cache (as documented for `Never` and `Interval`).
@@ -323,8 +239,8 @@ impl Inner {
 
     fn sync_once(&self) -> Result<u64> {
         let (file, seq) = {
-            let w = self.writer.lock();
-            (Arc::clone(&w.active.file), w.seq)
+            let w = self.writer()?.lock();
+            (Arc::clone(w.app.file()), w.app.seq)
         };
         file.sync_data()?;
         Ok(seq)
@@ -381,6 +297,7 @@ impl Inner {
     fn compact(&self) -> Result<CompactionReport> {
         let _one = self.compaction.lock();
         self.check_poison()?;
+        self.writer()?;
         let snapshot = Arc::clone(&self.segments.read());
         let Some((_, frozen)) = snapshot.split_last() else {
             return Ok(CompactionReport::default());
@@ -395,33 +312,32 @@ impl Inner {
         // Every frozen segment is an input, the oldest included: no older segment remains
         // that a tombstone would have to hide, so tombstones are dropped.
         let drop_tombstones = true;
-        let mut report = CompactionReport {
-            inputs: inputs.iter().map(|s| s.id).collect(),
-            outputs: Vec::new(),
-            records: 0,
-        };
-        // Outputs are cut at `max_segment_bytes` (offsets are 32-bit). Each key is in exactly
+        let mut report = CompactionReport::default();
+        report.inputs = inputs.iter().map(|s| s.id()).collect();
+        report.bytes_before = inputs.iter().map(|s| s.data.file.len().unwrap_or(0)).sum();
+        // Outputs are cut at `max_file_bytes` (offsets are 32-bit). Each key is in exactly
         // one of them, so their order in the segment list does not matter.
         let mut outputs: Vec<Segment> = Vec::new();
         let written = self.write_compacted(&inputs, drop_tombstones, &mut outputs);
         if let Err(e) = written {
             for out in &outputs {
-                let _ = self.opts.fs.remove_file(&out.path);
+                let _ = self.opts.fs.remove_file(&out.data.path);
             }
             return Err(e);
         }
         let outputs: Vec<Arc<Segment>> = outputs.into_iter().map(Arc::new).collect();
         report.records = outputs.iter().map(|o| o.index.read().len() as u64).sum();
-        report.outputs = outputs.iter().map(|o| o.id).collect();
+        report.outputs = outputs.iter().map(|o| o.id()).collect();
+        report.bytes_after = outputs.iter().map(|o| o.data.file.len().unwrap_or(0)).sum();
         // The switch: the new set in the manifest, then in memory. Serialised with freezes,
         // which also change the set; writers wait only for this manifest write.
         {
-            let _w = self.writer.lock();
+            let _w = self.writer()?.lock();
             // Fail-stop: a store poisoned while the outputs were written does not switch.
             if let Err(e) = self.check_poison() {
                 drop(_w);
                 for out in &outputs {
-                    let _ = self.opts.fs.remove_file(&out.path);
+                    let _ = self.opts.fs.remove_file(&out.data.path);
                 }
                 return Err(e);
             }
@@ -438,9 +354,9 @@ impl Inner {
         for seg in &inputs {
             self.opts
                 .fs
-                .remove_file(&seg.path)
+                .remove_file(&seg.data.path)
                 .map_err(|e| self.fail(e.into()))?;
-            let idx = self.dir.join(index_name(seg.id));
+            let idx = self.dir.join(index_name(seg.id()));
             if self.opts.fs.exists(&idx).map_err(|e| self.fail(e.into()))? {
                 self.opts
                     .fs
@@ -482,13 +398,13 @@ impl Inner {
                 } else {
                     seg.read_value(&key, e)?
                 };
-                let len = (RECORD_HEADER_LEN + key.len() + value.len()) as u64;
-                let full = offset + buf.len() as u64 + len > self.opts.max_segment_bytes
+                let len = record_len(key.len(), value.len());
+                let full = offset + buf.len() as u64 + len > self.opts.max_file_bytes
                     && offset + buf.len() as u64 > FILE_HEADER_LEN as u64;
                 if outputs.is_empty() || full {
                     if let Some(out) = outputs.last() {
-                        out.file.write_all_at(&buf, offset)?;
-                        out.file.sync_data()?;
+                        out.data.file.write_all_at(&buf, offset)?;
+                        out.data.file.sync_data()?;
                         *out.index.write() = std::mem::take(&mut index);
                     }
                     buf.clear();
@@ -501,7 +417,7 @@ impl Inner {
                 };
                 let start = offset + buf.len() as u64;
                 let flags = if e.tombstone { TOMBSTONE } else { 0 };
-                encode_record(&mut buf, out.salt, e.seq, e.seq, flags, &key, &value);
+                encode_record(&mut buf, out.data.salt, e.seq, e.seq, flags, &key, &value);
                 index.insert(
                     key,
                     Entry {
@@ -512,15 +428,15 @@ impl Inner {
                     },
                 );
                 if buf.len() >= 1 << 20 {
-                    out.file.write_all_at(&buf, offset)?;
+                    out.data.file.write_all_at(&buf, offset)?;
                     offset += buf.len() as u64;
                     buf.clear();
                 }
             }
         }
         if let Some(out) = outputs.last() {
-            out.file.write_all_at(&buf, offset)?;
-            out.file.sync_data()?;
+            out.data.file.write_all_at(&buf, offset)?;
+            out.data.file.sync_data()?;
             *out.index.write() = index;
         }
         Ok(())
@@ -531,40 +447,47 @@ impl Inner {
     }
 }
 
-fn open_inner(dir: &Path, opts: Options) -> Result<Inner> {
-    opts.validate()?;
-    let fs = opts.fs.clone();
-    fs.create_dir_all(dir)?;
-    let lock = fs.lock_dir(dir)?;
-    let mut report = OpenReport::default();
-    let names = fs.list(dir)?;
+/// The segment ids the manifest names (oldest first), after checking that a store without a
+/// manifest holds no record.
+fn read_manifest(fs: &DurableFs, dir: &Path, names: &[String]) -> Result<Vec<u64>> {
     let manifest_path = dir.join(MANIFEST);
-    let ids = if names.iter().any(|n| n == MANIFEST) {
-        manifest::decode(&fs.read(&manifest_path)?).ok_or(Error::Corruption {
-            path: manifest_path.clone(),
-            offset: 0,
-            kind: CorruptionKind::BadManifest,
-        })?
-    } else {
-        Vec::new()
-    };
-    let mut max_id = ids.iter().copied().max().unwrap_or(0);
-    // Leftovers of interrupted changes: files the manifest does not name. Without a manifest
-    // only a store whose creation was interrupted qualifies (segments holding no record);
-    // segments with records but no manifest are a damaged store, not leftovers.
-    if ids.is_empty() {
-        for n in &names {
-            if matches!(parse_name(n), Some((_, "seg")))
-                && fs.open(&dir.join(n), durable_fs::Access::Read)?.len()? > FILE_HEADER_LEN as u64
-            {
-                return Err(Error::Corruption {
-                    path: manifest_path,
-                    offset: 0,
-                    kind: CorruptionKind::BadManifest,
-                });
-            }
+    if names.iter().any(|n| n == MANIFEST) {
+        return manifest::decode(&fs.read(&manifest_path)?)
+            .ok_or_else(|| Error::corrupt(manifest_path, 0, CorruptionKind::BadManifest));
+    }
+    // Without a manifest only a store whose creation was interrupted qualifies (segments
+    // holding no record); segments with records but no manifest are a damaged store.
+    for n in names {
+        if matches!(parse_name(n), Some((_, "seg")))
+            && fs.open(&dir.join(n), durable_fs::Access::Read)?.len()? > FILE_HEADER_LEN as u64
+        {
+            return Err(Error::corrupt(
+                manifest_path,
+                0,
+                CorruptionKind::BadManifest,
+            ));
         }
     }
+    Ok(Vec::new())
+}
+
+/// What [`recover`] hands to the store.
+struct Recovered {
+    list: Vec<Arc<Segment>>,
+    max_seq: u64,
+    /// Where the active segment's records end.
+    active_end: u64,
+    max_id: u64,
+    report: RecoveryReport,
+}
+
+/// Reads the manifest, removes (unless read-only) the files it does not name, and loads
+/// every segment it names.
+fn recover(fs: &DurableFs, dir: &Path, opts: &Options) -> Result<Recovered> {
+    let mut report = RecoveryReport::default();
+    let names = fs.list(dir)?;
+    let ids = read_manifest(fs, dir, &names)?;
+    let mut max_id = ids.iter().copied().max().unwrap_or(0);
     for n in &names {
         let named = match parse_name(n) {
             Some((id, "seg" | "idx")) => {
@@ -574,60 +497,87 @@ fn open_inner(dir: &Path, opts: Options) -> Result<Inner> {
             _ => !n.ends_with(TEMP_SUFFIX),
         };
         if !named {
-            fs.remove_file(&dir.join(n))?;
+            if !opts.read_only {
+                fs.remove_file(&dir.join(n))?;
+            }
             report.removed_files.push(n.clone());
         }
     }
-    let mut list = Vec::new();
-    let mut max_seq = 0;
-    let mut active_end = FILE_HEADER_LEN as u64;
-    let count = ids.len();
+    let mut out = Recovered {
+        list: Vec::new(),
+        max_seq: 0,
+        active_end: FILE_HEADER_LEN as u64,
+        max_id,
+        report,
+    };
     for (i, &id) in ids.iter().enumerate() {
-        let loaded = segment::load(&fs, dir, id, i + 1 == count)?;
-        max_seq = max_seq.max(loaded.max_seq);
-        active_end = loaded.end;
+        let mode = LoadMode {
+            newest: i + 1 == ids.len(),
+            read_only: opts.read_only,
+            recovery: opts.recovery,
+        };
+        let loaded = segment::load(fs, dir, id, mode)?;
+        out.max_seq = out.max_seq.max(loaded.max_seq);
+        out.active_end = loaded.end;
         if loaded.from_snapshot {
-            report.from_snapshots += 1;
+            out.report.from_snapshots += 1;
         } else {
-            report.scanned += 1;
+            out.report.scanned += 1;
         }
+        let path = &loaded.segment.data.path;
         if let Some((offset, len, kind)) = loaded.torn_tail {
-            report.truncated_tail = Some((loaded.segment.path.clone(), offset, len, kind));
+            out.report.truncated_tail = Some(Damage::new(path.clone(), offset, len, kind));
         }
-        list.push(Arc::new(loaded.segment));
+        for (offset, len, kind) in loaded.skipped {
+            out.report
+                .skipped
+                .push(Damage::new(path.clone(), offset, len, kind));
+        }
+        out.list.push(Arc::new(loaded.segment));
     }
-    let next_id = AtomicU64::new(max_id + 1);
-    if list.is_empty() {
+    Ok(out)
+}
+
+fn open_inner(dir: &Path, opts: Options) -> Result<Inner> {
+    opts.validate()?;
+    let fs = opts.fs.clone();
+    let lock = if opts.read_only {
+        None
+    } else {
+        fs.create_dir_all(dir)?;
+        Some(fs.lock_dir(dir)?)
+    };
+    let mut r = recover(&fs, dir, &opts)?;
+    let next_id = AtomicU64::new(r.max_id + 1);
+    if r.list.is_empty() && !opts.read_only {
         let id = next_id.fetch_add(1, Ordering::AcqRel);
-        list.push(Arc::new(create_segment(&fs, dir, id)?));
-        let ids: Vec<u64> = list.iter().map(|s| s.id).collect();
-        fs.atomic_replace(&manifest_path, &manifest::encode(&ids))?;
+        r.list.push(Arc::new(create_segment(&fs, dir, id)?));
+        fs.atomic_replace(&dir.join(MANIFEST), &manifest::encode(&[id]))?;
     }
-    report.segments = list.len();
-    let active = Arc::clone(
-        list.last()
-            .ok_or_else(|| Error::InvalidOptions("no segment".into()))?,
-    );
-    let file_len = active.file.len()?;
-    let offset = active_end.min(file_len);
+    r.report.segments = r.list.len();
+    let writer = match r.list.last() {
+        Some(active) if !opts.read_only => {
+            let file_len = active.data.file.len()?;
+            let offset = r.active_end.min(file_len);
+            let app = Appender::new(active.data.clone(), offset, file_len, r.max_seq);
+            Some(Mutex::new(Writer {
+                app,
+                active: Arc::clone(active),
+            }))
+        }
+        _ => None,
+    };
     Ok(Inner {
         dir: dir.to_path_buf(),
-        segments: RwLock::new(Arc::new(list)),
-        writer: Mutex::new(Writer {
-            active,
-            offset,
-            file_len,
-            seq: max_seq,
-            buf: Vec::new(),
-        }),
-        group: GroupCommit::new(max_seq, |m| Arc::new(Error::Internal(m))),
+        segments: RwLock::new(Arc::new(r.list)),
+        writer,
+        opened_seq: r.max_seq,
+        group: GroupCommit::new(r.max_seq, |m| Arc::new(Error::Internal(m))),
         pending: Mutex::new(VecDeque::new()),
         next_id,
         compaction: Mutex::new(()),
-        stop: AtomicBool::new(false),
-        stop_lock: Mutex::new(()),
-        stop_cv: Condvar::new(),
-        report,
+        snapshot_failures: AtomicU64::new(0),
+        report: r.report,
         _lock: lock,
         opts,
     })
@@ -637,62 +587,44 @@ impl LsmHash {
     /// Opens (creating if needed) the store in `dir`: takes the directory lock, reads the
     /// manifest, removes files it does not name, loads each segment's index (from its
     /// snapshot or by a CRC-checked scan), cuts a torn tail of the active segment, and starts
-    /// the background compaction thread.
+    /// the background threads. With [`Options::read_only`] it takes no lock and writes
+    /// nothing (a torn tail is only left out in memory).
     pub fn open(dir: impl AsRef<Path>, opts: Options) -> Result<LsmHash> {
         let inner = Arc::new(open_inner(dir.as_ref(), opts)?);
-        let mut background = Vec::new();
-        let threads: [(&str, Option<std::time::Duration>); 2] = [
-            (
-                "lsm-hash-sync",
-                match inner.opts.sync {
-                    SyncPolicy::Interval(d) => Some(d),
-                    _ => None,
-                },
-            ),
-            (
-                "lsm-hash-compact",
-                (inner.opts.compaction_min_segments > 0)
-                    .then_some(inner.opts.compaction_check_interval),
-            ),
-        ];
-        for (name, every) in threads {
-            let Some(every) = every else { continue };
-            let i = Arc::clone(&inner);
-            let compact = name == "lsm-hash-compact";
-            let h = std::thread::Builder::new()
-                .name(name.into())
-                .spawn(move || {
-                    loop {
-                        {
-                            let mut g = i.stop_lock.lock();
-                            if !i.stop.load(Ordering::Acquire) {
-                                let _ = i.stop_cv.wait_for(&mut g, every);
-                            }
+        let mut ticker = Ticker::new();
+        if inner.writer.is_some() {
+            if let SyncPolicy::Interval(every) = inner.opts.sync {
+                let i = Arc::clone(&inner);
+                ticker
+                    .spawn("lsm-hash-sync", every, move || {
+                        let last = i.last_seq();
+                        i.check_poison().is_ok()
+                            && (i.group.durable() >= last || i.wait_durable(last).is_ok())
+                    })
+                    .map_err(Error::Thread)?;
+            }
+            if inner.opts.compaction_min_segments > 0 {
+                let i = Arc::clone(&inner);
+                let every = inner.opts.compaction_check_interval;
+                ticker
+                    .spawn("lsm-hash-compact", every, move || {
+                        if i.check_poison().is_err() {
+                            return false;
                         }
-                        if i.stop.load(Ordering::Acquire) || i.check_poison().is_err() {
-                            return;
+                        if i.frozen_count() >= i.opts.compaction_min_segments {
+                            // A failed compaction leaves the old segments in place.
+                            let _ = i.compact();
                         }
-                        if compact {
-                            if i.frozen_count() >= i.opts.compaction_min_segments {
-                                // A failed compaction leaves the old segments in place.
-                                let _ = i.compact();
-                            }
-                        } else {
-                            let last = i.writer.lock().seq;
-                            if i.group.durable() < last && i.wait_durable(last).is_err() {
-                                return;
-                            }
-                        }
-                    }
-                })
-                .map_err(Error::Thread)?;
-            background.push(h);
+                        true
+                    })
+                    .map_err(Error::Thread)?;
+            }
         }
-        Ok(LsmHash { inner, background })
+        Ok(LsmHash { inner, ticker })
     }
 
     /// What open found and repaired.
-    pub fn open_report(&self) -> &OpenReport {
+    pub fn recovery_report(&self) -> &RecoveryReport {
         &self.inner.report
     }
 
@@ -711,7 +643,7 @@ impl LsmHash {
 
     /// The failure that poisoned the store, if one did: after it every call that reads or
     /// writes data returns [`Error::Poisoned`] with it, until the store is reopened.
-    /// [`LsmHash::segments`] keeps answering.
+    /// [`LsmHash::segments`] and [`LsmHash::stats`] keep answering.
     pub fn poisoned(&self) -> Option<Arc<Error>> {
         self.inner.group.failure()
     }
@@ -721,40 +653,45 @@ impl LsmHash {
         self.inner.group.durable()
     }
 
-    /// Sets `key` to `value`.
+    /// Sets `key` to `value` (an empty value is a value, not a delete).
     pub fn put(&self, key: &[u8], value: &[u8]) -> Result<()> {
-        self.apply(vec![(key.to_vec(), Some(value.to_vec()))])
+        let mut b = WriteBatch::new();
+        b.put(key, value);
+        self.write(b)
     }
 
     /// Deletes `key`; returns whether it was live (a missing key writes nothing).
     pub fn delete(&self, key: &[u8]) -> Result<bool> {
+        self.inner.writer()?;
         if !self.contains(key)? {
             // Absent perhaps because of another thread's delete not yet durable: under
             // `Always`, report it only once it is.
             if self.inner.opts.sync == SyncPolicy::Always {
-                let last = self.inner.writer.lock().seq;
-                self.inner.wait_durable(last)?;
+                self.inner.wait_durable(self.inner.last_seq())?;
             }
             return Ok(false);
         }
-        self.apply(vec![(key.to_vec(), None)])?;
+        let mut b = WriteBatch::new();
+        b.delete(key);
+        self.write(b)?;
         Ok(true)
     }
 
-    /// Applies a batch atomically (all or nothing after a crash).
-    pub fn write(&self, batch: &[(Vec<u8>, Option<Vec<u8>>)]) -> Result<()> {
-        self.inner.check_poison()?;
+    /// Applies a batch atomically (all or nothing after a crash). Durable on return under
+    /// [`SyncPolicy::Always`], and visible to other threads only from then on.
+    pub fn write(&self, batch: WriteBatch) -> Result<()> {
+        let inner = &self.inner;
+        inner.check_poison()?;
+        inner.writer()?;
         if batch.is_empty() {
             return Ok(());
         }
-        self.apply(batch.to_vec())
-    }
-
-    fn apply(&self, ops: Vec<(Vec<u8>, Option<Vec<u8>>)>) -> Result<()> {
-        let inner = &self.inner;
-        let _w = (inner.opts.sync == SyncPolicy::Always).then(|| inner.group.writer());
-        let seq = inner.append(ops)?;
-        if inner.opts.sync == SyncPolicy::Always {
+        let o = &inner.opts;
+        let max_batch = max_batch_bytes(o.max_file_bytes);
+        batch.check_sizes(o.max_key_bytes, o.max_value_bytes, max_batch)?;
+        let _w = (o.sync == SyncPolicy::Always).then(|| inner.group.writer());
+        let seq = inner.append(batch)?;
+        if o.sync == SyncPolicy::Always {
             inner.wait_durable(seq)?;
         }
         Ok(())
@@ -762,15 +699,13 @@ impl LsmHash {
 
     /// Makes every write so far durable.
     pub fn sync(&self) -> Result<()> {
-        let last = self.inner.writer.lock().seq;
-        self.inner.wait_durable(last)
+        self.inner.writer()?;
+        self.inner.wait_durable(self.inner.last_seq())
     }
 
-    /// Every live `(key, value)`, sorted by key, from one snapshot of the segment list.
-    /// After a failure poisons the store, the next item is the [`Error::Poisoned`] error and
-    /// the iteration ends (also for iterators created before the failure).
-    pub fn iter(&self) -> impl Iterator<Item = Result<(Vec<u8>, Vec<u8>)>> + use<> {
-        let inner = Arc::clone(&self.inner);
+    /// The live keys with where their latest record is, from one snapshot of the segment
+    /// list, sorted by key.
+    fn live(&self) -> (Snapshot, Live) {
         let snapshot = Arc::clone(&self.inner.segments.read());
         let mut latest: HashMap<Box<[u8]>, (usize, Entry)> = HashMap::new();
         for (i, seg) in snapshot.iter().enumerate() {
@@ -778,12 +713,53 @@ impl LsmHash {
                 latest.insert(k.clone(), (i, *e)); // later segments overwrite older ones
             }
         }
-        let mut live: Vec<(Box<[u8]>, usize, Entry)> = latest
+        let mut live: Live = latest
             .into_iter()
             .filter(|(_, (_, e))| !e.tombstone)
             .map(|(k, (i, e))| (k, i, e))
             .collect();
         live.sort_by(|a, b| a.0.cmp(&b.0));
+        (snapshot, live)
+    }
+
+    /// Number of live keys (no disk read).
+    pub fn len(&self) -> Result<usize> {
+        self.inner.check_poison()?;
+        Ok(self.live().1.len())
+    }
+
+    /// True when no key is live.
+    pub fn is_empty(&self) -> Result<bool> {
+        Ok(self.len()? == 0)
+    }
+
+    /// Live keys, sorted (a snapshot; no disk read).
+    pub fn keys(&self) -> Result<Vec<Vec<u8>>> {
+        self.inner.check_poison()?;
+        Ok(self
+            .live()
+            .1
+            .into_iter()
+            .map(|(k, _, _)| k.into_vec())
+            .collect())
+    }
+
+    /// Folds over every live pair, in key order.
+    pub fn fold<A>(&self, init: A, mut f: impl FnMut(A, &[u8], &[u8]) -> A) -> Result<A> {
+        let mut acc = init;
+        for item in self.iter() {
+            let (k, v) = item?;
+            acc = f(acc, &k, &v);
+        }
+        Ok(acc)
+    }
+
+    /// Every live `(key, value)`, sorted by key, from one snapshot of the segment list.
+    /// After a failure poisons the store, the next item is the [`Error::Poisoned`] error and
+    /// the iteration ends (also for iterators created before the failure).
+    pub fn iter(&self) -> impl Iterator<Item = Result<(Vec<u8>, Vec<u8>)>> + use<> {
+        let inner = Arc::clone(&self.inner);
+        let (snapshot, live) = self.live();
         let mut done = false;
         live.into_iter()
             .map(Some)
@@ -796,10 +772,14 @@ impl LsmHash {
                     Err(e) => Err(e),
                     Ok(()) => {
                         let (k, i, e) = item?;
-                        snapshot
-                            .get(i)
-                            .ok_or_else(|| Error::Internal(format!("segment {i} vanished")))
-                            .and_then(|seg| seg.read_value(&k, e))
+                        // `i` indexes the snapshot the entries were read from.
+                        let seg = snapshot.get(i).ok_or_else(|| {
+                            Error::Internal(format!(
+                                "segment {i} of a snapshot of {}",
+                                snapshot.len()
+                            ))
+                        });
+                        seg.and_then(|seg| seg.read_value(&k, e))
                             .and_then(|v| inner.check_poison().map(|()| (k.into_vec(), v)))
                     }
                 };
@@ -808,9 +788,10 @@ impl LsmHash {
             })
     }
 
-    /// Merges every frozen segment into one (only the latest live record of each key), makes
-    /// it durable, switches the manifest, then deletes the inputs. Reads and writes continue.
-    pub fn compact_now(&self) -> Result<CompactionReport> {
+    /// Compacts and merges every frozen segment into new ones (only the latest live record
+    /// of each key), makes them durable, switches the manifest, then deletes the inputs.
+    /// Reads and writes continue.
+    pub fn compact(&self) -> Result<CompactionReport> {
         self.inner.compact()
     }
 
@@ -822,12 +803,40 @@ impl LsmHash {
             .iter()
             .enumerate()
             .map(|(i, s)| SegmentInfo {
-                id: s.id,
+                id: s.id(),
                 keys: s.index.read().len(),
-                bytes: s.file.len().unwrap_or(0),
+                bytes: s.data.file.len().unwrap_or(0),
                 frozen: i + 1 < n,
             })
             .collect()
+    }
+
+    /// Counts and sizes (answers on a poisoned store too). `total_bytes` counts the records
+    /// of every segment; `dead_bytes` those no live key needs (overwritten values,
+    /// tombstones, records shadowed by a newer segment).
+    pub fn stats(&self) -> Stats {
+        let (snapshot, live) = self.live();
+        let mut stats = Stats::default();
+        stats.keys = live.len() as u64;
+        stats.files = snapshot.len() as u64;
+        stats.open_handles = snapshot.len() as u64;
+        stats.total_bytes = snapshot
+            .iter()
+            .map(|s| {
+                s.data
+                    .file
+                    .len()
+                    .unwrap_or(0)
+                    .saturating_sub(FILE_HEADER_LEN as u64)
+            })
+            .sum();
+        let live_bytes: u64 = live
+            .iter()
+            .map(|(k, _, e)| record_len(k.len(), e.value_len as usize))
+            .sum();
+        stats.dead_bytes = stats.total_bytes.saturating_sub(live_bytes);
+        stats.hint_write_failures = self.inner.snapshot_failures.load(Ordering::Relaxed);
+        stats
     }
 
     /// Syncs and closes. Dropping does the same, ignoring errors.
@@ -836,23 +845,52 @@ impl LsmHash {
     }
 
     fn shutdown(&mut self) -> Result<()> {
+        self.ticker.stop();
         let inner = &self.inner;
-        inner.stop.store(true, Ordering::Release);
-        {
-            let _g = inner.stop_lock.lock();
-            inner.stop_cv.notify_all();
-        }
-        for h in self.background.drain(..) {
-            let _ = h.join();
+        if inner.writer.is_none() {
+            return Ok(());
         }
         inner.check_poison()?;
-        let last = inner.writer.lock().seq;
-        inner.wait_durable(last)
+        inner.wait_durable(inner.last_seq())
     }
 }
 
 impl Drop for LsmHash {
     fn drop(&mut self) {
         let _ = self.shutdown();
+    }
+}
+
+impl KvStore for LsmHash {
+    fn write(&self, batch: WriteBatch) -> Result<()> {
+        LsmHash::write(self, batch)
+    }
+
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        LsmHash::get(self, key)
+    }
+
+    fn delete(&self, key: &[u8]) -> Result<bool> {
+        LsmHash::delete(self, key)
+    }
+
+    fn sync(&self) -> Result<()> {
+        LsmHash::sync(self)
+    }
+
+    fn compact(&self) -> Result<()> {
+        LsmHash::compact(self).map(|_| ())
+    }
+
+    fn pairs(&self) -> Result<Pairs> {
+        self.iter().collect()
+    }
+
+    fn stats(&self) -> Result<Stats> {
+        Ok(LsmHash::stats(self))
+    }
+
+    fn close(self: Box<Self>) -> Result<()> {
+        LsmHash::close(*self)
     }
 }

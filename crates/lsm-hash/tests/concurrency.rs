@@ -29,7 +29,7 @@ fn readers_and_writers_run_while_compaction_runs() {
     let sim = SimFs::new();
     let opts = Options::default()
         .with_fs(sim.durable())
-        .with_max_segment_bytes(8192)
+        .with_max_file_bytes(8192)
         .with_sync(SyncPolicy::Always)
         .with_compaction_min_segments(3)
         .with_compaction_check_interval(Duration::from_millis(2));

@@ -18,7 +18,7 @@ use lsm_hash::{CorruptionKind, Error, LsmHash, Options, index_name, segment_name
 fn opts(sim: &SimFs) -> Options {
     Options::default()
         .with_fs(sim.durable())
-        .with_max_segment_bytes(4096)
+        .with_max_file_bytes(4096)
         .with_compaction_min_segments(0)
 }
 
@@ -84,7 +84,11 @@ fn damaged_frozen_segment_is_refused_and_damaged_snapshot_is_rescanned() {
     img.flip_bit(&Path::new("/db").join(index_name(segs[0].id)), 50, 3)
         .unwrap();
     let db = LsmHash::open("/db", opts(&img)).unwrap();
-    assert!(db.open_report().scanned >= 2, "{:?}", db.open_report());
+    assert!(
+        db.recovery_report().scanned >= 2,
+        "{:?}",
+        db.recovery_report()
+    );
     assert_eq!(db.get(b"key000").unwrap(), Some(vec![0u8; 100]));
     drop(db);
     // A damaged record in a frozen segment (snapshot removed so it must be scanned).
@@ -112,7 +116,7 @@ fn files_outside_the_manifest_are_removed_and_a_damaged_manifest_is_an_error() {
     fs.create_new(&Path::new("/db").join(segment_name(999)))
         .unwrap();
     let db = LsmHash::open("/db", opts(&sim)).unwrap();
-    assert_eq!(db.open_report().removed_files, vec![segment_name(999)]);
+    assert_eq!(db.recovery_report().removed_files, vec![segment_name(999)]);
     assert_eq!(db.get(b"key009").unwrap(), Some(vec![9u8; 100]));
     db.close().unwrap();
     sim.flip_bit(&Path::new("/db").join("MANIFEST"), 5, 1)
@@ -134,7 +138,7 @@ fn compaction_keeps_live_keys_and_drops_dead_ones() {
         db.delete(format!("key{i:03}").as_bytes()).unwrap();
     }
     let before: u64 = db.segments().iter().map(|s| s.bytes).sum();
-    let r = db.compact_now().unwrap();
+    let r = db.compact().unwrap();
     assert!(r.inputs.len() >= 3);
     let after: u64 = db.segments().iter().map(|s| s.bytes).sum();
     assert!(after < before / 2, "{before} -> {after}");
@@ -179,7 +183,7 @@ fn compaction_output_is_cut_at_the_segment_size() {
     let sim = SimFs::new();
     let db = LsmHash::open("/db", opts(&sim)).unwrap();
     fill(&db, 200); // ~27 KiB of live data, 4 KiB segments
-    let r = db.compact_now().unwrap();
+    let r = db.compact().unwrap();
     assert!(r.outputs.len() >= 6, "{r:?}");
     for s in db.segments() {
         assert!(s.bytes <= 4096, "{s:?}");

@@ -47,7 +47,7 @@ proptest! {
         let sim = SimFs::new();
         let opts = Options::default()
             .with_fs(sim.durable())
-            .with_max_segment_bytes(4096)
+            .with_max_file_bytes(4096)
             .with_compaction_min_segments(0)
             .with_sync(if sync_always { SyncPolicy::Always } else { SyncPolicy::Never });
         let mut db = LsmHash::open("/db", opts.clone()).unwrap();
@@ -63,7 +63,7 @@ proptest! {
                 }
                 Op::Batch(items) => {
                     let batch: Vec<_> = items.iter().map(|(k, v)| (key(*k), v.clone())).collect();
-                    db.write(&batch).unwrap();
+                    db.write(batch.iter().cloned().collect()).unwrap();
                     for (k, v) in batch {
                         match v {
                             Some(v) => { model.insert(k, v); }
@@ -74,7 +74,7 @@ proptest! {
                 Op::Get(k) => prop_assert_eq!(db.get(&key(k)).unwrap(), model.get(&key(k)).cloned()),
                 Op::Compact => {
                     let frozen_before = db.segments().len() - 1;
-                    let r = db.compact_now().unwrap();
+                    let r = db.compact().unwrap();
                     prop_assert_eq!(r.inputs.len(), frozen_before);
                     prop_assert!(db.segments().len() - 1 <= frozen_before.max(1));
                 }

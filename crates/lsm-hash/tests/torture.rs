@@ -15,7 +15,7 @@
 
 use durable_fs::sim::CrashMode;
 use durable_fs::sim::harness::{self, Config};
-use lsm_hash::torture::LsmWorkload;
+use lsm_hash::torture::workload;
 
 fn seeds() -> u64 {
     std::env::var("TORTURE_SEEDS")
@@ -27,7 +27,7 @@ fn seeds() -> u64 {
 #[test]
 fn nothing_acknowledged_is_lost_or_resurrected_strict() {
     let report = harness::run(
-        &LsmWorkload::default(),
+        &workload(),
         &Config::new(0..seeds(), CrashMode::Strict),
         &mut |_, _| {},
     );
@@ -38,7 +38,7 @@ fn nothing_acknowledged_is_lost_or_resurrected_strict() {
 #[test]
 fn nothing_acknowledged_is_lost_or_resurrected_torn() {
     let report = harness::run(
-        &LsmWorkload::default(),
+        &workload(),
         &Config::new(0..seeds(), CrashMode::Torn),
         &mut |_, _| {},
     );
@@ -51,7 +51,7 @@ fn unsynced_pages_written_back_out_of_order_are_a_torn_tail_not_corruption() {
     // Records carry the seq known durable when they were written, so a hole in the unsynced
     // window followed by valid records is cut as a torn tail instead of refusing to open.
     let report = harness::run(
-        &LsmWorkload::default(),
+        &workload(),
         &Config::new(0..seeds(), CrashMode::Reordered),
         &mut |_, _| {},
     );
@@ -64,10 +64,10 @@ fn lying_directory_sync_loses_acknowledged_writes() {
     for mode in [CrashMode::Strict, CrashMode::Torn] {
         let mut cfg = Config::new(0..4, mode);
         cfg.lying_dir_sync = true;
-        let report = harness::run(&LsmWorkload::default(), &cfg, &mut |_, _| {});
+        let report = harness::run(&workload(), &cfg, &mut |_, _| {});
         assert!(report.lost + report.resurrected > 0, "{report:?}");
         // Replaying the first failure reproduces it: a loss, or a refusal to open.
-        let replayed = harness::replay(&LsmWorkload::default(), &report.first_failure.unwrap());
+        let replayed = harness::replay(&workload(), &report.first_failure.unwrap());
         assert!(replayed.is_err() || !replayed.unwrap().is_clean());
     }
 }

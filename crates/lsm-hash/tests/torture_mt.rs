@@ -43,7 +43,7 @@ fn negative_control_writes_visible_before_their_fsync_give_phantom_reads() {
     w.open = |fs, dir, sync| {
         let opts = Options::default()
             .with_fs(fs.clone())
-            .with_max_segment_bytes(4096)
+            .with_max_file_bytes(4096)
             .with_sync(sync)
             .with_compaction_min_segments(0)
             .with_regressions(Regressions {

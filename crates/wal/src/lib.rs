@@ -22,6 +22,9 @@
 //!
 //! The format is documented byte by byte in [`mod@format`].
 //!
+//! **Features.** `sim` adds `wal::torture` and `wal::torture_mt`: the log's crash-torture
+//! workloads (it turns on `durable-fs/sim`); a default build compiles no simulator.
+//!
 //! ```
 //! use wal::{Options, SyncPolicy, Wal};
 //!
@@ -44,7 +47,9 @@ pub mod format;
 mod options;
 mod reader;
 mod recovery;
+#[cfg(feature = "sim")]
 pub mod torture;
+#[cfg(feature = "sim")]
 pub mod torture_mt;
 mod verify;
 mod wal;

@@ -1,6 +1,5 @@
 //! [`Wal`]: appends, group commit, rotation, truncation.
 
-use std::hash::{BuildHasher, Hasher};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -67,16 +66,6 @@ struct Log {
     dropped: Vec<(Lsn, Lsn)>,
 }
 
-fn random_salt(first_lsn: Lsn) -> u32 {
-    // RandomState is seeded from the OS per process; mix in the LSN and the time.
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u64(first_lsn);
-    if let Ok(t) = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH) {
-        h.write_u128(t.as_nanos());
-    }
-    h.finish() as u32
-}
-
 impl Log {
     fn active(&self) -> Result<&SegmentMeta> {
         self.segments
@@ -129,10 +118,7 @@ fn extend_last_extent(seg: &mut SegmentMeta, end: u64) {
 
 impl Inner {
     fn check_poison(&self) -> Result<()> {
-        match self.group.failure() {
-            Some(e) => Err(Error::Poisoned(e)),
-            None => Ok(()),
-        }
+        self.group.check().map_err(Error::Poisoned)
     }
 
     /// Fail-stop: the first failure is kept and reported by every later call.
@@ -162,7 +148,7 @@ impl Inner {
         let file = self.opts.fs.create_new(&path)?;
         let header = SegmentHeader {
             version: VERSION,
-            salt: random_salt(first_lsn),
+            salt: durable_fs::random_salt(first_lsn),
             first_lsn,
         };
         file.write_all_at(&header.encode(), 0)?;

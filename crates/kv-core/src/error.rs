@@ -1,4 +1,5 @@
-//! The error type of the `bitcask` crate.
+//! The error type both key-value engines return ([`Error`]), and what damaged bytes look
+//! like ([`CorruptionKind`]).
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -18,6 +19,8 @@ pub enum CorruptionKind {
     ShortHeader,
     /// Written by an unknown format version.
     UnsupportedVersion(u32),
+    /// The header's file kind (bytes 24..28) is not one this version knows.
+    BadFileKind(u32),
     /// The header's file id differs from the file name.
     NameMismatch {
         /// Id in the name.
@@ -25,12 +28,23 @@ pub enum CorruptionKind {
         /// Id in the header.
         header_id: u64,
     },
+    /// A file id past what the engine can index (bitcask's keydir keeps 32-bit ids): a file
+    /// named with a larger id, or an id that would follow one.
+    IdOutOfRange(u64),
     /// A record's checksum does not match.
     ChecksumMismatch {
         /// Stored checksum.
         expected: u32,
         /// Checksum of the bytes found.
         actual: u32,
+    },
+    /// A valid record, but not the one the index points to (another key, or another write of
+    /// the key): the index and the file disagree.
+    KeyMismatch {
+        /// The seq the index expected.
+        expected_seq: u64,
+        /// The seq of the record found there.
+        found_seq: u64,
     },
     /// The file ends inside a record.
     TruncatedRecord,
@@ -45,9 +59,9 @@ pub enum CorruptionKind {
     BadFlags(u32),
     /// The file ends inside a batch.
     IncompleteBatch,
-    /// The merge marker is damaged or names files that do not exist.
+    /// Bitcask's merge marker is damaged or names files that do not exist.
     BadMergeMarker,
-    /// A manifest (lsm-hash) is damaged, or missing while segments hold records.
+    /// lsm-hash's manifest is damaged, or missing while segments hold records.
     BadManifest,
 }
 
@@ -58,12 +72,21 @@ impl std::fmt::Display for CorruptionKind {
             CorruptionKind::BadHeaderChecksum => write!(f, "file header checksum mismatch"),
             CorruptionKind::ShortHeader => write!(f, "file header is cut short"),
             CorruptionKind::UnsupportedVersion(v) => write!(f, "unsupported format version {v}"),
+            CorruptionKind::BadFileKind(k) => write!(f, "unknown file kind {k}"),
             CorruptionKind::NameMismatch { name_id, header_id } => {
                 write!(f, "file name says id {name_id}, header says {header_id}")
             }
+            CorruptionKind::IdOutOfRange(id) => write!(f, "file id {id} is out of range"),
             CorruptionKind::ChecksumMismatch { expected, actual } => write!(
                 f,
                 "record checksum mismatch (stored {expected:#010x}, computed {actual:#010x})"
+            ),
+            CorruptionKind::KeyMismatch {
+                expected_seq,
+                found_seq,
+            } => write!(
+                f,
+                "the index expects the record of seq {expected_seq} here, found seq {found_seq}"
             ),
             CorruptionKind::TruncatedRecord => write!(f, "file ends inside a record"),
             CorruptionKind::LengthTooLarge { len, max } => {
@@ -82,7 +105,7 @@ impl std::fmt::Display for CorruptionKind {
     }
 }
 
-/// Errors from the store.
+/// Errors from a key-value store (bitcask or lsm-hash).
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
@@ -90,7 +113,7 @@ pub enum Error {
     #[error(transparent)]
     Fs(durable_fs::Error),
     /// Damaged bytes at a known place.
-    #[error("corrupt bitcask file {} at offset {offset}: {kind}", path.display())]
+    #[error("corrupt store file {} at offset {offset}: {kind}", path.display())]
     Corruption {
         /// The file.
         path: PathBuf,
@@ -107,26 +130,26 @@ pub enum Error {
         /// Its lock file.
         lock_file: PathBuf,
     },
-    /// A key or value over the configured limit.
+    /// A key, value or batch over the limit.
     #[error("{what} of {len} bytes is over the limit of {max}")]
     TooLarge {
-        /// `"key"` or `"value"`.
+        /// `"key"`, `"value"` or `"batch"`.
         what: &'static str,
         /// Its length.
         len: u64,
         /// The limit.
         max: u64,
     },
-    /// An earlier write or sync failed; the store refuses writes until reopened.
+    /// An earlier write or sync failed; the store refuses reads and writes until reopened.
     #[error("the store is poisoned by an earlier failure: {0}")]
     Poisoned(Arc<Error>),
-    /// A write on a store opened read-only.
+    /// A write (or merge, compaction, sync) on a store opened read-only.
     #[error("the store is open read-only")]
     ReadOnly,
     /// Options that cannot work.
     #[error("invalid options: {0}")]
     InvalidOptions(String),
-    /// The background thread could not be started.
+    /// A background thread could not be started.
     #[error("cannot start a background thread: {0}")]
     Thread(std::io::Error),
     /// A bug: an invariant broke (for example the group-commit sync panicked). The store is
@@ -143,6 +166,21 @@ impl From<durable_fs::Error> for Error {
                 lock_file: path,
             },
             other => Error::Fs(other),
+        }
+    }
+}
+
+impl Error {
+    /// A [`Error::Corruption`] in `path` at `offset`.
+    pub fn corrupt(
+        path: impl Into<PathBuf>,
+        offset: u64,
+        kind: impl Into<CorruptionKind>,
+    ) -> Error {
+        Error::Corruption {
+            path: path.into(),
+            offset,
+            kind: kind.into(),
         }
     }
 }

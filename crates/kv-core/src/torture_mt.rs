@@ -1,5 +1,5 @@
 //! The concurrent key-value crash torture, for `durable_fs::sim::concurrent` (used by the
-//! tests and by `durable torture`; shared with `lsm-hash` through [`KvStore`]).
+//! tests and by `durable torture`; any engine, through [`KvStore`] and an [`Opener`]).
 //!
 //! Per seed: three writer threads put, delete and write batches over eight shared keys
 //! (every value names its writer and is unique), a reader thread reads them, and a fourth
@@ -19,7 +19,7 @@
 //! *phantom read*.
 
 use std::collections::{BTreeSet, HashMap};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use durable_fs::DurableFs;
@@ -27,12 +27,13 @@ use durable_fs::sim::concurrent::ConcurrentWorkload;
 use durable_fs::sim::harness::{BoxError, Verdict};
 use durable_fs::sim::{Rng, SimFs};
 
-use crate::torture::{KvState, KvStore, recover_kv};
-use crate::{Bitcask, SyncPolicy};
+use crate::torture::{KvState, Opener, batch_of, recover_kv};
+use crate::{KvStore, SyncPolicy};
 
 /// One stamped call of a concurrent run. Stamps are [`SimFs::journal_len`] before the call
 /// and after it returned (`None`: it failed).
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum KvCall {
     /// The store was opened with this policy (first in every history).
     Opened {
@@ -68,12 +69,7 @@ pub enum KvCall {
     },
 }
 
-/// Opens a store for the concurrent workload (a plain function, so tests can open one with
-/// options of their own, such as a regression put back).
-pub type Opener<S> = fn(&DurableFs, &Path, SyncPolicy) -> Result<S, BoxError>;
-
 /// The concurrent workload over store type `S`.
-#[derive(Clone, Debug)]
 pub struct ConcurrentKv<S> {
     /// The row's name (`bitcask-mt`, ...).
     pub name: String,
@@ -87,20 +83,27 @@ pub struct ConcurrentKv<S> {
     pub sync: Option<SyncPolicy>,
 }
 
-impl Default for ConcurrentKv<Bitcask> {
-    fn default() -> Self {
-        ConcurrentKv::new("bitcask-mt", durable_fs::sim::sim_dir("bitcask-mt"))
+impl<S> std::fmt::Debug for ConcurrentKv<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConcurrentKv")
+            .field("name", &self.name)
+            .field("dir", &self.dir)
+            .field("steps", &self.steps)
+            .field("sync", &self.sync)
+            .finish_non_exhaustive()
     }
 }
 
 impl<S: KvStore> ConcurrentKv<S> {
-    /// The workload with the store's own [`KvStore::open_store`].
-    pub fn new(name: &str, dir: PathBuf) -> Self {
+    /// The workload named `name` (in `sim_dir(name)`), opening its store with `open` (a
+    /// plain function, so tests can open one with options of their own, such as a regression
+    /// put back).
+    pub fn new(name: &str, open: Opener<S>) -> Self {
         ConcurrentKv {
             name: name.to_owned(),
-            dir,
+            dir: durable_fs::sim::sim_dir(name),
             steps: 24,
-            open: S::open_store,
+            open,
             sync: None,
         }
     }
@@ -135,7 +138,7 @@ fn writer<S: KvStore>(db: &S, rec: &Recorder<'_>, t: u64, seed: u64, steps: u32,
         let roll = rng.below(100);
         if !always && roll >= 85 {
             let start = rec.now();
-            let r = db.sync_all();
+            let r = db.sync();
             let end = r.is_ok().then(|| rec.now());
             rec.push(KvCall::Sync { start, end });
             if end.is_none() {
@@ -156,7 +159,7 @@ fn writer<S: KvStore>(db: &S, rec: &Recorder<'_>, t: u64, seed: u64, steps: u32,
             })
             .collect();
         let start = rec.now();
-        let r = db.apply(&ops);
+        let r = db.write(batch_of(&ops));
         let end = r.is_ok().then(|| rec.now());
         rec.push(KvCall::Write { ops, start, end });
         if end.is_none() {
@@ -173,7 +176,7 @@ fn reader<S: KvStore>(db: &S, rec: &Recorder<'_>, seed: u64, stop: &AtomicBool) 
         }
         let key = format!("key{}", rng.below(KEYS)).into_bytes();
         let start = rec.now();
-        let Ok(value) = db.get_value(&key) else {
+        let Ok(value) = db.get(&key) else {
             return;
         };
         let end = rec.now();
@@ -187,7 +190,7 @@ fn reader<S: KvStore>(db: &S, rec: &Recorder<'_>, seed: u64, stop: &AtomicBool) 
     }
 }
 
-impl<S: KvStore + Send + Sync> ConcurrentWorkload for ConcurrentKv<S> {
+impl<S: KvStore> ConcurrentWorkload for ConcurrentKv<S> {
     type Event = KvCall;
     type State = KvState;
 
@@ -242,14 +245,14 @@ impl<S: KvStore + Send + Sync> ConcurrentWorkload for ConcurrentKv<S> {
             stop.store(true, Ordering::Release);
         });
         let start = rec.now();
-        let closed = db.close_store();
+        let closed = Box::new(db).close();
         let end = closed.is_ok().then(|| rec.now());
         rec.push(KvCall::Sync { start, end });
         Ok(rec.calls.into_inner())
     }
 
     fn recover(&self, fs: &DurableFs) -> Result<KvState, BoxError> {
-        recover_kv::<S>(fs, &self.dir)
+        recover_kv(self.open, fs, &self.dir)
     }
 
     fn check(&self, history: &[KvCall], crash_point: u64, state: &KvState) -> Verdict {
