@@ -50,8 +50,46 @@ pub const MAX_RECORD_LIMIT: u32 = 1 << 30;
 /// Suffix of segment file names.
 pub const SEGMENT_SUFFIX: &str = ".wal";
 
-const _: () = assert!(SEGMENT_HEADER_LEN == 8 + 4 + 4 + 8 + 4 + 4);
-const _: () = assert!(RECORD_HEADER_LEN == 4 + 4 + 8 + 8 + 4);
+/// Segment header: the magic, 8 bytes.
+pub const HEADER_MAGIC: usize = 0;
+/// Segment header: the version, u32.
+pub const HEADER_VERSION: usize = 8;
+/// Segment header: the salt, u32.
+pub const HEADER_SALT: usize = 12;
+/// Segment header: the first LSN, u64.
+pub const HEADER_FIRST_LSN: usize = 16;
+/// Segment header: reserved, u32 = 0.
+pub const HEADER_RESERVED: usize = 24;
+/// Segment header: the CRC of the bytes before it, u32.
+pub const HEADER_CRC: usize = 28;
+/// Record: the payload length, u32.
+pub const RECORD_LEN: usize = 0;
+/// Record: the CRC, u32.
+pub const RECORD_CRC: usize = 4;
+/// Record: the LSN, u64.
+pub const RECORD_LSN: usize = 8;
+/// Record: synced_lsn, u64.
+pub const RECORD_SYNCED_LSN: usize = 16;
+/// Record: flags, u32.
+pub const RECORD_FLAGS: usize = 24;
+
+const _: () = assert!(HEADER_VERSION == HEADER_MAGIC + 8);
+const _: () = assert!(HEADER_SALT == HEADER_VERSION + 4);
+const _: () = assert!(HEADER_FIRST_LSN == HEADER_SALT + 4);
+const _: () = assert!(HEADER_RESERVED == HEADER_FIRST_LSN + 8);
+const _: () = assert!(HEADER_CRC == HEADER_RESERVED + 4);
+const _: () = assert!(SEGMENT_HEADER_LEN == HEADER_CRC + 4);
+const _: () = assert!(RECORD_CRC == RECORD_LEN + 4);
+const _: () = assert!(RECORD_LSN == RECORD_CRC + 4);
+const _: () = assert!(RECORD_SYNCED_LSN == RECORD_LSN + 8);
+const _: () = assert!(RECORD_FLAGS == RECORD_SYNCED_LSN + 8);
+const _: () = assert!(RECORD_HEADER_LEN == RECORD_FLAGS + 4);
+
+/// The LSN field of the record header at the start of `b`, without checking the record
+/// (recovery uses it to skip candidates cheaply before a full decode).
+pub fn peek_lsn(b: &[u8]) -> Option<Lsn> {
+    u64_at(b, RECORD_LSN)
+}
 
 /// A log sequence number: records are numbered 1, 2, 3, ... and numbers are never reused
 /// for records that were durable.
@@ -98,13 +136,13 @@ impl SegmentHeader {
                 dst.copy_from_slice(bytes);
             }
         };
-        put(0, &MAGIC);
-        put(8, &self.version.to_le_bytes());
-        put(12, &self.salt.to_le_bytes());
-        put(16, &self.first_lsn.to_le_bytes());
-        put(24, &0u32.to_le_bytes());
-        let crc = crc32fast::hash(out.get(..28).unwrap_or_default());
-        if let Some(dst) = out.get_mut(28..32) {
+        put(HEADER_MAGIC, &MAGIC);
+        put(HEADER_VERSION, &self.version.to_le_bytes());
+        put(HEADER_SALT, &self.salt.to_le_bytes());
+        put(HEADER_FIRST_LSN, &self.first_lsn.to_le_bytes());
+        put(HEADER_RESERVED, &0u32.to_le_bytes());
+        let crc = crc32fast::hash(out.get(..HEADER_CRC).unwrap_or_default());
+        if let Some(dst) = out.get_mut(HEADER_CRC..SEGMENT_HEADER_LEN) {
             dst.copy_from_slice(&crc.to_le_bytes());
         }
         out
@@ -113,21 +151,21 @@ impl SegmentHeader {
     /// Decodes a header; total over any input.
     pub fn decode(b: &[u8]) -> Result<SegmentHeader, HeaderError> {
         let b = b.get(..SEGMENT_HEADER_LEN).ok_or(HeaderError::Short)?;
-        if b.get(..8) != Some(&MAGIC[..]) {
+        if b.get(HEADER_MAGIC..HEADER_VERSION) != Some(&MAGIC[..]) {
             return Err(HeaderError::BadMagic);
         }
-        let stored = u32_at(b, 28).ok_or(HeaderError::Short)?;
-        if crc32fast::hash(b.get(..28).unwrap_or_default()) != stored {
+        let stored = u32_at(b, HEADER_CRC).ok_or(HeaderError::Short)?;
+        if crc32fast::hash(b.get(..HEADER_CRC).unwrap_or_default()) != stored {
             return Err(HeaderError::BadChecksum);
         }
-        let version = u32_at(b, 8).ok_or(HeaderError::Short)?;
+        let version = u32_at(b, HEADER_VERSION).ok_or(HeaderError::Short)?;
         if version != VERSION {
             return Err(HeaderError::UnsupportedVersion(version));
         }
         Ok(SegmentHeader {
             version,
-            salt: u32_at(b, 12).ok_or(HeaderError::Short)?,
-            first_lsn: u64_at(b, 16).ok_or(HeaderError::Short)?,
+            salt: u32_at(b, HEADER_SALT).ok_or(HeaderError::Short)?,
+            first_lsn: u64_at(b, HEADER_FIRST_LSN).ok_or(HeaderError::Short)?,
         })
     }
 }
@@ -168,12 +206,17 @@ pub fn encode_record(
     let len = u32::try_from(payload.len())
         .expect("payload length is checked against max_record_bytes (a u32) before encoding")
         .to_le_bytes();
-    let mut rest = [0u8; RECORD_HEADER_LEN - 8];
-    let (lsn_bytes, tail) = rest.split_at_mut(8);
-    let (synced_bytes, flag_bytes) = tail.split_at_mut(8);
-    lsn_bytes.copy_from_slice(&lsn.to_le_bytes());
-    synced_bytes.copy_from_slice(&synced_lsn.to_le_bytes());
-    flag_bytes.copy_from_slice(&flags.to_le_bytes());
+    // The header from the LSN on (the CRC covers the length and these, not itself).
+    let mut rest = [0u8; RECORD_HEADER_LEN - RECORD_LSN];
+    let mut put = |at: usize, bytes: &[u8]| {
+        let at = at - RECORD_LSN;
+        if let Some(dst) = rest.get_mut(at..at + bytes.len()) {
+            dst.copy_from_slice(bytes);
+        }
+    };
+    put(RECORD_LSN, &lsn.to_le_bytes());
+    put(RECORD_SYNCED_LSN, &synced_lsn.to_le_bytes());
+    put(RECORD_FLAGS, &flags.to_le_bytes());
     let crc = record_crc(salt, &len, &rest, payload);
     out.extend_from_slice(&len);
     out.extend_from_slice(&crc.to_le_bytes());
@@ -235,7 +278,7 @@ pub fn decode_record(b: &[u8], salt: u32, max_len: u32) -> Result<RecordRef<'_>,
             need: RECORD_HEADER_LEN as u64,
         });
     };
-    let len = u32_at(header, 0).unwrap_or(0);
+    let len = u32_at(header, RECORD_LEN).unwrap_or(0);
     if len > max_len {
         return Err(DecodeError::LengthTooLarge { len, max: max_len });
     }
@@ -243,23 +286,23 @@ pub fn decode_record(b: &[u8], salt: u32, max_len: u32) -> Result<RecordRef<'_>,
     let Some(payload) = b.get(RECORD_HEADER_LEN..total) else {
         return Err(DecodeError::Truncated { need: total as u64 });
     };
-    let expected = u32_at(header, 4).unwrap_or(0);
+    let expected = u32_at(header, RECORD_CRC).unwrap_or(0);
     let actual = record_crc(
         salt,
-        header.get(0..4).unwrap_or_default(),
+        header.get(RECORD_LEN..RECORD_CRC).unwrap_or_default(),
         header.get(8..RECORD_HEADER_LEN).unwrap_or_default(),
         payload,
     );
     if expected != actual {
         return Err(DecodeError::ChecksumMismatch { expected, actual });
     }
-    let flags = u32_at(header, 24).unwrap_or(0);
+    let flags = u32_at(header, RECORD_FLAGS).unwrap_or(0);
     if flags & !BATCH_CONTINUES != 0 {
         return Err(DecodeError::BadFlags(flags));
     }
     Ok(RecordRef {
-        lsn: u64_at(header, 8).unwrap_or(0),
-        synced_lsn: u64_at(header, 16).unwrap_or(0),
+        lsn: u64_at(header, RECORD_LSN).unwrap_or(0),
+        synced_lsn: u64_at(header, RECORD_SYNCED_LSN).unwrap_or(0),
         flags,
         payload,
     })

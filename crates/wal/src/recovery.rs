@@ -101,10 +101,7 @@ fn next_valid_record(
         let Some(rest) = bytes.get(p..) else {
             return false;
         };
-        let lsn = rest
-            .get(8..16)
-            .and_then(|b| b.first_chunk::<8>())
-            .map(|b| u64::from_le_bytes(*b));
+        let lsn = crate::format::peek_lsn(rest);
         matches!(lsn, Some(l) if l >= min_lsn && l <= max_lsn)
             && matches!(decode_record(rest, salt, max), Ok(r) if r.lsn >= min_lsn)
     })

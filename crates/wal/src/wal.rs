@@ -411,7 +411,7 @@ impl Wal {
                 let ext = s.extents.first()?;
                 let mut head = [0u8; RECORD_HEADER_LEN];
                 s.file.read_exact_at(&mut head, ext.start).ok()?;
-                Some(u64::from_le_bytes(*head.get(8..16)?.first_chunk::<8>()?))
+                crate::format::peek_lsn(&head)
             })
     }
 

@@ -1,0 +1,109 @@
+//! Proves: each on-disk format is documented once, and the documentation is the code. The
+//! offset tables of `docs/FORMAT-kv-record.md` (file header, record, hint entry) and
+//! `docs/FORMAT-wal.md` (segment header, record) are read and compared, row by row (offset,
+//! size, field name), with the named constants of `kv_core::format` and `wal::format`. A
+//! field moved in the code and not in the docs, or the other way round, fails here (this is
+//! how the old "bytes 24..28: reserved or kind?" drift would have been caught).
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::indexing_slicing,
+    reason = "test code: a panic is a failed test"
+)]
+
+use std::path::Path;
+
+use kv_core::format as kv;
+use wal::format as w;
+
+/// The rows `(offset, size, field)` of the first table after the heading that starts with
+/// `heading` in `doc`.
+fn table(doc: &str, heading: &str) -> Vec<(String, String, String)> {
+    let mut lines = doc.lines().skip_while(|l| !l.starts_with(heading));
+    assert!(lines.next().is_some(), "no section {heading:?}");
+    lines
+        .skip_while(|l| !l.starts_with('|'))
+        .take_while(|l| l.starts_with('|'))
+        .skip(2) // header and alignment rows
+        .map(|l| {
+            let cells: Vec<&str> = l.split('|').map(str::trim).collect();
+            (cells[1].into(), cells[2].into(), cells[3].into())
+        })
+        .collect()
+}
+
+fn doc(name: &str) -> String {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs").join(name);
+    String::from_utf8(durable_fs::DurableFs::real().read(&path).unwrap()).unwrap()
+}
+
+fn rows(fields: &[(usize, &str, &str)]) -> Vec<(String, String, String)> {
+    fields
+        .iter()
+        .map(|&(at, size, name)| (at.to_string(), size.to_owned(), name.to_owned()))
+        .collect()
+}
+
+#[test]
+fn kv_record_page_matches_kv_core_format() {
+    let d = doc("FORMAT-kv-record.md");
+    let header = rows(&[
+        (kv::HEADER_MAGIC, "8", "magic"),
+        (kv::HEADER_VERSION, "4", "version"),
+        (kv::HEADER_SALT, "4", "salt"),
+        (kv::HEADER_FILE_ID, "8", "file_id"),
+        (kv::HEADER_KIND, "4", "kind"),
+        (kv::HEADER_CRC, "4", "header_crc"),
+    ]);
+    assert_eq!(table(&d, "## File header"), header);
+    assert_eq!(kv::HEADER_CRC + 4, kv::FILE_HEADER_LEN);
+    let mut record = rows(&[
+        (kv::RECORD_CRC, "4", "crc"),
+        (kv::RECORD_SEQ, "8", "seq"),
+        (kv::RECORD_KEY_LEN, "4", "key_len"),
+        (kv::RECORD_VALUE_LEN, "4", "value_len"),
+        (kv::RECORD_FLAGS, "4", "flags"),
+        (kv::RECORD_SYNCED_SEQ, "8", "synced_seq"),
+        (kv::RECORD_HEADER_LEN, "key_len", "key"),
+    ]);
+    record.push((
+        format!("{}+key_len", kv::RECORD_HEADER_LEN),
+        "value_len".into(),
+        "value".into(),
+    ));
+    assert_eq!(table(&d, "## Record"), record);
+    let hint = rows(&[
+        (kv::HINT_SEQ, "8", "seq"),
+        (kv::HINT_OFFSET, "8", "offset"),
+        (kv::HINT_KEY_LEN, "4", "key_len"),
+        (kv::HINT_VALUE_LEN, "4", "value_len"),
+        (kv::HINT_FLAGS, "4", "flags"),
+        (kv::HINT_ENTRY_LEN, "key_len", "key"),
+    ]);
+    assert_eq!(table(&d, "## Hint entry"), hint);
+    assert!(d.contains(&format!("{}-byte trailer", kv::HINT_TRAILER_LEN)));
+}
+
+#[test]
+fn wal_page_matches_wal_format() {
+    let d = doc("FORMAT-wal.md");
+    let header = rows(&[
+        (w::HEADER_MAGIC, "8", "magic"),
+        (w::HEADER_VERSION, "4", "version"),
+        (w::HEADER_SALT, "4", "salt"),
+        (w::HEADER_FIRST_LSN, "8", "first_lsn"),
+        (w::HEADER_RESERVED, "4", "reserved"),
+        (w::HEADER_CRC, "4", "header_crc"),
+    ]);
+    assert_eq!(table(&d, "## Segment header"), header);
+    assert_eq!(w::HEADER_CRC + 4, w::SEGMENT_HEADER_LEN);
+    let record = rows(&[
+        (w::RECORD_LEN, "4", "len"),
+        (w::RECORD_CRC, "4", "crc"),
+        (w::RECORD_LSN, "8", "lsn"),
+        (w::RECORD_SYNCED_LSN, "8", "synced_lsn"),
+        (w::RECORD_FLAGS, "4", "flags"),
+        (w::RECORD_HEADER_LEN, "len", "payload"),
+    ]);
+    assert_eq!(table(&d, "## Record"), record);
+}
