@@ -35,20 +35,13 @@ pub trait Kv: Send + Sync {
 mod adapters {
     use super::Kv;
 
-    pub struct Bc(pub bitcask::Bitcask);
-    impl Kv for Bc {
+    /// Either of our engines, through their one face ([`kv_core::KvStore`]).
+    pub struct Ours(pub Box<dyn kv_core::KvStore>);
+    impl Kv for Ours {
         fn put(&self, k: &[u8], v: &[u8]) {
-            self.0.put(k, v).unwrap();
-        }
-        fn get(&self, k: &[u8]) -> Option<Vec<u8>> {
-            self.0.get(k).unwrap()
-        }
-    }
-
-    pub struct Lsm(pub lsm_hash::LsmHash);
-    impl Kv for Lsm {
-        fn put(&self, k: &[u8], v: &[u8]) {
-            self.0.put(k, v).unwrap();
+            let mut b = kv_core::WriteBatch::new();
+            b.put(k, v);
+            self.0.write(b).unwrap();
         }
         fn get(&self, k: &[u8]) -> Option<Vec<u8>> {
             self.0.get(k).unwrap()
@@ -107,22 +100,20 @@ mod adapters {
 pub fn open(name: &str, dir: &Path, sync: bool) -> Result<Arc<dyn Kv>, String> {
     let e = |e: &dyn std::fmt::Display| format!("{name}: {e}");
     let policy = if sync {
-        bitcask::SyncPolicy::Always
+        kv_core::SyncPolicy::Always
     } else {
-        bitcask::SyncPolicy::Never
+        kv_core::SyncPolicy::Never
     };
     Ok(match name {
         "bitcask" => {
             let opts = bitcask::Options::default().with_sync(policy);
-            Arc::new(adapters::Bc(
-                bitcask::Bitcask::open(dir, opts).map_err(|x| e(&x))?,
-            ))
+            let db = bitcask::Bitcask::open(dir, opts).map_err(|x| e(&x))?;
+            Arc::new(adapters::Ours(Box::new(db)))
         }
         "lsm-hash" => {
             let opts = lsm_hash::Options::default().with_sync(policy);
-            Arc::new(adapters::Lsm(
-                lsm_hash::LsmHash::open(dir, opts).map_err(|x| e(&x))?,
-            ))
+            let db = lsm_hash::LsmHash::open(dir, opts).map_err(|x| e(&x))?;
+            Arc::new(adapters::Ours(Box::new(db)))
         }
         "fjall" => {
             let db = fjall::Database::builder(dir).open().map_err(|x| e(&x))?;
