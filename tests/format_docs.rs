@@ -33,7 +33,9 @@ fn table(doc: &str, heading: &str) -> Vec<(String, String, String)> {
 }
 
 fn doc(name: &str) -> String {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs").join(name);
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("docs")
+        .join(name);
     String::from_utf8(durable_fs::DurableFs::real().read(&path).unwrap()).unwrap()
 }
 

@@ -17,8 +17,8 @@ use durable_fs::{Access, DurableFs, File};
 
 use crate::error::{CorruptionKind, Error, Result};
 use crate::format::{
-    BATCH_CONTINUES, DecodeError, HeaderError, Lsn, RECORD_HEADER_LEN, SEGMENT_HEADER_LEN,
-    SegmentHeader, decode_record, parse_segment_name,
+    BATCH_CONTINUES, DecodeError, HEADER_FIRST_LSN, HeaderError, Lsn, RECORD_HEADER_LEN,
+    SEGMENT_HEADER_LEN, SegmentHeader, decode_record, parse_segment_name,
 };
 use crate::options::RecoveryMode;
 
@@ -129,31 +129,7 @@ fn scan_segment(
     mode: RecoveryMode,
     next_first_lsn: Option<Lsn>,
 ) -> Result<Scan> {
-    let is_last = next_first_lsn.is_none();
-    let corrupt = |offset: u64, kind: CorruptionKind| Error::Corruption {
-        path: path.to_path_buf(),
-        offset,
-        kind,
-    };
-    let header = match SegmentHeader::decode(bytes) {
-        Ok(h) => h,
-        Err(HeaderError::UnsupportedVersion(version)) => {
-            return Err(Error::UnsupportedVersion {
-                path: path.to_path_buf(),
-                version,
-            });
-        }
-        Err(e) => return Err(corrupt(0, e.into())),
-    };
-    if header.first_lsn != name_lsn {
-        return Err(corrupt(
-            16,
-            CorruptionKind::NameMismatch {
-                name_lsn,
-                header_lsn: header.first_lsn,
-            },
-        ));
-    }
+    let header = check_header(bytes, path, name_lsn)?;
     let mut scan = Scan {
         header,
         extents: Vec::new(),
@@ -162,133 +138,250 @@ fn scan_segment(
         cut: None,
         skipped: Vec::new(),
     };
-    let mut extent_start = SEGMENT_HEADER_LEN;
-    let mut pos = SEGMENT_HEADER_LEN;
-    // End of the last complete batch, and its LSN: what survives if the tail is cut.
-    let mut complete_end = pos;
-    let mut complete_lsn: Option<Lsn> = None;
-    let mut expected = header.first_lsn;
-    let mut in_batch = false;
-    let mut batch_start = pos;
-    let mut batch_records = 0u64;
+    let policy = Policy {
+        path,
+        mode,
+        is_last: next_first_lsn.is_none(),
+        max,
+    };
+    let mut c = Cursor::new(header.first_lsn);
     // Zeros after the last record are preallocated space, not damage.
     let mut zero_tail = false;
-    while pos < bytes.len() {
-        let rest = bytes.get(pos..).unwrap_or_default();
+    while c.pos < bytes.len() {
+        let rest = bytes.get(c.pos..).unwrap_or_default();
         let decoded = decode_record(rest, header.salt, max);
         if decoded.is_err() && rest.iter().all(|&b| b == 0) {
             zero_tail = true;
             break;
         }
         let damage = match decoded {
-            Ok(r) if r.lsn == expected => {
-                if !in_batch {
-                    batch_start = pos;
-                }
-                in_batch = r.flags & BATCH_CONTINUES != 0;
-                pos += r.encoded_len();
-                expected += 1;
-                batch_records += 1;
-                if !in_batch {
-                    scan.records += batch_records;
-                    batch_records = 0;
-                    complete_end = pos;
-                    complete_lsn = Some(r.lsn);
-                }
+            Ok(r) if r.lsn == c.expected => {
+                c.take(
+                    r.lsn,
+                    r.flags & BATCH_CONTINUES != 0,
+                    r.encoded_len(),
+                    &mut scan,
+                );
                 continue;
             }
             Ok(r) => CorruptionKind::LsnMismatch {
-                expected,
+                expected: c.expected,
                 found: r.lsn,
             },
             Err(DecodeError::Truncated { .. }) => CorruptionKind::TruncatedRecord,
             Err(e) => e.into(),
         };
-        let damage_at = if in_batch { batch_start } else { pos };
-        let later = next_valid_record(bytes, pos + 1, header.salt, max, expected);
-        match mode {
-            RecoveryMode::Strict => return Err(corrupt(pos as u64, damage)),
+        if policy.on_damage(bytes, header.salt, damage, &mut c, &mut scan)? == Flow::Stop {
+            break;
+        }
+    }
+    let at_end = c.pos >= bytes.len() || zero_tail;
+    policy.on_end(bytes.len(), at_end, next_first_lsn, &mut c, &mut scan)?;
+    c.close_extent(&mut scan);
+    scan.last_lsn = c.complete_lsn;
+    Ok(scan)
+}
+
+fn corrupt(path: &Path, offset: u64, kind: CorruptionKind) -> Error {
+    Error::Corruption {
+        path: path.to_path_buf(),
+        offset,
+        kind,
+    }
+}
+
+/// Decodes a segment's header and checks it against the file name.
+fn check_header(bytes: &[u8], path: &Path, name_lsn: Lsn) -> Result<SegmentHeader> {
+    let header = match SegmentHeader::decode(bytes) {
+        Ok(h) => h,
+        Err(HeaderError::UnsupportedVersion(version)) => {
+            return Err(Error::UnsupportedVersion {
+                path: path.to_path_buf(),
+                version,
+            });
+        }
+        Err(e) => return Err(corrupt(path, 0, e.into())),
+    };
+    if header.first_lsn != name_lsn {
+        let kind = CorruptionKind::NameMismatch {
+            name_lsn,
+            header_lsn: header.first_lsn,
+        };
+        return Err(corrupt(path, HEADER_FIRST_LSN as u64, kind));
+    }
+    Ok(header)
+}
+
+/// Where a segment scan is, and what survives so far.
+struct Cursor {
+    pos: usize,
+    /// Where the current run of kept records started.
+    extent_start: usize,
+    /// End of the last complete batch, and its LSN: what survives if the tail is cut.
+    complete_end: usize,
+    complete_lsn: Option<Lsn>,
+    /// The LSN the next record must have.
+    expected: Lsn,
+    in_batch: bool,
+    batch_start: usize,
+    batch_records: u64,
+}
+
+impl Cursor {
+    fn new(first_lsn: Lsn) -> Cursor {
+        Cursor {
+            pos: SEGMENT_HEADER_LEN,
+            extent_start: SEGMENT_HEADER_LEN,
+            complete_end: SEGMENT_HEADER_LEN,
+            complete_lsn: None,
+            expected: first_lsn,
+            in_batch: false,
+            batch_start: SEGMENT_HEADER_LEN,
+            batch_records: 0,
+        }
+    }
+
+    /// Takes the valid record `lsn` (`len` bytes) at the cursor.
+    fn take(&mut self, lsn: Lsn, continues: bool, len: usize, scan: &mut Scan) {
+        if !self.in_batch {
+            self.batch_start = self.pos;
+        }
+        self.in_batch = continues;
+        self.pos += len;
+        self.expected += 1;
+        self.batch_records += 1;
+        if !self.in_batch {
+            scan.records += self.batch_records;
+            self.batch_records = 0;
+            self.complete_end = self.pos;
+            self.complete_lsn = Some(lsn);
+        }
+    }
+
+    /// Ends the current run of kept records (at the end of the last complete batch).
+    fn close_extent(&self, scan: &mut Scan) {
+        if self.complete_end > self.extent_start {
+            scan.extents.push(Extent {
+                start: self.extent_start as u64,
+                end: self.complete_end as u64,
+            });
+        }
+    }
+}
+
+/// Whether the scan goes on after damage.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Flow {
+    Continue,
+    Stop,
+}
+
+/// What the [`RecoveryMode`] makes of damage in one segment.
+struct Policy<'a> {
+    path: &'a Path,
+    mode: RecoveryMode,
+    /// The last segment: the only one a crash can have torn.
+    is_last: bool,
+    max: u32,
+}
+
+impl Policy<'_> {
+    /// Damage `kind` at the cursor: an error, a torn tail to cut, or a range to skip.
+    fn on_damage(
+        &self,
+        bytes: &[u8],
+        salt: u32,
+        kind: CorruptionKind,
+        c: &mut Cursor,
+        scan: &mut Scan,
+    ) -> Result<Flow> {
+        let damage_at = if c.in_batch { c.batch_start } else { c.pos };
+        let later = next_valid_record(bytes, c.pos + 1, salt, self.max, c.expected);
+        match self.mode {
+            RecoveryMode::Strict => Err(corrupt(self.path, c.pos as u64, kind)),
             RecoveryMode::TolerateTornTail => {
                 // Valid records after the damage are a torn tail too if none of them was
                 // written after the damaged one was known durable: the disk persisted pages of
                 // the unsynced window out of order, and nothing from the damage on was ever
                 // acknowledged. One written after it was durable proves corruption.
                 let durable_before_later = later.is_some()
-                    && max_synced_lsn_after(bytes, pos + 1, header.salt, max, expected) >= expected;
-                if !is_last || durable_before_later {
-                    return Err(corrupt(pos as u64, damage));
+                    && max_synced_lsn_after(bytes, c.pos + 1, salt, self.max, c.expected)
+                        >= c.expected;
+                if !self.is_last || durable_before_later {
+                    return Err(corrupt(self.path, c.pos as u64, kind));
                 }
-                scan.cut = Some((damage_at as u64, damage));
-                break;
+                scan.cut = Some((damage_at as u64, kind));
+                Ok(Flow::Stop)
             }
             RecoveryMode::SkipCorrupt => {
                 // An incomplete batch before the damage is dropped with it.
-                in_batch = false;
-                batch_records = 0;
-                if complete_end > extent_start {
-                    scan.extents.push(Extent {
-                        start: extent_start as u64,
-                        end: complete_end as u64,
-                    });
-                }
+                c.in_batch = false;
+                c.batch_records = 0;
+                c.close_extent(scan);
                 match later {
                     Some(p) => {
                         scan.skipped
-                            .push((damage_at as u64, (p - damage_at) as u64, damage));
-                        let lsn =
-                            decode_record(bytes.get(p..).unwrap_or_default(), header.salt, max)
-                                .map(|r| r.lsn)
-                                .unwrap_or(expected);
-                        expected = lsn;
-                        pos = p;
-                        extent_start = p;
-                        complete_end = p;
-                    }
-                    None if is_last => {
-                        scan.cut = Some((damage_at as u64, damage));
-                        extent_start = complete_end;
-                        break;
+                            .push((damage_at as u64, (p - damage_at) as u64, kind));
+                        c.expected =
+                            decode_record(bytes.get(p..).unwrap_or_default(), salt, self.max)
+                                .map_or(c.expected, |r| r.lsn);
+                        c.pos = p;
+                        c.extent_start = p;
+                        c.complete_end = p;
+                        Ok(Flow::Continue)
                     }
                     None => {
-                        let len = (bytes.len() - damage_at) as u64;
-                        scan.skipped.push((damage_at as u64, len, damage));
-                        extent_start = complete_end;
-                        break;
+                        if self.is_last {
+                            scan.cut = Some((damage_at as u64, kind));
+                        } else {
+                            let len = (bytes.len() - damage_at) as u64;
+                            scan.skipped.push((damage_at as u64, len, kind));
+                        }
+                        c.extent_start = c.complete_end;
+                        Ok(Flow::Stop)
                     }
                 }
             }
         }
     }
-    if in_batch && scan.cut.is_none() && next_first_lsn.is_some_and(|n| n > expected) {
-        // A segment that ends inside a batch and is followed by an LSN gap was cut there by
-        // `truncate_after` (which first starts a segment at the high-water mark, then cuts):
-        // the caller asked for exactly these records to stay.
-        scan.records += batch_records;
-        complete_end = pos;
-        complete_lsn = Some(expected - 1);
-    } else if in_batch && scan.cut.is_none() && (pos >= bytes.len() || zero_tail) {
-        // The log ends inside a batch: all or nothing, so the batch goes.
-        let kind = CorruptionKind::IncompleteBatch;
-        match mode {
-            RecoveryMode::Strict => return Err(corrupt(batch_start as u64, kind)),
-            RecoveryMode::TolerateTornTail if !is_last => {
-                return Err(corrupt(batch_start as u64, kind));
-            }
-            RecoveryMode::SkipCorrupt if !is_last => {
-                let len = (bytes.len() - batch_start) as u64;
-                scan.skipped.push((batch_start as u64, len, kind));
-            }
-            _ => scan.cut = Some((batch_start as u64, kind)),
+
+    /// The segment's records ended (`at_end`: at the end of the file or of its records) or
+    /// the scan stopped: what happens to a batch still open.
+    fn on_end(
+        &self,
+        len: usize,
+        at_end: bool,
+        next_first_lsn: Option<Lsn>,
+        c: &mut Cursor,
+        scan: &mut Scan,
+    ) -> Result<()> {
+        if !c.in_batch || scan.cut.is_some() {
+            return Ok(());
         }
+        if next_first_lsn.is_some_and(|n| n > c.expected) {
+            // A segment that ends inside a batch and is followed by an LSN gap was cut there
+            // by `truncate_after` (which first starts a segment at the high-water mark, then
+            // cuts): the caller asked for exactly these records to stay.
+            scan.records += c.batch_records;
+            c.complete_end = c.pos;
+            c.complete_lsn = Some(c.expected - 1);
+        } else if at_end {
+            // The log ends inside a batch: all or nothing, so the batch goes.
+            let kind = CorruptionKind::IncompleteBatch;
+            let at = c.batch_start as u64;
+            match self.mode {
+                RecoveryMode::Strict => return Err(corrupt(self.path, at, kind)),
+                RecoveryMode::TolerateTornTail if !self.is_last => {
+                    return Err(corrupt(self.path, at, kind));
+                }
+                RecoveryMode::SkipCorrupt if !self.is_last => {
+                    scan.skipped.push((at, (len - c.batch_start) as u64, kind));
+                }
+                _ => scan.cut = Some((at, kind)),
+            }
+        }
+        Ok(())
     }
-    if complete_end > extent_start {
-        scan.extents.push(Extent {
-            start: extent_start as u64,
-            end: complete_end as u64,
-        });
-    }
-    scan.last_lsn = complete_lsn;
-    Ok(scan)
 }
 
 /// The log's segments after recovery, oldest first, and the report.
@@ -303,6 +396,59 @@ pub(crate) struct Recovered {
 }
 
 /// Scans (and, when `repair`, repairs) the log in `dir`.
+/// A segment's LSNs start after the previous segment's last one.
+fn check_order(prev: &SegmentMeta, scan: &Scan, path: &Path) -> Result<()> {
+    let previous_last = prev.last_lsn.unwrap_or(prev.first_lsn.saturating_sub(1));
+    if scan.header.first_lsn <= previous_last {
+        let kind = CorruptionKind::SegmentOverlap {
+            previous_last,
+            first: scan.header.first_lsn,
+        };
+        return Err(corrupt(path, HEADER_FIRST_LSN as u64, kind));
+    }
+    Ok(())
+}
+
+/// A torn tail to cut from the last segment.
+struct Cut {
+    offset: u64,
+    kind: CorruptionKind,
+    /// Cut on disk (else only reported: a read-only open).
+    repair: bool,
+    mode: RecoveryMode,
+}
+
+/// Cuts a torn tail (durably, when repairing) and reports it.
+fn cut_tail(
+    file: &File,
+    bytes: &[u8],
+    path: &Path,
+    cut: Cut,
+    report: &mut RecoveryReport,
+) -> Result<()> {
+    let zeros = bytes.iter().rev().take_while(|&&b| b == 0).count() as u64;
+    let dropped = (bytes.len() as u64 - cut.offset).saturating_sub(zeros);
+    if cut.repair {
+        file.set_len(cut.offset)?;
+        if zeros > 0 {
+            // Keep the preallocated size: zeros, not garbage, after the cut.
+            file.set_len(bytes.len() as u64)?;
+        }
+        file.sync_data()?;
+    }
+    let damage = Damage {
+        path: path.to_path_buf(),
+        offset: cut.offset,
+        len: dropped,
+        kind: cut.kind,
+    };
+    if cut.mode == RecoveryMode::SkipCorrupt {
+        report.skipped.push(damage.clone());
+    }
+    report.truncated_tail = Some(damage);
+    Ok(())
+}
+
 pub(crate) fn recover(
     fs: &DurableFs,
     dir: &Path,
@@ -353,17 +499,7 @@ pub(crate) fn recover(
             next_first_lsn,
         )?;
         if let Some(prev) = segments.last() {
-            let previous_last = prev.last_lsn.unwrap_or(prev.first_lsn.saturating_sub(1));
-            if scan.header.first_lsn <= previous_last {
-                return Err(Error::Corruption {
-                    path,
-                    offset: 16,
-                    kind: CorruptionKind::SegmentOverlap {
-                        previous_last,
-                        first: scan.header.first_lsn,
-                    },
-                });
-            }
+            check_order(prev, &scan, &path)?;
         }
         for (offset, len, kind) in &scan.skipped {
             report.skipped.push(Damage {
@@ -374,26 +510,13 @@ pub(crate) fn recover(
             });
         }
         if let Some((offset, kind)) = scan.cut {
-            let zeros = bytes.iter().rev().take_while(|&&b| b == 0).count() as u64;
-            let dropped = (bytes.len() as u64 - offset).saturating_sub(zeros);
-            if repair {
-                file.set_len(offset)?;
-                if zeros > 0 {
-                    // Keep the preallocated size: zeros, not garbage, after the cut.
-                    file.set_len(bytes.len() as u64)?;
-                }
-                file.sync_data()?;
-            }
-            let damage = Damage {
-                path: path.clone(),
+            let cut = Cut {
                 offset,
-                len: dropped,
                 kind,
+                repair,
+                mode,
             };
-            if mode == RecoveryMode::SkipCorrupt {
-                report.skipped.push(damage.clone());
-            }
-            report.truncated_tail = Some(damage);
+            cut_tail(&file, &bytes, &path, cut, &mut report)?;
         }
         report.records += scan.records;
         if report.first_lsn.is_none() {

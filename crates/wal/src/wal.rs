@@ -2,12 +2,11 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::thread::JoinHandle;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use durable_fs::{Access, DirLock, GroupCommit};
-use parking_lot::{Condvar, Mutex};
+use durable_fs::{Access, DirLock, GroupCommit, Ticker, Waker};
+use parking_lot::Mutex;
 
 use crate::error::{Error, Result};
 use crate::format::{
@@ -23,7 +22,8 @@ use crate::recovery::{Extent, RecoveryReport, SegmentMeta, recover};
 /// See the [crate docs](crate) for the guarantees and an example.
 pub struct Wal {
     inner: Arc<Inner>,
-    background: Option<JoinHandle<()>>,
+    /// The background syncer of the `Interval` and `Bytes` policies.
+    ticker: Ticker,
 }
 
 #[derive(Debug)]
@@ -33,10 +33,8 @@ struct Inner {
     log: Mutex<Log>,
     /// Group commit over LSNs; its failure is the log's poison.
     group: GroupCommit<Arc<Error>>,
-    /// Wakes the background syncer (Bytes policy, shutdown).
-    kick: Condvar,
-    kick_lock: Mutex<bool>,
-    stop: AtomicBool,
+    /// Wakes the background syncer early (`Bytes` policy).
+    waker: Waker,
     /// Bytes written into the log since open, and up to the last completed sync.
     appended_bytes: AtomicU64,
     synced_bytes: AtomicU64,
@@ -292,6 +290,7 @@ impl Wal {
             waiting: 0,
             dropped: Vec::new(),
         };
+        let mut ticker = Ticker::new();
         let inner = Arc::new(Inner {
             dir,
             log: Mutex::new(Log {
@@ -305,9 +304,7 @@ impl Wal {
                 dropped: Vec::new(),
             }),
             group: GroupCommit::new(last_lsn, |m| Arc::new(Error::Internal(m))),
-            kick: Condvar::new(),
-            kick_lock: Mutex::new(false),
-            stop: AtomicBool::new(false),
+            waker: ticker.waker(),
             appended_bytes: AtomicU64::new(0),
             synced_bytes: AtomicU64::new(0),
             report: recovered.report,
@@ -318,12 +315,15 @@ impl Wal {
             inner.rotate(&mut log)?;
         }
         *inner.log.lock() = log;
-        let background = match inner.opts.sync {
-            SyncPolicy::Interval(every) => Some(spawn_syncer(&inner, every)?),
-            SyncPolicy::Bytes(_) => Some(spawn_syncer(&inner, Duration::from_millis(100))?),
+        let every = match inner.opts.sync {
+            SyncPolicy::Interval(every) => Some(every),
+            SyncPolicy::Bytes(_) => Some(Duration::from_millis(100)),
             SyncPolicy::Always | SyncPolicy::Never => None,
         };
-        Ok(Wal { inner, background })
+        if let Some(every) = every {
+            spawn_syncer(&mut ticker, &inner, every)?;
+        }
+        Ok(Wal { inner, ticker })
     }
 
     /// What recovery found and repaired when this log was opened.
@@ -365,8 +365,7 @@ impl Wal {
                     .load(Ordering::Relaxed)
                     .saturating_sub(inner.synced_bytes.load(Ordering::Relaxed));
                 if unsynced >= n {
-                    *inner.kick_lock.lock() = true;
-                    inner.kick.notify_one();
+                    inner.waker.kick();
                 }
             }
             SyncPolicy::Interval(_) | SyncPolicy::Never => {}
@@ -525,40 +524,21 @@ impl Wal {
     }
 
     fn stop_background(&mut self) {
-        if let Some(handle) = self.background.take() {
-            self.inner.stop.store(true, Ordering::Release);
-            *self.inner.kick_lock.lock() = true;
-            self.inner.kick.notify_all();
-            // A panic in the syncer cannot have left data half-written: it only calls sync.
-            let _ = handle.join();
-        }
+        // A panic in the syncer cannot have left data half-written: it only calls sync.
+        self.ticker.stop();
     }
 }
 
 /// The background syncer of the `Interval` and `Bytes` policies: sleeps until kicked or the
 /// interval passes, then syncs through the same group commit as everyone else. A failure
 /// poisons the log (the next append reports it) and ends the thread.
-fn spawn_syncer(inner: &Arc<Inner>, every: Duration) -> Result<JoinHandle<()>> {
+fn spawn_syncer(ticker: &mut Ticker, inner: &Arc<Inner>, every: Duration) -> Result<()> {
     let inner = Arc::clone(inner);
-    std::thread::Builder::new()
-        .name("wal-sync".into())
-        .spawn(move || {
-            loop {
-                {
-                    let mut kicked = inner.kick_lock.lock();
-                    if !*kicked && !inner.stop.load(Ordering::Acquire) {
-                        let _ = inner.kick.wait_for(&mut kicked, every);
-                    }
-                    *kicked = false;
-                }
-                if inner.stop.load(Ordering::Acquire) || inner.check_poison().is_err() {
-                    return;
-                }
-                let last = inner.last_lsn();
-                if inner.group.durable() < last && inner.wait_durable(last).is_err() {
-                    return;
-                }
-            }
+    ticker
+        .spawn("wal-sync", every, move || {
+            let last = inner.last_lsn();
+            inner.check_poison().is_ok()
+                && (inner.group.durable() >= last || inner.wait_durable(last).is_ok())
         })
         .map_err(Error::Thread)
 }
