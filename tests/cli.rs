@@ -326,3 +326,54 @@ fn kv_errors_exit_2() {
     ]);
     assert_eq!(o.status.code(), Some(2));
 }
+
+/// The read commands of both engines open read-only: beside a running writer they answer
+/// (no `Locked`), and on a directory that is not a store they create nothing and remove
+/// nothing (a user's `draft.tmp` stays; no `LOCK`, `MANIFEST` or data file appears).
+#[test]
+fn kv_read_commands_never_write_for_either_engine() {
+    let fs = durable_fs::DurableFs::real();
+    for engine in ["bitcask", "lsm-hash"] {
+        let tmp = tempfile::tempdir().unwrap();
+        let plain = tmp.path().join("plain");
+        fs.create_dir_all(&plain).unwrap();
+        fs.atomic_replace(&plain.join("draft.tmp"), b"mine")
+            .unwrap();
+        let p = plain.to_str().unwrap();
+        for cmd in [&["dump"][..], &["get", "k"], &["verify"], &["stats"]] {
+            let o = durable(&[&["kv", "--engine", engine, "--dir", p][..], cmd].concat());
+            assert_ne!(o.status.code(), Some(2), "{engine} {cmd:?}: {o:?}");
+            let mut names = fs.list(&plain).unwrap();
+            names.sort();
+            assert_eq!(
+                names,
+                vec!["draft.tmp".to_owned()],
+                "{engine} {cmd:?} wrote"
+            );
+        }
+
+        let dir = tmp.path().join("kv");
+        let d = dir.to_str().unwrap();
+        let kv =
+            |args: &[&str]| durable(&[&["kv", "--engine", engine, "--dir", d][..], args].concat());
+        assert_eq!(kv(&["put", "a", "1"]).status.code(), Some(0));
+        let writer: Box<dyn kv_core::KvStore> = match engine {
+            "bitcask" => {
+                Box::new(bitcask::Bitcask::open(&dir, bitcask::Options::default()).unwrap())
+            }
+            _ => Box::new(lsm_hash::LsmHash::open(&dir, lsm_hash::Options::default()).unwrap()),
+        };
+        assert_eq!(
+            stdout(&kv(&["get", "a"])),
+            "1\n",
+            "{engine} beside a writer"
+        );
+        assert_eq!(stdout(&kv(&["dump"])), "a 1\n", "{engine} beside a writer");
+        assert_eq!(
+            stdout(&kv(&["verify"])),
+            "ok keys 1\n",
+            "{engine} beside a writer"
+        );
+        writer.close().unwrap();
+    }
+}

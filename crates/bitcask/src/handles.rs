@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 use std::path::Path;
+use std::sync::Arc;
 
 use durable_fs::{Access, DurableFs};
 use kv_core::{DataFile, Result};
@@ -13,7 +14,8 @@ use crate::format::{DATA_MAGIC, data_name};
 pub(crate) struct HandleCache {
     capacity: usize,
     tick: u64,
-    open: HashMap<u64, (DataFile, u64)>,
+    /// Shared with readers: a get clones the `Arc`, not the path.
+    open: HashMap<u64, (Arc<DataFile>, u64)>,
 }
 
 /// Opens data file `id` and checks its header.
@@ -33,13 +35,13 @@ impl HandleCache {
 
     /// The handle of data file `id`, opening it (and evicting the least recently used one)
     /// if needed.
-    pub fn get(&mut self, fs: &DurableFs, dir: &Path, id: u64) -> Result<DataFile> {
+    pub fn get(&mut self, fs: &DurableFs, dir: &Path, id: u64) -> Result<Arc<DataFile>> {
         self.tick += 1;
         if let Some((h, used)) = self.open.get_mut(&id) {
             *used = self.tick;
-            return Ok(h.clone());
+            return Ok(Arc::clone(h));
         }
-        let h = open_data(fs, dir, id)?;
+        let h = Arc::new(open_data(fs, dir, id)?);
         if self.open.len() >= self.capacity
             && let Some(oldest) = self
                 .open
@@ -49,7 +51,7 @@ impl HandleCache {
         {
             self.open.remove(&oldest);
         }
-        self.open.insert(id, (h.clone(), self.tick));
+        self.open.insert(id, (Arc::clone(&h), self.tick));
         Ok(h)
     }
 

@@ -262,3 +262,79 @@ fn a_headerless_data_file_below_newer_ones_is_removed_and_reported() {
     assert_eq!(db.get(b"k").unwrap(), Some(b"v".to_vec()));
     assert!(!fs.exists(&empty).unwrap());
 }
+
+/// A hint that points a key at another record (intact, valid, but not the key's): the read
+/// names the file and offset and says what it found (`KeyMismatch` with both seqs), instead of
+/// inventing a checksum mismatch of zeros.
+#[test]
+fn an_index_pointing_at_another_record_is_a_key_mismatch_with_both_seqs() {
+    use kv_core::format::{FileHeader, decode_hint, encode_hint};
+    let sim = build();
+    let fs = sim.durable();
+    let hint = files(&sim, ".hint").into_iter().next().unwrap();
+    let data = hint.with_extension("data");
+    let bytes = fs.read(&hint).unwrap();
+    let magic = *b"\x89BCH\r\n\x1a\n";
+    let header = FileHeader::decode(&bytes, &magic).unwrap();
+    let mut entries = decode_hint(&bytes, &magic, header.salt, header.file_id).unwrap();
+    // The first entry's key now points at the second entry's record.
+    let (first_seq, second) = (entries[0].seq, entries[1].clone());
+    entries[0].offset = second.offset;
+    fs.atomic_replace(&hint, &encode_hint(header, &magic, &entries))
+        .unwrap();
+    let db = Bitcask::open("/db", opts(&sim)).unwrap();
+    match db.get(&entries[0].key) {
+        Err(Error::Corruption { path, offset, kind }) => {
+            assert_eq!((path, offset), (data, second.offset));
+            assert_eq!(
+                kind,
+                CorruptionKind::KeyMismatch {
+                    expected_seq: first_seq,
+                    found_seq: second.seq
+                }
+            );
+        }
+        other => panic!("expected a key mismatch, got {other:?}"),
+    }
+}
+
+/// `RecoveryMode::Strict` refuses even a torn tail, which the default mode cuts; neither
+/// loses a record in the strict case (nothing is cut).
+#[test]
+fn strict_recovery_refuses_a_torn_tail_that_the_default_cuts() {
+    let sim = SimFs::new();
+    let db = Bitcask::open("/db", opts(&sim)).unwrap();
+    db.put(b"a", b"1").unwrap();
+    db.close().unwrap();
+    let newest = files(&sim, ".data").into_iter().max().unwrap();
+    let f = sim.durable().open(&newest, Access::ReadWrite).unwrap();
+    let len = f.len().unwrap();
+    f.write_all_at(&[0x55; 9], len).unwrap();
+    f.sync_data().unwrap();
+    let strict = opts(&sim).with_recovery(RecoveryMode::Strict);
+    match Bitcask::open("/db", strict) {
+        Err(Error::Corruption { path, offset, .. }) => assert_eq!((path, offset), (newest, len)),
+        other => panic!("expected corruption, got {other:?}"),
+    }
+    let db = Bitcask::open("/db", opts(&sim)).unwrap();
+    assert!(db.recovery_report().truncated_tail.is_some());
+    assert_eq!(db.get(b"a").unwrap(), Some(b"1".to_vec()));
+}
+
+/// A file name with an id past the keydir's 32-bit ids (a stray `9999999999.hint`) is refused
+/// at open with a typed error, instead of aliasing another file's id or creating a data file
+/// whose name the next open ignores (which lost acknowledged writes).
+#[test]
+fn a_file_id_past_32_bits_is_refused_not_aliased() {
+    let sim = build();
+    let fs = sim.durable();
+    fs.atomic_replace(Path::new("/db/9999999999.hint"), b"")
+        .unwrap();
+    match Bitcask::open("/db", opts(&sim)) {
+        Err(Error::Corruption { kind, .. }) => {
+            assert!(matches!(kind, CorruptionKind::IdOutOfRange(_)), "{kind:?}");
+        }
+        other => panic!("expected IdOutOfRange, got {other:?}"),
+    }
+    assert!(!fs.exists(Path::new("/db/10000000000.data")).unwrap());
+}

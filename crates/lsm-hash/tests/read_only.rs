@@ -1,0 +1,134 @@
+//! Proves: a read-only open (`Options::read_only`) writes nothing and still reads everything:
+//! on a store with a compaction behind it, a torn tail in the active segment, a leftover
+//! segment the manifest does not name and a temporary file, the open changes not one byte
+//! of the simulated disk (its journal of changes stays empty), reports what a read-write
+//! open would repair, leaves the damage where it is, refuses writes with `ReadOnly`, and
+//! works beside a running writer (it takes no lock). Also: `len`, `keys`, `fold` and
+//! `stats` agree with `iter` (the API parity with bitcask).
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::indexing_slicing,
+    reason = "test code: a panic is a failed test"
+)]
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use durable_fs::Access;
+use durable_fs::sim::SimFs;
+use lsm_hash::{Error, LsmHash, Options, WriteBatch, segment_name};
+
+fn opts(sim: &SimFs) -> Options {
+    Options::default()
+        .with_fs(sim.durable())
+        .with_max_file_bytes(4096)
+        .with_compaction_min_segments(0)
+}
+
+/// A store with frozen segments, a compaction behind it, deletes, and `want` as its content.
+fn store(sim: &SimFs) -> BTreeMap<Vec<u8>, Vec<u8>> {
+    let db = LsmHash::open("/db", opts(sim)).unwrap();
+    let mut want = BTreeMap::new();
+    for i in 0..120u32 {
+        let k = format!("key{:02}", i % 40).into_bytes();
+        let v = vec![i as u8; 90];
+        db.put(&k, &v).unwrap();
+        want.insert(k, v);
+        if i == 60 {
+            db.compact().unwrap();
+        }
+    }
+    for k in ["key03", "key17"] {
+        assert!(db.delete(k.as_bytes()).unwrap());
+        want.remove(k.as_bytes());
+    }
+    db.close().unwrap();
+    want
+}
+
+#[test]
+fn read_only_open_changes_nothing_and_reads_everything() {
+    let sim = SimFs::new();
+    let fs = sim.durable();
+    let want = store(&sim);
+    // Damage a read-write open would repair: a torn tail, a leftover segment, a temp file.
+    let active = {
+        let db = LsmHash::open("/db", opts(&sim).with_read_only(true)).unwrap();
+        db.segments().last().unwrap().id
+    };
+    let active_path = Path::new("/db").join(segment_name(active));
+    let f = fs.open(&active_path, Access::ReadWrite).unwrap();
+    let len = f.len().unwrap();
+    f.write_all_at(&[0xAB; 7], len).unwrap();
+    f.sync_data().unwrap();
+    let stray = Path::new("/db").join(segment_name(999));
+    fs.atomic_replace(&stray, b"leftover").unwrap();
+    fs.atomic_replace(Path::new("/db/draft.tmp"), b"mine")
+        .unwrap();
+
+    sim.start_journal();
+    let db = LsmHash::open("/db", opts(&sim).with_read_only(true)).unwrap();
+    let got: BTreeMap<Vec<u8>, Vec<u8>> = db.iter().collect::<Result<_, _>>().unwrap();
+    assert_eq!(got, want);
+    let report = db.recovery_report().clone();
+    assert!(report.truncated_tail.is_some(), "{report:?}");
+    assert!(
+        report.removed_files.contains(&segment_name(999)),
+        "{report:?}"
+    );
+    assert!(matches!(db.put(b"k", b"v"), Err(Error::ReadOnly)));
+    assert!(matches!(db.delete(b"key01"), Err(Error::ReadOnly)));
+    assert!(matches!(db.write(WriteBatch::new()), Err(Error::ReadOnly)));
+    assert!(matches!(db.sync(), Err(Error::ReadOnly)));
+    assert!(matches!(db.compact(), Err(Error::ReadOnly)));
+    db.close().unwrap();
+    assert_eq!(sim.journal_len(), 0, "a read-only open changed the disk");
+    assert_eq!(
+        fs.open(&active_path, Access::Read).unwrap().len().unwrap(),
+        len + 7
+    );
+    assert!(fs.exists(&stray).unwrap());
+    assert_eq!(fs.read(Path::new("/db/draft.tmp")).unwrap(), b"mine");
+
+    // A read-write open repairs the same things and reads the same content.
+    let db = LsmHash::open("/db", opts(&sim)).unwrap();
+    let got: BTreeMap<Vec<u8>, Vec<u8>> = db.iter().collect::<Result<_, _>>().unwrap();
+    assert_eq!(got, want);
+    assert!(!fs.exists(&stray).unwrap());
+}
+
+#[test]
+fn read_only_open_works_beside_a_running_writer() {
+    let tmp = tempfile::tempdir().unwrap();
+    let writer = LsmHash::open(tmp.path(), Options::default()).unwrap();
+    writer.put(b"a", b"1").unwrap();
+    let reader = LsmHash::open(tmp.path(), Options::default().with_read_only(true)).unwrap();
+    assert_eq!(reader.get(b"a").unwrap(), Some(b"1".to_vec()));
+    writer.put(b"b", b"2").unwrap();
+    reader.close().unwrap();
+    writer.close().unwrap();
+}
+
+#[test]
+fn len_keys_fold_and_stats_agree_with_iter() {
+    let sim = SimFs::new();
+    let want = store(&sim);
+    let db = LsmHash::open("/db", opts(&sim)).unwrap();
+    assert_eq!(db.len().unwrap(), want.len());
+    assert!(!db.is_empty().unwrap());
+    assert_eq!(db.keys().unwrap(), want.keys().cloned().collect::<Vec<_>>());
+    let bytes = db.fold(0, |n, k, v| n + k.len() + v.len()).unwrap();
+    assert_eq!(
+        bytes,
+        want.iter().map(|(k, v)| k.len() + v.len()).sum::<usize>()
+    );
+    let s = db.stats();
+    assert_eq!(s.keys, want.len() as u64);
+    assert_eq!(s.files, db.segments().len() as u64);
+    assert!(s.dead_bytes > 0 && s.dead_bytes < s.total_bytes, "{s:?}");
+    db.compact().unwrap();
+    let after = db.stats();
+    assert_eq!(after.keys, want.len() as u64);
+    assert!(after.dead_bytes < s.dead_bytes, "{s:?} -> {after:?}");
+}
