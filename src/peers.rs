@@ -35,9 +35,10 @@ pub trait Kv: Send + Sync {
 mod adapters {
     use super::Kv;
 
-    /// Either of our engines, through their one face ([`kv_core::KvStore`]).
-    pub struct Ours(pub Box<dyn kv_core::KvStore>);
-    impl Kv for Ours {
+    /// Either of our engines, through their one face ([`kv_core::KvStore`]; static
+    /// dispatch, so the adapter costs nothing).
+    pub struct Ours<S>(pub S);
+    impl<S: kv_core::KvStore> Kv for Ours<S> {
         fn put(&self, k: &[u8], v: &[u8]) {
             let mut b = kv_core::WriteBatch::new();
             b.put(k, v);
@@ -108,12 +109,12 @@ pub fn open(name: &str, dir: &Path, sync: bool) -> Result<Arc<dyn Kv>, String> {
         "bitcask" => {
             let opts = bitcask::Options::default().with_sync(policy);
             let db = bitcask::Bitcask::open(dir, opts).map_err(|x| e(&x))?;
-            Arc::new(adapters::Ours(Box::new(db)))
+            Arc::new(adapters::Ours(db))
         }
         "lsm-hash" => {
             let opts = lsm_hash::Options::default().with_sync(policy);
             let db = lsm_hash::LsmHash::open(dir, opts).map_err(|x| e(&x))?;
-            Arc::new(adapters::Ours(Box::new(db)))
+            Arc::new(adapters::Ours(db))
         }
         "fjall" => {
             let db = fjall::Database::builder(dir).open().map_err(|x| e(&x))?;

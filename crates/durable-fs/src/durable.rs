@@ -22,6 +22,7 @@ pub const TEMP_SUFFIX: &str = ".tmp";
 
 /// How [`DurableFs::open`] opens an existing file.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Access {
     /// Reads only.
     Read,

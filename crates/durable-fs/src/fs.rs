@@ -13,6 +13,7 @@ use std::path::Path;
 
 /// How [`Fs::open_file`] opens a file.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum OpenMode {
     /// An existing file, for reading only.
     Read,
@@ -25,6 +26,7 @@ pub enum OpenMode {
 
 /// What a directory entry is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum EntryKind {
     /// A regular file.
     File,

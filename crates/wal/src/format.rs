@@ -108,6 +108,7 @@ pub struct SegmentHeader {
 
 /// Why a segment header did not parse.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum HeaderError {
     /// Fewer than [`SEGMENT_HEADER_LEN`] bytes.
     Short,
@@ -246,6 +247,7 @@ impl RecordRef<'_> {
 
 /// Why bytes are not a valid record.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum DecodeError {
     /// The buffer ends inside the record; `need` bytes would hold it, if the header is right.
     Truncated {

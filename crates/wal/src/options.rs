@@ -8,6 +8,7 @@ use crate::error::{Error, Result};
 
 /// When appended records become durable. Each variant says what survives a power cut.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum SyncPolicy {
     /// `append` returns only after the `fdatasync` that covers its record: everything
     /// acknowledged survives. Concurrent appenders share one fsync (leader/follower group
@@ -24,6 +25,7 @@ pub enum SyncPolicy {
 
 /// What recovery does with damaged bytes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum RecoveryMode {
     /// Default. A damaged tail of the last segment with no valid record after it (what a
     /// crash mid-append leaves) is truncated, durably, and reported in the
@@ -47,6 +49,7 @@ pub enum RecoveryMode {
 /// assert!(opts.validate().is_ok());
 /// ```
 #[derive(Clone, Debug)]
+#[non_exhaustive]
 pub struct Options {
     /// The filesystem door. Default: the real filesystem.
     pub fs: DurableFs,

@@ -44,6 +44,7 @@ pub(crate) struct SegmentMeta {
 
 /// What recovery found and did. Returned by [`Wal::recovery_report`](crate::Wal::recovery_report).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct RecoveryReport {
     /// Segments in the log after recovery.
     pub segments: usize,
@@ -63,6 +64,7 @@ pub struct RecoveryReport {
 
 /// A damaged byte range.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Damage {
     /// The segment file.
     pub path: PathBuf,

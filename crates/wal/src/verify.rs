@@ -13,6 +13,7 @@ use crate::recovery::recover;
 
 /// What [`verify`] found in a healthy log.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct VerifyReport {
     /// Segment files.
     pub segments: usize,

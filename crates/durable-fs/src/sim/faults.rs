@@ -6,6 +6,7 @@ use std::io;
 /// The kinds of operation a [`Fault`] can target; also the unit of [`SimFs`](super::SimFs)'s
 /// per-kind operation counters.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum OpKind {
     /// Opening an existing file.
     Open,
@@ -31,6 +32,7 @@ pub enum OpKind {
 
 /// The error a [`Fault`] produces.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum FaultError {
     /// `EIO`. On a file sync it also *loses the dirty data*: the unsynced writes vanish from
     /// the file (as when the kernel drops the pages it failed to write back).

@@ -26,6 +26,7 @@ pub type BoxError = Box<dyn StdError + Send + Sync>;
 
 /// What one recovery check found.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Verdict {
     /// Acknowledged writes (and deletes) checked.
     pub acked_checked: u64,
@@ -145,6 +146,7 @@ impl fmt::Display for Failure {
 
 /// The totals of one harness run.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Report {
     /// The workload's name.
     pub workload: String,

@@ -60,6 +60,7 @@ pub use rng::Rng;
 
 /// What a simulated power cut keeps; see the [module docs](self).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum CrashMode {
     /// Exactly what was synced.
     Strict,
