@@ -8,9 +8,7 @@ use std::sync::{Arc, OnceLock};
 
 use durable_fs::{DirLock, GroupCommit};
 use kv_core::format::{FileHeader, FileKind, HintEntry, TOMBSTONE, encode_hint, record_len};
-use kv_core::{
-    Appender, CorruptionKind, DataFile, Error, Result, SyncPolicy, ValueRef, WriteBatch,
-};
+use kv_core::{Appender, DataFile, Error, Result, SyncPolicy, ValueRef, WriteBatch, offset32};
 use parking_lot::{Mutex, RwLock};
 
 use crate::format::{DATA_MAGIC, HINT_MAGIC, data_name, file_id32, hint_name};
@@ -132,8 +130,12 @@ impl Inner {
     /// A fresh file id, checked to fit the keydir.
     pub fn next_id(&self) -> Result<(u64, u32)> {
         let id = self.next_file_id.fetch_add(1, Ordering::AcqRel);
-        let small = file_id32(id)
-            .ok_or_else(|| Error::corrupt(&self.dir, 0, CorruptionKind::IdOutOfRange(id)))?;
+        // Four billion rotations and merges: a limit no store reaches in practice.
+        let small = file_id32(id).ok_or_else(|| {
+            Error::Internal(format!(
+                "file id {id}: the keydir's 32-bit file ids are used up"
+            ))
+        })?;
         Ok((id, small))
     }
 
@@ -179,19 +181,25 @@ impl Inner {
         if w.app.is_full(batch.encoded_len(), self.opts.max_file_bytes) {
             hint_job = Some(self.rotate(&mut w).map_err(|e| self.fail(e))?);
         }
+        // The keydir's 32-bit ids and offsets are checked before anything is written (the
+        // limits and the rotation keep them in range; a failure here is a bug).
+        let file = file_id32(w.app.data.id)
+            .ok_or_else(|| Error::Internal("the active file's id is past 32 bits".into()))?;
+        let end = w.app.offset + batch.encoded_len();
+        if end > u64::from(u32::MAX) {
+            return Err(Error::Internal(format!(
+                "a batch would end at {end}, past 4 GiB"
+            )));
+        }
         let synced = self.group.durable();
         let (prealloc, max) = (self.opts.preallocate_bytes, self.opts.max_file_bytes);
         let appended = w
             .app
             .append(&batch, synced, prealloc, max)
             .map_err(|e| self.fail(e.into()))?;
-        let file = file_id32(w.app.data.id)
-            .ok_or_else(|| self.fail(Error::Internal("active file id past 32 bits".into())))?;
         let mut effects = Vec::with_capacity(appended.len());
         for ((key, _), a) in batch.into_ops().into_iter().zip(&appended) {
-            let offset = u32::try_from(a.offset).map_err(|_| {
-                self.fail(Error::Internal(format!("offset {} past 4 GiB", a.offset)))
-            })?;
+            let offset = offset32(&w.app.data.path, a.offset).map_err(|e| self.fail(e))?;
             w.hint.push(HintEntry {
                 seq: a.seq,
                 offset: a.offset,

@@ -173,7 +173,7 @@ fn copy_live(
             let rest = bytes.get(pos..).unwrap_or_default();
             let r = decode_record(rest, input.salt, u32::MAX, u32::MAX)
                 .map_err(|e| Error::corrupt(&input.path, pos as u64, e))?;
-            let offset = pos as u32;
+            let offset = kv_core::offset32(&input.path, pos as u64)?;
             pos += r.encoded_len();
             if r.is_tombstone() {
                 continue;
@@ -212,7 +212,7 @@ fn copy_live(
             let to = Loc {
                 seq: r.seq,
                 file: o.small,
-                offset: o.offset as u32,
+                offset: kv_core::offset32(&o.data.path, o.offset)?,
                 value_len: r.value.len() as u32,
             };
             o.hint.push(HintEntry {

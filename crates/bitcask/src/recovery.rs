@@ -13,10 +13,11 @@ use std::path::{Path, PathBuf};
 
 use durable_fs::{Access, DirLock, DurableFs, TEMP_SUFFIX};
 use kv_core::format::{
-    FILE_HEADER_LEN, FileKind, HintEntry, TOMBSTONE, decode_hint, hint_covers, parse_name,
+    FILE_HEADER_LEN, FileHeader, FileKind, HintEntry, TOMBSTONE, decode_hint, hint_covers,
+    parse_name,
 };
 use kv_core::scan::scan_records;
-use kv_core::{Appender, CorruptionKind, Damage, DataFile, Error, Result};
+use kv_core::{Appender, CorruptionKind, Damage, DataFile, Error, RecoveryMode, Result, offset32};
 
 use crate::commit::{MERGE_MARKER, MergeMarker, roll_forward};
 use crate::format::{DATA_MAGIC, HINT_MAGIC, data_name, file_id32, hint_name};
@@ -35,7 +36,8 @@ pub struct RecoveryReport {
     pub scanned: usize,
     /// Live keys.
     pub keys: u64,
-    /// A torn tail cut from the newest file, if there was one.
+    /// A torn tail of the newest file, if there was one: cut (a read-only open only
+    /// leaves it out in memory; the bytes stay on disk).
     pub truncated_tail: Option<Damage>,
     /// Damaged ranges skipped (only with
     /// [`RecoveryMode::SkipCorrupt`](kv_core::RecoveryMode::SkipCorrupt)).
@@ -44,8 +46,9 @@ pub struct RecoveryReport {
     pub merge_completed: bool,
     /// Output files of an interrupted, uncommitted merge that were removed.
     pub merge_abandoned_files: usize,
-    /// Files removed because their creation was torn (no valid header, at most a header
-    /// long: they cannot hold a record).
+    /// Files whose creation was torn (at most a header long, and that header missing, cut
+    /// short or garbage: they cannot hold a record): removed (left on disk by a read-only
+    /// open). Under `RecoveryMode::Strict` such a file is an error instead.
     pub removed_torn_files: Vec<PathBuf>,
 }
 
@@ -67,6 +70,8 @@ pub(crate) struct Recovered {
 /// What one data file contributed.
 struct Loaded {
     id: u32,
+    /// Where its entries came from (the hint, or the data file), for errors.
+    path: PathBuf,
     entries: Vec<HintEntry>,
     /// Bytes of valid records.
     record_bytes: u64,
@@ -103,7 +108,7 @@ pub(crate) fn recover(dir: &Path, opts: &Options) -> Result<Recovered> {
             loaded.push(l);
         }
     }
-    let (keydir, max_seq) = build_keydir(loaded);
+    let (keydir, max_seq) = build_keydir(loaded)?;
     report.files = files.len();
     report.keys = keydir.map.len() as u64;
     let mut next_id = listed.max_id + 1;
@@ -113,8 +118,7 @@ pub(crate) fn recover(dir: &Path, opts: &Options) -> Result<Recovered> {
         let id = next_id;
         next_id += 1;
         if file_id32(id).is_none() {
-            let path = dir.join(data_name(listed.max_id));
-            return Err(Error::corrupt(path, 0, CorruptionKind::IdOutOfRange(id)));
+            return Err(id_out_of_range(dir.join(&listed.max_name), id));
         }
         let data = DataFile::create(
             fs,
@@ -177,8 +181,9 @@ struct Listed {
     /// Data file ids, ascending.
     data: Vec<u64>,
     hints: BTreeSet<u64>,
-    /// The highest id named by any data or hint file (ids are never reused).
+    /// The highest id named by any data or hint file (ids are never reused), and that name.
     max_id: u64,
+    max_name: String,
     /// The newest file the writer appended to (not a merge output): the one a crash may
     /// have torn.
     newest_written: Option<u64>,
@@ -189,16 +194,30 @@ fn list_files(fs: &DurableFs, dir: &Path) -> Result<Listed> {
         data: Vec::new(),
         hints: BTreeSet::new(),
         max_id: 0,
+        max_name: String::new(),
         newest_written: None,
     };
     for n in fs.list(dir)? {
-        match parse_name(&n) {
-            Some((id, "data")) => out.data.push(id),
+        let id = match parse_name(&n) {
+            Some((id, "data")) => {
+                out.data.push(id);
+                id
+            }
             // Ids are never reused, not even those of orphaned hints.
-            Some((id, "hint")) => drop(out.hints.insert(id)),
+            Some((id, "hint")) => {
+                out.hints.insert(id);
+                id
+            }
             _ => continue,
+        };
+        if file_id32(id).is_none() {
+            // Refused, not aliased: two files must never share a keydir id.
+            return Err(id_out_of_range(dir.join(&n), id));
         }
-        out.max_id = out.max_id.max(parse_name(&n).map_or(0, |(id, _)| id));
+        if id >= out.max_id {
+            out.max_id = id;
+            out.max_name = n;
+        }
     }
     out.data.sort_unstable();
     for &id in &out.data {
@@ -207,8 +226,9 @@ fn list_files(fs: &DurableFs, dir: &Path) -> Result<Listed> {
         if file.len()? >= FILE_HEADER_LEN as u64 {
             file.read_exact_at(&mut h, 0)?;
         }
-        let merged = kv_core::format::FileHeader::decode(&h, &DATA_MAGIC)
-            .is_ok_and(|hd| hd.kind == FileKind::Merged);
+        // The raw kind field, checked or not: a merge output with a damaged header is still
+        // not the file a crash could have torn.
+        let merged = FileHeader::peek_kind(&h) == Some(FileKind::Merged);
         if !merged {
             out.newest_written = Some(id);
         }
@@ -229,8 +249,7 @@ fn load_file(
 ) -> Result<Option<Loaded>> {
     let path = dir.join(data_name(id));
     let len = fs.open(&path, Access::Read)?.len()?;
-    let small =
-        file_id32(id).ok_or_else(|| Error::corrupt(&path, 0, CorruptionKind::IdOutOfRange(id)))?;
+    let small = file_id32(id).ok_or_else(|| id_out_of_range(path.clone(), id))?;
     // Read-write unless read-only: any file may need its zero tail trimmed.
     let access = if opts.read_only {
         Access::Read
@@ -239,7 +258,14 @@ fn load_file(
     };
     let (data, header) = match DataFile::open(fs, path.clone(), &DATA_MAGIC, id, access) {
         Ok(opened) => opened,
-        Err(Error::Corruption { offset: 0, .. }) if len <= FILE_HEADER_LEN as u64 => {
+        Err(Error::Corruption {
+            offset: 0,
+            kind:
+                CorruptionKind::ShortHeader
+                | CorruptionKind::BadMagic
+                | CorruptionKind::BadHeaderChecksum,
+            ..
+        }) if len <= FILE_HEADER_LEN as u64 && opts.recovery != RecoveryMode::Strict => {
             // Created, then the crash came before its header was synced (or the header's
             // fsync failed and the store stopped, fail-stop, while later files were made by a
             // reopen): it cannot hold a record, so nothing is lost with it.
@@ -264,6 +290,7 @@ fn load_file(
         let record_bytes = len - FILE_HEADER_LEN as u64;
         return Ok(Some(Loaded {
             id: small,
+            path: dir.join(hint_name(id)),
             entries,
             record_bytes,
         }));
@@ -303,6 +330,7 @@ fn load_file(
     }
     Ok(Some(Loaded {
         id: small,
+        path,
         entries: scanned.entries,
         record_bytes: scanned.record_bytes,
     }))
@@ -311,7 +339,7 @@ fn load_file(
 /// The keydir from every file's entries, and the highest seq. The newest record of a key
 /// (highest seq) wins whatever file it is in (merge outputs carry old seqs under new ids);
 /// the newest tombstone of a key hides every value of it with a lower seq.
-fn build_keydir(all: Vec<Loaded>) -> (Keydir, u64) {
+fn build_keydir(all: Vec<Loaded>) -> Result<(Keydir, u64)> {
     let mut keydir = Keydir::default();
     let mut tombs: KeyMap<u64> = KeyMap::default();
     let mut max_seq = 0;
@@ -330,13 +358,23 @@ fn build_keydir(all: Vec<Loaded>) -> (Keydir, u64) {
             let loc = Loc {
                 seq: e.seq,
                 file: l.id,
-                offset: e.offset as u32,
+                offset: offset32(&l.path, e.offset)?,
                 value_len: e.value_len,
             };
             apply_entry(&mut keydir, &mut tombs, e, loc);
         }
     }
-    (keydir, max_seq)
+    Ok((keydir, max_seq))
+}
+
+/// A file id past the keydir's 32-bit ids, named by `path`.
+fn id_out_of_range(path: PathBuf, id: u64) -> Error {
+    let kind = CorruptionKind::OutOfRange {
+        what: "file id",
+        value: id,
+        max: u64::from(u32::MAX),
+    };
+    Error::corrupt(path, 0, kind)
 }
 
 fn apply_entry(keydir: &mut Keydir, tombs: &mut KeyMap<u64>, e: HintEntry, loc: Loc) {

@@ -98,6 +98,7 @@ impl Bitcask {
 
     /// Deletes `key`; returns whether it was live. Deleting a missing key writes nothing.
     pub fn delete(&self, key: &[u8]) -> Result<bool> {
+        self.inner.writer()?;
         if !self.contains(key)? {
             // It may be absent because of another thread's delete that is not durable yet:
             // under `Always`, "deleted" is only reported once it is.

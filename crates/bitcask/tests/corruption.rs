@@ -332,9 +332,44 @@ fn a_file_id_past_32_bits_is_refused_not_aliased() {
         .unwrap();
     match Bitcask::open("/db", opts(&sim)) {
         Err(Error::Corruption { kind, .. }) => {
-            assert!(matches!(kind, CorruptionKind::IdOutOfRange(_)), "{kind:?}");
+            assert!(
+                matches!(
+                    kind,
+                    CorruptionKind::OutOfRange {
+                        what: "file id",
+                        ..
+                    }
+                ),
+                "{kind:?}"
+            );
         }
         other => panic!("expected IdOutOfRange, got {other:?}"),
     }
     assert!(!fs.exists(Path::new("/db/10000000000.data")).unwrap());
+}
+
+/// Under `RecoveryMode::Strict` a headerless data file is an error, not removed; a read-only
+/// store refuses `delete` like every write (also of a missing key, as lsm-hash does).
+#[test]
+fn strict_keeps_a_headerless_file_and_read_only_refuses_delete() {
+    let sim = SimFs::new();
+    let fs = sim.durable();
+    let db = Bitcask::open("/db", opts(&sim)).unwrap();
+    db.put(b"k", b"v").unwrap();
+    db.close().unwrap();
+    let empty = Path::new("/db").join("0000000000.data");
+    fs.create_new(&empty).unwrap();
+    let strict = opts(&sim).with_recovery(RecoveryMode::Strict);
+    assert!(matches!(
+        Bitcask::open("/db", strict),
+        Err(Error::Corruption { .. })
+    ));
+    assert!(fs.exists(&empty).unwrap(), "Strict removed a file");
+    let ro = Bitcask::open("/db", opts(&sim).with_read_only(true)).unwrap();
+    assert!(matches!(ro.delete(b"missing"), Err(Error::ReadOnly)));
+    assert!(matches!(ro.delete(b"k"), Err(Error::ReadOnly)));
+    assert!(
+        fs.exists(&empty).unwrap(),
+        "a read-only open removed a file"
+    );
 }

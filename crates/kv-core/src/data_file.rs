@@ -38,6 +38,19 @@ pub struct ValueRef {
     pub value_len: u32,
 }
 
+/// `offset` as the 32-bit offset the indexes keep (files are at most 4 GiB), or a
+/// [`CorruptionKind::OutOfRange`] naming `path`: checked, never truncated.
+pub fn offset32(path: &Path, offset: u64) -> Result<u32> {
+    u32::try_from(offset).map_err(|_| {
+        let kind = CorruptionKind::OutOfRange {
+            what: "offset",
+            value: offset,
+            max: u64::from(u32::MAX),
+        };
+        Error::corrupt(path, offset, kind)
+    })
+}
+
 impl DataFile {
     /// Creates file `id` at `path` durably (its directory entry and its header are synced
     /// before this returns) with a fresh salt, `magic` and `kind`.

@@ -28,9 +28,17 @@ pub enum CorruptionKind {
         /// Id in the header.
         header_id: u64,
     },
-    /// A file id past what the engine can index (bitcask's keydir keeps 32-bit ids): a file
-    /// named with a larger id, or an id that would follow one.
-    IdOutOfRange(u64),
+    /// A number past what the engine can index: a file id past bitcask's 32-bit keydir ids
+    /// (a file named with a larger id, or the id that would follow one), or a record offset
+    /// past 4 GiB (files are at most 4 GiB).
+    OutOfRange {
+        /// `"file id"` or `"offset"`.
+        what: &'static str,
+        /// The number found.
+        value: u64,
+        /// The largest allowed.
+        max: u64,
+    },
     /// A record's checksum does not match.
     ChecksumMismatch {
         /// Stored checksum.
@@ -76,7 +84,9 @@ impl std::fmt::Display for CorruptionKind {
             CorruptionKind::NameMismatch { name_id, header_id } => {
                 write!(f, "file name says id {name_id}, header says {header_id}")
             }
-            CorruptionKind::IdOutOfRange(id) => write!(f, "file id {id} is out of range"),
+            CorruptionKind::OutOfRange { what, value, max } => {
+                write!(f, "{what} {value} is past the largest allowed, {max}")
+            }
             CorruptionKind::ChecksumMismatch { expected, actual } => write!(
                 f,
                 "record checksum mismatch (stored {expected:#010x}, computed {actual:#010x})"

@@ -178,6 +178,13 @@ impl FileHeader {
         out
     }
 
+    /// The kind field of a header, read without checking anything else (at open, to tell
+    /// merge outputs from written files even when a header is damaged). `None` for a short
+    /// header or an unknown value.
+    pub fn peek_kind(b: &[u8]) -> Option<FileKind> {
+        FileKind::from_u32(u32_at(b, HEADER_KIND)?)
+    }
+
     /// Decodes and checks a header with `magic`; total over any input.
     pub fn decode(b: &[u8], magic: &[u8; 8]) -> Result<FileHeader, CorruptionKind> {
         let b = b
@@ -351,9 +358,11 @@ pub struct HintEntry {
 }
 
 impl HintEntry {
-    /// Where the described record ends in the data file.
+    /// Where the described record ends in the data file (saturating: a hostile offset near
+    /// `u64::MAX` gives an end no file has, so the hint is not used).
     pub fn end(&self) -> u64 {
-        self.offset + record_len(self.key.len(), self.value_len as usize)
+        self.offset
+            .saturating_add(record_len(self.key.len(), self.value_len as usize))
     }
 }
 
@@ -480,6 +489,10 @@ mod tests {
                 assert!(FileHeader::decode(&d, &MAGIC).is_err(), "flip at {i}");
             }
         }
+        assert_eq!(
+            FileHeader::peek_kind(&FileHeader::new(1, 1).encode(&MAGIC)),
+            Some(FileKind::Written)
+        );
         // An unknown kind with a valid CRC is refused, not taken for a written file.
         let mut b = FileHeader::new(1, 1).encode(&MAGIC);
         b[HEADER_KIND] = 7;
@@ -516,6 +529,11 @@ mod tests {
         ];
         assert!(hint_covers(&entries, 103));
         assert!(!hint_covers(&entries, 104));
+        // A hostile offset near u64::MAX neither panics nor wraps into a plausible end.
+        let mut hostile = entries.clone();
+        hostile[1].offset = u64::MAX - 10;
+        assert_eq!(hostile[1].end(), u64::MAX);
+        assert!(!hint_covers(&hostile, 103));
         let bytes = encode_hint(h, &MAGIC, &entries);
         assert_eq!(decode_hint(&bytes, &MAGIC, 5, 3), Some(entries));
         assert_eq!(

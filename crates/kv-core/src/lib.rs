@@ -47,7 +47,7 @@ pub mod torture_mt;
 
 pub use appender::{Appended, Appender};
 pub use batch::WriteBatch;
-pub use data_file::{DataFile, ValueRef};
+pub use data_file::{DataFile, ValueRef, offset32};
 pub use error::{CorruptionKind, Error, Result};
 pub use options::{RecoveryMode, SyncPolicy, check_limits, max_batch_bytes};
 pub use store::{CompactionReport, Damage, KvStore, Pairs, Stats};

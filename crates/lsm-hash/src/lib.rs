@@ -2,7 +2,7 @@
 //!
 //! "Hash Indexes", built to survive power cuts. Writes are appended to the *active segment*;
 //! every segment has its own in-memory hash index (key -> offset); a lookup checks the newest
-//! segment first, then older ones. At `max_segment_bytes` the active segment is frozen (synced,
+//! segment first, then older ones. At `max_file_bytes` the active segment is frozen (synced,
 //! its index snapshotted to `<id>.idx`) and a new one starts. A background thread *compacts and
 //! merges* the frozen segments into one holding only each key's latest live record, while
 //! reads and writes go on.

@@ -41,7 +41,7 @@ pub struct Options {
     /// Default: `TolerateTornTail`.
     pub recovery: RecoveryMode,
     /// The background thread compacts once this many frozen segments exist. 0 turns
-    /// background compaction off (`compact_now` still works). Default: 4.
+    /// background compaction off (`compact` still works). Default: 4.
     pub compaction_min_segments: usize,
     /// How often the background thread checks. Default: 1 s.
     pub compaction_check_interval: Duration,

@@ -49,10 +49,13 @@ impl Entry {
     }
 }
 
+/// A segment's hash index: key -> its latest record in the segment.
+pub(crate) type Index = HashMap<Box<[u8]>, Entry>;
+
 #[derive(Debug)]
 pub(crate) struct Segment {
     pub data: DataFile,
-    pub index: RwLock<HashMap<Box<[u8]>, Entry>>,
+    pub index: RwLock<Index>,
 }
 
 /// What loading a segment found.
@@ -68,7 +71,12 @@ pub(crate) struct LoadedSegment {
     pub skipped: Vec<(u64, u64, CorruptionKind)>,
 }
 
-pub(crate) fn index_from(entries: &[HintEntry]) -> (HashMap<Box<[u8]>, Entry>, u64) {
+/// The index of a segment from its entries (in file order), and the highest seq; an offset
+/// past 4 GiB (a crafted snapshot or file) is refused, naming `path`.
+pub(crate) fn index_from(
+    path: &Path,
+    entries: &[HintEntry],
+) -> Result<(Index, u64)> {
     let mut index = HashMap::with_capacity(entries.len());
     let mut max_seq = 0;
     for e in entries {
@@ -78,13 +86,13 @@ pub(crate) fn index_from(entries: &[HintEntry]) -> (HashMap<Box<[u8]>, Entry>, u
             e.key.clone().into_boxed_slice(),
             Entry {
                 seq: e.seq,
-                offset: e.offset as u32,
+                offset: kv_core::offset32(path, e.offset)?,
                 value_len: e.value_len,
                 tombstone: e.flags & TOMBSTONE != 0,
             },
         );
     }
-    (index, max_seq)
+    Ok((index, max_seq))
 }
 
 /// The index as hint entries, for a snapshot.
@@ -151,7 +159,7 @@ pub(crate) fn load(fs: &DurableFs, dir: &Path, id: u64, mode: LoadMode) -> Resul
             (scanned.entries, end, false, torn, scanned.skipped)
         }
     };
-    let (index, max_seq) = index_from(&entries);
+    let (index, max_seq) = index_from(&path, &entries)?;
     Ok(LoadedSegment {
         segment: Segment {
             data,

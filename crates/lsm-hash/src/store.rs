@@ -12,7 +12,7 @@ use kv_core::format::{
 };
 use kv_core::{
     Appender, CompactionReport, CorruptionKind, Damage, DataFile, Error, KvStore, Pairs, Result,
-    Stats, SyncPolicy, WriteBatch, max_batch_bytes,
+    Stats, SyncPolicy, WriteBatch, max_batch_bytes, offset32,
 };
 use parking_lot::{Mutex, RwLock};
 
@@ -84,8 +84,10 @@ pub(crate) struct Inner {
     segments: RwLock<Arc<Vec<Arc<Segment>>>>,
     /// `None` when opened read-only.
     writer: Option<Mutex<Writer>>,
-    /// The highest seq on disk at open (what a read-only store reports as written).
+    /// The highest seq on disk at open (what a read-only store reports as written), and where
+    /// the active segment's records ended then.
     opened_seq: u64,
+    opened_end: u64,
     group: GroupCommit<Arc<Error>>,
     /// Batches written but not yet visible, in sequence order (`Always` only).
     pending: Mutex<VecDeque<PendingBatch>>,
@@ -112,6 +114,14 @@ impl std::fmt::Debug for LsmHash {
     }
 }
 
+/// Bytes of records in `seg`: its file without the header (frozen segments and compaction
+/// outputs end exactly at their records), or up to `end` for the active segment, whose file
+/// holds preallocated zeros after them.
+fn record_bytes(seg: &Segment, end: Option<u64>) -> u64 {
+    let len = end.unwrap_or_else(|| seg.data.file.len().unwrap_or(0));
+    len.saturating_sub(FILE_HEADER_LEN as u64)
+}
+
 /// Creates segment file `id` durably with its header.
 fn create_segment(fs: &DurableFs, dir: &Path, id: u64) -> Result<Segment> {
     let path = dir.join(segment_name(id));
@@ -133,6 +143,13 @@ fn apply_batch(batch: PendingBatch) {
 impl Inner {
     fn check_poison(&self) -> Result<()> {
         self.group.check().map_err(Error::Poisoned)
+    }
+
+    /// Where the active segment's records end (its file may be preallocated past that).
+    fn active_end(&self) -> u64 {
+        self.writer
+            .as_ref()
+            .map_or(self.opened_end, |w| w.lock().app.offset)
     }
 
     fn writer(&self) -> Result<&Mutex<Writer>> {
@@ -198,6 +215,14 @@ impl Inner {
         if w.app.is_full(batch.encoded_len(), self.opts.max_file_bytes) {
             frozen = Some(self.freeze(&mut w).map_err(|e| self.fail(e))?);
         }
+        // The indexes' 32-bit offsets are checked before anything is written (the limits and
+        // the freeze keep them in range; a failure here is a bug).
+        let end = w.app.offset + batch.encoded_len();
+        if end > u64::from(u32::MAX) {
+            return Err(Error::Internal(format!(
+                "a batch would end at {end}, past 4 GiB"
+            )));
+        }
         let synced = self.group.durable();
         let (prealloc, max) = (self.opts.preallocate_bytes, self.opts.max_file_bytes);
         let appended = w
@@ -206,9 +231,7 @@ impl Inner {
             .map_err(|e| self.fail(e.into()))?;
         let mut entries = Vec::with_capacity(appended.len());
         for ((key, _), a) in batch.into_ops().into_iter().zip(&appended) {
-            let offset = u32::try_from(a.offset).map_err(|_| {
-                self.fail(Error::Internal(format!("offset {} past 4 GiB", a.offset)))
-            })?;
+            let offset = offset32(&w.app.data.path, a.offset).map_err(|e| self.fail(e))?;
             let e = Entry {
                 seq: a.seq,
                 offset,
@@ -314,7 +337,7 @@ impl Inner {
         let drop_tombstones = true;
         let mut report = CompactionReport::default();
         report.inputs = inputs.iter().map(|s| s.id()).collect();
-        report.bytes_before = inputs.iter().map(|s| s.data.file.len().unwrap_or(0)).sum();
+        report.bytes_before = inputs.iter().map(|s| record_bytes(s, None)).sum();
         // Outputs are cut at `max_file_bytes` (offsets are 32-bit). Each key is in exactly
         // one of them, so their order in the segment list does not matter.
         let mut outputs: Vec<Segment> = Vec::new();
@@ -328,7 +351,7 @@ impl Inner {
         let outputs: Vec<Arc<Segment>> = outputs.into_iter().map(Arc::new).collect();
         report.records = outputs.iter().map(|o| o.index.read().len() as u64).sum();
         report.outputs = outputs.iter().map(|o| o.id()).collect();
-        report.bytes_after = outputs.iter().map(|o| o.data.file.len().unwrap_or(0)).sum();
+        report.bytes_after = outputs.iter().map(|o| record_bytes(o, None)).sum();
         // The switch: the new set in the manifest, then in memory. Serialised with freezes,
         // which also change the set; writers wait only for this manifest write.
         {
@@ -422,7 +445,7 @@ impl Inner {
                     key,
                     Entry {
                         seq: e.seq,
-                        offset: start as u32,
+                        offset: offset32(&out.data.path, start)?,
                         value_len: value.len() as u32,
                         tombstone: e.tombstone,
                     },
@@ -572,6 +595,7 @@ fn open_inner(dir: &Path, opts: Options) -> Result<Inner> {
         segments: RwLock::new(Arc::new(r.list)),
         writer,
         opened_seq: r.max_seq,
+        opened_end: r.active_end,
         group: GroupCommit::new(r.max_seq, |m| Arc::new(Error::Internal(m))),
         pending: Mutex::new(VecDeque::new()),
         next_id,
@@ -820,15 +844,12 @@ impl LsmHash {
         stats.keys = live.len() as u64;
         stats.files = snapshot.len() as u64;
         stats.open_handles = snapshot.len() as u64;
+        let active_end = self.inner.active_end();
+        let n = snapshot.len();
         stats.total_bytes = snapshot
             .iter()
-            .map(|s| {
-                s.data
-                    .file
-                    .len()
-                    .unwrap_or(0)
-                    .saturating_sub(FILE_HEADER_LEN as u64)
-            })
+            .enumerate()
+            .map(|(i, s)| record_bytes(s, (i + 1 == n).then_some(active_end)))
             .sum();
         let live_bytes: u64 = live
             .iter()

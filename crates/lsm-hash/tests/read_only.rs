@@ -132,3 +132,30 @@ fn len_keys_fold_and_stats_agree_with_iter() {
     assert_eq!(after.keys, want.len() as u64);
     assert!(after.dead_bytes < s.dead_bytes, "{s:?} -> {after:?}");
 }
+
+/// `stats` counts record bytes: the active segment's preallocated zeros are neither total nor
+/// dead bytes (one small key in a fresh store is not "1 MiB dead, fragmentation 1.0").
+#[test]
+fn stats_count_records_not_preallocated_space() {
+    let sim = SimFs::new();
+    let db = LsmHash::open("/db", Options::default().with_fs(sim.durable())).unwrap();
+    db.put(b"k", b"v").unwrap();
+    let s = db.stats();
+    assert_eq!((s.total_bytes, s.dead_bytes), (32 + 1 + 1, 0), "{s:?}");
+    db.put(b"k", b"w").unwrap();
+    let s = db.stats();
+    assert_eq!((s.total_bytes, s.dead_bytes), (2 * 34, 34), "{s:?}");
+    assert!((s.fragmentation() - 0.5).abs() < 1e-9);
+    db.close().unwrap();
+    let ro = LsmHash::open(
+        "/db",
+        Options::default()
+            .with_fs(sim.durable())
+            .with_read_only(true),
+    );
+    assert_eq!(
+        ro.unwrap().stats().total_bytes,
+        2 * 34,
+        "read-only: the same bytes"
+    );
+}

@@ -397,7 +397,6 @@ pub(crate) struct Recovered {
     pub needs_new_segment: bool,
 }
 
-/// Scans (and, when `repair`, repairs) the log in `dir`.
 /// A segment's LSNs start after the previous segment's last one.
 fn check_order(prev: &SegmentMeta, scan: &Scan, path: &Path) -> Result<()> {
     let previous_last = prev.last_lsn.unwrap_or(prev.first_lsn.saturating_sub(1));
@@ -451,6 +450,7 @@ fn cut_tail(
     Ok(())
 }
 
+/// Scans (and, when `repair`, repairs) the log in `dir`.
 pub(crate) fn recover(
     fs: &DurableFs,
     dir: &Path,
