@@ -73,10 +73,7 @@ pub(crate) struct LoadedSegment {
 
 /// The index of a segment from its entries (in file order), and the highest seq; an offset
 /// past 4 GiB (a crafted snapshot or file) is refused, naming `path`.
-pub(crate) fn index_from(
-    path: &Path,
-    entries: &[HintEntry],
-) -> Result<(Index, u64)> {
+pub(crate) fn index_from(path: &Path, entries: &[HintEntry]) -> Result<(Index, u64)> {
     let mut index = HashMap::with_capacity(entries.len());
     let mut max_seq = 0;
     for e in entries {
