@@ -377,3 +377,15 @@ fn kv_read_commands_never_write_for_either_engine() {
         writer.close().unwrap();
     }
 }
+
+/// A default build carries no peer database: `durable bench` says how to get them (exit 2),
+/// rather than failing to link or running without the peers it compares against.
+#[test]
+fn bench_without_the_bench_feature_says_how_to_enable_it() {
+    if cfg!(feature = "bench") {
+        return; // this build has the peers; `durable bench` would run for real
+    }
+    let o = durable(&["bench", "--quick"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("--features bench"));
+}

@@ -4,7 +4,7 @@
 //! and their compaction policy (merge every immutable file, or every frozen segment). The
 //! rest is here, written once:
 //!
-//! - [`format`]: the file header, the record and hint codecs, named offsets checked against
+//! - [`mod@format`]: the file header, the record and hint codecs, named offsets checked against
 //!   `docs/FORMAT-kv-record.md` by a test; [`scan`]: reading a data file at open, keeping
 //!   batches whole and telling a torn tail from corruption ([`RecoveryMode`]).
 //! - [`DataFile`]: the data-file lifecycle (create durably, open and check the header, read
