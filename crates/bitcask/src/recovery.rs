@@ -11,10 +11,10 @@
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
-use durable_fs::{Access, DirLock, DurableFs, TEMP_SUFFIX};
+use durable_fs::{Access, DirLock, DurableFs};
 use kv_core::format::{
     FILE_HEADER_LEN, FileHeader, FileKind, HintEntry, TOMBSTONE, decode_hint, hint_covers,
-    parse_name,
+    is_own_temp, parse_name,
 };
 use kv_core::scan::scan_records;
 use kv_core::{Appender, CorruptionKind, Damage, DataFile, Error, RecoveryMode, Result, offset32};
@@ -169,7 +169,11 @@ fn finish_interrupted_merge(
         }
     }
     if !read_only {
-        for n in names.iter().filter(|n| n.ends_with(TEMP_SUFFIX)) {
+        // Only the store's own temporaries (of the marker and of hints): not a user's file.
+        for n in names
+            .iter()
+            .filter(|n| is_own_temp(n, &[MERGE_MARKER], &["hint"]))
+        {
             remove_if_exists(fs, &dir.join(n))?;
         }
     }
@@ -181,7 +185,7 @@ struct Listed {
     /// Data file ids, ascending.
     data: Vec<u64>,
     hints: BTreeSet<u64>,
-    /// The highest id named by any data or hint file (ids are never reused), and that name.
+    /// The highest data file id (new files take higher ones), and that file's name.
     max_id: u64,
     max_name: String,
     /// The newest file the writer appended to (not a merge output): the one a crash may
@@ -198,15 +202,17 @@ fn list_files(fs: &DurableFs, dir: &Path) -> Result<Listed> {
         newest_written: None,
     };
     for n in fs.list(dir)? {
+        // The next id comes from the data files only: a hint without its data file (an
+        // orphan, or a stray name) neither advances it nor is used (a hint is only read for
+        // a data file of the same id, and only if it carries that file's salt).
         let id = match parse_name(&n) {
             Some((id, "data")) => {
                 out.data.push(id);
                 id
             }
-            // Ids are never reused, not even those of orphaned hints.
             Some((id, "hint")) => {
                 out.hints.insert(id);
-                id
+                continue;
             }
             _ => continue,
         };

@@ -321,17 +321,30 @@ fn strict_recovery_refuses_a_torn_tail_that_the_default_cuts() {
     assert_eq!(db.get(b"a").unwrap(), Some(b"1".to_vec()));
 }
 
-/// A file name with an id past the keydir's 32-bit ids (a stray `9999999999.hint`) is refused
-/// at open with a typed error, instead of aliasing another file's id or creating a data file
-/// whose name the next open ignores (which lost acknowledged writes).
+/// A stray hint name past the keydir's ids (`touch 9999999999.hint`) neither blocks the store
+/// nor advances the next file id: an acknowledged put survives the reopen (it used to go to
+/// `10000000000.data`, a name the next open ignored). A data file named past 32 bits is
+/// refused with a typed error naming it, never aliased to another file's keydir id.
 #[test]
-fn a_file_id_past_32_bits_is_refused_not_aliased() {
+fn stray_names_neither_lose_writes_nor_alias() {
     let sim = build();
     let fs = sim.durable();
     fs.atomic_replace(Path::new("/db/9999999999.hint"), b"")
         .unwrap();
+    let db = Bitcask::open("/db", opts(&sim)).unwrap();
+    db.put(b"b", b"2").unwrap();
+    db.close().unwrap();
+    let db = Bitcask::open("/db", opts(&sim)).unwrap();
+    assert_eq!(db.get(b"b").unwrap(), Some(b"2".to_vec()));
+    check_all(&db);
+    db.close().unwrap();
+    assert!(!fs.exists(Path::new("/db/10000000000.data")).unwrap());
+
+    let huge = Path::new("/db/9999999999.data");
+    fs.atomic_replace(huge, b"").unwrap();
     match Bitcask::open("/db", opts(&sim)) {
-        Err(Error::Corruption { kind, .. }) => {
+        Err(Error::Corruption { path, kind, .. }) => {
+            assert_eq!(path, huge);
             assert!(
                 matches!(
                     kind,
@@ -343,9 +356,36 @@ fn a_file_id_past_32_bits_is_refused_not_aliased() {
                 "{kind:?}"
             );
         }
-        other => panic!("expected IdOutOfRange, got {other:?}"),
+        other => panic!("expected OutOfRange, got {other:?}"),
     }
-    assert!(!fs.exists(Path::new("/db/10000000000.data")).unwrap());
+}
+
+/// A read-write open removes the store's own temporaries (a hint's, the marker's) and leaves
+/// every other `*.tmp` alone: the directory may hold a user's files.
+#[test]
+fn open_removes_only_the_stores_own_temporaries() {
+    let sim = build();
+    let fs = sim.durable();
+    for name in [
+        "draft.tmp",
+        "0000000003.hint.tmp",
+        "MERGE.tmp",
+        "notes.data.tmp",
+    ] {
+        fs.atomic_replace(&Path::new("/db").join(name), b"x")
+            .unwrap();
+    }
+    let db = Bitcask::open("/db", opts(&sim)).unwrap();
+    check_all(&db);
+    db.close().unwrap();
+    let names = fs.list(Path::new("/db")).unwrap();
+    assert!(names.contains(&"draft.tmp".to_owned()), "{names:?}");
+    assert!(names.contains(&"notes.data.tmp".to_owned()), "{names:?}");
+    assert!(
+        !names.contains(&"0000000003.hint.tmp".to_owned()),
+        "{names:?}"
+    );
+    assert!(!names.contains(&"MERGE.tmp".to_owned()), "{names:?}");
 }
 
 /// Under `RecoveryMode::Strict` a headerless data file is an error, not removed; a read-only

@@ -435,6 +435,20 @@ pub fn file_name(id: u64, ext: &str) -> String {
     format!("{id:010}.{ext}")
 }
 
+/// The largest file id a ten-digit name can carry.
+pub const MAX_FILE_ID: u64 = 9_999_999_999;
+
+/// True when `name` is the temporary file `DurableFs::atomic_replace` leaves (after a crash)
+/// for one of the store's own names: one of `fixed` (`MERGE`, `MANIFEST`) or a file id with
+/// one of `exts` (`hint`, `idx`), plus `.tmp`. A read-write open removes those and nothing
+/// else: a user's `draft.tmp` in the same directory is not the store's to delete.
+pub fn is_own_temp(name: &str, fixed: &[&str], exts: &[&str]) -> bool {
+    let Some(stem) = name.strip_suffix(durable_fs::TEMP_SUFFIX) else {
+        return false;
+    };
+    fixed.contains(&stem) || parse_name(stem).is_some_and(|(_, ext)| exts.contains(&ext))
+}
+
 /// The file id and extension of a store file name (ten digits, a dot, the extension).
 pub fn parse_name(name: &str) -> Option<(u64, &str)> {
     let (digits, ext) = name.split_once('.')?;
@@ -547,6 +561,17 @@ mod tests {
             assert_eq!(decode_hint(&b, &MAGIC, 5, 3), None, "flip at {i}");
         }
         assert_eq!(decode_hint(&bytes[..bytes.len() - 1], &MAGIC, 5, 3), None);
+    }
+
+    #[test]
+    fn only_the_stores_own_temporaries_are_its_own() {
+        let own = |n| is_own_temp(n, &["MERGE"], &["hint"]);
+        assert!(own("MERGE.tmp"));
+        assert!(own("0000000007.hint.tmp"));
+        assert!(!own("draft.tmp"));
+        assert!(!own("0000000007.data.tmp"));
+        assert!(!own("MERGE"));
+        assert!(!own("7.hint.tmp"));
     }
 
     #[test]

@@ -5,10 +5,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use durable_fs::{DirLock, DurableFs, GroupCommit, TEMP_SUFFIX, Ticker};
+use durable_fs::{DirLock, DurableFs, GroupCommit, Ticker};
 use kv_core::format::{
-    FILE_HEADER_LEN, FileHeader, FileKind, TOMBSTONE, encode_hint, encode_record, parse_name,
-    record_len,
+    FILE_HEADER_LEN, FileHeader, FileKind, MAX_FILE_ID, TOMBSTONE, encode_hint, encode_record,
+    is_own_temp, parse_name, record_len,
 };
 use kv_core::{
     Appender, CompactionReport, CorruptionKind, Damage, DataFile, Error, KvStore, Pairs, Result,
@@ -145,6 +145,18 @@ impl Inner {
         self.group.check().map_err(Error::Poisoned)
     }
 
+    /// A fresh segment id; past the ten digits of a name it is an error, never a file the
+    /// next open would not recognise.
+    fn new_id(&self) -> Result<u64> {
+        let id = self.next_id.fetch_add(1, Ordering::AcqRel);
+        if id > MAX_FILE_ID {
+            return Err(Error::Internal(format!(
+                "segment id {id}: the ten-digit segment ids are used up"
+            )));
+        }
+        Ok(id)
+    }
+
     /// Where the active segment's records end (its file may be preallocated past that).
     fn active_end(&self) -> u64 {
         self.writer
@@ -195,7 +207,7 @@ impl Inner {
         // Frozen segments end exactly at their records, synced.
         w.app.seal()?;
         self.group.advance(w.app.seq);
-        let id = self.next_id.fetch_add(1, Ordering::AcqRel);
+        let id = self.new_id()?;
         let fresh = Arc::new(create_segment(&self.opts.fs, &self.dir, id)?);
         let mut list: Vec<Arc<Segment>> = self.segments.read().iter().cloned().collect();
         list.push(Arc::clone(&fresh));
@@ -432,7 +444,7 @@ impl Inner {
                     }
                     buf.clear();
                     offset = FILE_HEADER_LEN as u64;
-                    let id = self.next_id.fetch_add(1, Ordering::AcqRel);
+                    let id = self.new_id()?;
                     outputs.push(create_segment(&self.opts.fs, &self.dir, id)?);
                 }
                 let Some(out) = outputs.last() else {
@@ -510,14 +522,19 @@ fn recover(fs: &DurableFs, dir: &Path, opts: &Options) -> Result<Recovered> {
     let mut report = RecoveryReport::default();
     let names = fs.list(dir)?;
     let ids = read_manifest(fs, dir, &names)?;
+    // The next id comes from segments (named or leftover); an index snapshot alone (an
+    // orphan, or a stray name) never advances it.
     let mut max_id = ids.iter().copied().max().unwrap_or(0);
     for n in &names {
         let named = match parse_name(n) {
-            Some((id, "seg" | "idx")) => {
-                max_id = max_id.max(id);
+            Some((id, ext @ ("seg" | "idx"))) => {
+                if ext == "seg" {
+                    max_id = max_id.max(id);
+                }
                 ids.contains(&id)
             }
-            _ => !n.ends_with(TEMP_SUFFIX),
+            // Only the store's own temporaries: a user's `draft.tmp` is not the store's.
+            _ => !is_own_temp(n, &[MANIFEST], &["idx"]),
         };
         if !named {
             if !opts.read_only {
@@ -571,6 +588,14 @@ fn open_inner(dir: &Path, opts: Options) -> Result<Inner> {
         Some(fs.lock_dir(dir)?)
     };
     let mut r = recover(&fs, dir, &opts)?;
+    if r.max_id >= MAX_FILE_ID {
+        let kind = CorruptionKind::OutOfRange {
+            what: "segment id",
+            value: r.max_id + 1,
+            max: MAX_FILE_ID,
+        };
+        return Err(Error::corrupt(dir.join(segment_name(r.max_id)), 0, kind));
+    }
     let next_id = AtomicU64::new(r.max_id + 1);
     if r.list.is_empty() && !opts.read_only {
         let id = next_id.fetch_add(1, Ordering::AcqRel);

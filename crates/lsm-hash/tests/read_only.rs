@@ -159,3 +159,41 @@ fn stats_count_records_not_preallocated_space() {
         "read-only: the same bytes"
     );
 }
+
+/// A read-write open removes the store's own temporaries (the manifest's, an index's) and
+/// leftover segments, and leaves every other file alone; a stray index name never advances
+/// the segment ids (new segments keep ten-digit names the next open reads).
+#[test]
+fn open_removes_only_the_stores_own_files_and_stray_names_do_not_advance_ids() {
+    let sim = SimFs::new();
+    let fs = sim.durable();
+    let want = store(&sim);
+    for name in [
+        "draft.tmp",
+        "MANIFEST.tmp",
+        "0000000002.idx.tmp",
+        "9999999999.idx",
+    ] {
+        fs.atomic_replace(&Path::new("/db").join(name), b"x")
+            .unwrap();
+    }
+    let db = LsmHash::open("/db", opts(&sim)).unwrap();
+    for i in 0..60u32 {
+        db.put(format!("new{i:02}").as_bytes(), &[7; 90]).unwrap(); // freezes segments
+    }
+    db.close().unwrap();
+    let names = fs.list(Path::new("/db")).unwrap();
+    assert!(names.contains(&"draft.tmp".to_owned()), "{names:?}");
+    for gone in ["MANIFEST.tmp", "0000000002.idx.tmp", "9999999999.idx"] {
+        assert!(
+            !names.contains(&gone.to_owned()),
+            "{gone} stayed: {names:?}"
+        );
+    }
+    let segments: Vec<&String> = names.iter().filter(|n| n.ends_with(".seg")).collect();
+    assert!(segments.iter().all(|n| n.len() == 14), "ten-digit ids: {names:?}");
+    let db = LsmHash::open("/db", opts(&sim)).unwrap();
+    let got: BTreeMap<Vec<u8>, Vec<u8>> = db.iter().collect::<Result<_, _>>().unwrap();
+    assert_eq!(got.len(), want.len() + 60);
+    assert_eq!(db.get(b"new59").unwrap(), Some(vec![7; 90]));
+}
