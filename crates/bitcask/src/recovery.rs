@@ -50,6 +50,10 @@ pub struct RecoveryReport {
     /// short or garbage: they cannot hold a record): removed (left on disk by a read-only
     /// open). Under `RecoveryMode::Strict` such a file is an error instead.
     pub removed_torn_files: Vec<PathBuf>,
+    /// Where the bytes of a cut torn tail were kept (`lost+found/<file>.<offset>`) before the
+    /// cut: recovery never destroys what it cannot prove is garbage. Empty when only zeros
+    /// were cut, and for a read-only open (which cuts nothing).
+    pub quarantined: Vec<PathBuf>,
 }
 
 /// What recovery hands to the store.
@@ -313,6 +317,10 @@ fn load_file(
     }
     if let Some((offset, kind)) = scanned.torn_tail {
         let cut = bytes.len() as u64 - offset;
+        log::warn!(
+            "{}: torn tail at offset {offset}: {cut} bytes ({kind})",
+            path.display()
+        );
         report.truncated_tail = Some(Damage::new(path.clone(), offset, cut, kind));
     }
     // Trim a torn tail or preallocated zeros: immutable files end at their records.
@@ -324,6 +332,17 @@ fn load_file(
     if let Some(at) = cut
         && !opts.read_only
     {
+        // Nothing destroyed: the cut bytes (a torn tail; trimmed zeros are nothing) go to
+        // lost+found first, durably.
+        let tail = bytes.get(usize::try_from(at).unwrap_or(usize::MAX)..);
+        if let Some(kept) = fs.quarantine(dir, &path, at, tail.unwrap_or_default())? {
+            log::warn!(
+                "{}: cut at offset {at}; the bytes are kept in {}",
+                path.display(),
+                kept.display()
+            );
+            report.quarantined.push(kept);
+        }
         data.file.set_len(at)?;
         data.file.sync_data()?;
         // Its hint (if any) described the bytes just cut.

@@ -61,8 +61,11 @@ impl Bitcask {
                             return false;
                         }
                         if crate::merge::should_merge(&i, &t) {
-                            // A failed merge leaves the old files in place; try again later.
-                            let _ = crate::merge::merge(&i);
+                            // A failed merge leaves the old files in place; try again later
+                            // (a poisoned store stops at the next tick).
+                            if let Err(e) = crate::merge::merge(&i) {
+                                log::warn!("{}: background merge failed: {e}", i.dir.display());
+                            }
                         }
                         true
                     })

@@ -16,6 +16,9 @@ use crate::std_fs::StdFs;
 /// Name of the lock file [`DurableFs::lock_dir`] creates inside a locked directory.
 pub const LOCK_FILE_NAME: &str = "LOCK";
 
+/// The directory inside a store where [`DurableFs::quarantine`] keeps bytes recovery cut.
+pub const LOST_FOUND: &str = "lost+found";
+
 /// Suffix of the temporary file [`DurableFs::atomic_replace`] writes next to its target.
 /// Engines may remove stale ones (left by a crash mid-replace) at open.
 pub const TEMP_SUFFIX: &str = ".tmp";
@@ -218,6 +221,33 @@ impl DurableFs {
             self.sync_dir(parent_dir(dir))?;
         }
         Ok(())
+    }
+
+    /// Keeps bytes a recovery is about to cut (a torn tail: possibly user data, never proven
+    /// garbage), durably, before the cut: `bytes` without their trailing zeros (preallocated
+    /// space, not data) go to `store_dir/lost+found/<file name>.<offset>` with
+    /// [`DurableFs::atomic_replace`], the directory created durably if needed. Returns that path,
+    /// or `None` when nothing but zeros was cut. Idempotent: a crash between this and the cut
+    /// makes the next open write the same file again.
+    pub fn quarantine(
+        &self,
+        store_dir: &Path,
+        file: &Path,
+        offset: u64,
+        bytes: &[u8],
+    ) -> Result<Option<PathBuf>> {
+        let end = bytes.iter().rposition(|&b| b != 0).map_or(0, |p| p + 1);
+        let Some(kept) = bytes.get(..end).filter(|k| !k.is_empty()) else {
+            return Ok(None);
+        };
+        let lost = store_dir.join(LOST_FOUND);
+        self.create_dir_all(&lost)?;
+        let name = file
+            .file_name()
+            .map_or_else(|| "file".into(), |n| n.to_string_lossy().into_owned());
+        let path = lost.join(format!("{name}.{offset}"));
+        self.atomic_replace(&path, kept)?;
+        Ok(Some(path))
     }
 
     /// Replaces the whole content of the small file `path` atomically and durably: after a

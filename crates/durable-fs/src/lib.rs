@@ -77,7 +77,9 @@ pub mod sim;
 mod std_fs;
 mod ticker;
 
-pub use durable::{Access, DirLock, DurableFs, LOCK_FILE_NAME, TEMP_SUFFIX, parent_dir};
+pub use durable::{
+    Access, DirLock, DurableFs, LOCK_FILE_NAME, LOST_FOUND, TEMP_SUFFIX, parent_dir,
+};
 pub use error::{Error, Op, Result};
 pub use file::File;
 pub use fs::{EntryKind, Fs, LockToken, OpenMode, RawFile};

@@ -257,3 +257,30 @@ fn same_seed_gives_same_torn_image() {
         }
     }
 }
+
+/// `DurableFs::quarantine` keeps the cut bytes without their trailing zeros, durably (they
+/// survive a strict power cut right after it returns), names them by file and offset, keeps
+/// nothing for zeros only, and is idempotent.
+#[test]
+fn quarantine_keeps_cut_bytes_durably_and_skips_zeros() {
+    let sim = SimFs::new();
+    let fs = sim.durable();
+    fs.create_dir_all(Path::new("/db")).unwrap();
+    let file = Path::new("/db/0000000003.data");
+    assert_eq!(
+        fs.quarantine(Path::new("/db"), file, 40, &[0, 0, 0])
+            .unwrap(),
+        None
+    );
+    let kept = fs
+        .quarantine(Path::new("/db"), file, 40, &[7, 0, 9, 0, 0])
+        .unwrap()
+        .unwrap();
+    assert_eq!(kept, Path::new("/db/lost+found/0000000003.data.40"));
+    let again = fs
+        .quarantine(Path::new("/db"), file, 40, &[7, 0, 9])
+        .unwrap();
+    assert_eq!(again.as_deref(), Some(kept.as_path()));
+    let after = sim.crash(CrashMode::Strict, 1).durable();
+    assert_eq!(after.read(&kept).unwrap(), vec![7, 0, 9]);
+}

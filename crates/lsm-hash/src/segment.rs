@@ -69,6 +69,8 @@ pub(crate) struct LoadedSegment {
     pub torn_tail: Option<(u64, u64, CorruptionKind)>,
     /// Damaged ranges skipped under [`RecoveryMode::SkipCorrupt`]: (offset, length, why).
     pub skipped: Vec<(u64, u64, CorruptionKind)>,
+    /// Where the cut torn tail's bytes were kept.
+    pub quarantined: Option<std::path::PathBuf>,
 }
 
 /// The index of a segment from its entries (in file order), and the highest seq; an offset
@@ -134,6 +136,7 @@ pub(crate) fn load(fs: &DurableFs, dir: &Path, id: u64, mode: LoadMode) -> Resul
         .ok()
         .and_then(|b| decode_hint(&b, &INDEX_MAGIC, header.salt, id))
         .filter(|entries| hint_covers(entries, bytes.len() as u64));
+    let mut quarantined = None;
     let (entries, end, from_snapshot, torn_tail, skipped) = match snapshot {
         Some(entries) => (entries, bytes.len() as u64, true, None, Vec::new()),
         None => {
@@ -142,8 +145,24 @@ pub(crate) fn load(fs: &DurableFs, dir: &Path, id: u64, mode: LoadMode) -> Resul
             let torn = scanned
                 .torn_tail
                 .map(|(offset, kind)| (offset, bytes.len() as u64 - offset, kind));
+            if let Some((offset, len, kind)) = torn {
+                log::warn!(
+                    "{}: torn tail at offset {offset}: {len} bytes ({kind})",
+                    path.display()
+                );
+            }
             if !mode.read_only {
                 if let Some((offset, _, _)) = torn {
+                    // Nothing destroyed: the cut bytes go to lost+found first, durably.
+                    let tail = bytes.get(usize::try_from(offset).unwrap_or(usize::MAX)..);
+                    quarantined = fs.quarantine(dir, &path, offset, tail.unwrap_or_default())?;
+                    if let Some(kept) = &quarantined {
+                        log::warn!(
+                            "{}: the cut bytes are kept in {}",
+                            path.display(),
+                            kept.display()
+                        );
+                    }
                     data.file.set_len(offset)?;
                 }
                 if mode.newest {
@@ -167,6 +186,7 @@ pub(crate) fn load(fs: &DurableFs, dir: &Path, id: u64, mode: LoadMode) -> Resul
         from_snapshot,
         torn_tail,
         skipped,
+        quarantined,
     })
 }
 

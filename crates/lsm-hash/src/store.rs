@@ -46,6 +46,10 @@ pub struct RecoveryReport {
     /// Files not named by the manifest (leftovers of an interrupted change): removed
     /// (left on disk when read-only).
     pub removed_files: Vec<String>,
+    /// Where the bytes of a cut torn tail were kept (`lost+found/<segment>.<offset>`) before
+    /// the cut: recovery never destroys what it cannot prove is garbage. Empty when only
+    /// zeros were cut, and for a read-only open (which cuts nothing).
+    pub quarantined: Vec<PathBuf>,
 }
 
 /// One segment in [`LsmHash::segments`].
@@ -568,6 +572,7 @@ fn recover(fs: &DurableFs, dir: &Path, opts: &Options) -> Result<Recovered> {
         if let Some((offset, len, kind)) = loaded.torn_tail {
             out.report.truncated_tail = Some(Damage::new(path.clone(), offset, len, kind));
         }
+        out.report.quarantined.extend(loaded.quarantined);
         for (offset, len, kind) in loaded.skipped {
             out.report
                 .skipped
@@ -662,7 +667,12 @@ impl LsmHash {
                         }
                         if i.frozen_count() >= i.opts.compaction_min_segments {
                             // A failed compaction leaves the old segments in place.
-                            let _ = i.compact();
+                            if let Err(e) = i.compact() {
+                                log::warn!(
+                                    "{}: background compaction failed: {e}",
+                                    i.dir.display()
+                                );
+                            }
                         }
                         true
                     })

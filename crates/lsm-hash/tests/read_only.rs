@@ -91,11 +91,17 @@ fn read_only_open_changes_nothing_and_reads_everything() {
     assert!(fs.exists(&stray).unwrap());
     assert_eq!(fs.read(Path::new("/db/draft.tmp")).unwrap(), b"mine");
 
-    // A read-write open repairs the same things and reads the same content.
+    // A read-write open repairs the same things and reads the same content, keeping the cut
+    // bytes (not the preallocated zeros before them) in lost+found first.
     let db = LsmHash::open("/db", opts(&sim)).unwrap();
     let got: BTreeMap<Vec<u8>, Vec<u8>> = db.iter().collect::<Result<_, _>>().unwrap();
     assert_eq!(got, want);
     assert!(!fs.exists(&stray).unwrap());
+    let kept = &db.recovery_report().quarantined;
+    assert_eq!(kept.len(), 1, "{kept:?}");
+    let bytes = fs.read(&kept[0]).unwrap();
+    assert!(bytes.ends_with(&[0xAB; 7]), "{} bytes", bytes.len());
+    assert!(kept[0].starts_with("/db/lost+found"));
 }
 
 #[test]
@@ -191,7 +197,10 @@ fn open_removes_only_the_stores_own_files_and_stray_names_do_not_advance_ids() {
         );
     }
     let segments: Vec<&String> = names.iter().filter(|n| n.ends_with(".seg")).collect();
-    assert!(segments.iter().all(|n| n.len() == 14), "ten-digit ids: {names:?}");
+    assert!(
+        segments.iter().all(|n| n.len() == 14),
+        "ten-digit ids: {names:?}"
+    );
     let db = LsmHash::open("/db", opts(&sim)).unwrap();
     let got: BTreeMap<Vec<u8>, Vec<u8>> = db.iter().collect::<Result<_, _>>().unwrap();
     assert_eq!(got.len(), want.len() + 60);

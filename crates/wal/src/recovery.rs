@@ -13,7 +13,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use durable_fs::{Access, DurableFs, File};
+use durable_fs::{Access, DurableFs, File, parent_dir};
 
 use crate::error::{CorruptionKind, Error, Result};
 use crate::format::{
@@ -60,6 +60,10 @@ pub struct RecoveryReport {
     pub skipped: Vec<Damage>,
     /// Segment files removed because their creation was torn (empty or cut-short header).
     pub removed_torn_segments: Vec<PathBuf>,
+    /// Where the bytes of a cut torn tail were kept (`lost+found/<segment>.<offset>`) before
+    /// the cut: recovery never destroys what it cannot prove is garbage. Empty when only
+    /// zeros were cut, and for a read-only scan (which cuts nothing).
+    pub quarantined: Vec<PathBuf>,
 }
 
 /// A damaged byte range.
@@ -421,15 +425,32 @@ struct Cut {
 
 /// Cuts a torn tail (durably, when repairing) and reports it.
 fn cut_tail(
-    file: &File,
-    bytes: &[u8],
-    path: &Path,
+    fs: &DurableFs,
+    (file, bytes, path): (&File, &[u8], &Path),
     cut: Cut,
     report: &mut RecoveryReport,
 ) -> Result<()> {
     let zeros = bytes.iter().rev().take_while(|&&b| b == 0).count() as u64;
     let dropped = (bytes.len() as u64 - cut.offset).saturating_sub(zeros);
+    log::warn!(
+        "{}: torn tail at offset {}: {} bytes cut ({})",
+        path.display(),
+        cut.offset,
+        dropped,
+        cut.kind
+    );
     if cut.repair {
+        // Nothing destroyed: the bytes go to lost+found first, durably.
+        let tail = bytes.get(usize::try_from(cut.offset).unwrap_or(usize::MAX)..);
+        let kept = fs.quarantine(parent_dir(path), path, cut.offset, tail.unwrap_or_default())?;
+        if let Some(kept) = kept {
+            log::warn!(
+                "{}: the cut bytes are kept in {}",
+                path.display(),
+                kept.display()
+            );
+            report.quarantined.push(kept);
+        }
         file.set_len(cut.offset)?;
         if zeros > 0 {
             // Keep the preallocated size: zeros, not garbage, after the cut.
@@ -518,7 +539,7 @@ pub(crate) fn recover(
                 repair,
                 mode,
             };
-            cut_tail(&file, &bytes, &path, cut, &mut report)?;
+            cut_tail(fs, (&file, &bytes, &path), cut, &mut report)?;
         }
         report.records += scan.records;
         if report.first_lsn.is_none() {

@@ -162,10 +162,33 @@ fn torn_tail_is_truncated_durably_and_reported() {
             f.set_len(tail + 10).unwrap();
             f.sync_data().unwrap();
         }
+        let before = ifs.read(&last).unwrap();
         let wal = Wal::open(DIR, opts(&ifs, RecoveryMode::TolerateTornTail)).unwrap();
         let t = wal.recovery_report().truncated_tail.clone().unwrap();
         assert_eq!((&t.path, t.offset), (&last, tail), "{damage}");
         assert_eq!(read_all(&wal), recs[..recs.len() - 1], "{damage}");
+        // Nothing destroyed: the cut record's bytes were kept first, durably, by file and offset.
+        let kept = wal.recovery_report().quarantined.clone();
+        let name = format!("{}.{tail}", last.file_name().unwrap().to_string_lossy());
+        assert_eq!(
+            kept,
+            vec![Path::new(DIR).join("lost+found").join(name)],
+            "{damage}"
+        );
+        let bytes = img
+            .crash_image(CrashMode::Strict, 0)
+            .durable()
+            .read(&kept[0])
+            .unwrap();
+        let mut want = before[usize::try_from(tail).unwrap()..].to_vec();
+        while want.last() == Some(&0) {
+            want.pop();
+        }
+        assert!(!want.is_empty());
+        assert_eq!(
+            bytes, want,
+            "{damage}: exactly the cut bytes, without trailing zeros"
+        );
         // The next append continues the sequence.
         assert_eq!(wal.append(b"next").unwrap(), recs.len() as u64);
         wal.close().unwrap();
