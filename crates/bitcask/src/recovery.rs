@@ -50,7 +50,7 @@ pub struct RecoveryReport {
     /// short or garbage: they cannot hold a record): removed (left on disk by a read-only
     /// open). Under `RecoveryMode::Strict` such a file is an error instead.
     pub removed_torn_files: Vec<PathBuf>,
-    /// Where the bytes of a cut torn tail were kept (`lost+found/<file>.<offset>`) before the
+    /// Where the bytes of a cut torn tail were kept (`quarantine/<file>.<offset>.<crc32>`) before the
     /// cut: recovery never destroys what it cannot prove is garbage. Empty when only zeros
     /// were cut, and for a read-only open (which cuts nothing).
     pub quarantined: Vec<PathBuf>,
@@ -333,7 +333,7 @@ fn load_file(
         && !opts.read_only
     {
         // Nothing destroyed: the cut bytes (a torn tail; trimmed zeros are nothing) go to
-        // lost+found first, durably.
+        // quarantine/ first, durably.
         let tail = bytes.get(usize::try_from(at).unwrap_or(usize::MAX)..);
         if let Some(kept) = fs.quarantine(dir, &path, at, tail.unwrap_or_default())? {
             log::warn!(

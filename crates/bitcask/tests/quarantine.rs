@@ -1,6 +1,6 @@
 //! Proves: nothing is destroyed on the way. When a read-write open cuts a torn tail from the
 //! newest file, the cut bytes (not the preallocated zeros) are first kept, durably, in
-//! `lost+found/<file>.<offset>` and reported in `RecoveryReport::quarantined`; every
+//! `quarantine/<file>.<offset>.<crc32>` and reported in `RecoveryReport::quarantined`; every
 //! acknowledged record is still there; a read-only open reports the tail but keeps nothing
 //! and cuts nothing. The same for lsm-hash and the WAL is in their crates' tests.
 
@@ -48,11 +48,12 @@ fn a_cut_torn_tail_is_kept_in_lost_and_found_first() {
     assert!(ro.recovery_report().truncated_tail.is_some());
     assert!(ro.recovery_report().quarantined.is_empty());
     drop(ro);
-    assert!(!image.durable().exists(Path::new("/db/lost+found")).unwrap());
+    assert!(!image.durable().exists(Path::new("/db/quarantine")).unwrap());
 
     let db = Bitcask::open("/db", opts_of(&image)).unwrap();
     let report = db.recovery_report().clone();
-    let kept = Path::new("/db/lost+found").join(format!("{newest}.{records_end}"));
+    let crc = crc32fast::hash(&garbage);
+    let kept = Path::new("/db/quarantine").join(format!("{newest}.{records_end}.{crc:08x}"));
     assert_eq!(report.quarantined, vec![kept.clone()]);
     assert_eq!(image.durable().read(&kept).unwrap(), garbage.to_vec());
     for i in 0..20u32 {

@@ -16,8 +16,9 @@ use crate::std_fs::StdFs;
 /// Name of the lock file [`DurableFs::lock_dir`] creates inside a locked directory.
 pub const LOCK_FILE_NAME: &str = "LOCK";
 
-/// The directory inside a store where [`DurableFs::quarantine`] keeps bytes recovery cut.
-pub const LOST_FOUND: &str = "lost+found";
+/// The directory inside a store where [`DurableFs::quarantine`] keeps bytes recovery cut
+/// (not `lost+found`, which a filesystem may own at its root).
+pub const QUARANTINE_DIR: &str = "quarantine";
 
 /// Suffix of the temporary file [`DurableFs::atomic_replace`] writes next to its target.
 /// Engines may remove stale ones (left by a crash mid-replace) at open.
@@ -225,10 +226,13 @@ impl DurableFs {
 
     /// Keeps bytes a recovery is about to cut (a torn tail: possibly user data, never proven
     /// garbage), durably, before the cut: `bytes` without their trailing zeros (preallocated
-    /// space, not data) go to `store_dir/lost+found/<file name>.<offset>` with
-    /// [`DurableFs::atomic_replace`], the directory created durably if needed. Returns that path,
-    /// or `None` when nothing but zeros was cut. Idempotent: a crash between this and the cut
-    /// makes the next open write the same file again.
+    /// space, not data) go to `store_dir/quarantine/<file name>.<offset>.<crc32 of the bytes>`
+    /// with [`DurableFs::atomic_replace`], the directory created and the store directory
+    /// synced so the entry survives a power cut. Returns that path, or `None` when nothing but
+    /// zeros was cut. The CRC in the name means a later cut at the same offset (the file was
+    /// appended to again after the first cut) never overwrites an earlier copy, and a repeat
+    /// of the same cut (a crash before the cut) rewrites identical bytes. If the copy cannot
+    /// be made (no space, no permission), this fails and the caller does not cut.
     pub fn quarantine(
         &self,
         store_dir: &Path,
@@ -240,12 +244,15 @@ impl DurableFs {
         let Some(kept) = bytes.get(..end).filter(|k| !k.is_empty()) else {
             return Ok(None);
         };
-        let lost = store_dir.join(LOST_FOUND);
+        let lost = store_dir.join(QUARANTINE_DIR);
         self.create_dir_all(&lost)?;
+        // The directory may exist from a run that crashed before its entry was synced.
+        self.sync_dir(store_dir)?;
         let name = file
             .file_name()
             .map_or_else(|| "file".into(), |n| n.to_string_lossy().into_owned());
-        let path = lost.join(format!("{name}.{offset}"));
+        let crc = crc32fast::hash(kept);
+        let path = lost.join(format!("{name}.{offset}.{crc:08x}"));
         self.atomic_replace(&path, kept)?;
         Ok(Some(path))
     }

@@ -78,7 +78,7 @@ mod std_fs;
 mod ticker;
 
 pub use durable::{
-    Access, DirLock, DurableFs, LOCK_FILE_NAME, LOST_FOUND, TEMP_SUFFIX, parent_dir,
+    Access, DirLock, DurableFs, LOCK_FILE_NAME, QUARANTINE_DIR, TEMP_SUFFIX, parent_dir,
 };
 pub use error::{Error, Op, Result};
 pub use file::File;

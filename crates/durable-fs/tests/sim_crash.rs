@@ -259,10 +259,11 @@ fn same_seed_gives_same_torn_image() {
 }
 
 /// `DurableFs::quarantine` keeps the cut bytes without their trailing zeros, durably (they
-/// survive a strict power cut right after it returns), names them by file and offset, keeps
-/// nothing for zeros only, and is idempotent.
+/// survive a strict power cut right after it returns), names them by file, offset and CRC,
+/// keeps nothing for zeros only, rewrites the same cut identically, and never overwrites an
+/// earlier, different cut at the same offset.
 #[test]
-fn quarantine_keeps_cut_bytes_durably_and_skips_zeros() {
+fn quarantine_keeps_cut_bytes_durably_and_never_overwrites_another_cut() {
     let sim = SimFs::new();
     let fs = sim.durable();
     fs.create_dir_all(Path::new("/db")).unwrap();
@@ -276,11 +277,19 @@ fn quarantine_keeps_cut_bytes_durably_and_skips_zeros() {
         .quarantine(Path::new("/db"), file, 40, &[7, 0, 9, 0, 0])
         .unwrap()
         .unwrap();
-    assert_eq!(kept, Path::new("/db/lost+found/0000000003.data.40"));
+    let crc = crc32fast::hash(&[7, 0, 9]);
+    let want = format!("/db/quarantine/0000000003.data.40.{crc:08x}");
+    assert_eq!(kept, Path::new(&want));
     let again = fs
         .quarantine(Path::new("/db"), file, 40, &[7, 0, 9])
         .unwrap();
     assert_eq!(again.as_deref(), Some(kept.as_path()));
+    let other = fs
+        .quarantine(Path::new("/db"), file, 40, &[5, 5])
+        .unwrap()
+        .unwrap();
+    assert_ne!(other, kept);
     let after = sim.crash(CrashMode::Strict, 1).durable();
     assert_eq!(after.read(&kept).unwrap(), vec![7, 0, 9]);
+    assert_eq!(after.read(&other).unwrap(), vec![5, 5]);
 }

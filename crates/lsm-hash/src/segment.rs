@@ -153,7 +153,7 @@ pub(crate) fn load(fs: &DurableFs, dir: &Path, id: u64, mode: LoadMode) -> Resul
             }
             if !mode.read_only {
                 if let Some((offset, _, _)) = torn {
-                    // Nothing destroyed: the cut bytes go to lost+found first, durably.
+                    // Nothing destroyed: the cut bytes go to quarantine/ first, durably.
                     let tail = bytes.get(usize::try_from(offset).unwrap_or(usize::MAX)..);
                     quarantined = fs.quarantine(dir, &path, offset, tail.unwrap_or_default())?;
                     if let Some(kept) = &quarantined {

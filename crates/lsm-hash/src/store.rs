@@ -46,7 +46,7 @@ pub struct RecoveryReport {
     /// Files not named by the manifest (leftovers of an interrupted change): removed
     /// (left on disk when read-only).
     pub removed_files: Vec<String>,
-    /// Where the bytes of a cut torn tail were kept (`lost+found/<segment>.<offset>`) before
+    /// Where the bytes of a cut torn tail were kept (`quarantine/<segment>.<offset>.<crc32>`) before
     /// the cut: recovery never destroys what it cannot prove is garbage. Empty when only
     /// zeros were cut, and for a read-only open (which cuts nothing).
     pub quarantined: Vec<PathBuf>,
@@ -527,16 +527,24 @@ fn recover(fs: &DurableFs, dir: &Path, opts: &Options) -> Result<Recovered> {
     let names = fs.list(dir)?;
     let ids = read_manifest(fs, dir, &names)?;
     // The next id comes from segments (named or leftover); an index snapshot alone (an
-    // orphan, or a stray name) never advances it.
+    // orphan, or a stray name) never advances it. Checked before anything is removed or cut.
     let mut max_id = ids.iter().copied().max().unwrap_or(0);
     for n in &names {
+        if let Some((id, "seg")) = parse_name(n) {
+            max_id = max_id.max(id);
+        }
+    }
+    if max_id >= MAX_FILE_ID && !opts.read_only {
+        let kind = CorruptionKind::OutOfRange {
+            what: "segment id",
+            value: max_id.saturating_add(1),
+            max: MAX_FILE_ID,
+        };
+        return Err(Error::corrupt(dir.join(segment_name(max_id)), 0, kind));
+    }
+    for n in &names {
         let named = match parse_name(n) {
-            Some((id, ext @ ("seg" | "idx"))) => {
-                if ext == "seg" {
-                    max_id = max_id.max(id);
-                }
-                ids.contains(&id)
-            }
+            Some((id, "seg" | "idx")) => ids.contains(&id),
             // Only the store's own temporaries: a user's `draft.tmp` is not the store's.
             _ => !is_own_temp(n, &[MANIFEST], &["idx"]),
         };
@@ -593,14 +601,6 @@ fn open_inner(dir: &Path, opts: Options) -> Result<Inner> {
         Some(fs.lock_dir(dir)?)
     };
     let mut r = recover(&fs, dir, &opts)?;
-    if r.max_id >= MAX_FILE_ID {
-        let kind = CorruptionKind::OutOfRange {
-            what: "segment id",
-            value: r.max_id + 1,
-            max: MAX_FILE_ID,
-        };
-        return Err(Error::corrupt(dir.join(segment_name(r.max_id)), 0, kind));
-    }
     let next_id = AtomicU64::new(r.max_id + 1);
     if r.list.is_empty() && !opts.read_only {
         let id = next_id.fetch_add(1, Ordering::AcqRel);

@@ -92,7 +92,7 @@ fn read_only_open_changes_nothing_and_reads_everything() {
     assert_eq!(fs.read(Path::new("/db/draft.tmp")).unwrap(), b"mine");
 
     // A read-write open repairs the same things and reads the same content, keeping the cut
-    // bytes (not the preallocated zeros before them) in lost+found first.
+    // bytes (not the preallocated zeros before them) in quarantine/ first.
     let db = LsmHash::open("/db", opts(&sim)).unwrap();
     let got: BTreeMap<Vec<u8>, Vec<u8>> = db.iter().collect::<Result<_, _>>().unwrap();
     assert_eq!(got, want);
@@ -101,7 +101,7 @@ fn read_only_open_changes_nothing_and_reads_everything() {
     assert_eq!(kept.len(), 1, "{kept:?}");
     let bytes = fs.read(&kept[0]).unwrap();
     assert!(bytes.ends_with(&[0xAB; 7]), "{} bytes", bytes.len());
-    assert!(kept[0].starts_with("/db/lost+found"));
+    assert!(kept[0].starts_with("/db/quarantine"));
 }
 
 #[test]
@@ -205,4 +205,24 @@ fn open_removes_only_the_stores_own_files_and_stray_names_do_not_advance_ids() {
     let got: BTreeMap<Vec<u8>, Vec<u8>> = db.iter().collect::<Result<_, _>>().unwrap();
     assert_eq!(got.len(), want.len() + 60);
     assert_eq!(db.get(b"new59").unwrap(), Some(vec![7; 90]));
+}
+
+/// A segment named at the ten-digit limit is refused by a read-write open before anything is
+/// removed or cut (the stray file is still there to inspect); a read-only open, which
+/// allocates no id, still reads the store.
+#[test]
+fn a_segment_id_at_the_limit_is_refused_before_anything_changes() {
+    let sim = SimFs::new();
+    let fs = sim.durable();
+    let want = store(&sim);
+    let stray = Path::new("/db").join(segment_name(9_999_999_999));
+    fs.atomic_replace(&stray, b"not a segment").unwrap();
+    match LsmHash::open("/db", opts(&sim)) {
+        Err(Error::Corruption { path, .. }) => assert_eq!(path, stray),
+        other => panic!("expected OutOfRange, got {other:?}"),
+    }
+    assert!(fs.exists(&stray).unwrap(), "removed before refusing");
+    let db = LsmHash::open("/db", opts(&sim).with_read_only(true)).unwrap();
+    let got: BTreeMap<Vec<u8>, Vec<u8>> = db.iter().collect::<Result<_, _>>().unwrap();
+    assert_eq!(got, want);
 }

@@ -60,7 +60,7 @@ pub struct RecoveryReport {
     pub skipped: Vec<Damage>,
     /// Segment files removed because their creation was torn (empty or cut-short header).
     pub removed_torn_segments: Vec<PathBuf>,
-    /// Where the bytes of a cut torn tail were kept (`lost+found/<segment>.<offset>`) before
+    /// Where the bytes of a cut torn tail were kept (`quarantine/<segment>.<offset>.<crc32>`) before
     /// the cut: recovery never destroys what it cannot prove is garbage. Empty when only
     /// zeros were cut, and for a read-only scan (which cuts nothing).
     pub quarantined: Vec<PathBuf>,
@@ -433,14 +433,15 @@ fn cut_tail(
     let zeros = bytes.iter().rev().take_while(|&&b| b == 0).count() as u64;
     let dropped = (bytes.len() as u64 - cut.offset).saturating_sub(zeros);
     log::warn!(
-        "{}: torn tail at offset {}: {} bytes cut ({})",
+        "{}: torn tail at offset {}: {} bytes ({}){}",
         path.display(),
         cut.offset,
         dropped,
-        cut.kind
+        cut.kind,
+        if cut.repair { ", cut" } else { "" }
     );
     if cut.repair {
-        // Nothing destroyed: the bytes go to lost+found first, durably.
+        // Nothing destroyed: the bytes go to quarantine/ first, durably.
         let tail = bytes.get(usize::try_from(cut.offset).unwrap_or(usize::MAX)..);
         let kept = fs.quarantine(parent_dir(path), path, cut.offset, tail.unwrap_or_default())?;
         if let Some(kept) = kept {
