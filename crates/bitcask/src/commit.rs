@@ -40,7 +40,8 @@ impl MergeMarker {
     /// Reads the marker in `dir`; a damaged one is corruption.
     pub fn read(fs: &DurableFs, dir: &Path) -> Result<MergeMarker> {
         let path = dir.join(MERGE_MARKER);
-        MergeMarker::decode(&fs.read(&path)?)
+        kv_core::read_at_most(fs, &path, kv_core::MAX_MARKER_LEN)?
+            .and_then(|b| MergeMarker::decode(&b))
             .ok_or_else(|| Error::corrupt(path, 0, CorruptionKind::BadMergeMarker))
     }
 }

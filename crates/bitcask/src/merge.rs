@@ -164,7 +164,7 @@ fn copy_live(
     let mut buf = Vec::new();
     for &id in inputs {
         let input = open_data(&opts.fs, &inner.dir, id)?;
-        let bytes = input.file.read_all()?;
+        let bytes = input.read_all()?;
         report.bytes_before += (bytes.len() - FILE_HEADER_LEN.min(bytes.len())) as u64;
         let mut pos = FILE_HEADER_LEN;
         let file_id = file_id32(id)

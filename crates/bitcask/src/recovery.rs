@@ -288,8 +288,9 @@ fn load_file(
         Err(e) => return Err(e),
     };
     let from_hint = if hinted {
-        fs.read(&dir.join(hint_name(id)))
+        kv_core::read_at_most(fs, &dir.join(hint_name(id)), kv_core::MAX_FILE_LEN)
             .ok()
+            .flatten()
             .and_then(|b| decode_hint(&b, &HINT_MAGIC, header.salt, id))
             .filter(|entries| hint_covers(entries, len))
     } else {
@@ -306,7 +307,7 @@ fn load_file(
         }));
     }
     report.scanned += 1;
-    let bytes = data.file.read_all()?;
+    let bytes = data.read_all()?;
     let scanned = scan_records(&bytes, header.salt, newest, opts.recovery)
         .map_err(|(offset, kind)| Error::corrupt(&path, offset, kind))?;
     let salvaged = !scanned.skipped.is_empty();

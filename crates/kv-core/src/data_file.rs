@@ -38,6 +38,24 @@ pub struct ValueRef {
     pub value_len: u32,
 }
 
+/// The longest data file, segment, hint or index snapshot the format allows: offsets are
+/// 32-bit (`max_file_bytes` is at most 4 GiB). A longer file is refused as corruption before
+/// anything is allocated for it, whatever the reader's options.
+pub const MAX_FILE_LEN: u64 = u32::MAX as u64;
+
+/// The longest merge marker or manifest read (a text list of ids: 1 MiB is about 90,000).
+pub const MAX_MARKER_LEN: u64 = 1 << 20;
+
+/// Reads the small file at `path` whole, if it is at most `max` bytes (`None` if longer:
+/// nothing is allocated for it).
+pub fn read_at_most(fs: &DurableFs, path: &Path, max: u64) -> Result<Option<Vec<u8>>> {
+    let file = fs.open(path, Access::Read)?;
+    if file.len()? > max {
+        return Ok(None);
+    }
+    Ok(Some(file.read_all()?))
+}
+
 /// `offset` as the 32-bit offset the indexes keep (files are at most 4 GiB), or a
 /// [`CorruptionKind::OutOfRange`] naming `path`: checked, never truncated.
 pub fn offset32(path: &Path, offset: u64) -> Result<u32> {
@@ -131,6 +149,22 @@ impl DataFile {
             return Err(Error::corrupt(&self.path, at.offset, kind));
         }
         Ok(r.value.to_vec())
+    }
+
+    /// The whole file, header included, after checking its length against the format's
+    /// bound ([`MAX_FILE_LEN`]): a longer file (say, extended sparse to 64 GiB) is
+    /// [`CorruptionKind::OutOfRange`] naming the file, and nothing is allocated for it.
+    pub fn read_all(&self) -> Result<Vec<u8>> {
+        let len = self.file.len()?;
+        if len > MAX_FILE_LEN {
+            let kind = CorruptionKind::OutOfRange {
+                what: "file length",
+                value: len,
+                max: MAX_FILE_LEN,
+            };
+            return Err(Error::corrupt(&self.path, MAX_FILE_LEN, kind));
+        }
+        Ok(self.file.read_all()?)
     }
 
     /// The file's path.

@@ -47,7 +47,7 @@ pub mod torture_mt;
 
 pub use appender::{Appended, Appender};
 pub use batch::WriteBatch;
-pub use data_file::{DataFile, ValueRef, offset32};
+pub use data_file::{DataFile, MAX_FILE_LEN, MAX_MARKER_LEN, ValueRef, offset32, read_at_most};
 pub use error::{CorruptionKind, Error, Result};
 pub use options::{RecoveryMode, SyncPolicy, check_limits, max_batch_bytes};
 pub use store::{CompactionReport, Damage, KvStore, Pairs, Stats};

@@ -130,10 +130,10 @@ pub(crate) fn load(fs: &DurableFs, dir: &Path, id: u64, mode: LoadMode) -> Resul
         Access::Read
     };
     let (data, header) = DataFile::open(fs, path.clone(), &SEGMENT_MAGIC, id, access)?;
-    let bytes = data.file.read_all()?;
-    let snapshot = fs
-        .read(&dir.join(index_name(id)))
+    let bytes = data.read_all()?;
+    let snapshot = kv_core::read_at_most(fs, &dir.join(index_name(id)), kv_core::MAX_FILE_LEN)
         .ok()
+        .flatten()
         .and_then(|b| decode_hint(&b, &INDEX_MAGIC, header.salt, id))
         .filter(|entries| hint_covers(entries, bytes.len() as u64));
     let mut quarantined = None;

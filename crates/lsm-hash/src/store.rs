@@ -491,7 +491,8 @@ impl Inner {
 fn read_manifest(fs: &DurableFs, dir: &Path, names: &[String]) -> Result<Vec<u64>> {
     let manifest_path = dir.join(MANIFEST);
     if names.iter().any(|n| n == MANIFEST) {
-        return manifest::decode(&fs.read(&manifest_path)?)
+        return kv_core::read_at_most(fs, &manifest_path, kv_core::MAX_MARKER_LEN)?
+            .and_then(|b| manifest::decode(&b))
             .ok_or_else(|| Error::corrupt(manifest_path, 0, CorruptionKind::BadManifest));
     }
     // Without a manifest only a store whose creation was interrupted qualifies (segments
