@@ -330,29 +330,8 @@ fn load_file(
         Some((offset, _)) => Some(offset),
         None => (scanned.end < bytes.len() as u64 && !salvaged).then_some(scanned.end),
     };
-    if let Some(at) = cut
-        && !opts.read_only
-    {
-        // Nothing destroyed: the cut bytes (a torn tail; trimmed zeros are nothing) go to
-        // quarantine/ first, durably.
-        let tail = bytes.get(usize::try_from(at).unwrap_or(usize::MAX)..);
-        if let Some(kept) = fs.quarantine(dir, &path, at, tail.unwrap_or_default())? {
-            log::warn!(
-                "{}: cut at offset {at}; the bytes are kept in {}",
-                path.display(),
-                kept.display()
-            );
-            report.quarantined.push(kept);
-        }
-        data.file.set_len(at)?;
-        data.file.sync_data()?;
-        // Its hint (if any) described the bytes just cut.
-        remove_if_exists(fs, &dir.join(hint_name(id)))?;
-    } else if newest && !opts.read_only {
-        // What the scan read may have come from the page cache after a process crash: make
-        // it durable before it counts as durable, and before a newer file makes this one
-        // immutable.
-        data.file.sync_data()?;
+    if !opts.read_only {
+        repair(fs, (dir, &data, &bytes), cut, newest, report)?;
     }
     Ok(Some(Loaded {
         id: small,
@@ -360,6 +339,38 @@ fn load_file(
         entries: scanned.entries,
         record_bytes: scanned.record_bytes,
     }))
+}
+
+/// Cuts a scanned file at `cut` (a torn tail, or preallocated zeros), keeping the cut bytes in
+/// `quarantine/` first, durably; or, for the newest file, syncs what the scan read.
+fn repair(
+    fs: &DurableFs,
+    (dir, data, bytes): (&Path, &DataFile, &[u8]),
+    cut: Option<u64>,
+    newest: bool,
+    report: &mut RecoveryReport,
+) -> Result<()> {
+    let Some(at) = cut else {
+        if newest {
+            // What the scan read may have come from the page cache after a process crash:
+            // make it durable before it counts as durable, and before a newer file makes
+            // this one immutable.
+            data.file.sync_data()?;
+        }
+        return Ok(());
+    };
+    // Nothing destroyed: the cut bytes (a torn tail; trimmed zeros are nothing) go to
+    // quarantine/ first, durably.
+    let tail = bytes.get(usize::try_from(at).unwrap_or(usize::MAX)..);
+    if let Some(kept) = fs.quarantine(dir, &data.path, at, tail.unwrap_or_default())? {
+        let (path, kept_at) = (data.path.display(), kept.display());
+        log::warn!("{path}: cut at offset {at}; the bytes are kept in {kept_at}");
+        report.quarantined.push(kept);
+    }
+    data.file.set_len(at)?;
+    data.file.sync_data()?;
+    // Its hint (if any) described the bytes just cut.
+    remove_if_exists(fs, &dir.join(hint_name(data.id)))
 }
 
 /// The keydir from every file's entries, and the highest seq. The newest record of a key

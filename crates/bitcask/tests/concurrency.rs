@@ -33,12 +33,23 @@ fn readers_writers_and_merges_run_together() {
         .with_sync(SyncPolicy::Always);
     let db = Arc::new(Bitcask::open("/db", opts.clone()).unwrap());
     let done = Arc::new(AtomicBool::new(false));
+    // Merges completed so far: the writers' last round waits for the first one, so a merge
+    // always overlaps the writes, however the threads are scheduled on a busy machine.
+    let merged = Arc::new(std::sync::atomic::AtomicU32::new(0));
     let (writers, keys, rounds) = (4u32, 20u32, 30u32);
     let mut handles = Vec::new();
     for t in 0..writers {
-        let db = Arc::clone(&db);
+        let (db, merged) = (Arc::clone(&db), Arc::clone(&merged));
         handles.push(std::thread::spawn(move || {
             for r in 0..rounds {
+                if r + 1 == rounds {
+                    let start = std::time::Instant::now();
+                    while merged.load(Ordering::Acquire) == 0 {
+                        let waited = start.elapsed();
+                        assert!(waited.as_secs() < 60, "no merge finished in {waited:?}");
+                        std::thread::yield_now();
+                    }
+                }
                 for k in 0..keys {
                     db.put(format!("t{t}-k{k}").as_bytes(), &value(t, k, r))
                         .unwrap();
@@ -63,14 +74,12 @@ fn readers_writers_and_merges_run_together() {
         }));
     }
     {
-        let (db, done) = (Arc::clone(&db), Arc::clone(&done));
+        let (db, done, merged) = (Arc::clone(&db), Arc::clone(&done), Arc::clone(&merged));
         side.push(std::thread::spawn(move || {
-            let mut merges = 0;
             while !done.load(Ordering::Acquire) {
                 db.compact().unwrap();
-                merges += 1;
+                merged.fetch_add(1, Ordering::AcqRel);
             }
-            assert!(merges > 0);
         }));
     }
     for h in handles {

@@ -401,6 +401,13 @@ pub(crate) struct Recovered {
     pub needs_new_segment: bool,
 }
 
+/// The LSN of the first record a scan kept, if it kept one.
+fn first_lsn(scan: &Scan, bytes: &[u8], max: u32) -> Option<Lsn> {
+    let e = scan.extents.first()?;
+    let b = bytes.get(usize::try_from(e.start).ok()?..)?;
+    decode_record(b, scan.header.salt, max).ok().map(|r| r.lsn)
+}
+
 /// A segment's LSNs start after the previous segment's last one.
 fn check_order(prev: &SegmentMeta, scan: &Scan, path: &Path) -> Result<()> {
     let previous_last = prev.last_lsn.unwrap_or(prev.first_lsn.saturating_sub(1));
@@ -544,14 +551,7 @@ pub(crate) fn recover(
         }
         report.records += scan.records;
         if report.first_lsn.is_none() {
-            report.first_lsn = scan
-                .extents
-                .first()
-                .and_then(|e| {
-                    let b = bytes.get(usize::try_from(e.start).ok()?..)?;
-                    decode_record(b, scan.header.salt, max_record_bytes).ok()
-                })
-                .map(|r| r.lsn);
+            report.first_lsn = first_lsn(&scan, &bytes, max_record_bytes);
         }
         if scan.last_lsn.is_some() {
             report.last_lsn = scan.last_lsn;
