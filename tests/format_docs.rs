@@ -59,21 +59,38 @@ fn kv_record_page_matches_kv_core_format() {
     ]);
     assert_eq!(table(&d, "## File header"), header);
     assert_eq!(kv::HEADER_CRC + 4, kv::FILE_HEADER_LEN);
-    let mut record = rows(&[
+    let body = |mut r: Vec<(String, String, String)>| {
+        r.push((
+            kv::RECORD_HEADER_LEN.to_string(),
+            "key_len".into(),
+            "key".into(),
+        ));
+        r.push((
+            format!("{}+key_len", kv::RECORD_HEADER_LEN),
+            "value_len".into(),
+            "value".into(),
+        ));
+        r
+    };
+    let record = body(rows(&[
         (kv::RECORD_CRC, "4", "crc"),
+        (kv::RECORD_HEADER_CRC, "4", "header_crc"),
         (kv::RECORD_SEQ, "8", "seq"),
         (kv::RECORD_KEY_LEN, "4", "key_len"),
         (kv::RECORD_VALUE_LEN, "4", "value_len"),
         (kv::RECORD_FLAGS, "4", "flags"),
-        (kv::RECORD_SYNCED_SEQ, "8", "synced_seq"),
-        (kv::RECORD_HEADER_LEN, "key_len", "key"),
-    ]);
-    record.push((
-        format!("{}+key_len", kv::RECORD_HEADER_LEN),
-        "value_len".into(),
-        "value".into(),
-    ));
+        (kv::RECORD_SYNCED_DELTA, "4", "synced_delta"),
+    ]));
     assert_eq!(table(&d, "## Record"), record);
+    let v1 = body(rows(&[
+        (kv::v1::RECORD_CRC, "4", "crc"),
+        (kv::v1::RECORD_SEQ, "8", "seq"),
+        (kv::v1::RECORD_KEY_LEN, "4", "key_len"),
+        (kv::v1::RECORD_VALUE_LEN, "4", "value_len"),
+        (kv::v1::RECORD_FLAGS, "4", "flags"),
+        (kv::v1::RECORD_SYNCED_SEQ, "8", "synced_seq"),
+    ]));
+    assert_eq!(table(&d, "## Format 1 record"), v1);
     let hint = rows(&[
         (kv::HINT_SEQ, "8", "seq"),
         (kv::HINT_OFFSET, "8", "offset"),
@@ -84,6 +101,7 @@ fn kv_record_page_matches_kv_core_format() {
     ]);
     assert_eq!(table(&d, "## Hint entry"), hint);
     assert!(d.contains(&format!("{}-byte trailer", kv::HINT_TRAILER_LEN)));
+    assert!(d.contains(&format!("{}-byte trailer", kv::v1::HINT_TRAILER_LEN)));
 }
 
 #[test]
@@ -102,10 +120,20 @@ fn wal_page_matches_wal_format() {
     let record = rows(&[
         (w::RECORD_LEN, "4", "len"),
         (w::RECORD_CRC, "4", "crc"),
+        (w::RECORD_HEADER_CRC, "4", "header_crc"),
         (w::RECORD_LSN, "8", "lsn"),
-        (w::RECORD_SYNCED_LSN, "8", "synced_lsn"),
+        (w::RECORD_SYNCED_DELTA, "4", "synced_delta"),
         (w::RECORD_FLAGS, "4", "flags"),
         (w::RECORD_HEADER_LEN, "len", "payload"),
     ]);
     assert_eq!(table(&d, "## Record"), record);
+    let v1 = rows(&[
+        (w::RECORD_LEN, "4", "len"),
+        (w::RECORD_CRC, "4", "crc"),
+        (w::v1::RECORD_LSN, "8", "lsn"),
+        (w::v1::RECORD_SYNCED_LSN, "8", "synced_lsn"),
+        (w::v1::RECORD_FLAGS, "4", "flags"),
+        (w::RECORD_HEADER_LEN, "len", "payload"),
+    ]);
+    assert_eq!(table(&d, "## Format 1 record"), v1);
 }

@@ -68,6 +68,8 @@ pub(crate) struct HintJob {
     pub id: u64,
     pub salt: u32,
     pub entries: Vec<HintEntry>,
+    /// The data file's length (its records end there).
+    pub len: u64,
 }
 
 pub(crate) struct Inner {
@@ -156,6 +158,7 @@ impl Inner {
             id: w.app.data.id,
             salt: w.app.data.salt,
             entries: std::mem::take(&mut w.hint),
+            len: w.app.offset,
         };
         w.app.start_file(data);
         Ok(job)
@@ -164,7 +167,7 @@ impl Inner {
     /// Writes a hint file; failures are counted, not fatal (open falls back to a scan).
     pub fn write_hint(&self, job: HintJob) {
         let header = FileHeader::new(job.salt, job.id);
-        let bytes = encode_hint(header, &HINT_MAGIC, &job.entries);
+        let bytes = encode_hint(header, &HINT_MAGIC, &job.entries, job.len);
         let path = self.dir.join(hint_name(job.id));
         if self.opts.fs.atomic_replace(&path, &bytes).is_err() {
             self.hint_failures.fetch_add(1, Ordering::Relaxed);

@@ -171,11 +171,11 @@ fn copy_live(
             .ok_or_else(|| Error::Internal(format!("input file id {id} past 32 bits")))?;
         while pos < bytes.len() {
             let rest = bytes.get(pos..).unwrap_or_default();
-            let r = decode_record(rest, input.salt, u32::MAX, u32::MAX)
+            let r = decode_record(rest, input.salt, input.version)
                 .map_err(|e| Error::corrupt(&input.path, pos as u64, e))?;
             let offset = kv_core::offset32(&input.path, pos as u64)?;
             pos += r.encoded_len();
-            if r.is_tombstone() {
+            if r.is_tombstone() || r.is_seal() {
                 continue;
             }
             let live = inner.keydir.read().map.get(r.key);
@@ -291,6 +291,7 @@ fn switch(inner: &Inner, inputs: &[u64], outputs: Vec<Output>, moved: Vec<Moved>
             id: o.data.id,
             salt: o.data.salt,
             entries: o.hint,
+            len: o.offset,
         });
     }
     fs.remove_file(&dir.join(MERGE_MARKER))?;

@@ -13,8 +13,8 @@ use std::path::{Path, PathBuf};
 
 use durable_fs::{Access, DirLock, DurableFs};
 use kv_core::format::{
-    FILE_HEADER_LEN, FileHeader, FileKind, HintEntry, TOMBSTONE, decode_hint, hint_covers,
-    is_own_temp, parse_name,
+    FILE_HEADER_LEN, FileHeader, FileKind, HintEntry, TOMBSTONE, decode_hint, is_own_temp,
+    parse_name,
 };
 use kv_core::scan::scan_records;
 use kv_core::{Appender, CorruptionKind, Damage, DataFile, Error, RecoveryMode, Result, offset32};
@@ -291,8 +291,7 @@ fn load_file(
         kv_core::read_at_most(fs, &dir.join(hint_name(id)), kv_core::MAX_FILE_LEN)
             .ok()
             .flatten()
-            .and_then(|b| decode_hint(&b, &HINT_MAGIC, header.salt, id))
-            .filter(|entries| hint_covers(entries, len))
+            .and_then(|b| decode_hint(&b, &HINT_MAGIC, header.salt, id, len))
     } else {
         None
     };
@@ -308,7 +307,7 @@ fn load_file(
     }
     report.scanned += 1;
     let bytes = data.read_all()?;
-    let scanned = scan_records(&bytes, header.salt, newest, opts.recovery)
+    let scanned = scan_records(&bytes, header.salt, header.version, newest, opts.recovery)
         .map_err(|(offset, kind)| Error::corrupt(&path, offset, kind))?;
     let salvaged = !scanned.skipped.is_empty();
     for &(offset, len, kind) in &scanned.skipped {

@@ -268,6 +268,7 @@ impl Bitcask {
                 id: w.app.data.id,
                 salt: w.app.data.salt,
                 entries: std::mem::take(&mut w.hint),
+                len: w.app.offset,
             };
             drop(w);
             inner.write_hint(job);

@@ -232,15 +232,17 @@ proptest! {
     #![proptest_config(ProptestConfig::with_cases(4000))]
 
     #[test]
-    fn decoders_never_panic_on_random_bytes(bytes in proptest::collection::vec(any::<u8>(), 0..300), salt: u32, newest: bool, salvage: bool) {
-        use kv_core::format::{decode_hint, decode_record, FileHeader};
+    fn decoders_never_panic_on_random_bytes(bytes in proptest::collection::vec(any::<u8>(), 0..300), salt: u32, newest: bool, salvage: bool, v1: bool, len: u64) {
+        use kv_core::format::{decode_hint, decode_record, plausible_record, FileHeader, VERSION, VERSION_1};
         use kv_core::scan::scan_records;
         let magic = *b"\x89BCH\r\n\x1a\n";
-        let _ = decode_record(&bytes, salt, 1000, 1000);
-        let _ = decode_hint(&bytes, &magic, salt, 1);
+        let version = if v1 { VERSION_1 } else { VERSION };
+        let _ = decode_record(&bytes, salt, version);
+        let _ = plausible_record(&bytes, salt, version);
+        let _ = decode_hint(&bytes, &magic, salt, 1, len);
         let _ = FileHeader::decode(&bytes, &magic);
         let mode = if salvage { RecoveryMode::SkipCorrupt } else { RecoveryMode::TolerateTornTail };
-        let _ = scan_records(&bytes, salt, newest, mode);
+        let _ = scan_records(&bytes, salt, version, newest, mode);
     }
 }
 
@@ -276,11 +278,16 @@ fn an_index_pointing_at_another_record_is_a_key_mismatch_with_both_seqs() {
     let bytes = fs.read(&hint).unwrap();
     let magic = *b"\x89BCH\r\n\x1a\n";
     let header = FileHeader::decode(&bytes, &magic).unwrap();
-    let mut entries = decode_hint(&bytes, &magic, header.salt, header.file_id).unwrap();
+    let len = fs
+        .open(&data, durable_fs::Access::Read)
+        .unwrap()
+        .len()
+        .unwrap();
+    let mut entries = decode_hint(&bytes, &magic, header.salt, header.file_id, len).unwrap();
     // The first entry's key now points at the second entry's record.
     let (first_seq, second) = (entries[0].seq, entries[1].clone());
     entries[0].offset = second.offset;
-    fs.atomic_replace(&hint, &encode_hint(header, &magic, &entries))
+    fs.atomic_replace(&hint, &encode_hint(header, &magic, &entries, len))
         .unwrap();
     let db = Bitcask::open("/db", opts(&sim)).unwrap();
     match db.get(&entries[0].key) {

@@ -25,6 +25,8 @@ pub struct DataFile {
     pub file: Arc<File>,
     /// Its records' CRC salt.
     pub salt: u32,
+    /// Its format version (from its header): how its records are laid out.
+    pub version: u32,
 }
 
 /// Where a value is, as an index records it.
@@ -82,9 +84,8 @@ impl DataFile {
         let file = fs.create_new(&path)?;
         let salt = durable_fs::random_salt(id);
         let header = FileHeader {
-            salt,
-            file_id: id,
             kind,
+            ..FileHeader::new(salt, id)
         };
         file.write_all_at(&header.encode(magic), 0)?;
         file.sync_data()?;
@@ -93,6 +94,7 @@ impl DataFile {
             path,
             file: Arc::new(file),
             salt,
+            version: header.version,
         })
     }
 
@@ -127,6 +129,7 @@ impl DataFile {
             path,
             file: Arc::new(file),
             salt: header.salt,
+            version: header.version,
         };
         Ok((data, header))
     }
@@ -138,10 +141,9 @@ impl DataFile {
         let len = record_len(key.len(), at.value_len as usize);
         let mut buf = vec![0u8; usize::try_from(len).unwrap_or(usize::MAX)];
         self.file.read_exact_at(&mut buf, at.offset)?;
-        // The format's bound: the options only limit new writes.
-        let r = decode_record(&buf, self.salt, u32::MAX, u32::MAX)
+        let r = decode_record(&buf, self.salt, self.version)
             .map_err(|e| Error::corrupt(&self.path, at.offset, e))?;
-        if r.key != key || r.seq != at.seq {
+        if r.key != key || r.seq != at.seq || r.is_seal() {
             let kind = CorruptionKind::KeyMismatch {
                 expected_seq: at.seq,
                 found_seq: r.seq,

@@ -71,6 +71,9 @@ pub enum CorruptionKind {
     BadMergeMarker,
     /// lsm-hash's manifest is damaged, or missing while segments hold records.
     BadManifest,
+    /// Damage followed by more plausible-looking records than a linear rescan may check (a
+    /// crafted file): whether the damage was durable cannot be told, so it is refused.
+    RescanLimit,
 }
 
 impl std::fmt::Display for CorruptionKind {
@@ -111,6 +114,10 @@ impl std::fmt::Display for CorruptionKind {
                     "manifest damaged, or missing while segments hold records"
                 )
             }
+            CorruptionKind::RescanLimit => write!(
+                f,
+                "damage followed by more candidate records than a linear rescan checks"
+            ),
         }
     }
 }

@@ -5,30 +5,38 @@
 //! ```text
 //! file header (32 bytes), at the start of every data file, segment, hint and index snapshot
 //!   0..8    magic        the engine's and the file type's (bitcask data, hint; lsm-hash segment)
-//!   8..12   version      u32 = 1
+//!   8..12   version      u32 = 2 (1: files written before format 2, still read)
 //!   12..16  salt         u32, random per data file, mixed into every record CRC
 //!                        (a hint carries the salt of the data file it describes)
 //!   16..24  file_id      u64, equals the number in the name
 //!   24..28  kind         u32: 0 written by the writer, 1 merge output (see FileKind)
 //!   28..32  header_crc   u32, CRC of bytes 0..28
-//! record, back to back after the header:
+//! record (format 2), back to back after the header:
 //!   0..4    crc          u32, CRC(salt ++ bytes 4..32 ++ key ++ value)
-//!   4..12   seq          u64, the write's logical timestamp (unique, increasing)
-//!   12..16  key_len      u32
-//!   16..20  value_len    u32 (0 for a tombstone)
-//!   20..24  flags        u32: bit 0 TOMBSTONE, bit 1 BATCH_CONTINUES; others 0
-//!   24..32  synced_seq   u64, the highest seq known durable when this record was written
+//!   4..8    header_crc   u32, CRC(salt ++ bytes 8..32): a candidate offset is rejected in O(1)
+//!   8..16   seq          u64, the write's logical timestamp (unique, increasing)
+//!   16..20  key_len      u32
+//!   20..24  value_len    u32 (0 for a tombstone or a seal)
+//!   24..28  flags        u32: bit 0 TOMBSTONE, bit 1 BATCH_CONTINUES, bit 2 SEAL; others 0
+//!   28..32  synced_delta u32, seq - synced_seq (u32::MAX: synced_seq 0, nothing known);
+//!                        synced_seq is the highest seq known durable when this was written
 //!   32..    key, then value
-//! hint entry, back to back after a hint header; then a 12-byte trailer
+//! record (format 1): 0..4 crc | 4..12 seq | 12..16 key_len | 16..20 value_len | 20..24 flags |
+//!   24..32 synced_seq u64 | key | value; the crc covers salt ++ bytes 4..32 ++ key ++ value
+//! hint entry, back to back after a hint header; then a trailer
 //!   0..8 seq u64 | 8..16 offset u64 (of the record in the data file) | 16..20 key_len u32 |
 //!   20..24 value_len u32 | 24..28 flags u32 | 28.. key
-//!   trailer: entry_count u64, crc u32 = CRC of every byte before it
+//!   trailer (format 2): data_len u64 (the described data file's length), entry_count u64,
+//!   crc u32 = CRC of every byte before it. Format 1: entry_count u64, crc u32.
 //! ```
 
 use crate::error::CorruptionKind;
 
-/// Format version of every file described here.
-pub const VERSION: u32 = 1;
+/// Format version of files written now.
+pub const VERSION: u32 = 2;
+/// The previous format version, still read: its records have no header CRC and no seals,
+/// its hints no data length (see `docs/FORMAT-kv-record.md`).
+pub const VERSION_1: u32 = 1;
 
 /// Bytes in a file header.
 pub const FILE_HEADER_LEN: usize = 32;
@@ -45,20 +53,44 @@ pub const HEADER_KIND: usize = 24;
 /// File header: the CRC of the bytes before it, u32.
 pub const HEADER_CRC: usize = 28;
 
-/// Bytes in a record header (before the key).
+/// Bytes in a record header (before the key), in both versions.
 pub const RECORD_HEADER_LEN: usize = 32;
-/// Record: CRC, u32.
+/// Record: CRC of the record, u32.
 pub const RECORD_CRC: usize = 0;
+/// Record: CRC of the header (format 2), u32.
+pub const RECORD_HEADER_CRC: usize = 4;
 /// Record: seq, u64.
-pub const RECORD_SEQ: usize = 4;
+pub const RECORD_SEQ: usize = 8;
 /// Record: key length, u32.
-pub const RECORD_KEY_LEN: usize = 12;
+pub const RECORD_KEY_LEN: usize = 16;
 /// Record: value length, u32.
-pub const RECORD_VALUE_LEN: usize = 16;
+pub const RECORD_VALUE_LEN: usize = 20;
 /// Record: flags, u32.
-pub const RECORD_FLAGS: usize = 20;
-/// Record: synced_seq, u64.
-pub const RECORD_SYNCED_SEQ: usize = 24;
+pub const RECORD_FLAGS: usize = 24;
+/// Record: seq - synced_seq, u32.
+pub const RECORD_SYNCED_DELTA: usize = 28;
+
+/// `synced_delta` value meaning "no seq known durable" (`synced_seq` 0): what a gap wider
+/// than 32 bits is stored as.
+pub const NOTHING_SYNCED: u32 = u32::MAX;
+
+/// Format 1's record layout (files written before format 2).
+pub mod v1 {
+    /// Record: CRC, u32.
+    pub const RECORD_CRC: usize = 0;
+    /// Record: seq, u64.
+    pub const RECORD_SEQ: usize = 4;
+    /// Record: key length, u32.
+    pub const RECORD_KEY_LEN: usize = 12;
+    /// Record: value length, u32.
+    pub const RECORD_VALUE_LEN: usize = 16;
+    /// Record: flags, u32.
+    pub const RECORD_FLAGS: usize = 20;
+    /// Record: synced_seq, u64.
+    pub const RECORD_SYNCED_SEQ: usize = 24;
+    /// Bytes in a hint trailer (entry count u64, CRC u32).
+    pub const HINT_TRAILER_LEN: usize = 12;
+}
 
 /// Bytes in a hint entry before the key.
 pub const HINT_ENTRY_LEN: usize = 28;
@@ -72,13 +104,17 @@ pub const HINT_KEY_LEN: usize = 16;
 pub const HINT_VALUE_LEN: usize = 20;
 /// Hint entry: flags, u32.
 pub const HINT_FLAGS: usize = 24;
-/// Bytes in the hint trailer (entry count u64, CRC u32).
-pub const HINT_TRAILER_LEN: usize = 12;
+/// Bytes in the hint trailer (data length u64, entry count u64, CRC u32).
+pub const HINT_TRAILER_LEN: usize = 20;
 
 /// Record flag: a delete.
 pub const TOMBSTONE: u32 = 1;
 /// Record flag: the next record belongs to the same batch.
 pub const BATCH_CONTINUES: u32 = 2;
+/// Record flag (format 2): a seal, written after an fsync returned, with no key or value;
+/// its `synced_seq` says every record before it in the file was durable. The writer seals a
+/// file when it closes the store and when it rotates to a new file.
+pub const SEAL: u32 = 4;
 
 const _: () = assert!(HEADER_VERSION == HEADER_MAGIC + 8);
 const _: () = assert!(HEADER_SALT == HEADER_VERSION + 4);
@@ -86,12 +122,19 @@ const _: () = assert!(HEADER_FILE_ID == HEADER_SALT + 4);
 const _: () = assert!(HEADER_KIND == HEADER_FILE_ID + 8);
 const _: () = assert!(HEADER_CRC == HEADER_KIND + 4);
 const _: () = assert!(FILE_HEADER_LEN == HEADER_CRC + 4);
-const _: () = assert!(RECORD_SEQ == RECORD_CRC + 4);
+const _: () = assert!(RECORD_HEADER_CRC == RECORD_CRC + 4);
+const _: () = assert!(RECORD_SEQ == RECORD_HEADER_CRC + 4);
 const _: () = assert!(RECORD_KEY_LEN == RECORD_SEQ + 8);
 const _: () = assert!(RECORD_VALUE_LEN == RECORD_KEY_LEN + 4);
 const _: () = assert!(RECORD_FLAGS == RECORD_VALUE_LEN + 4);
-const _: () = assert!(RECORD_SYNCED_SEQ == RECORD_FLAGS + 4);
-const _: () = assert!(RECORD_HEADER_LEN == RECORD_SYNCED_SEQ + 8);
+const _: () = assert!(RECORD_SYNCED_DELTA == RECORD_FLAGS + 4);
+const _: () = assert!(RECORD_HEADER_LEN == RECORD_SYNCED_DELTA + 4);
+const _: () = assert!(v1::RECORD_SEQ == v1::RECORD_CRC + 4);
+const _: () = assert!(v1::RECORD_KEY_LEN == v1::RECORD_SEQ + 8);
+const _: () = assert!(v1::RECORD_VALUE_LEN == v1::RECORD_KEY_LEN + 4);
+const _: () = assert!(v1::RECORD_FLAGS == v1::RECORD_VALUE_LEN + 4);
+const _: () = assert!(v1::RECORD_SYNCED_SEQ == v1::RECORD_FLAGS + 4);
+const _: () = assert!(RECORD_HEADER_LEN == v1::RECORD_SYNCED_SEQ + 8);
 const _: () = assert!(HINT_OFFSET == HINT_SEQ + 8);
 const _: () = assert!(HINT_KEY_LEN == HINT_OFFSET + 8);
 const _: () = assert!(HINT_VALUE_LEN == HINT_KEY_LEN + 4);
@@ -147,6 +190,8 @@ impl FileKind {
 /// A file header (data file, segment, hint, index snapshot).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct FileHeader {
+    /// The format version ([`VERSION`] for files written now, [`VERSION_1`] for older ones).
+    pub version: u32,
     /// The salt (of this data file, or of the data file a hint describes).
     pub salt: u32,
     /// The file id.
@@ -156,9 +201,10 @@ pub struct FileHeader {
 }
 
 impl FileHeader {
-    /// A header of kind [`FileKind::Written`].
+    /// A header of the current version and kind [`FileKind::Written`].
     pub fn new(salt: u32, file_id: u64) -> FileHeader {
         FileHeader {
+            version: VERSION,
             salt,
             file_id,
             kind: FileKind::Written,
@@ -169,7 +215,7 @@ impl FileHeader {
     pub fn encode(&self, magic: &[u8; 8]) -> [u8; FILE_HEADER_LEN] {
         let mut out = [0u8; FILE_HEADER_LEN];
         put(&mut out, HEADER_MAGIC, magic);
-        put(&mut out, HEADER_VERSION, &VERSION.to_le_bytes());
+        put(&mut out, HEADER_VERSION, &self.version.to_le_bytes());
         put(&mut out, HEADER_SALT, &self.salt.to_le_bytes());
         put(&mut out, HEADER_FILE_ID, &self.file_id.to_le_bytes());
         put(&mut out, HEADER_KIND, &self.kind.to_u32().to_le_bytes());
@@ -199,11 +245,12 @@ impl FileHeader {
         }
         let field = |at| u32_at(b, at).ok_or(CorruptionKind::ShortHeader);
         let version = field(HEADER_VERSION)?;
-        if version != VERSION {
+        if version != VERSION && version != VERSION_1 {
             return Err(CorruptionKind::UnsupportedVersion(version));
         }
         let kind = field(HEADER_KIND)?;
         Ok(FileHeader {
+            version,
             salt: field(HEADER_SALT)?,
             file_id: u64_at(b, HEADER_FILE_ID).ok_or(CorruptionKind::ShortHeader)?,
             kind: FileKind::from_u32(kind).ok_or(CorruptionKind::BadFileKind(kind))?,
@@ -211,22 +258,59 @@ impl FileHeader {
     }
 }
 
-fn record_crc(salt: u32, header_rest: &[u8], key: &[u8], value: &[u8]) -> u32 {
+/// Where the fields of a record header are, in one format version.
+#[derive(Clone, Copy)]
+struct Layout {
+    seq: usize,
+    key_len: usize,
+    value_len: usize,
+    flags: usize,
+    /// The CRC covers the header from here on.
+    crc_from: usize,
+    known_flags: u32,
+}
+
+impl Layout {
+    fn of(version: u32) -> Layout {
+        if version == VERSION_1 {
+            Layout {
+                seq: v1::RECORD_SEQ,
+                key_len: v1::RECORD_KEY_LEN,
+                value_len: v1::RECORD_VALUE_LEN,
+                flags: v1::RECORD_FLAGS,
+                crc_from: v1::RECORD_SEQ,
+                known_flags: TOMBSTONE | BATCH_CONTINUES,
+            }
+        } else {
+            Layout {
+                seq: RECORD_SEQ,
+                key_len: RECORD_KEY_LEN,
+                value_len: RECORD_VALUE_LEN,
+                flags: RECORD_FLAGS,
+                crc_from: RECORD_HEADER_CRC,
+                known_flags: TOMBSTONE | BATCH_CONTINUES | SEAL,
+            }
+        }
+    }
+}
+
+fn salted_crc(salt: u32, parts: &[&[u8]]) -> u32 {
     let mut h = crc32fast::Hasher::new();
     h.update(&salt.to_le_bytes());
-    h.update(header_rest);
-    h.update(key);
-    h.update(value);
+    for p in parts {
+        h.update(p);
+    }
     h.finalize()
 }
 
-/// Bytes a record of `key_len` and `value_len` takes on disk.
+/// Bytes a record of `key_len` and `value_len` takes on disk (either version).
 pub fn record_len(key_len: usize, value_len: usize) -> u64 {
     (RECORD_HEADER_LEN + key_len + value_len) as u64
 }
 
-/// Appends one record to `out`. Lengths must already be checked against the limits (the
-/// engines check them before encoding; a longer key or value is a caller's bug).
+/// Appends one record to `out` in the current format. Lengths must already be checked
+/// against the limits (the engines check them before encoding; a longer key or value is a
+/// caller's bug). `synced_seq` above `seq` is a caller's bug too; it is stored as `seq`.
 pub fn encode_record(
     out: &mut Vec<u8>,
     salt: u32,
@@ -239,16 +323,31 @@ pub fn encode_record(
     let mut h = [0u8; RECORD_HEADER_LEN];
     let k = u32::try_from(key.len()).expect("key length checked against max_key_bytes");
     let v = u32::try_from(value.len()).expect("value length checked against max_value_bytes");
+    // A gap too wide for 32 bits is stored as `u32::MAX`, read back as "nothing known
+    // durable": a record never claims more was durable than was.
+    let delta = u32::try_from(seq.saturating_sub(synced_seq)).unwrap_or(NOTHING_SYNCED);
     put(&mut h, RECORD_SEQ, &seq.to_le_bytes());
     put(&mut h, RECORD_KEY_LEN, &k.to_le_bytes());
     put(&mut h, RECORD_VALUE_LEN, &v.to_le_bytes());
     put(&mut h, RECORD_FLAGS, &flags.to_le_bytes());
-    put(&mut h, RECORD_SYNCED_SEQ, &synced_seq.to_le_bytes());
-    let crc = record_crc(salt, h.get(RECORD_SEQ..).unwrap_or_default(), key, value);
+    put(&mut h, RECORD_SYNCED_DELTA, &delta.to_le_bytes());
+    let hcrc = salted_crc(salt, &[h.get(RECORD_SEQ..).unwrap_or_default()]);
+    put(&mut h, RECORD_HEADER_CRC, &hcrc.to_le_bytes());
+    let crc = salted_crc(
+        salt,
+        &[h.get(RECORD_HEADER_CRC..).unwrap_or_default(), key, value],
+    );
     put(&mut h, RECORD_CRC, &crc.to_le_bytes());
     out.extend_from_slice(&h);
     out.extend_from_slice(key);
     out.extend_from_slice(value);
+}
+
+/// Appends a seal to `out`: a record with flag [`SEAL`], no key or value, `seq` the file's
+/// last record's, saying every record before it was durable. Write it only after the fsync
+/// that made them durable has returned.
+pub fn encode_seal(out: &mut Vec<u8>, salt: u32, seq: u64) {
+    encode_record(out, salt, seq, seq, SEAL, b"", b"");
 }
 
 /// A decoded record, borrowing from the buffer.
@@ -276,6 +375,11 @@ impl Record<'_> {
     pub fn is_tombstone(&self) -> bool {
         self.flags & TOMBSTONE != 0
     }
+
+    /// True for a seal (not a write: no key, no value).
+    pub fn is_seal(&self) -> bool {
+        self.flags & SEAL != 0
+    }
 }
 
 /// Why bytes are not a record.
@@ -297,45 +401,86 @@ impl From<DecodeError> for CorruptionKind {
     }
 }
 
-/// Decodes the record at the start of `b`; total. Lengths are bounded before any read.
-pub fn decode_record(
-    b: &[u8],
-    salt: u32,
-    max_key: u32,
-    max_value: u32,
-) -> Result<Record<'_>, DecodeError> {
+/// True when a record of format `version` may start at the start of `b`, checked in O(1)
+/// (no payload is read): known flags, lengths that fit in `b`, and in format 2 the header
+/// CRC. Recovery tries a full decode only where this holds, so looking for the next valid
+/// record after damage costs a few instructions per byte, not a payload CRC.
+pub fn plausible_record(b: &[u8], salt: u32, version: u32) -> bool {
+    let l = Layout::of(version);
+    let (Some(h), Some(flags), Some(k), Some(v)) = (
+        b.get(..RECORD_HEADER_LEN),
+        u32_at(b, l.flags),
+        u32_at(b, l.key_len),
+        u32_at(b, l.value_len),
+    ) else {
+        return false;
+    };
+    if flags & !l.known_flags != 0 || (k as u64 + v as u64) > (b.len() - RECORD_HEADER_LEN) as u64 {
+        return false;
+    }
+    version == VERSION_1
+        || u32_at(h, RECORD_HEADER_CRC)
+            == Some(salted_crc(salt, &[h.get(RECORD_SEQ..).unwrap_or_default()]))
+}
+
+/// The key and value bytes the record header at the start of `b` claims (what a full
+/// decode would checksum), unchecked.
+pub fn claimed_len(b: &[u8], version: u32) -> Option<u64> {
+    let l = Layout::of(version);
+    Some(u64::from(u32_at(b, l.key_len)?) + u64::from(u32_at(b, l.value_len)?))
+}
+
+/// Decodes the record of format `version` at the start of `b`; total. The header is
+/// checked (in format 2 by its own CRC) before any length is used, and lengths are bounded
+/// by `b` before any read.
+pub fn decode_record(b: &[u8], salt: u32, version: u32) -> Result<Record<'_>, DecodeError> {
+    let l = Layout::of(version);
     let h = b.get(..RECORD_HEADER_LEN).ok_or(DecodeError::Truncated)?;
     let field = |at| u32_at(h, at).ok_or(DecodeError::Truncated);
-    let (k, v) = (field(RECORD_KEY_LEN)?, field(RECORD_VALUE_LEN)?);
-    for (len, max) in [(k, max_key), (v, max_value)] {
-        if len > max {
-            return Err(DecodeError::Corrupt(CorruptionKind::LengthTooLarge {
-                len,
-                max,
+    if version != VERSION_1 {
+        let expected = field(RECORD_HEADER_CRC)?;
+        let actual = salted_crc(salt, &[h.get(RECORD_SEQ..).unwrap_or_default()]);
+        if expected != actual {
+            return Err(DecodeError::Corrupt(CorruptionKind::ChecksumMismatch {
+                expected,
+                actual,
             }));
         }
     }
-    let key_end = RECORD_HEADER_LEN + k as usize;
-    let end = key_end + v as usize;
+    let flags = field(l.flags)?;
+    if flags & !l.known_flags != 0 {
+        return Err(DecodeError::Corrupt(CorruptionKind::BadFlags(flags)));
+    }
+    let (k, v) = (field(l.key_len)? as usize, field(l.value_len)? as usize);
+    let key_end = RECORD_HEADER_LEN + k;
+    let end = key_end + v;
     let key = b
         .get(RECORD_HEADER_LEN..key_end)
         .ok_or(DecodeError::Truncated)?;
     let value = b.get(key_end..end).ok_or(DecodeError::Truncated)?;
     let expected = field(RECORD_CRC)?;
-    let actual = record_crc(salt, h.get(RECORD_SEQ..).unwrap_or_default(), key, value);
+    let actual = salted_crc(salt, &[h.get(l.crc_from..).unwrap_or_default(), key, value]);
     if expected != actual {
         return Err(DecodeError::Corrupt(CorruptionKind::ChecksumMismatch {
             expected,
             actual,
         }));
     }
-    let flags = field(RECORD_FLAGS)?;
-    if flags & !(TOMBSTONE | BATCH_CONTINUES) != 0 {
+    let seq = u64_at(h, l.seq).ok_or(DecodeError::Truncated)?;
+    let synced_seq = if version == VERSION_1 {
+        u64_at(h, v1::RECORD_SYNCED_SEQ).ok_or(DecodeError::Truncated)?
+    } else {
+        match field(RECORD_SYNCED_DELTA)? {
+            NOTHING_SYNCED => 0,
+            delta => seq.saturating_sub(u64::from(delta)),
+        }
+    };
+    if flags & SEAL != 0 && (flags != SEAL || k != 0 || v != 0) {
         return Err(DecodeError::Corrupt(CorruptionKind::BadFlags(flags)));
     }
     Ok(Record {
-        seq: u64_at(h, RECORD_SEQ).ok_or(DecodeError::Truncated)?,
-        synced_seq: u64_at(h, RECORD_SYNCED_SEQ).ok_or(DecodeError::Truncated)?,
+        seq,
+        synced_seq,
         flags,
         key,
         value,
@@ -366,9 +511,8 @@ impl HintEntry {
     }
 }
 
-/// True when `entries` describe a data file of `len` bytes to its last byte (so nothing was
-/// appended after the hint was written, and no tail is torn): the condition for using a hint
-/// instead of scanning the file.
+/// True when `entries` describe a data file of `len` bytes to its last byte: how a format-1
+/// hint (which does not record the data file's length) is checked before use.
 pub fn hint_covers(entries: &[HintEntry], len: u64) -> bool {
     let end = entries
         .iter()
@@ -378,9 +522,18 @@ pub fn hint_covers(entries: &[HintEntry], len: u64) -> bool {
     end == len
 }
 
-/// Encodes a whole hint file.
-pub fn encode_hint(header: FileHeader, magic: &[u8; 8], entries: &[HintEntry]) -> Vec<u8> {
+/// Encodes a whole hint file (current format) describing a data file of `data_len` bytes.
+pub fn encode_hint(
+    header: FileHeader,
+    magic: &[u8; 8],
+    entries: &[HintEntry],
+    data_len: u64,
+) -> Vec<u8> {
     let mut out = Vec::with_capacity(FILE_HEADER_LEN + entries.len() * 48 + HINT_TRAILER_LEN);
+    let header = FileHeader {
+        version: VERSION,
+        ..header
+    };
     out.extend_from_slice(&header.encode(magic));
     for e in entries {
         let mut h = [0u8; HINT_ENTRY_LEN];
@@ -393,25 +546,42 @@ pub fn encode_hint(header: FileHeader, magic: &[u8; 8], entries: &[HintEntry]) -
         out.extend_from_slice(&h);
         out.extend_from_slice(&e.key);
     }
+    out.extend_from_slice(&data_len.to_le_bytes());
     out.extend_from_slice(&(entries.len() as u64).to_le_bytes());
     let crc = crc32fast::hash(&out);
     out.extend_from_slice(&crc.to_le_bytes());
     out
 }
 
-/// Decodes a whole hint file (`magic`), checking its CRC and that it describes the data file
-/// with `salt` and `file_id`. `None` if anything is off: the caller scans the data file.
-pub fn decode_hint(b: &[u8], magic: &[u8; 8], salt: u32, file_id: u64) -> Option<Vec<HintEntry>> {
+/// Decodes a whole hint file (`magic`), checking its CRC, that it describes the data file
+/// with `salt` and `file_id`, and that it covers that file's `data_len` bytes exactly (so
+/// nothing was appended after it was written, and no tail is torn). `None` if anything is
+/// off: the caller scans the data file.
+pub fn decode_hint(
+    b: &[u8],
+    magic: &[u8; 8],
+    salt: u32,
+    file_id: u64,
+    data_len: u64,
+) -> Option<Vec<HintEntry>> {
     let header = FileHeader::decode(b, magic).ok()?;
     if header.salt != salt || header.file_id != file_id {
         return None;
     }
-    let body_end = b.len().checked_sub(HINT_TRAILER_LEN)?;
+    let trailer = if header.version == VERSION_1 {
+        v1::HINT_TRAILER_LEN
+    } else {
+        HINT_TRAILER_LEN
+    };
+    let body_end = b.len().checked_sub(trailer)?;
     let crc_at = b.len().checked_sub(4)?;
     if crc32fast::hash(b.get(..crc_at)?) != u32_at(b, crc_at)? {
         return None;
     }
-    let count = u64_at(b, body_end)?;
+    let count = u64_at(b, crc_at - 8)?;
+    if header.version != VERSION_1 && u64_at(b, body_end)? != data_len {
+        return None;
+    }
     let mut entries = Vec::new();
     let mut pos = FILE_HEADER_LEN;
     while pos < body_end {
@@ -427,7 +597,9 @@ pub fn decode_hint(b: &[u8], magic: &[u8; 8], salt: u32, file_id: u64) -> Option
         });
         pos += HINT_ENTRY_LEN + k;
     }
-    (pos == body_end && entries.len() as u64 == count).then_some(entries)
+    let whole = pos == body_end && entries.len() as u64 == count;
+    let covers = header.version != VERSION_1 || hint_covers(&entries, data_len);
+    (whole && covers).then_some(entries)
 }
 
 /// The name of file `id` with extension `ext`: ten digits, a dot, the extension.
@@ -469,21 +641,80 @@ mod tests {
         let mut buf = Vec::new();
         encode_record(&mut buf, 9, 77, 70, TOMBSTONE, b"key", b"");
         encode_record(&mut buf, 9, 78, 77, 0, b"k2", b"value");
-        let r = decode_record(&buf, 9, 100, 100).unwrap();
+        let r = decode_record(&buf, 9, VERSION).unwrap();
         assert_eq!((r.seq, r.key, r.is_tombstone()), (77, &b"key"[..], true));
         assert_eq!(r.synced_seq, 70);
-        let r2 = decode_record(&buf[r.encoded_len()..], 9, 100, 100).unwrap();
+        let r2 = decode_record(&buf[r.encoded_len()..], 9, VERSION).unwrap();
         assert_eq!((r2.key, r2.value), (&b"k2"[..], &b"value"[..]));
         let one = r.encoded_len();
         for bit in 0..one * 8 {
             let mut b = buf.clone();
             b[bit / 8] ^= 1 << (bit % 8);
-            assert!(decode_record(&b[..one], 9, 100, 100).is_err(), "bit {bit}");
+            assert!(decode_record(&b[..one], 9, VERSION).is_err(), "bit {bit}");
+            if (32..RECORD_HEADER_LEN * 8).contains(&bit) {
+                // Any flip in the header after the record CRC fails the O(1) check.
+                assert!(!plausible_record(&b, 9, VERSION), "bit {bit}");
+            }
         }
+        assert!(plausible_record(&buf, 9, VERSION));
         assert_eq!(
-            decode_record(&buf, 10, 100, 100).map(|r| r.seq).ok(),
+            decode_record(&buf, 10, VERSION).map(|r| r.seq).ok(),
             None,
             "another salt"
+        );
+    }
+
+    #[test]
+    fn synced_seq_saturates_so_a_record_never_claims_more_than_was_durable() {
+        let mut buf = Vec::new();
+        encode_record(&mut buf, 1, 10 + (1 << 33), 10, 0, b"k", b"v");
+        let r = decode_record(&buf, 1, VERSION).unwrap();
+        assert_eq!(r.synced_seq, 0);
+        buf.clear();
+        encode_record(&mut buf, 1, 5, 9, 0, b"k", b"v");
+        assert_eq!(decode_record(&buf, 1, VERSION).unwrap().synced_seq, 5);
+    }
+
+    #[test]
+    fn a_seal_has_no_key_or_value_and_other_flags_with_seal_are_refused() {
+        let mut buf = Vec::new();
+        encode_seal(&mut buf, 3, 41);
+        let r = decode_record(&buf, 3, VERSION).unwrap();
+        assert!(r.is_seal());
+        assert_eq!(
+            (r.seq, r.synced_seq, r.key, r.value),
+            (41, 41, &b""[..], &b""[..])
+        );
+        buf.clear();
+        encode_record(&mut buf, 3, 41, 41, SEAL | TOMBSTONE, b"", b"");
+        assert!(decode_record(&buf, 3, VERSION).is_err());
+        buf.clear();
+        encode_record(&mut buf, 3, 41, 41, SEAL, b"k", b"");
+        assert!(decode_record(&buf, 3, VERSION).is_err());
+    }
+
+    #[test]
+    fn format_1_records_still_decode() {
+        // Format 1, built by hand from the documented layout.
+        let (salt, seq, synced) = (7u32, 12u64, 11u64);
+        let mut h = [0u8; RECORD_HEADER_LEN];
+        h[v1::RECORD_SEQ..v1::RECORD_SEQ + 8].copy_from_slice(&seq.to_le_bytes());
+        h[v1::RECORD_KEY_LEN..v1::RECORD_KEY_LEN + 4].copy_from_slice(&1u32.to_le_bytes());
+        h[v1::RECORD_VALUE_LEN..v1::RECORD_VALUE_LEN + 4].copy_from_slice(&2u32.to_le_bytes());
+        h[v1::RECORD_SYNCED_SEQ..].copy_from_slice(&synced.to_le_bytes());
+        let crc = salted_crc(salt, &[&h[v1::RECORD_SEQ..], b"k", b"vv"]);
+        h[v1::RECORD_CRC..4].copy_from_slice(&crc.to_le_bytes());
+        let mut b = h.to_vec();
+        b.extend_from_slice(b"kvv");
+        let r = decode_record(&b, salt, VERSION_1).unwrap();
+        assert_eq!(
+            (r.seq, r.synced_seq, r.key, r.value),
+            (12, 11, &b"k"[..], &b"vv"[..])
+        );
+        assert!(plausible_record(&b, salt, VERSION_1));
+        assert!(
+            decode_record(&b, salt, VERSION).is_err(),
+            "not a format 2 record"
         );
     }
 
@@ -491,6 +722,7 @@ mod tests {
     fn header_round_trips_with_its_kind_and_rejects_damage() {
         for kind in [FileKind::Written, FileKind::Merged] {
             let h = FileHeader {
+                version: VERSION,
                 salt: 3,
                 file_id: 12,
                 kind,
@@ -548,19 +780,28 @@ mod tests {
         hostile[1].offset = u64::MAX - 10;
         assert_eq!(hostile[1].end(), u64::MAX);
         assert!(!hint_covers(&hostile, 103));
-        let bytes = encode_hint(h, &MAGIC, &entries);
-        assert_eq!(decode_hint(&bytes, &MAGIC, 5, 3), Some(entries));
+        // Format 2 records the data file's length: a seal after the last entry is covered.
+        let bytes = encode_hint(h, &MAGIC, &entries, 135);
+        assert_eq!(decode_hint(&bytes, &MAGIC, 5, 3, 135), Some(entries));
         assert_eq!(
-            decode_hint(&bytes, &MAGIC, 6, 3),
+            decode_hint(&bytes, &MAGIC, 5, 3, 103),
+            None,
+            "another length"
+        );
+        assert_eq!(
+            decode_hint(&bytes, &MAGIC, 6, 3, 135),
             None,
             "another file's salt"
         );
         for i in 0..bytes.len() {
             let mut b = bytes.clone();
             b[i] ^= 0x40;
-            assert_eq!(decode_hint(&b, &MAGIC, 5, 3), None, "flip at {i}");
+            assert_eq!(decode_hint(&b, &MAGIC, 5, 3, 135), None, "flip at {i}");
         }
-        assert_eq!(decode_hint(&bytes[..bytes.len() - 1], &MAGIC, 5, 3), None);
+        assert_eq!(
+            decode_hint(&bytes[..bytes.len() - 1], &MAGIC, 5, 3, 135),
+            None
+        );
     }
 
     #[test]

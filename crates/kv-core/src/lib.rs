@@ -27,7 +27,7 @@
 //! let header = FileHeader::new(7, 1).encode(b"\x89BCD\r\n\x1a\n");
 //! let mut file = header.to_vec();
 //! encode_record(&mut file, 7, 1, 0, 0, b"key", b"value");
-//! let r = decode_record(&file[header.len()..], 7, 1024, 1024).unwrap();
+//! let r = decode_record(&file[header.len()..], 7, kv_core::format::VERSION).unwrap();
 //! assert_eq!((r.key, r.value), (&b"key"[..], &b"value"[..]));
 //! ```
 

@@ -1,10 +1,11 @@
 //! [`scan_records`]: reading a data file record by record at open (when no hint describes
-//! it), keeping batches whole and telling a torn tail from corruption.
+//! it), keeping batches whole and telling a torn tail from corruption, in time linear in
+//! the file's bytes whatever they hold.
 
 use crate::error::CorruptionKind;
 use crate::format::{
-    BATCH_CONTINUES, DecodeError, FILE_HEADER_LEN, HintEntry, RECORD_HEADER_LEN, RECORD_KEY_LEN,
-    RECORD_VALUE_LEN, TOMBSTONE, decode_record, u32_at,
+    BATCH_CONTINUES, DecodeError, FILE_HEADER_LEN, HintEntry, RECORD_HEADER_LEN, TOMBSTONE,
+    claimed_len, decode_record, plausible_record,
 };
 use crate::options::RecoveryMode;
 
@@ -12,57 +13,118 @@ use crate::options::RecoveryMode;
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Scanned {
-    /// Every record of every complete batch, in file order.
+    /// Every record of every complete batch, in file order (seals are not listed).
     pub entries: Vec<HintEntry>,
-    /// Bytes of those records.
+    /// Bytes of those records and of the file's seals.
     pub record_bytes: u64,
-    /// Where the records end: after the last complete batch (zeros after it are
+    /// Where the records end: after the last complete batch or seal (zeros after it are
     /// preallocated free space, not damage).
     pub end: u64,
+    /// True when the last thing before `end` is a seal: the file was sealed and nothing was
+    /// appended after.
+    pub sealed: bool,
     /// Where to cut a torn tail (and why), for the newest file.
     pub torn_tail: Option<(u64, CorruptionKind)>,
     /// Damaged ranges skipped under [`RecoveryMode::SkipCorrupt`]: (offset, length, why).
     pub skipped: Vec<(u64, u64, CorruptionKind)>,
 }
 
-/// Any valid record after `from` with a sequence number above `min_seq`?
-fn valid_record_after(b: &[u8], from: usize, salt: u32, min_seq: u64) -> Option<usize> {
-    let last = b.len().checked_sub(RECORD_HEADER_LEN)?;
-    (from..=last).find(|&p| {
-        let rest = b.get(p..).unwrap_or_default();
-        // Cheap length checks first: a record must fit in what is left of the file.
-        let fits = |at| u32_at(rest, at).is_some_and(|n| (n as usize) <= rest.len());
-        fits(RECORD_KEY_LEN)
-            && fits(RECORD_VALUE_LEN)
-            && matches!(decode_record(rest, salt, u32::MAX, u32::MAX), Ok(r) if r.seq > min_seq)
-    })
+/// The valid records after the first damage in a file, found in one forward pass (so a
+/// file with many damaged places costs one pass, not one per place), with suffix maxima.
+#[derive(Debug, Default)]
+struct Later {
+    /// Offsets of the valid records found, increasing.
+    offsets: Vec<u64>,
+    /// `max_synced[i]`: the highest `synced_seq` of records `i..`.
+    max_synced: Vec<u64>,
+    /// `min_seq[i]`: the lowest seq of records `i..`.
+    min_seq: Vec<u64>,
+    /// The work budget ran out before the end of the file: what lies after is unknown.
+    exhausted: bool,
 }
 
-/// The highest `synced_seq` and the lowest seq among valid records after `from` with a seq
-/// above `min_seq`.
-fn synced_after(b: &[u8], from: usize, salt: u32, min_seq: u64) -> (u64, u64) {
-    let (mut synced, mut lowest) = (0, u64::MAX);
-    let mut p = from;
-    while let Some(found) = valid_record_after(b, p, salt, min_seq) {
-        if let Ok(r) = decode_record(b.get(found..).unwrap_or_default(), salt, u32::MAX, u32::MAX) {
-            synced = synced.max(r.synced_seq);
-            lowest = lowest.min(r.seq);
+/// How many payload bytes the forward pass may feed to CRCs for records that then fail, per
+/// byte of file (plus [`RESCAN_SLACK`]): what bounds the work a crafted file can cause (a
+/// candidate offset is first checked in O(1), by its header CRC in format 2).
+const RESCAN_FACTOR: u64 = 2;
+/// Fixed allowance of the forward pass's budget.
+const RESCAN_SLACK: u64 = 1 << 20;
+
+impl Later {
+    /// Walks from `from` to the end: at each offset an O(1) check, a full decode only where
+    /// it passes, a jump over every valid record found, and zero runs skipped (no record
+    /// header is all zeros: seqs start at 1).
+    fn find(b: &[u8], from: usize, salt: u32, version: u32) -> Later {
+        let mut out = Later::default();
+        let mut found = Vec::new();
+        let mut budget = (b.len() as u64)
+            .saturating_mul(RESCAN_FACTOR)
+            .saturating_add(RESCAN_SLACK);
+        let mut p = from;
+        while p + RECORD_HEADER_LEN <= b.len() {
+            let rest = b.get(p..).unwrap_or_default();
+            if rest.first() == Some(&0) {
+                let z = rest.iter().position(|&x| x != 0).unwrap_or(rest.len());
+                if z >= RECORD_HEADER_LEN {
+                    p += z - (RECORD_HEADER_LEN - 1);
+                    continue;
+                }
+            }
+            if plausible_record(rest, salt, version) {
+                let cost = claimed_len(rest, version).unwrap_or(0);
+                if cost > budget {
+                    out.exhausted = true;
+                    break;
+                }
+                budget -= cost;
+                if let Ok(r) = decode_record(rest, salt, version) {
+                    found.push((p as u64, r.seq, r.synced_seq));
+                    p += r.encoded_len();
+                    continue;
+                }
+            }
+            p += 1;
         }
-        p = found + 1;
+        out.offsets = found.iter().map(|f| f.0).collect();
+        let (mut synced, mut lowest) = (0, u64::MAX);
+        for &(_, seq, s) in found.iter().rev() {
+            synced = synced.max(s);
+            lowest = lowest.min(seq);
+            out.max_synced.push(synced);
+            out.min_seq.push(lowest);
+        }
+        out.max_synced.reverse();
+        out.min_seq.reverse();
+        out
     }
-    (synced, lowest)
+
+    /// The first valid record after `pos`: its index and offset.
+    fn after(&self, pos: usize) -> Option<(usize, usize)> {
+        let i = self.offsets.partition_point(|&o| o <= pos as u64);
+        Some((i, *self.offsets.get(i)? as usize))
+    }
 }
 
-/// Scans the records of a data file (`bytes`, header included), keeping batches whole.
+/// Scans the records of a data file of format `version` (`bytes`, header included), keeping
+/// batches whole.
 ///
-/// Damage with no valid record after it, in the `newest` file (the one being appended to at
-/// a crash), is a torn tail: reported in `torn_tail` (cut at the start of an unfinished
-/// batch), unless `mode` is [`RecoveryMode::Strict`]. Other damage is an error
-/// `(offset, kind)`, unless [`RecoveryMode::SkipCorrupt`], which skips to the next valid
-/// record and reports the range. Total: never panics.
+/// Damage in the `newest` file (the one being appended to at a crash) is a torn tail when
+/// nothing after it proves it was durable: no valid record follows, or only records whose
+/// `synced_seq` is below the damaged record's seq (unsynced pages written back out of
+/// order). A seal or later record with `synced_seq` at or above it proves the damaged
+/// record had been durable: corruption. A torn tail is reported in `torn_tail` (cut at the
+/// start of an unfinished batch), unless `mode` is [`RecoveryMode::Strict`]. Other damage
+/// is an error `(offset, kind)`, unless [`RecoveryMode::SkipCorrupt`], which skips to the
+/// next valid record and reports the range.
+///
+/// Linear in `bytes.len()`: records are decoded once; after damage, one forward pass finds
+/// the valid records that follow (an O(1) check per offset, a bounded budget of payload
+/// CRCs; past the budget the damage is [`CorruptionKind::RescanLimit`]). Total: never
+/// panics.
 pub fn scan_records(
     bytes: &[u8],
     salt: u32,
+    version: u32,
     newest: bool,
     mode: RecoveryMode,
 ) -> Result<Scanned, (u64, CorruptionKind)> {
@@ -76,13 +138,23 @@ pub fn scan_records(
     let mut batch: Vec<HintEntry> = Vec::new();
     let mut batch_start = pos;
     let mut last_seq = 0;
+    let mut later: Option<Later> = None;
     while pos < bytes.len() {
         let rest = bytes.get(pos..).unwrap_or_default();
-        let decoded = decode_record(rest, salt, u32::MAX, u32::MAX);
+        let decoded = decode_record(rest, salt, version);
         if decoded.is_err() && rest.iter().all(|&b| b == 0) {
             break; // preallocated space
         }
         let kind = match decoded {
+            Ok(r) if r.is_seal() && !batch.is_empty() => CorruptionKind::IncompleteBatch,
+            Ok(r) if r.is_seal() => {
+                last_seq = last_seq.max(r.seq);
+                pos += r.encoded_len();
+                out.record_bytes += r.encoded_len() as u64;
+                out.end = pos as u64;
+                out.sealed = true;
+                continue;
+            }
             Ok(r) => {
                 if batch.is_empty() {
                     batch_start = pos;
@@ -100,26 +172,32 @@ pub fn scan_records(
                     out.record_bytes += (pos - batch_start) as u64;
                     out.entries.append(&mut batch);
                     out.end = pos as u64;
+                    out.sealed = false;
                 }
                 continue;
             }
             Err(e @ (DecodeError::Truncated | DecodeError::Corrupt(_))) => CorruptionKind::from(e),
         };
         let damage_at = if batch.is_empty() { pos } else { batch_start };
-        let later = valid_record_after(bytes, pos + 1, salt, last_seq);
+        let later = later.get_or_insert_with(|| Later::find(bytes, pos + 1, salt, version));
+        if later.exhausted {
+            return Err((pos as u64, CorruptionKind::RescanLimit));
+        }
+        let next = later.after(pos);
         // Valid records after the damage still make a torn tail if none was written after
-        // the damaged record was durable (unsynced pages written back out of order). Seqs in a
-        // writer's file are consecutive, so the damaged record is `last_seq + 1`; at the start
-        // of a file, it is at most one below the first valid record after the damage.
-        let proven_durable = later.is_some() && {
-            let (max_synced, min_later) = synced_after(bytes, pos + 1, salt, last_seq);
+        // the damaged record was durable. Seqs in a writer's file are consecutive, so the
+        // damaged record is `last_seq + 1`; at the start of a file, it is at most one below
+        // the first valid record after the damage.
+        let proven_durable = next.is_some_and(|(i, _)| {
+            let max_synced = later.max_synced.get(i).copied().unwrap_or(0);
+            let min_later = later.min_seq.get(i).copied().unwrap_or(u64::MAX);
             let damaged_seq = if last_seq > 0 {
                 last_seq + 1
             } else {
                 min_later.saturating_sub(1).max(1)
             };
             max_synced >= damaged_seq
-        };
+        });
         batch.clear();
         if tail_ok && !proven_durable {
             out.torn_tail = Some((damage_at as u64, kind));
@@ -128,7 +206,7 @@ pub fn scan_records(
         if !salvage {
             return Err((pos as u64, kind));
         }
-        let next = later.unwrap_or(bytes.len());
+        let next = next.map_or(bytes.len(), |(_, at)| at);
         out.skipped
             .push((damage_at as u64, (next - damage_at) as u64, kind));
         pos = next;
@@ -150,7 +228,7 @@ pub fn scan_records(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::format::{FileHeader, encode_record};
+    use crate::format::{FileHeader, VERSION, encode_record};
 
     fn file(records: &[(u64, u32, &[u8], &[u8])]) -> Vec<u8> {
         let mut b = FileHeader::new(4, 1).encode(b"\x89TST\r\n\x1a\n").to_vec();
@@ -165,20 +243,20 @@ mod tests {
         let mut b = file(&[(1, 0, b"a", b"1"), (2, 0, b"b", b"2")]);
         let whole = b.len();
         b.truncate(whole - 3);
-        let s = scan_records(&b, 4, true, RecoveryMode::TolerateTornTail).unwrap();
+        let s = scan_records(&b, 4, VERSION, true, RecoveryMode::TolerateTornTail).unwrap();
         assert_eq!(s.entries.len(), 1);
         assert_eq!(
             s.torn_tail.map(|t| t.1),
             Some(CorruptionKind::TruncatedRecord)
         );
-        assert!(scan_records(&b, 4, false, RecoveryMode::TolerateTornTail).is_err());
-        assert!(scan_records(&b, 4, true, RecoveryMode::Strict).is_err());
+        assert!(scan_records(&b, 4, VERSION, false, RecoveryMode::TolerateTornTail).is_err());
+        assert!(scan_records(&b, 4, VERSION, true, RecoveryMode::Strict).is_err());
     }
 
     #[test]
     fn an_unfinished_batch_is_dropped_whole() {
         let b = file(&[(1, 0, b"a", b"1"), (2, BATCH_CONTINUES, b"b", b"2")]);
-        let s = scan_records(&b, 4, true, RecoveryMode::TolerateTornTail).unwrap();
+        let s = scan_records(&b, 4, VERSION, true, RecoveryMode::TolerateTornTail).unwrap();
         assert_eq!(s.entries.len(), 1);
         assert_eq!(
             s.torn_tail.map(|t| t.1),
@@ -191,13 +269,13 @@ mod tests {
         let mut b = file(&[(1, 0, b"a", b"1"), (2, 0, b"b", b"2"), (3, 0, b"c", b"3")]);
         // Record 2 flipped; record 3 says 2 was durable when it was written.
         b[FILE_HEADER_LEN + 34 + 33] ^= 1;
-        let err = scan_records(&b, 4, true, RecoveryMode::TolerateTornTail).unwrap_err();
+        let err = scan_records(&b, 4, VERSION, true, RecoveryMode::TolerateTornTail).unwrap_err();
         assert_eq!(
             err.0,
             (FILE_HEADER_LEN + 34) as u64,
             "the damaged record's offset"
         );
-        let s = scan_records(&b, 4, true, RecoveryMode::SkipCorrupt).unwrap();
+        let s = scan_records(&b, 4, VERSION, true, RecoveryMode::SkipCorrupt).unwrap();
         assert_eq!(s.entries.len(), 2);
         assert_eq!(s.skipped.len(), 1);
     }

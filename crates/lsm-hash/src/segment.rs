@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use durable_fs::{Access, DurableFs};
-use kv_core::format::{HintEntry, TOMBSTONE, decode_hint, file_name, hint_covers};
+use kv_core::format::{HintEntry, TOMBSTONE, decode_hint, file_name};
 use kv_core::scan::scan_records;
 use kv_core::{CorruptionKind, DataFile, Error, RecoveryMode, Result, ValueRef};
 use parking_lot::RwLock;
@@ -65,6 +65,8 @@ pub(crate) struct LoadedSegment {
     /// Where the records end (zeros after it are preallocated space).
     pub end: u64,
     pub from_snapshot: bool,
+    /// The scan found the records ending with a seal.
+    pub sealed: bool,
     /// A torn tail (cut unless read-only): (offset, bytes dropped, why).
     pub torn_tail: Option<(u64, u64, CorruptionKind)>,
     /// Damaged ranges skipped under [`RecoveryMode::SkipCorrupt`]: (offset, length, why).
@@ -134,14 +136,20 @@ pub(crate) fn load(fs: &DurableFs, dir: &Path, id: u64, mode: LoadMode) -> Resul
     let snapshot = kv_core::read_at_most(fs, &dir.join(index_name(id)), kv_core::MAX_FILE_LEN)
         .ok()
         .flatten()
-        .and_then(|b| decode_hint(&b, &INDEX_MAGIC, header.salt, id))
-        .filter(|entries| hint_covers(entries, bytes.len() as u64));
+        .and_then(|b| decode_hint(&b, &INDEX_MAGIC, header.salt, id, bytes.len() as u64));
     let mut quarantined = None;
+    let mut sealed = false;
     let (entries, end, from_snapshot, torn_tail, skipped) = match snapshot {
         Some(entries) => (entries, bytes.len() as u64, true, None, Vec::new()),
         None => {
-            let scanned = scan_records(&bytes, header.salt, mode.newest, mode.recovery)
-                .map_err(|(offset, kind)| Error::corrupt(&path, offset, kind))?;
+            let scanned = scan_records(
+                &bytes,
+                header.salt,
+                header.version,
+                mode.newest,
+                mode.recovery,
+            )
+            .map_err(|(offset, kind)| Error::corrupt(&path, offset, kind))?;
             let torn = scanned
                 .torn_tail
                 .map(|(offset, kind)| (offset, bytes.len() as u64 - offset, kind));
@@ -172,6 +180,7 @@ pub(crate) fn load(fs: &DurableFs, dir: &Path, id: u64, mode: LoadMode) -> Resul
                 }
             }
             let end = scanned.end;
+            sealed = scanned.sealed && torn.is_none();
             (scanned.entries, end, false, torn, scanned.skipped)
         }
     };
@@ -184,6 +193,7 @@ pub(crate) fn load(fs: &DurableFs, dir: &Path, id: u64, mode: LoadMode) -> Resul
         max_seq,
         end,
         from_snapshot,
+        sealed,
         torn_tail,
         skipped,
         quarantined,

@@ -7,8 +7,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use durable_fs::{DirLock, DurableFs, GroupCommit, Ticker};
 use kv_core::format::{
-    FILE_HEADER_LEN, FileHeader, FileKind, MAX_FILE_ID, TOMBSTONE, encode_hint, encode_record,
-    is_own_temp, parse_name, record_len,
+    FILE_HEADER_LEN, FileHeader, FileKind, MAX_FILE_ID, TOMBSTONE, VERSION, encode_hint,
+    encode_record, is_own_temp, parse_name, record_len,
 };
 use kv_core::{
     Appender, CompactionReport, CorruptionKind, Damage, DataFile, Error, KvStore, Pairs, Result,
@@ -198,9 +198,12 @@ impl Inner {
         self.publish_upto(self.group.durable());
         let entries = snapshot_entries(&seg.index.read());
         let header = FileHeader::new(seg.data.salt, seg.id());
-        let bytes = encode_hint(header, &INDEX_MAGIC, &entries);
         let path = self.dir.join(index_name(seg.id()));
-        if self.opts.fs.atomic_replace(&path, &bytes).is_err() {
+        let written = seg.data.file.len().map_err(Error::from).and_then(|len| {
+            let bytes = encode_hint(header, &INDEX_MAGIC, &entries, len);
+            Ok(self.opts.fs.atomic_replace(&path, &bytes)?)
+        });
+        if written.is_err() {
             self.snapshot_failures.fetch_add(1, Ordering::Relaxed);
         }
     }
@@ -517,6 +520,8 @@ struct Recovered {
     max_seq: u64,
     /// Where the active segment's records end.
     active_end: u64,
+    /// The active segment's records end with a seal.
+    active_sealed: bool,
     max_id: u64,
     report: RecoveryReport,
 }
@@ -560,6 +565,7 @@ fn recover(fs: &DurableFs, dir: &Path, opts: &Options) -> Result<Recovered> {
         list: Vec::new(),
         max_seq: 0,
         active_end: FILE_HEADER_LEN as u64,
+        active_sealed: false,
         max_id,
         report,
     };
@@ -572,6 +578,7 @@ fn recover(fs: &DurableFs, dir: &Path, opts: &Options) -> Result<Recovered> {
         let loaded = segment::load(fs, dir, id, mode)?;
         out.max_seq = out.max_seq.max(loaded.max_seq);
         out.active_end = loaded.end;
+        out.active_sealed = loaded.sealed;
         if loaded.from_snapshot {
             out.report.from_snapshots += 1;
         } else {
@@ -603,17 +610,27 @@ fn open_inner(dir: &Path, opts: Options) -> Result<Inner> {
     };
     let mut r = recover(&fs, dir, &opts)?;
     let next_id = AtomicU64::new(r.max_id + 1);
-    if r.list.is_empty() && !opts.read_only {
+    // New records go to a segment of the current format: an empty store, or one whose
+    // active segment was written in format 1 (its records cannot be mixed with format 2
+    // ones), gets a fresh active segment.
+    let stale = r.list.last().is_none_or(|s| s.data.version != VERSION);
+    if stale && !opts.read_only {
         let id = next_id.fetch_add(1, Ordering::AcqRel);
         r.list.push(Arc::new(create_segment(&fs, dir, id)?));
-        fs.atomic_replace(&dir.join(MANIFEST), &manifest::encode(&[id]))?;
+        let ids: Vec<u64> = r.list.iter().map(|s| s.id()).collect();
+        fs.atomic_replace(&dir.join(MANIFEST), &manifest::encode(&ids))?;
+        r.active_end = FILE_HEADER_LEN as u64;
+        r.active_sealed = false;
     }
     r.report.segments = r.list.len();
     let writer = match r.list.last() {
         Some(active) if !opts.read_only => {
             let file_len = active.data.file.len()?;
             let offset = r.active_end.min(file_len);
-            let app = Appender::new(active.data.clone(), offset, file_len, r.max_seq);
+            let mut app = Appender::new(active.data.clone(), offset, file_len, r.max_seq);
+            if r.active_sealed {
+                app.mark_sealed();
+            }
             Some(Mutex::new(Writer {
                 app,
                 active: Arc::clone(active),
@@ -908,7 +925,11 @@ impl LsmHash {
             return Ok(());
         }
         inner.check_poison()?;
-        inner.wait_durable(inner.last_seq())
+        inner.wait_durable(inner.last_seq())?;
+        // Sealed: damage in what was written before is corruption at the next open, never a
+        // torn tail (the next open appends after the seal).
+        let mut w = inner.writer()?.lock();
+        w.app.seal().map_err(|e| inner.fail(e.into()))
     }
 }
 

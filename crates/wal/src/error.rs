@@ -59,6 +59,17 @@ pub enum CorruptionKind {
     },
     /// The log ends inside a batch (all-or-nothing: the batch is dropped).
     IncompleteBatch,
+    /// Damage followed by more plausible-looking records than a linear rescan may check (a
+    /// crafted file): whether the damage was durable cannot be told, so it is refused.
+    RescanLimit,
+    /// A segment longer than its header allows (or, in format 1, than 4 GiB): refused
+    /// before anything is read or allocated for it.
+    SegmentTooLong {
+        /// The file's length.
+        len: u64,
+        /// The most the format allows it.
+        max: u64,
+    },
 }
 
 impl std::fmt::Display for CorruptionKind {
@@ -94,6 +105,16 @@ impl std::fmt::Display for CorruptionKind {
                 "segment starts at LSN {first} but the previous one ends at {previous_last}"
             ),
             CorruptionKind::IncompleteBatch => write!(f, "log ends inside a batch"),
+            CorruptionKind::RescanLimit => write!(
+                f,
+                "damage followed by more candidate records than a linear rescan checks"
+            ),
+            CorruptionKind::SegmentTooLong { len, max } => {
+                write!(
+                    f,
+                    "segment is {len} bytes, more than the {max} its format allows"
+                )
+            }
         }
     }
 }

@@ -6,26 +6,33 @@
 //! ```text
 //! segment header (32 bytes)
 //!   0..8    magic            89 57 41 4C 0D 0A 1A 0A   ("\x89WAL\r\n\x1a\n", PNG-style)
-//!   8..12   version          u32 = 1
+//!   8..12   version          u32 = 2 (1: segments written before format 2, still read)
 //!   12..16  salt             u32, random per segment; mixed into every record CRC
 //!   16..24  first_lsn        u64, the LSN the first record of this segment would have
 //!   24..28  reserved         u32 = 0
 //!   28..32  header_crc       u32, crc32 of bytes 0..28
-//! records, back to back, each:
+//! records (format 2), back to back, each:
 //!   0..4    len              u32, payload length (<= MAX_RECORD_LIMIT, 1 GiB)
 //!   4..8    crc              u32, crc32(salt ++ bytes 0..4 ++ bytes 8..28 ++ payload)
-//!   8..16   lsn              u64, exactly previous record's LSN + 1 (first_lsn for the first)
-//!   16..24  synced_lsn       u64, the highest LSN known durable (fsync returned) when this
-//!                            record was written
+//!   8..12   header_crc       u32, crc32(salt ++ bytes 0..4 ++ bytes 12..28): a candidate
+//!                            offset is rejected in O(1)
+//!   12..20  lsn              u64, exactly previous record's LSN + 1 (first_lsn for the first);
+//!                            a seal repeats the LSN of the record before it
+//!   20..24  synced_delta     u32, lsn - synced_lsn (u32::MAX: synced_lsn 0, nothing known):
+//!                            synced_lsn is the highest LSN known durable (fsync returned)
+//!                            when this record was written
 //!   24..28  flags            u32; bit 0 = BATCH_CONTINUES (more records of the same batch
-//!                            follow); other bits must be 0
+//!                            follow); bit 1 = SEAL (no payload: written after an fsync
+//!                            returned, it says every record before it is durable)
 //!   28..    payload          len bytes
+//! records (format 1): 0..4 len | 4..8 crc (same coverage) | 8..16 lsn | 16..24 synced_lsn u64 |
+//!   24..28 flags (bit 0 only) | payload
 //! ```
 //!
 //! `synced_lsn` lets recovery tell a torn tail from corruption even when the disk persisted
 //! unsynced pages out of order: damage at LSN `m` followed by valid records whose `synced_lsn`
 //! is below `m` lies in the window that was never synced (nothing there was acknowledged);
-//! a later record with `synced_lsn >= m` proves `m` had been durable, so its damage is
+//! a later record or seal with `synced_lsn >= m` proves `m` had been durable, so its damage is
 //! corruption.
 //!
 //! The CRC covers the length, the LSN and the flags as well as the payload, and is salted per
@@ -35,18 +42,30 @@
 
 /// Segment file magic.
 pub const MAGIC: [u8; 8] = *b"\x89WAL\r\n\x1a\n";
-/// Current format version.
-pub const VERSION: u32 = 1;
+/// Format version of segments written now.
+pub const VERSION: u32 = 2;
+/// The previous format version, still read (no header CRC, no seals).
+pub const VERSION_1: u32 = 1;
 /// Bytes in a segment header.
 pub const SEGMENT_HEADER_LEN: usize = 32;
 /// Bytes in a record header.
 pub const RECORD_HEADER_LEN: usize = 28;
 /// Record flag: the next record belongs to the same batch.
 pub const BATCH_CONTINUES: u32 = 1;
+/// Record flag (format 2): a seal, with no payload and the LSN of the record before it,
+/// written after an fsync returned: every record before it in the segment is durable. The
+/// log seals its last segment when it closes.
+pub const SEAL: u32 = 2;
+/// `synced_delta` value meaning "no LSN known durable" (`synced_lsn` 0).
+pub const NOTHING_SYNCED: u32 = u32::MAX;
 /// The largest payload the format allows (and the most `Options::max_record_bytes` may be).
 /// Readers bound lengths by this, not by the options of the day, so a log written with a
 /// larger limit still reads after the limit is lowered.
 pub const MAX_RECORD_LIMIT: u32 = 1 << 30;
+/// The longest segment the format allows (4 GiB): writers keep `max_segment_bytes` and any
+/// one batch within it, and a reader refuses a longer file as corruption before reading or
+/// allocating anything for it, whatever its options.
+pub const MAX_SEGMENT_LEN: u64 = 1 << 32;
 /// Suffix of segment file names.
 pub const SEGMENT_SUFFIX: &str = ".wal";
 
@@ -66,12 +85,24 @@ pub const HEADER_CRC: usize = 28;
 pub const RECORD_LEN: usize = 0;
 /// Record: the CRC, u32.
 pub const RECORD_CRC: usize = 4;
+/// Record: the header CRC, u32.
+pub const RECORD_HEADER_CRC: usize = 8;
 /// Record: the LSN, u64.
-pub const RECORD_LSN: usize = 8;
-/// Record: synced_lsn, u64.
-pub const RECORD_SYNCED_LSN: usize = 16;
+pub const RECORD_LSN: usize = 12;
+/// Record: lsn - synced_lsn, u32.
+pub const RECORD_SYNCED_DELTA: usize = 20;
 /// Record: flags, u32.
 pub const RECORD_FLAGS: usize = 24;
+
+/// Format 1's record layout (segments written before format 2).
+pub mod v1 {
+    /// Record: the LSN, u64.
+    pub const RECORD_LSN: usize = 8;
+    /// Record: synced_lsn, u64.
+    pub const RECORD_SYNCED_LSN: usize = 16;
+    /// Record: flags, u32.
+    pub const RECORD_FLAGS: usize = 24;
+}
 
 const _: () = assert!(HEADER_VERSION == HEADER_MAGIC + 8);
 const _: () = assert!(HEADER_SALT == HEADER_VERSION + 4);
@@ -80,15 +111,27 @@ const _: () = assert!(HEADER_RESERVED == HEADER_FIRST_LSN + 8);
 const _: () = assert!(HEADER_CRC == HEADER_RESERVED + 4);
 const _: () = assert!(SEGMENT_HEADER_LEN == HEADER_CRC + 4);
 const _: () = assert!(RECORD_CRC == RECORD_LEN + 4);
-const _: () = assert!(RECORD_LSN == RECORD_CRC + 4);
-const _: () = assert!(RECORD_SYNCED_LSN == RECORD_LSN + 8);
-const _: () = assert!(RECORD_FLAGS == RECORD_SYNCED_LSN + 8);
+const _: () = assert!(RECORD_HEADER_CRC == RECORD_CRC + 4);
+const _: () = assert!(RECORD_LSN == RECORD_HEADER_CRC + 4);
+const _: () = assert!(RECORD_SYNCED_DELTA == RECORD_LSN + 8);
+const _: () = assert!(RECORD_FLAGS == RECORD_SYNCED_DELTA + 4);
 const _: () = assert!(RECORD_HEADER_LEN == RECORD_FLAGS + 4);
+const _: () = assert!(v1::RECORD_LSN == RECORD_CRC + 4);
+const _: () = assert!(v1::RECORD_SYNCED_LSN == v1::RECORD_LSN + 8);
+const _: () = assert!(v1::RECORD_FLAGS == v1::RECORD_SYNCED_LSN + 8);
+const _: () = assert!(RECORD_HEADER_LEN == v1::RECORD_FLAGS + 4);
 
-/// The LSN field of the record header at the start of `b`, without checking the record
-/// (recovery uses it to skip candidates cheaply before a full decode).
-pub fn peek_lsn(b: &[u8]) -> Option<Lsn> {
-    u64_at(b, RECORD_LSN)
+/// The LSN field of the record header (format `version`) at the start of `b`, without
+/// checking the record (recovery uses it to skip candidates cheaply before a full decode).
+pub fn peek_lsn(b: &[u8], version: u32) -> Option<Lsn> {
+    u64_at(
+        b,
+        if version == VERSION_1 {
+            v1::RECORD_LSN
+        } else {
+            RECORD_LSN
+        },
+    )
 }
 
 /// A log sequence number: records are numbered 1, 2, 3, ... and numbers are never reused
@@ -160,7 +203,7 @@ impl SegmentHeader {
             return Err(HeaderError::BadChecksum);
         }
         let version = u32_at(b, HEADER_VERSION).ok_or(HeaderError::Short)?;
-        if version != VERSION {
+        if version != VERSION && version != VERSION_1 {
             return Err(HeaderError::UnsupportedVersion(version));
         }
         Ok(SegmentHeader {
@@ -185,17 +228,28 @@ pub fn parse_segment_name(name: &str) -> Option<Lsn> {
     digits.parse().ok()
 }
 
-fn record_crc(salt: u32, len: &[u8], rest: &[u8], payload: &[u8]) -> u32 {
+fn salted_crc(salt: u32, parts: &[&[u8]]) -> u32 {
     let mut h = crc32fast::Hasher::new();
     h.update(&salt.to_le_bytes());
-    h.update(len);
-    h.update(rest);
-    h.update(payload);
+    for p in parts {
+        h.update(p);
+    }
     h.finalize()
 }
 
-/// Appends the encoding of one record to `out`; `synced_lsn` is the highest LSN known
-/// durable as it is written.
+/// The header CRC of a format-2 record header `h`.
+fn header_crc(salt: u32, h: &[u8]) -> u32 {
+    salted_crc(
+        salt,
+        &[
+            h.get(RECORD_LEN..RECORD_CRC).unwrap_or_default(),
+            h.get(RECORD_LSN..RECORD_HEADER_LEN).unwrap_or_default(),
+        ],
+    )
+}
+
+/// Appends the encoding of one record (current format) to `out`; `synced_lsn` is the highest
+/// LSN known durable as it is written (above `lsn` it is stored as `lsn`).
 pub fn encode_record(
     out: &mut Vec<u8>,
     salt: u32,
@@ -205,24 +259,39 @@ pub fn encode_record(
     payload: &[u8],
 ) {
     let len = u32::try_from(payload.len())
-        .expect("payload length is checked against max_record_bytes (a u32) before encoding")
-        .to_le_bytes();
-    // The header from the LSN on (the CRC covers the length and these, not itself).
-    let mut rest = [0u8; RECORD_HEADER_LEN - RECORD_LSN];
-    let mut put = |at: usize, bytes: &[u8]| {
-        let at = at - RECORD_LSN;
-        if let Some(dst) = rest.get_mut(at..at + bytes.len()) {
+        .expect("payload length is checked against max_record_bytes (a u32) before encoding");
+    // A gap too wide for 32 bits reads back as "nothing known durable": a record never
+    // claims more was durable than was.
+    let delta = u32::try_from(lsn.saturating_sub(synced_lsn)).unwrap_or(NOTHING_SYNCED);
+    fn put(h: &mut [u8; RECORD_HEADER_LEN], at: usize, bytes: &[u8]) {
+        if let Some(dst) = h.get_mut(at..at + bytes.len()) {
             dst.copy_from_slice(bytes);
         }
-    };
-    put(RECORD_LSN, &lsn.to_le_bytes());
-    put(RECORD_SYNCED_LSN, &synced_lsn.to_le_bytes());
-    put(RECORD_FLAGS, &flags.to_le_bytes());
-    let crc = record_crc(salt, &len, &rest, payload);
-    out.extend_from_slice(&len);
-    out.extend_from_slice(&crc.to_le_bytes());
-    out.extend_from_slice(&rest);
+    }
+    let mut h = [0u8; RECORD_HEADER_LEN];
+    put(&mut h, RECORD_LEN, &len.to_le_bytes());
+    put(&mut h, RECORD_LSN, &lsn.to_le_bytes());
+    put(&mut h, RECORD_SYNCED_DELTA, &delta.to_le_bytes());
+    put(&mut h, RECORD_FLAGS, &flags.to_le_bytes());
+    let hcrc = header_crc(salt, &h);
+    put(&mut h, RECORD_HEADER_CRC, &hcrc.to_le_bytes());
+    let crc = salted_crc(
+        salt,
+        &[
+            h.get(RECORD_LEN..RECORD_CRC).unwrap_or_default(),
+            h.get(RECORD_HEADER_CRC..).unwrap_or_default(),
+            payload,
+        ],
+    );
+    put(&mut h, RECORD_CRC, &crc.to_le_bytes());
+    out.extend_from_slice(&h);
     out.extend_from_slice(payload);
+}
+
+/// Appends a seal to `out`: no payload, `lsn` the last record's, saying every record before
+/// it is durable. Write it only after the fsync that made them durable returned.
+pub fn encode_seal(out: &mut Vec<u8>, salt: u32, lsn: Lsn) {
+    encode_record(out, salt, lsn, lsn, SEAL, b"");
 }
 
 /// A record decoded from a buffer, borrowing its payload.
@@ -242,6 +311,11 @@ impl RecordRef<'_> {
     /// Bytes the record occupies on disk.
     pub fn encoded_len(&self) -> usize {
         RECORD_HEADER_LEN + self.payload.len()
+    }
+
+    /// True for a seal (not a record of the log: no payload, the LSN of the one before).
+    pub fn is_seal(&self) -> bool {
+        self.flags & SEAL != 0
     }
 }
 
@@ -272,14 +346,55 @@ pub enum DecodeError {
     BadFlags(u32),
 }
 
-/// Decodes the record at the start of `b`. Total: any bytes give a record or an error. The
-/// length is bounded by `max_len` before anything is read past the header.
-pub fn decode_record(b: &[u8], salt: u32, max_len: u32) -> Result<RecordRef<'_>, DecodeError> {
+/// The payload length the record header at the start of `b` claims, unchecked.
+pub fn claimed_len(b: &[u8]) -> u32 {
+    u32_at(b, RECORD_LEN).unwrap_or(0)
+}
+
+/// True when a record of format `version` may start at the start of `b`, checked in O(1)
+/// (no payload is read): known flags, a length within `max_len` that fits in `b`, and in
+/// format 2 the header CRC. Recovery tries a full decode only where this holds.
+pub fn plausible_record(b: &[u8], salt: u32, version: u32, max_len: u32) -> bool {
+    let Some(h) = b.first_chunk::<RECORD_HEADER_LEN>() else {
+        return false;
+    };
+    let (len, flags) = (
+        u32_at(h, RECORD_LEN).unwrap_or(0),
+        u32_at(h, RECORD_FLAGS).unwrap_or(0),
+    );
+    let known = if version == VERSION_1 {
+        BATCH_CONTINUES
+    } else {
+        BATCH_CONTINUES | SEAL
+    };
+    if flags & !known != 0 || len > max_len || len as usize > b.len() - RECORD_HEADER_LEN {
+        return false;
+    }
+    version == VERSION_1 || u32_at(h, RECORD_HEADER_CRC) == Some(header_crc(salt, h))
+}
+
+/// Decodes the record of format `version` at the start of `b`. Total: any bytes give a record
+/// or an error. In format 2 the header is checked by its own CRC first; the length is
+/// bounded by `max_len` before anything is read past the header.
+pub fn decode_record(
+    b: &[u8],
+    salt: u32,
+    version: u32,
+    max_len: u32,
+) -> Result<RecordRef<'_>, DecodeError> {
     let Some(header) = b.first_chunk::<RECORD_HEADER_LEN>() else {
         return Err(DecodeError::Truncated {
             need: RECORD_HEADER_LEN as u64,
         });
     };
+    let v1 = version == VERSION_1;
+    if !v1 {
+        let expected = u32_at(header, RECORD_HEADER_CRC).unwrap_or(0);
+        let actual = header_crc(salt, header);
+        if expected != actual {
+            return Err(DecodeError::ChecksumMismatch { expected, actual });
+        }
+    }
     let len = u32_at(header, RECORD_LEN).unwrap_or(0);
     if len > max_len {
         return Err(DecodeError::LengthTooLarge { len, max: max_len });
@@ -289,22 +404,40 @@ pub fn decode_record(b: &[u8], salt: u32, max_len: u32) -> Result<RecordRef<'_>,
         return Err(DecodeError::Truncated { need: total as u64 });
     };
     let expected = u32_at(header, RECORD_CRC).unwrap_or(0);
-    let actual = record_crc(
+    let actual = salted_crc(
         salt,
-        header.get(RECORD_LEN..RECORD_CRC).unwrap_or_default(),
-        header.get(8..RECORD_HEADER_LEN).unwrap_or_default(),
-        payload,
+        &[
+            header.get(RECORD_LEN..RECORD_CRC).unwrap_or_default(),
+            header.get(8..RECORD_HEADER_LEN).unwrap_or_default(),
+            payload,
+        ],
     );
     if expected != actual {
         return Err(DecodeError::ChecksumMismatch { expected, actual });
     }
     let flags = u32_at(header, RECORD_FLAGS).unwrap_or(0);
-    if flags & !BATCH_CONTINUES != 0 {
+    let known = if v1 {
+        BATCH_CONTINUES
+    } else {
+        BATCH_CONTINUES | SEAL
+    };
+    if flags & !known != 0 || (flags & SEAL != 0 && (flags != SEAL || len != 0)) {
         return Err(DecodeError::BadFlags(flags));
     }
+    let (lsn, synced_lsn) = if v1 {
+        let lsn = u64_at(header, v1::RECORD_LSN).unwrap_or(0);
+        (lsn, u64_at(header, v1::RECORD_SYNCED_LSN).unwrap_or(0))
+    } else {
+        let lsn = u64_at(header, RECORD_LSN).unwrap_or(0);
+        let synced = match u32_at(header, RECORD_SYNCED_DELTA).unwrap_or(NOTHING_SYNCED) {
+            NOTHING_SYNCED => 0,
+            d => lsn.saturating_sub(u64::from(d)),
+        };
+        (lsn, synced)
+    };
     Ok(RecordRef {
-        lsn: u64_at(header, RECORD_LSN).unwrap_or(0),
-        synced_lsn: u64_at(header, RECORD_SYNCED_LSN).unwrap_or(0),
+        lsn,
+        synced_lsn,
         flags,
         payload,
     })
@@ -335,21 +468,63 @@ mod tests {
     fn record_round_trips_and_every_bit_flip_is_caught() {
         let mut buf = Vec::new();
         encode_record(&mut buf, 7, 9, 4, BATCH_CONTINUES, b"payload");
-        let r = decode_record(&buf, 7, 1024).unwrap();
+        let r = decode_record(&buf, 7, VERSION, 1024).unwrap();
         assert_eq!(
             (r.lsn, r.synced_lsn, r.flags, r.payload),
             (9, 4, BATCH_CONTINUES, &b"payload"[..])
         );
         assert_eq!(r.encoded_len(), buf.len());
+        assert!(plausible_record(&buf, 7, VERSION, 1024));
         assert!(
-            decode_record(&buf, 8, 1024).is_err(),
+            decode_record(&buf, 8, VERSION, 1024).is_err(),
             "another segment's salt"
         );
         for i in 0..buf.len() * 8 {
             let mut b = buf.clone();
             b[i / 8] ^= 1 << (i % 8);
-            assert!(decode_record(&b, 7, 1024).is_err(), "bit {i}");
+            assert!(decode_record(&b, 7, VERSION, 1024).is_err(), "bit {i}");
+            let in_header =
+                i / 8 < RECORD_HEADER_LEN && !(RECORD_CRC..RECORD_HEADER_CRC).contains(&(i / 8));
+            if in_header {
+                assert!(!plausible_record(&b, 7, VERSION, 1024), "bit {i}");
+            }
         }
+    }
+
+    #[test]
+    fn seals_and_synced_deltas() {
+        let mut buf = Vec::new();
+        encode_seal(&mut buf, 3, 41);
+        let r = decode_record(&buf, 3, VERSION, 0).unwrap();
+        assert!(r.is_seal());
+        assert_eq!((r.lsn, r.synced_lsn, r.payload), (41, 41, &b""[..]));
+        buf.clear();
+        encode_record(&mut buf, 3, 41, 41, SEAL, b"x");
+        assert!(
+            decode_record(&buf, 3, VERSION, 10).is_err(),
+            "a seal with a payload"
+        );
+        buf.clear();
+        encode_record(&mut buf, 3, 10 + (1 << 33), 10, 0, b"x");
+        let r = decode_record(&buf, 3, VERSION, 10).unwrap();
+        assert_eq!(r.synced_lsn, 0, "a gap past 32 bits claims nothing");
+    }
+
+    #[test]
+    fn format_1_records_still_decode() {
+        let (salt, lsn, synced) = (5u32, 12u64, 11u64);
+        let mut h = [0u8; RECORD_HEADER_LEN];
+        h[RECORD_LEN..4].copy_from_slice(&2u32.to_le_bytes());
+        h[v1::RECORD_LSN..v1::RECORD_LSN + 8].copy_from_slice(&lsn.to_le_bytes());
+        h[v1::RECORD_SYNCED_LSN..v1::RECORD_SYNCED_LSN + 8].copy_from_slice(&synced.to_le_bytes());
+        let crc = salted_crc(salt, &[&h[0..4], &h[8..], b"ab"]);
+        h[RECORD_CRC..RECORD_CRC + 4].copy_from_slice(&crc.to_le_bytes());
+        let mut b = h.to_vec();
+        b.extend_from_slice(b"ab");
+        let r = decode_record(&b, salt, VERSION_1, 10).unwrap();
+        assert_eq!((r.lsn, r.synced_lsn, r.payload), (12, 11, &b"ab"[..]));
+        assert_eq!(peek_lsn(&b, VERSION_1), Some(12));
+        assert!(decode_record(&b, salt, VERSION, 10).is_err());
     }
 
     #[test]

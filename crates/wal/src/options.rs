@@ -139,9 +139,9 @@ impl Options {
     /// Checks the limits documented on each field.
     pub fn validate(&self) -> Result<()> {
         let bad = |m: String| Err(Error::InvalidOptions(m));
-        if self.max_segment_bytes < 4096 {
+        if !(4096..=crate::format::MAX_SEGMENT_LEN).contains(&self.max_segment_bytes) {
             return bad(format!(
-                "max_segment_bytes {} is below the minimum 4096",
+                "max_segment_bytes {} is not in 4096..=4 GiB",
                 self.max_segment_bytes
             ));
         }

@@ -97,7 +97,11 @@ impl Cursor {
                 self.consumed = 0;
                 continue;
             }
-            match decode_record(pending, self.seg.salt, max) {
+            match decode_record(pending, self.seg.salt, self.seg.version, max) {
+                Ok(r) if r.is_seal() => {
+                    self.consumed += r.encoded_len();
+                    self.at += r.encoded_len() as u64;
+                }
                 Ok(r) => {
                     let out = (r.lsn, r.payload.to_vec());
                     let n = r.encoded_len();

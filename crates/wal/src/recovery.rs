@@ -17,8 +17,9 @@ use durable_fs::{Access, DurableFs, File, parent_dir};
 
 use crate::error::{CorruptionKind, Error, Result};
 use crate::format::{
-    BATCH_CONTINUES, DecodeError, HEADER_FIRST_LSN, HeaderError, Lsn, RECORD_HEADER_LEN,
-    SEGMENT_HEADER_LEN, SegmentHeader, decode_record, parse_segment_name,
+    BATCH_CONTINUES, DecodeError, HEADER_FIRST_LSN, HeaderError, Lsn, MAX_SEGMENT_LEN,
+    RECORD_HEADER_LEN, SEGMENT_HEADER_LEN, SegmentHeader, VERSION, VERSION_1, decode_record,
+    parse_segment_name, peek_lsn, plausible_record,
 };
 use crate::options::RecoveryMode;
 
@@ -35,6 +36,8 @@ pub(crate) struct SegmentMeta {
     pub first_lsn: Lsn,
     pub path: PathBuf,
     pub salt: u32,
+    /// Format version (from the header): how the records are laid out.
+    pub version: u32,
     pub file: Arc<File>,
     /// Usually one extent; more only after `SkipCorrupt` salvage.
     pub extents: Vec<Extent>,
@@ -88,43 +91,88 @@ struct Scan {
     records: u64,
     /// Damage at the end to cut off (torn tail), with the offset to cut at.
     cut: Option<(u64, CorruptionKind)>,
+    /// The records end with a seal.
+    sealed: bool,
     skipped: Vec<(u64, u64, CorruptionKind)>,
 }
 
-/// Looks for any valid record starting after `from`: a record with a plausible LSN, a length
-/// within the limit, and a matching checksum. Only plausible headers are checksummed, so this
-/// stays cheap on large garbage.
-fn next_valid_record(
-    bytes: &[u8],
-    from: usize,
-    salt: u32,
-    max: u32,
-    min_lsn: Lsn,
-) -> Option<usize> {
-    let max_lsn = min_lsn.saturating_add(bytes.len() as u64 / RECORD_HEADER_LEN as u64 + 1);
-    let last_start = bytes.len().checked_sub(RECORD_HEADER_LEN)?;
-    (from..=last_start).find(|&p| {
-        let Some(rest) = bytes.get(p..) else {
-            return false;
-        };
-        let lsn = crate::format::peek_lsn(rest);
-        matches!(lsn, Some(l) if l >= min_lsn && l <= max_lsn)
-            && matches!(decode_record(rest, salt, max), Ok(r) if r.lsn >= min_lsn)
-    })
+/// The valid records after the first damage in a segment, found in one forward pass (so a
+/// segment with many damaged places costs one pass, not one per place), with suffix maxima.
+#[derive(Debug, Default)]
+struct Later {
+    /// (offset, lsn) of each valid record found, by offset.
+    found: Vec<(usize, Lsn)>,
+    /// `max_synced[i]`: the highest `synced_lsn` of records `i..`.
+    max_synced: Vec<Lsn>,
+    /// The work budget ran out before the end: what lies after is unknown.
+    exhausted: bool,
+    /// The segment's length.
+    len: usize,
 }
 
-/// The highest `synced_lsn` of any valid record after `from` (with an LSN of at least
-/// `min_lsn`); 0 if there is none.
-fn max_synced_lsn_after(bytes: &[u8], from: usize, salt: u32, max: u32, min_lsn: Lsn) -> Lsn {
-    let mut best = 0;
-    let mut p = from;
-    while let Some(found) = next_valid_record(bytes, p, salt, max, min_lsn) {
-        if let Ok(r) = decode_record(bytes.get(found..).unwrap_or_default(), salt, max) {
-            best = best.max(r.synced_lsn);
+/// Payload bytes the forward pass may checksum per byte of segment (plus
+/// [`RESCAN_SLACK`]): what bounds the work a crafted segment can cause.
+const RESCAN_FACTOR: u64 = 2;
+/// Fixed allowance of the forward pass's budget.
+const RESCAN_SLACK: u64 = 1 << 20;
+
+impl Later {
+    /// Walks from `from` to the end: an O(1) check at each offset (in format 2 the header
+    /// CRC; in format 1 a plausible LSN), a full decode only where it passes, a jump over
+    /// each valid record, zero runs skipped (no record header is all zeros: LSNs start at 1).
+    fn find(b: &[u8], from: usize, salt: u32, version: u32, max: u32, min_lsn: Lsn) -> Later {
+        let mut out = Later {
+            len: b.len(),
+            ..Later::default()
+        };
+        let mut budget = (b.len() as u64)
+            .saturating_mul(RESCAN_FACTOR)
+            .saturating_add(RESCAN_SLACK);
+        let max_lsn = min_lsn.saturating_add(b.len() as u64 / RECORD_HEADER_LEN as u64 + 1);
+        let mut synced = Vec::new();
+        let mut p = from;
+        while p + RECORD_HEADER_LEN <= b.len() {
+            let rest = b.get(p..).unwrap_or_default();
+            if rest.first() == Some(&0) {
+                let z = rest.iter().position(|&x| x != 0).unwrap_or(rest.len());
+                if z >= RECORD_HEADER_LEN {
+                    p += z - (RECORD_HEADER_LEN - 1);
+                    continue;
+                }
+            }
+            let lsn_ok = version != VERSION_1
+                || peek_lsn(rest, version).is_some_and(|l| l >= min_lsn && l <= max_lsn);
+            if lsn_ok && plausible_record(rest, salt, version, max) {
+                let cost = u64::from(crate::format::claimed_len(rest));
+                if cost > budget {
+                    out.exhausted = true;
+                    break;
+                }
+                budget -= cost;
+                if let Ok(r) = decode_record(rest, salt, version, max) {
+                    out.found.push((p, r.lsn));
+                    synced.push(r.synced_lsn);
+                    p += r.encoded_len();
+                    continue;
+                }
+            }
+            p += 1;
         }
-        p = found + 1;
+        out.max_synced = synced;
+        for i in (0..out.max_synced.len().saturating_sub(1)).rev() {
+            let next = out.max_synced.get(i + 1).copied().unwrap_or(0);
+            if let Some(m) = out.max_synced.get_mut(i) {
+                *m = (*m).max(next);
+            }
+        }
+        out
     }
-    best
+
+    /// The first valid record after `pos`: (index, offset, lsn).
+    fn after(&self, pos: usize) -> Option<(usize, usize, Lsn)> {
+        let i = self.found.partition_point(|&(o, _)| o <= pos);
+        self.found.get(i).map(|&(o, l)| (i, o, l))
+    }
 }
 
 fn scan_segment(
@@ -142,26 +190,41 @@ fn scan_segment(
         last_lsn: None,
         records: 0,
         cut: None,
+        sealed: false,
         skipped: Vec::new(),
     };
     let policy = Policy {
         path,
         mode,
         is_last: next_first_lsn.is_none(),
-        max,
     };
     let mut c = Cursor::new(header.first_lsn);
+    let mut later = None;
     // Zeros after the last record are preallocated space, not damage.
     let mut zero_tail = false;
     while c.pos < bytes.len() {
         let rest = bytes.get(c.pos..).unwrap_or_default();
-        let decoded = decode_record(rest, header.salt, max);
+        let decoded = decode_record(rest, header.salt, header.version, max);
         if decoded.is_err() && rest.iter().all(|&b| b == 0) {
             zero_tail = true;
             break;
         }
         let damage = match decoded {
+            Ok(r) if r.is_seal() && c.in_batch => CorruptionKind::IncompleteBatch,
+            Ok(r) if r.is_seal() && r.lsn.saturating_add(1) != c.expected => {
+                CorruptionKind::LsnMismatch {
+                    expected: c.expected.saturating_sub(1),
+                    found: r.lsn,
+                }
+            }
+            Ok(r) if r.is_seal() => {
+                c.pos += r.encoded_len();
+                c.complete_end = c.pos;
+                scan.sealed = true;
+                continue;
+            }
             Ok(r) if r.lsn == c.expected => {
+                scan.sealed = false;
                 c.take(
                     r.lsn,
                     r.flags & BATCH_CONTINUES != 0,
@@ -177,7 +240,20 @@ fn scan_segment(
             Err(DecodeError::Truncated { .. }) => CorruptionKind::TruncatedRecord,
             Err(e) => e.into(),
         };
-        if policy.on_damage(bytes, header.salt, damage, &mut c, &mut scan)? == Flow::Stop {
+        let later = later.get_or_insert_with(|| {
+            Later::find(
+                bytes,
+                c.pos + 1,
+                header.salt,
+                header.version,
+                max,
+                c.expected,
+            )
+        });
+        if later.exhausted {
+            return Err(corrupt(path, c.pos as u64, CorruptionKind::RescanLimit));
+        }
+        if policy.on_damage(later, damage, &mut c, &mut scan)? == Flow::Stop {
             break;
         }
     }
@@ -288,21 +364,19 @@ struct Policy<'a> {
     mode: RecoveryMode,
     /// The last segment: the only one a crash can have torn.
     is_last: bool,
-    max: u32,
 }
 
 impl Policy<'_> {
     /// Damage `kind` at the cursor: an error, a torn tail to cut, or a range to skip.
     fn on_damage(
         &self,
-        bytes: &[u8],
-        salt: u32,
+        found: &Later,
         kind: CorruptionKind,
         c: &mut Cursor,
         scan: &mut Scan,
     ) -> Result<Flow> {
         let damage_at = if c.in_batch { c.batch_start } else { c.pos };
-        let later = next_valid_record(bytes, c.pos + 1, salt, self.max, c.expected);
+        let later = found.after(c.pos);
         match self.mode {
             RecoveryMode::Strict => Err(corrupt(self.path, c.pos as u64, kind)),
             RecoveryMode::TolerateTornTail => {
@@ -310,9 +384,9 @@ impl Policy<'_> {
                 // written after the damaged one was known durable: the disk persisted pages of
                 // the unsynced window out of order, and nothing from the damage on was ever
                 // acknowledged. One written after it was durable proves corruption.
-                let durable_before_later = later.is_some()
-                    && max_synced_lsn_after(bytes, c.pos + 1, salt, self.max, c.expected)
-                        >= c.expected;
+                let durable_before_later = later.is_some_and(|(i, _, _)| {
+                    found.max_synced.get(i).copied().unwrap_or(0) >= c.expected
+                });
                 if !self.is_last || durable_before_later {
                     return Err(corrupt(self.path, c.pos as u64, kind));
                 }
@@ -325,12 +399,10 @@ impl Policy<'_> {
                 c.batch_records = 0;
                 c.close_extent(scan);
                 match later {
-                    Some(p) => {
+                    Some((_, p, lsn)) => {
                         scan.skipped
                             .push((damage_at as u64, (p - damage_at) as u64, kind));
-                        c.expected =
-                            decode_record(bytes.get(p..).unwrap_or_default(), salt, self.max)
-                                .map_or(c.expected, |r| r.lsn);
+                        c.expected = lsn;
                         c.pos = p;
                         c.extent_start = p;
                         c.complete_end = p;
@@ -340,7 +412,7 @@ impl Policy<'_> {
                         if self.is_last {
                             scan.cut = Some((damage_at as u64, kind));
                         } else {
-                            let len = (bytes.len() - damage_at) as u64;
+                            let len = (found.len - damage_at) as u64;
                             scan.skipped.push((damage_at as u64, len, kind));
                         }
                         c.extent_start = c.complete_end;
@@ -396,16 +468,20 @@ pub(crate) struct Recovered {
     pub report: RecoveryReport,
     /// The LSN the next append gets.
     pub next_lsn: Lsn,
-    /// The last segment cannot take appends (none exists, or its creation was torn and it was
-    /// removed): the writer must start a new one at `next_lsn`.
+    /// The last segment cannot take appends (none exists, its creation was torn and it was
+    /// removed, or it is in format 1): the writer must start a new one at `next_lsn`.
     pub needs_new_segment: bool,
+    /// The last segment's records end with a seal.
+    pub last_sealed: bool,
 }
 
 /// The LSN of the first record a scan kept, if it kept one.
 fn first_lsn(scan: &Scan, bytes: &[u8], max: u32) -> Option<Lsn> {
     let e = scan.extents.first()?;
     let b = bytes.get(usize::try_from(e.start).ok()?..)?;
-    decode_record(b, scan.header.salt, max).ok().map(|r| r.lsn)
+    decode_record(b, scan.header.salt, scan.header.version, max)
+        .ok()
+        .map(|r| r.lsn)
 }
 
 /// A segment's LSNs start after the previous segment's last one.
@@ -498,6 +574,7 @@ pub(crate) fn recover(
     let count = names.len();
     let firsts: Vec<Lsn> = names.iter().map(|(l, _)| *l).collect();
     let mut next_lsn: Lsn = 1;
+    let mut last_sealed = false;
     for (i, (name_lsn, path)) in names.into_iter().enumerate() {
         let is_last = i + 1 == count;
         let next_first_lsn = firsts.get(i + 1).copied();
@@ -507,6 +584,14 @@ pub(crate) fn recover(
             Access::Read
         };
         let file = fs.open(&path, access)?;
+        let len = file.len()?;
+        if len > MAX_SEGMENT_LEN {
+            let kind = CorruptionKind::SegmentTooLong {
+                len,
+                max: MAX_SEGMENT_LEN,
+            };
+            return Err(corrupt(&path, MAX_SEGMENT_LEN, kind));
+        }
         let bytes = file.read_all()?;
         let torn_creation =
             is_last && bytes.len() <= SEGMENT_HEADER_LEN && SegmentHeader::decode(&bytes).is_err();
@@ -550,6 +635,7 @@ pub(crate) fn recover(
             cut_tail(fs, (&file, &bytes, &path), cut, &mut report)?;
         }
         report.records += scan.records;
+        last_sealed = scan.sealed && scan.cut.is_none();
         if report.first_lsn.is_none() {
             report.first_lsn = first_lsn(&scan, &bytes, max_record_bytes);
         }
@@ -563,17 +649,21 @@ pub(crate) fn recover(
             first_lsn: scan.header.first_lsn,
             path,
             salt: scan.header.salt,
+            version: scan.header.version,
             file: Arc::new(file),
             extents: scan.extents,
             last_lsn: scan.last_lsn,
         });
     }
     report.segments = segments.len();
-    let needs_new_segment = segments.is_empty() || !report.removed_torn_segments.is_empty();
+    let needs_new_segment = segments.is_empty()
+        || !report.removed_torn_segments.is_empty()
+        || segments.last().is_some_and(|s| s.version != VERSION);
     Ok(Recovered {
         segments,
         report,
         next_lsn,
         needs_new_segment,
+        last_sealed,
     })
 }

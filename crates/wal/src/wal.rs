@@ -10,8 +10,8 @@ use parking_lot::Mutex;
 
 use crate::error::{Error, Result};
 use crate::format::{
-    BATCH_CONTINUES, Lsn, MAX_RECORD_LIMIT, RECORD_HEADER_LEN, SEGMENT_HEADER_LEN, SegmentHeader,
-    VERSION, decode_record, encode_record, segment_name,
+    BATCH_CONTINUES, Lsn, MAX_RECORD_LIMIT, MAX_SEGMENT_LEN, RECORD_HEADER_LEN, SEGMENT_HEADER_LEN,
+    SegmentHeader, VERSION, decode_record, encode_record, encode_seal, segment_name,
 };
 use crate::options::{Options, SyncPolicy};
 use crate::reader::Iter;
@@ -58,6 +58,8 @@ struct Log {
     prealloc: u64,
     /// Appends between `enqueue` and the end of their wait for durability (`Always`).
     waiting: usize,
+    /// The active segment ends with a seal (nothing appended since).
+    sealed: bool,
     /// LSN ranges `(after, high]` dropped by `truncate_after` while appends were waiting:
     /// such an append fails with [`Error::Truncated`] instead of returning its LSN. Emptied
     /// whenever no append waits, so it only grows while waits overlap truncations.
@@ -155,12 +157,34 @@ impl Inner {
             first_lsn,
             path,
             salt: header.salt,
+            version: header.version,
             file: Arc::new(file),
             extents: Vec::new(),
             last_lsn: None,
         });
         log.buf_at = SEGMENT_HEADER_LEN as u64;
         log.file_len = SEGMENT_HEADER_LEN as u64;
+        log.sealed = false;
+        Ok(())
+    }
+
+    /// Seals the active segment once everything in it is durable: appends a seal record (its
+    /// `synced_lsn` is the last LSN, true because that fsync already returned) and syncs it.
+    /// After this, damage anywhere in the segment's records is corruption at the next open,
+    /// never a torn tail. Nothing to do for a segment without records or already sealed.
+    fn seal(&self) -> Result<()> {
+        let mut log = self.log.lock();
+        let last = log.next_lsn - 1;
+        let active = log.active()?;
+        let has_records = active.last_lsn.is_some_and(|l| l >= active.first_lsn);
+        if !has_records || log.sealed || self.group.durable() < last || !log.buf.is_empty() {
+            return Ok(());
+        }
+        let (salt, file) = (active.salt, Arc::clone(&active.file));
+        encode_seal(&mut log.buf, salt, last);
+        log.flush()?;
+        file.sync_data()?;
+        log.sealed = true;
         Ok(())
     }
 
@@ -179,6 +203,13 @@ impl Inner {
             }
             total += (RECORD_HEADER_LEN + p.len()) as u64;
         }
+        if total > MAX_SEGMENT_LEN - SEGMENT_HEADER_LEN as u64 {
+            // A segment may not be longer than the format allows: a batch must fit in one.
+            return Err(Error::TooLarge {
+                len: total,
+                max: MAX_SEGMENT_LEN - SEGMENT_HEADER_LEN as u64,
+            });
+        }
         let mut log = self.log.lock();
         self.check_poison()?;
         let has_records = log.active_len() > SEGMENT_HEADER_LEN as u64;
@@ -195,6 +226,7 @@ impl Inner {
             encode_record(&mut log.buf, salt, lsn, synced, flags, p);
             log.next_lsn += 1;
         }
+        log.sealed = false;
         let last = log.next_lsn - 1;
         if let Ok(seg) = log.active_mut() {
             seg.last_lsn = Some(last);
@@ -287,6 +319,7 @@ impl Wal {
             buf: Vec::with_capacity(opts.write_buffer_bytes),
             next_lsn: recovered.next_lsn,
             prealloc: opts.preallocate_bytes,
+            sealed: recovered.last_sealed,
             waiting: 0,
             dropped: Vec::new(),
         };
@@ -300,6 +333,7 @@ impl Wal {
                 next_lsn: 0,
                 file_len: 0,
                 prealloc: 0,
+                sealed: false,
                 waiting: 0,
                 dropped: Vec::new(),
             }),
@@ -410,7 +444,7 @@ impl Wal {
                 let ext = s.extents.first()?;
                 let mut head = [0u8; RECORD_HEADER_LEN];
                 s.file.read_exact_at(&mut head, ext.start).ok()?;
-                crate::format::peek_lsn(&head)
+                crate::format::peek_lsn(&head, s.version)
             })
     }
 
@@ -520,7 +554,9 @@ impl Wal {
     /// Syncs everything and closes the log. Dropping it does the same, ignoring errors.
     pub fn close(mut self) -> Result<()> {
         self.stop_background();
-        self.sync()
+        self.sync()?;
+        let inner = &self.inner;
+        inner.seal().map_err(|e| inner.fail(e))
     }
 
     fn stop_background(&mut self) {
@@ -550,8 +586,9 @@ fn offset_of(seg: &SegmentMeta, lsn: Lsn, max: u32) -> Result<u64> {
         let mut bytes = vec![0u8; len];
         seg.file.read_exact_at(&mut bytes, e.start)?;
         let mut pos = 0usize;
-        while let Ok(r) = decode_record(bytes.get(pos..).unwrap_or_default(), seg.salt, max) {
-            if r.lsn >= lsn {
+        let at = |pos: usize| bytes.get(pos..).unwrap_or_default();
+        while let Ok(r) = decode_record(at(pos), seg.salt, seg.version, max) {
+            if r.lsn >= lsn && !r.is_seal() {
                 return Ok(e.start + pos as u64);
             }
             pos += r.encoded_len();
@@ -576,6 +613,8 @@ impl std::fmt::Debug for Wal {
 impl Drop for Wal {
     fn drop(&mut self) {
         self.stop_background();
-        let _ = self.sync();
+        if self.sync().is_ok() {
+            let _ = self.inner.seal();
+        }
     }
 }
