@@ -62,6 +62,28 @@ pub enum CorruptionKind {
     /// Damage followed by more plausible-looking records than a linear rescan may check (a
     /// crafted file): whether the damage was durable cannot be told, so it is refused.
     RescanLimit,
+    /// The segment chain (`CHAIN`) lists a segment that is not there.
+    MissingSegment,
+    /// A sealed segment holds fewer records than the chain says it ended with.
+    MissingRecords {
+        /// The last LSN the chain lists for it.
+        expected_last: Lsn,
+        /// The last LSN found.
+        found_last: Lsn,
+    },
+    /// A segment's salt is not the one the chain lists: another log's segment.
+    ForeignSegment {
+        /// Salt in the chain.
+        chain_salt: u32,
+        /// Salt in the segment header.
+        header_salt: u32,
+    },
+    /// A segment newer than the chain's last holds records: the chain was replaced.
+    UnlistedSegment,
+    /// The chain file is damaged.
+    BadChain,
+    /// Format-2 segments hold records but the chain file is missing.
+    MissingChain,
     /// A segment longer than its header allows (or, in format 1, than 4 GiB): refused
     /// before anything is read or allocated for it.
     SegmentTooLong {
@@ -108,6 +130,31 @@ impl std::fmt::Display for CorruptionKind {
             CorruptionKind::RescanLimit => write!(
                 f,
                 "damage followed by more candidate records than a linear rescan checks"
+            ),
+            CorruptionKind::MissingSegment => {
+                write!(f, "segment missing: the segment chain lists it")
+            }
+            CorruptionKind::MissingRecords {
+                expected_last,
+                found_last,
+            } => write!(
+                f,
+                "segment ends at LSN {found_last}, the chain says {expected_last}"
+            ),
+            CorruptionKind::ForeignSegment {
+                chain_salt,
+                header_salt,
+            } => write!(
+                f,
+                "segment salt {header_salt:#010x} is not the chain's {chain_salt:#010x}: another log's segment"
+            ),
+            CorruptionKind::UnlistedSegment => {
+                write!(f, "segment holds records but is not in the segment chain")
+            }
+            CorruptionKind::BadChain => write!(f, "segment chain file damaged"),
+            CorruptionKind::MissingChain => write!(
+                f,
+                "segment chain file missing while format-2 segments hold records"
             ),
             CorruptionKind::SegmentTooLong { len, max } => {
                 write!(

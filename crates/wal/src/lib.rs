@@ -42,6 +42,7 @@
 //! # Ok(()) }
 //! ```
 
+mod chain;
 mod error;
 pub mod format;
 mod options;

@@ -15,11 +15,13 @@ use std::sync::Arc;
 
 use durable_fs::{Access, DurableFs, File, parent_dir};
 
+use crate::chain::{self, CHAIN_FILE, Link};
 use crate::error::{CorruptionKind, Error, Result};
 use crate::format::{
-    BATCH_CONTINUES, DecodeError, HEADER_FIRST_LSN, HeaderError, Lsn, MAX_SEGMENT_LEN,
-    RECORD_HEADER_LEN, SEGMENT_HEADER_LEN, SegmentHeader, VERSION, VERSION_1, decode_record,
-    parse_segment_name, peek_lsn, plausible_record,
+    BATCH_CONTINUES, DecodeError, HEADER_FIRST_LSN, HEADER_SALT, HeaderError, Lsn,
+    MAX_RECORD_LIMIT, MAX_SEGMENT_LEN, RECORD_HEADER_LEN, SEGMENT_HEADER_LEN, SegmentHeader,
+    VERSION, VERSION_1, decode_record, parse_segment_name, peek_lsn, plausible_record,
+    segment_name,
 };
 use crate::options::RecoveryMode;
 
@@ -63,6 +65,9 @@ pub struct RecoveryReport {
     pub skipped: Vec<Damage>,
     /// Segment files removed because their creation was torn (empty or cut-short header).
     pub removed_torn_segments: Vec<PathBuf>,
+    /// Segment files the chain no longer (or not yet) listed: what a crash left of a
+    /// truncation or a rotation; removed by a read-write open, only reported by a read-only one.
+    pub removed_unlisted: Vec<PathBuf>,
     /// Where the bytes of a cut torn tail were kept (`quarantine/<segment>.<offset>.<crc32>`) before
     /// the cut: recovery never destroys what it cannot prove is garbage. Empty when only
     /// zeros were cut, and for a read-only scan (which cuts nothing).
@@ -473,6 +478,8 @@ pub(crate) struct Recovered {
     pub needs_new_segment: bool,
     /// The last segment's records end with a seal.
     pub last_sealed: bool,
+    /// The chain file lists exactly these segments (else a read-write open writes it).
+    pub chained: bool,
 }
 
 /// The LSN of the first record a scan kept, if it kept one.
@@ -482,6 +489,21 @@ fn first_lsn(scan: &Scan, bytes: &[u8], max: u32) -> Option<Lsn> {
     decode_record(b, scan.header.salt, scan.header.version, max)
         .ok()
         .map(|r| r.lsn)
+}
+
+/// The chain that lists `segments`: each one's first LSN and salt, and the last LSN of every
+/// one but the last.
+pub(crate) fn chain_of(segments: &[SegmentMeta]) -> Vec<Link> {
+    let n = segments.len();
+    segments
+        .iter()
+        .enumerate()
+        .map(|(i, s)| Link {
+            first_lsn: s.first_lsn,
+            salt: s.salt,
+            last_lsn: (i + 1 < n).then(|| s.last_lsn.unwrap_or(s.first_lsn.saturating_sub(1))),
+        })
+        .collect()
 }
 
 /// A segment's LSNs start after the previous segment's last one.
@@ -555,6 +577,154 @@ fn cut_tail(
     Ok(())
 }
 
+/// Which segment files recovery reads, given the chain: every listed segment (its link
+/// kept to check it against), and the unlisted ones that may only be leftovers of an
+/// unfinished truncation (removed when repairing) or of a rotation cut before its chain was
+/// written (empty: removed when repairing). A listed segment that is not there is
+/// corruption.
+fn plan(
+    fs: &DurableFs,
+    dir: &Path,
+    names: Vec<(Lsn, PathBuf)>,
+    links: Option<&[Link]>,
+    repair: bool,
+    report: &mut RecoveryReport,
+) -> Result<Vec<(Lsn, PathBuf, Option<Link>)>> {
+    let Some(links) = links else {
+        // No chain: a log written before format 2, or one whose creation a crash cut before
+        // its chain was written (its segment then holds nothing). A format-2 segment with
+        // records but no chain means the chain was lost: refused.
+        for (_, path) in &names {
+            let file = fs.open(path, Access::Read)?;
+            let mut head = [0u8; SEGMENT_HEADER_LEN];
+            let len = file.len()?;
+            if len > SEGMENT_HEADER_LEN as u64 {
+                file.read_exact_at(&mut head, 0)?;
+                if SegmentHeader::decode(&head).is_ok_and(|h| h.version != VERSION_1) {
+                    return Err(corrupt(
+                        &dir.join(CHAIN_FILE),
+                        0,
+                        CorruptionKind::MissingChain,
+                    ));
+                }
+            }
+        }
+        return Ok(names.into_iter().map(|(l, p)| (l, p, None)).collect());
+    };
+    let mut out = Vec::new();
+    let mut present = names.into_iter().peekable();
+    let last_first = links.last().map(|l| l.first_lsn);
+    for link in links {
+        while let Some((lsn, path)) = present.next_if(|(l, _)| *l < link.first_lsn) {
+            drop_unlisted(fs, (lsn, &path), last_first, repair, report)?;
+        }
+        match present.next_if(|(l, _)| *l == link.first_lsn) {
+            Some((lsn, path)) => out.push((lsn, path, Some(*link))),
+            None => {
+                let path = dir.join(segment_name(link.first_lsn));
+                return Err(corrupt(&path, 0, CorruptionKind::MissingSegment));
+            }
+        }
+    }
+    for (lsn, path) in present {
+        drop_unlisted(fs, (lsn, &path), last_first, repair, report)?;
+    }
+    Ok(out)
+}
+
+/// A segment file the chain does not list. Older than the chain's last segment: a segment
+/// a `truncate_before` or `truncate_after` had already taken out of the chain when a crash
+/// came (the caller asked for it to go). Newer: a segment a rotation created just before a
+/// crash, before the chain named it; nothing was appended to it yet, so it holds no more
+/// than its header. Either is removed when repairing, left alone otherwise, and reported.
+fn drop_unlisted(
+    fs: &DurableFs,
+    (lsn, path): (Lsn, &Path),
+    last_first: Option<Lsn>,
+    repair: bool,
+    report: &mut RecoveryReport,
+) -> Result<()> {
+    let newer = last_first.is_none_or(|f| lsn > f);
+    if newer && fs.open(path, Access::Read)?.len()? > SEGMENT_HEADER_LEN as u64 {
+        return Err(corrupt(path, 0, CorruptionKind::UnlistedSegment));
+    }
+    log::info!(
+        "{}: not in the segment chain ({}){}",
+        path.display(),
+        if newer {
+            "an unfinished rotation"
+        } else {
+            "an unfinished truncation"
+        },
+        if repair { ", removed" } else { "" }
+    );
+    if repair {
+        fs.remove_file(path)?;
+    }
+    report.removed_unlisted.push(path.to_path_buf());
+    Ok(())
+}
+
+/// Checks a sealed segment's scan against its chain link: records missing at its end are
+/// corruption; records past the link's last LSN are what a `truncate_after` cut out before
+/// a crash came: they are cut (when repairing) or left out.
+fn check_link(
+    (file, bytes, path): (&File, &[u8], &Path),
+    link: &Link,
+    scan: &mut Scan,
+    repair: bool,
+) -> Result<()> {
+    let Some(last) = link.last_lsn else {
+        return Ok(());
+    };
+    let found = scan.last_lsn.unwrap_or(link.first_lsn.saturating_sub(1));
+    if found < last {
+        let end = scan
+            .extents
+            .last()
+            .map_or(SEGMENT_HEADER_LEN as u64, |e| e.end);
+        let kind = CorruptionKind::MissingRecords {
+            expected_last: last,
+            found_last: found,
+        };
+        return Err(corrupt(path, end, kind));
+    }
+    if found == last {
+        return Ok(());
+    }
+    let cut = offset_after(bytes, &scan.header, last);
+    log::info!(
+        "{}: records after LSN {last} were dropped by truncate_after{}",
+        path.display(),
+        if repair { ", cut" } else { "" }
+    );
+    if repair {
+        file.set_len(cut)?;
+        file.sync_data()?;
+    }
+    scan.extents.retain(|e| e.start < cut);
+    if let Some(e) = scan.extents.last_mut() {
+        e.end = e.end.min(cut);
+    }
+    scan.records = scan.records.saturating_sub(found - last);
+    scan.last_lsn = (last >= link.first_lsn).then_some(last);
+    Ok(())
+}
+
+/// The offset of the first record after LSN `last` in a segment's bytes (or the end of its
+/// records).
+fn offset_after(bytes: &[u8], header: &SegmentHeader, last: Lsn) -> u64 {
+    let mut pos = SEGMENT_HEADER_LEN;
+    let at = |p: usize| bytes.get(p..).unwrap_or_default();
+    while let Ok(r) = decode_record(at(pos), header.salt, header.version, MAX_RECORD_LIMIT) {
+        if r.lsn > last && !r.is_seal() {
+            break;
+        }
+        pos += r.encoded_len();
+    }
+    pos as u64
+}
+
 /// Scans (and, when `repair`, repairs) the log in `dir`.
 pub(crate) fn recover(
     fs: &DurableFs,
@@ -569,16 +739,23 @@ pub(crate) fn recover(
         .filter_map(|n| parse_segment_name(&n).map(|lsn| (lsn, dir.join(n))))
         .collect();
     names.sort();
+    let temp = dir.join(format!("{CHAIN_FILE}{}", durable_fs::TEMP_SUFFIX));
+    if repair && fs.exists(&temp)? {
+        fs.remove_file(&temp)?; // an interrupted replace of the chain
+    }
     let mut report = RecoveryReport::default();
+    let links = chain::load(fs, dir)?;
+    let planned = plan(fs, dir, names, links.as_deref(), repair, &mut report)?;
     let mut segments: Vec<SegmentMeta> = Vec::new();
-    let count = names.len();
-    let firsts: Vec<Lsn> = names.iter().map(|(l, _)| *l).collect();
+    let count = planned.len();
+    let firsts: Vec<Lsn> = planned.iter().map(|(l, _, _)| *l).collect();
     let mut next_lsn: Lsn = 1;
     let mut last_sealed = false;
-    for (i, (name_lsn, path)) in names.into_iter().enumerate() {
+    for (i, (name_lsn, path, link)) in planned.into_iter().enumerate() {
         let is_last = i + 1 == count;
         let next_first_lsn = firsts.get(i + 1).copied();
-        let access = if is_last && repair {
+        let may_cut = is_last || link.is_some_and(|l| l.last_lsn.is_some());
+        let access = if may_cut && repair {
             Access::ReadWrite
         } else {
             Access::Read
@@ -593,8 +770,10 @@ pub(crate) fn recover(
             return Err(corrupt(&path, MAX_SEGMENT_LEN, kind));
         }
         let bytes = file.read_all()?;
-        let torn_creation =
-            is_last && bytes.len() <= SEGMENT_HEADER_LEN && SegmentHeader::decode(&bytes).is_err();
+        let torn_creation = is_last
+            && link.is_none()
+            && bytes.len() <= SEGMENT_HEADER_LEN
+            && SegmentHeader::decode(&bytes).is_err();
         if torn_creation && mode != RecoveryMode::Strict {
             // Created, then the crash came before its header was synced (the header may be
             // missing, cut short or torn): it never held a record.
@@ -606,7 +785,7 @@ pub(crate) fn recover(
             next_lsn = next_lsn.max(name_lsn);
             continue;
         }
-        let scan = scan_segment(
+        let mut scan = scan_segment(
             &bytes,
             &path,
             name_lsn,
@@ -614,6 +793,16 @@ pub(crate) fn recover(
             mode,
             next_first_lsn,
         )?;
+        if let Some(link) = &link {
+            if link.salt != scan.header.salt {
+                let kind = CorruptionKind::ForeignSegment {
+                    chain_salt: link.salt,
+                    header_salt: scan.header.salt,
+                };
+                return Err(corrupt(&path, HEADER_SALT as u64, kind));
+            }
+            check_link((&file, &bytes, &path), link, &mut scan, repair)?;
+        }
         if let Some(prev) = segments.last() {
             check_order(prev, &scan, &path)?;
         }
@@ -659,11 +848,13 @@ pub(crate) fn recover(
     let needs_new_segment = segments.is_empty()
         || !report.removed_torn_segments.is_empty()
         || segments.last().is_some_and(|s| s.version != VERSION);
+    let chained = links.is_some_and(|l| l == chain_of(&segments));
     Ok(Recovered {
         segments,
         report,
         next_lsn,
         needs_new_segment,
         last_sealed,
+        chained,
     })
 }

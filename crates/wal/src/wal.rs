@@ -8,6 +8,7 @@ use std::time::Duration;
 use durable_fs::{Access, DirLock, GroupCommit, Ticker, Waker};
 use parking_lot::Mutex;
 
+use crate::chain;
 use crate::error::{Error, Result};
 use crate::format::{
     BATCH_CONTINUES, Lsn, MAX_RECORD_LIMIT, MAX_SEGMENT_LEN, RECORD_HEADER_LEN, SEGMENT_HEADER_LEN,
@@ -15,7 +16,7 @@ use crate::format::{
 };
 use crate::options::{Options, SyncPolicy};
 use crate::reader::Iter;
-use crate::recovery::{Extent, RecoveryReport, SegmentMeta, recover};
+use crate::recovery::{Extent, RecoveryReport, SegmentMeta, chain_of, recover};
 
 /// A segmented write-ahead log. `Send + Sync`: share it (in an `Arc`) between threads.
 ///
@@ -165,7 +166,14 @@ impl Inner {
         log.buf_at = SEGMENT_HEADER_LEN as u64;
         log.file_len = SEGMENT_HEADER_LEN as u64;
         log.sealed = false;
-        Ok(())
+        // The chain names the new segment (and the old one's last LSN) before anything is
+        // appended to it: from now on, losing either is corruption, not a shorter log.
+        self.store_chain(log)
+    }
+
+    /// Replaces the segment chain with the segments `log` holds, durably.
+    fn store_chain(&self, log: &Log) -> Result<()> {
+        chain::store(&self.opts.fs, &self.dir, &chain_of(&log.segments))
     }
 
     /// Seals the active segment once everything in it is durable: appends a seal record (its
@@ -346,7 +354,9 @@ impl Wal {
             opts,
         });
         if recovered.needs_new_segment {
-            inner.rotate(&mut log)?;
+            inner.rotate(&mut log)?; // also writes the chain
+        } else if !recovered.chained {
+            inner.store_chain(&log)?;
         }
         *inner.log.lock() = log;
         let every = match inner.opts.sync {
@@ -472,17 +482,24 @@ impl Wal {
             if lsn >= log.next_lsn && log.next_lsn > active_first {
                 inner.rotate(&mut log)?;
             }
-            let mut removed = 0;
+            let mut gone = Vec::new();
             while log.segments.len() > 1 {
                 let next_first = log.segments.get(1).map_or(Lsn::MAX, |s| s.first_lsn);
                 if next_first > lsn {
                     break;
                 }
-                let seg = log.segments.remove(0);
-                inner.opts.fs.remove_file(&seg.path)?;
-                removed += 1;
+                gone.push(log.segments.remove(0));
             }
-            Ok(removed)
+            if gone.is_empty() {
+                return Ok(0);
+            }
+            // The chain forgets them first: a crash before they are all gone leaves
+            // leftovers the next open removes, never a "missing segment".
+            inner.store_chain(&log)?;
+            for seg in &gone {
+                inner.opts.fs.remove_file(&seg.path)?;
+            }
+            Ok(gone.len())
         };
         run().map_err(|e| inner.fail(e))
     }
@@ -505,32 +522,35 @@ impl Wal {
             // First a fresh segment at the high-water mark, so that it is on disk before any
             // record goes: a crash at any later point can never lead to LSN reuse.
             inner.rotate(&mut log)?;
-            let keep = log.segments.len() - 1; // the fresh segment stays
-            let mut i = keep;
-            while i > 0 {
-                i -= 1;
-                let Some(seg) = log.segments.get(i) else {
-                    break;
-                };
-                if seg.first_lsn > lsn {
-                    let seg = log.segments.remove(i);
-                    inner.opts.fs.remove_file(&seg.path)?;
-                    continue;
+            // Then the segments wholly after `lsn` leave the chain (not the fresh one), and
+            // the one holding `lsn` is listed as ending there: once the chain says so, a
+            // crash before the files are removed or cut leaves what the next open finishes.
+            let fresh = log.segments.pop();
+            let mut gone = Vec::new();
+            while log.segments.last().is_some_and(|s| s.first_lsn > lsn) {
+                gone.extend(log.segments.pop());
+            }
+            let mut cut = None;
+            if let Some(seg) = log.segments.last_mut()
+                && seg.last_lsn.is_some_and(|l| l > lsn)
+            {
+                let at = offset_of(seg, lsn.saturating_add(1), MAX_RECORD_LIMIT)?;
+                seg.extents.retain(|e| e.start < at);
+                if let Some(e) = seg.extents.last_mut() {
+                    e.end = e.end.min(at);
                 }
-                if seg.last_lsn.is_some_and(|l| l > lsn) {
-                    let cut = offset_of(seg, lsn.saturating_add(1), MAX_RECORD_LIMIT)?;
-                    let rw = inner.opts.fs.open(&seg.path, Access::ReadWrite)?;
-                    rw.set_len(cut)?;
-                    rw.sync_data()?;
-                    if let Some(seg) = log.segments.get_mut(i) {
-                        seg.extents.retain(|e| e.start < cut);
-                        if let Some(e) = seg.extents.last_mut() {
-                            e.end = e.end.min(cut);
-                        }
-                        seg.last_lsn = (lsn >= seg.first_lsn).then_some(lsn);
-                    }
-                }
-                break;
+                seg.last_lsn = (lsn >= seg.first_lsn).then_some(lsn);
+                cut = Some((seg.path.clone(), at));
+            }
+            log.segments.extend(fresh);
+            inner.store_chain(&log)?;
+            for seg in &gone {
+                inner.opts.fs.remove_file(&seg.path)?;
+            }
+            if let Some((path, at)) = cut {
+                let rw = inner.opts.fs.open(&path, Access::ReadWrite)?;
+                rw.set_len(at)?;
+                rw.sync_data()?;
             }
             Ok(())
         };

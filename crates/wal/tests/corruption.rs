@@ -433,3 +433,112 @@ proptest! {
         }
     }
 }
+
+/// Finding 2 of the integrity issue: a lost segment file. The segment chain (`CHAIN`) lists
+/// every segment, so removing the first, a middle or the last one is `MissingSegment` naming
+/// it (for the open and for `verify`), never a shorter log or reused LSNs; removing the
+/// chain itself is `MissingChain`; a segment swapped in from another log is
+/// `ForeignSegment`; a sealed segment cut at a record boundary is `MissingRecords`.
+#[test]
+fn a_missing_first_middle_or_last_segment_is_corruption_naming_it() {
+    let (sim, _) = build(60);
+    let fs = sim.durable();
+    let segs = segments(&fs);
+    assert!(segs.len() >= 3, "{segs:?}");
+    for victim in [&segs[0], &segs[segs.len() / 2], &segs[segs.len() - 1]] {
+        let img = sim.crash_image(CrashMode::Strict, 0);
+        let ifs = img.durable();
+        ifs.remove_file(victim).unwrap();
+        for err in [
+            Wal::open(DIR, opts(&ifs, RecoveryMode::TolerateTornTail)).unwrap_err(),
+            Wal::open(DIR, opts(&ifs, RecoveryMode::SkipCorrupt)).unwrap_err(),
+            wal::verify(&ifs, Path::new(DIR), 1 << 20).unwrap_err(),
+        ] {
+            match err {
+                Error::Corruption { path, kind, .. } => {
+                    assert_eq!((&path, kind), (victim, CorruptionKind::MissingSegment));
+                }
+                other => panic!("{}: {other:?}", victim.display()),
+            }
+        }
+        assert!(!ifs.exists(victim).unwrap(), "nothing recreated");
+    }
+    // The chain itself.
+    let img = sim.crash_image(CrashMode::Strict, 0);
+    let ifs = img.durable();
+    ifs.remove_file(&Path::new(DIR).join("CHAIN")).unwrap();
+    assert!(matches!(
+        Wal::open(DIR, opts(&ifs, RecoveryMode::TolerateTornTail)),
+        Err(Error::Corruption {
+            kind: CorruptionKind::MissingChain,
+            ..
+        })
+    ));
+    // A middle segment that lost its last records (cut at a record boundary).
+    let img = sim.crash_image(CrashMode::Strict, 0);
+    let ifs = img.durable();
+    let middle = &segs[1];
+    let last_start = *record_starts(&ifs, middle).last().unwrap();
+    let f = ifs.open(middle, Access::ReadWrite).unwrap();
+    f.set_len(last_start).unwrap();
+    f.sync_data().unwrap();
+    match Wal::open(DIR, opts(&ifs, RecoveryMode::TolerateTornTail)) {
+        Err(Error::Corruption { path, kind, .. }) => {
+            assert_eq!(&path, middle);
+            assert!(
+                matches!(kind, CorruptionKind::MissingRecords { .. }),
+                "{kind:?}"
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    // Another log's segment under the same name.
+    let (other, _) = build(60);
+    let img = sim.crash_image(CrashMode::Strict, 0);
+    let ifs = img.durable();
+    let theirs = other.durable().read(middle).unwrap();
+    ifs.atomic_replace(middle, &theirs).unwrap();
+    assert!(matches!(
+        Wal::open(DIR, opts(&ifs, RecoveryMode::TolerateTornTail)),
+        Err(Error::Corruption {
+            kind: CorruptionKind::ForeignSegment { .. },
+            ..
+        })
+    ));
+}
+
+/// `truncate_before` and `truncate_after` record what they remove in the chain before they
+/// remove it: a crash in between leaves files the next open recognises as leftovers
+/// (removed, reported), not as damage; and their removals never read as lost segments.
+#[test]
+fn truncations_are_told_from_lost_segments() {
+    let (sim, recs) = build(60);
+    let fs = sim.durable();
+    let wal = Wal::open(DIR, opts(&fs, RecoveryMode::Strict)).unwrap();
+    let segs = segments(&fs);
+    let cut_before = recs[recs.len() / 2].0;
+    let removed = wal.truncate_before(cut_before).unwrap();
+    assert!(removed > 0);
+    wal.truncate_after(cut_before + 3).unwrap();
+    let next = wal.append(b"after").unwrap();
+    assert!(next > recs.last().unwrap().0, "no LSN reused");
+    wal.close().unwrap();
+    let wal = Wal::open(DIR, opts(&fs, RecoveryMode::Strict)).unwrap();
+    let got: Vec<u64> = wal.iter_from(0).unwrap().map(|r| r.unwrap().0).collect();
+    assert!(got.first().unwrap() <= &cut_before);
+    assert!(got.contains(&(cut_before + 3)) && !got.contains(&(cut_before + 4)));
+    assert_eq!(got.last(), Some(&next));
+    drop(wal);
+    // A leftover of an unfinished truncate_before: an old segment back in the directory.
+    let img = sim.crash_image(CrashMode::Strict, 0);
+    let ifs = img.durable();
+    let first_old = &segs[0];
+    let bytes = build(60).0.durable().read(first_old).unwrap();
+    ifs.atomic_replace(first_old, &bytes).unwrap();
+    let wal = Wal::open(DIR, opts(&ifs, RecoveryMode::Strict)).unwrap();
+    assert_eq!(
+        wal.recovery_report().removed_unlisted,
+        vec![first_old.clone()]
+    );
+    assert!(!ifs.exists(first_old).unwrap());
+}

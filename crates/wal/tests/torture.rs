@@ -67,12 +67,11 @@ fn lying_directory_sync_loses_acknowledged_records() {
         let mut cfg = Config::new(0..4, mode);
         cfg.lying_dir_sync = true;
         let report = harness::run(&WalWorkload::default(), &cfg, &mut |_, _| {});
-        assert!(report.lost > 0, "{report:?}");
+        // A lost segment or chain entry: acknowledged records gone, or (since the segment
+        // chain) the loss detected and the open refused, naming what is missing.
+        assert!(report.lost + report.recovery_errors > 0, "{report:?}");
         let failure = report.first_failure.unwrap();
-        assert!(
-            !harness::replay(&WalWorkload::default(), &failure)
-                .unwrap()
-                .is_clean()
-        );
+        let replayed = harness::replay(&WalWorkload::default(), &failure);
+        assert!(replayed.is_err() || !replayed.unwrap().is_clean());
     }
 }
