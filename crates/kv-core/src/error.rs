@@ -74,6 +74,8 @@ pub enum CorruptionKind {
     /// Damage followed by more plausible-looking records than a linear rescan may check (a
     /// crafted file): whether the damage was durable cannot be told, so it is refused.
     RescanLimit,
+    /// A file the store's manifest lists is not there.
+    MissingFile,
 }
 
 impl std::fmt::Display for CorruptionKind {
@@ -114,6 +116,7 @@ impl std::fmt::Display for CorruptionKind {
                     "manifest damaged, or missing while segments hold records"
                 )
             }
+            CorruptionKind::MissingFile => write!(f, "file missing: the store's manifest lists it"),
             CorruptionKind::RescanLimit => write!(
                 f,
                 "damage followed by more candidate records than a linear rescan checks"

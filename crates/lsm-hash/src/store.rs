@@ -548,6 +548,14 @@ fn recover(fs: &DurableFs, dir: &Path, opts: &Options) -> Result<Recovered> {
         };
         return Err(Error::corrupt(dir.join(segment_name(max_id)), 0, kind));
     }
+    // Every segment the manifest names must be there: a lost one is corruption naming it,
+    // found before anything is removed or cut.
+    for &id in &ids {
+        let name = segment_name(id);
+        if !names.contains(&name) {
+            return Err(Error::corrupt(dir.join(name), 0, CorruptionKind::MissingFile));
+        }
+    }
     for n in &names {
         let named = match parse_name(n) {
             Some((id, "seg" | "idx")) => ids.contains(&id),

@@ -223,3 +223,38 @@ fn open_syncs_what_recovery_read_before_calling_it_durable() {
     let db = LsmHash::open("/db", opts(&after)).unwrap();
     assert_eq!(db.get(b"k").unwrap(), Some(b"unsynced".to_vec()));
 }
+
+/// A segment the manifest names but the directory lost (first, middle or last) is
+/// `MissingFile` naming it, for read-write and read-only opens alike, and nothing is
+/// removed or created on the way.
+#[test]
+fn a_missing_segment_is_corruption_naming_it() {
+    let sim = SimFs::new();
+    let db = LsmHash::open("/db", opts(&sim)).unwrap();
+    fill(&db, 120);
+    db.close().unwrap();
+    let fs = sim.durable();
+    let mut segs: Vec<String> = fs
+        .list(Path::new("/db"))
+        .unwrap()
+        .into_iter()
+        .filter(|n| n.ends_with(".seg"))
+        .collect();
+    segs.sort();
+    assert!(segs.len() >= 3, "{segs:?}");
+    for victim in [&segs[0], &segs[1], &segs[segs.len() - 1]] {
+        let img = sim.crash_image(CrashMode::Strict, 0);
+        let path = Path::new("/db").join(victim);
+        img.durable().remove_file(&path).unwrap();
+        let before = img.durable().list(Path::new("/db")).unwrap();
+        for read_only in [false, true] {
+            match LsmHash::open("/db", opts(&img).with_read_only(read_only)) {
+                Err(Error::Corruption { path: named, kind, .. }) => {
+                    assert_eq!((&named, kind), (&path, CorruptionKind::MissingFile));
+                }
+                other => panic!("{victim}: {other:?}"),
+            }
+        }
+        assert_eq!(img.durable().list(Path::new("/db")).unwrap(), before);
+    }
+}
