@@ -22,7 +22,10 @@ pub struct Args {
     #[arg(long, env = "SEED", default_value_t = 1)]
     seed: u64,
     /// Crash mode: exactly the synced state, a torn random prefix of unsynced writes, both of
-    /// those, or a random subset of unsynced sectors (a disk writing pages back out of order).
+    /// those, a random subset of unsynced sectors (a disk writing pages back out of order), or
+    /// the synced state with one bit of one file flipped (bit rot after the last sync; the
+    /// engines' single-threaded rows; a refusal naming the file, or a cut kept in quarantine,
+    /// counts in `rot-refused` or `rot-cut-kept`).
     #[arg(long, value_enum, default_value_t = ModeArg::Both)]
     mode: ModeArg,
     /// Make directory fsyncs do nothing, to show what the missing directory fsync loses.
@@ -39,6 +42,7 @@ enum ModeArg {
     Torn,
     Both,
     Reordered,
+    Rot,
 }
 
 type Runner = Box<dyn Fn(&Config, &mut dyn FnMut(u64, u64)) -> Report>;
@@ -97,11 +101,22 @@ pub fn run(args: &Args) -> Result<ExitCode, String> {
         return Err("--seeds must be at least 1".to_owned());
     }
     let modes: &[CrashMode] = match args.mode {
-        ModeArg::Strict => &[CrashMode::Strict],
+        ModeArg::Strict | ModeArg::Rot => &[CrashMode::Strict],
         ModeArg::Torn => &[CrashMode::Torn],
         ModeArg::Both => &[CrashMode::Strict, CrashMode::Torn],
         ModeArg::Reordered => &[CrashMode::Reordered],
     };
+    let bit_rot = args.mode == ModeArg::Rot;
+    // Bit rot is for the engines' single-threaded rows: durable-fs's own workload has no
+    // checksums to catch it, and the concurrent harness does not inject it.
+    let rot_row = |name: &str| name != "durable-fs" && !name.ends_with("-mt");
+    let chosen: Vec<_> = chosen
+        .into_iter()
+        .filter(|(n, _)| !bit_rot || rot_row(n))
+        .collect();
+    if chosen.is_empty() {
+        return Err(format!("no bit-rot row for {:?}", args.engine));
+    }
     let mut reports = Vec::new();
     let bar = indicatif::ProgressBar::new(0);
     bar.set_style(
@@ -116,8 +131,14 @@ pub fn run(args: &Args) -> Result<ExitCode, String> {
                 mode,
                 lying_dir_sync: args.lying_dir_sync,
                 max_points_per_seed: (args.max_points > 0).then_some(args.max_points),
+                bit_rot,
             };
-            bar.set_message(format!("{name} {mode}"));
+            let label = if bit_rot {
+                "rot".to_owned()
+            } else {
+                mode.to_string()
+            };
+            bar.set_message(format!("{name} {label}"));
             let mut progress = |done: u64, total: u64| {
                 bar.set_length(total);
                 bar.set_position(done);
@@ -135,7 +156,11 @@ pub fn run(args: &Args) -> Result<ExitCode, String> {
             eprintln!(
                 "  replay: durable torture --engine {} --mode {} --seed {} --seeds 1{}{}",
                 r.workload,
-                f.mode,
+                if f.bit_rot {
+                    "rot".to_owned()
+                } else {
+                    f.mode.to_string()
+                },
                 f.seed,
                 if f.lying_dir_sync {
                     " --lying-dir-sync"
@@ -163,7 +188,7 @@ fn print_table(reports: &[Report]) -> io::Result<()> {
     let mut out = io::stdout().lock();
     writeln!(
         out,
-        "{:<12} {:<9} {:<9} {:>6} {:>13} {:>14} {:>6} {:>6} {:>12} {:>14} {:>16}",
+        "{:<12} {:<9} {:<9} {:>6} {:>13} {:>14} {:>6} {:>6} {:>12} {:>14} {:>16} {:>11} {:>12}",
         "engine",
         "mode",
         "dir-sync",
@@ -174,14 +199,20 @@ fn print_table(reports: &[Report]) -> io::Result<()> {
         "wrong",
         "resurrected",
         "phantom-reads",
-        "recovery-errors"
+        "recovery-errors",
+        "rot-refused",
+        "rot-cut-kept"
     )?;
     for r in reports {
         writeln!(
             out,
-            "{:<12} {:<9} {:<9} {:>6} {:>13} {:>14} {:>6} {:>6} {:>12} {:>14} {:>16}",
+            "{:<12} {:<9} {:<9} {:>6} {:>13} {:>14} {:>6} {:>6} {:>12} {:>14} {:>16} {:>11} {:>12}",
             r.workload,
-            r.mode.to_string(),
+            if r.bit_rot {
+                "rot".to_owned()
+            } else {
+                r.mode.to_string()
+            },
             if r.lying_dir_sync { "lying" } else { "real" },
             r.seeds,
             r.crash_states,
@@ -190,7 +221,9 @@ fn print_table(reports: &[Report]) -> io::Result<()> {
             r.wrong,
             r.resurrected,
             r.phantom_reads,
-            r.recovery_errors
+            r.recovery_errors,
+            r.rot_refused,
+            r.rot_cut_kept
         )?;
     }
     out.flush()

@@ -89,6 +89,30 @@ fn torture_passes_with_real_directory_syncs() {
     }
 }
 
+/// Bit rot after the last sync (`--mode rot`): one row per engine; every crash state either
+/// recovers everything acknowledged, refuses naming the damaged file (`rot-refused`), or cuts
+/// the damage and keeps it in quarantine (`rot-cut-kept`); nothing is lost silently.
+#[test]
+fn torture_bit_rot_rows_refuse_or_keep_the_damage_and_lose_nothing() {
+    let o = durable(&["torture", "--seeds", "3", "--mode", "rot"]);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let rows = rows(&stdout(&o));
+    let engines: Vec<&str> = rows.iter().map(|r| r["engine"].as_str()).collect();
+    assert_eq!(engines, ["wal", "bitcask", "lsm-hash"]);
+    for r in &rows {
+        assert_eq!(r["mode"], "rot");
+        for col in ["lost", "wrong", "resurrected", "recovery-errors"] {
+            assert_eq!(r[col], "0", "{col}: {r:?}");
+        }
+        assert!(r["rot-refused"].parse::<u64>().unwrap() > 10, "{r:?}");
+    }
+}
+
 #[test]
 fn torture_with_lying_directory_sync_reports_losses_and_exits_1() {
     let o = durable(&["torture", "--seeds", "2", "--lying-dir-sync"]);

@@ -553,7 +553,11 @@ fn recover(fs: &DurableFs, dir: &Path, opts: &Options) -> Result<Recovered> {
     for &id in &ids {
         let name = segment_name(id);
         if !names.contains(&name) {
-            return Err(Error::corrupt(dir.join(name), 0, CorruptionKind::MissingFile));
+            return Err(Error::corrupt(
+                dir.join(name),
+                0,
+                CorruptionKind::MissingFile,
+            ));
         }
     }
     for n in &names {

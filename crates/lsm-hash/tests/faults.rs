@@ -249,7 +249,9 @@ fn a_missing_segment_is_corruption_naming_it() {
         let before = img.durable().list(Path::new("/db")).unwrap();
         for read_only in [false, true] {
             match LsmHash::open("/db", opts(&img).with_read_only(read_only)) {
-                Err(Error::Corruption { path: named, kind, .. }) => {
+                Err(Error::Corruption {
+                    path: named, kind, ..
+                }) => {
                     assert_eq!((&named, kind), (&path, CorruptionKind::MissingFile));
                 }
                 other => panic!("{victim}: {other:?}"),

@@ -97,6 +97,12 @@ pub struct Config {
     /// At most this many crash points per seed (a seeded sample, always including the last);
     /// `None` tries them all.
     pub max_points_per_seed: Option<usize>,
+    /// Bit rot after the crash: one seeded bit of one file's surviving (synced) bytes is
+    /// flipped before recovery. A recovery that refuses naming that file counts in
+    /// [`Report::rot_refused`]; one that cuts the damage and keeps the cut bytes in a
+    /// `quarantine/` directory counts in [`Report::rot_cut_kept`]; a silent loss or a wrong
+    /// value fails as always.
+    pub bit_rot: bool,
 }
 
 impl Config {
@@ -107,6 +113,7 @@ impl Config {
             mode,
             lying_dir_sync: false,
             max_points_per_seed: None,
+            bit_rot: false,
         }
     }
 }
@@ -122,6 +129,8 @@ pub struct Failure {
     pub crash_point: u64,
     /// Whether directory syncs were lying.
     pub lying_dir_sync: bool,
+    /// Whether bit rot was injected.
+    pub bit_rot: bool,
     /// What went wrong.
     pub detail: String,
 }
@@ -170,6 +179,15 @@ pub struct Report {
     pub phantom_reads: u64,
     /// Recoveries that failed, or that a second recovery disagreed with.
     pub recovery_errors: u64,
+    /// Under bit rot: crash states whose recovery refused, naming the damaged file (a correct
+    /// answer, not a failure).
+    pub rot_refused: u64,
+    /// Under bit rot: crash states whose recovery cut the damage as a torn tail and kept the
+    /// cut bytes in quarantine, reported (the flip fell in records no later write or seal had
+    /// proved durable, where it looks exactly like a torn write): not a silent loss.
+    pub rot_cut_kept: u64,
+    /// Bit rot was injected ([`Config::bit_rot`]).
+    pub bit_rot: bool,
     /// The first failure, for replay.
     pub first_failure: Option<Failure>,
 }
@@ -199,6 +217,9 @@ impl Report {
             resurrected: 0,
             phantom_reads: 0,
             recovery_errors: 0,
+            rot_refused: 0,
+            rot_cut_kept: 0,
+            bit_rot: false,
             first_failure: None,
         }
     }
@@ -226,6 +247,7 @@ impl Report {
                 mode: self.mode,
                 crash_point: point,
                 lying_dir_sync: self.lying_dir_sync,
+                bit_rot: self.bit_rot,
                 detail,
             });
         }
@@ -233,10 +255,56 @@ impl Report {
 }
 
 /// What one crash point produced.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 struct PointResult {
     verdict: Verdict,
     recovery_error: Option<String>,
+    /// Bit rot was refused, naming the damaged file.
+    rot_refused: bool,
+    /// Bit rot was cut as a torn tail, and the cut bytes kept in quarantine.
+    rot_cut_kept: bool,
+}
+
+/// Every file under `/` in `fs`, with its length, in a deterministic order.
+fn all_files(fs: &DurableFs) -> Vec<(std::path::PathBuf, u64)> {
+    let mut out = Vec::new();
+    let mut dirs = vec![std::path::PathBuf::from("/")];
+    while let Some(dir) = dirs.pop() {
+        let Ok(mut names) = fs.list(&dir) else {
+            continue;
+        };
+        names.sort();
+        for n in names {
+            let path = dir.join(n);
+            if fs.list(&path).is_ok() {
+                dirs.push(path);
+            } else if let Ok(f) = fs.open(&path, crate::Access::Read) {
+                out.push((path, f.len().unwrap_or(0)));
+            }
+        }
+    }
+    out
+}
+
+/// Flips one seeded bit of one file of `image` (files with bytes only); returns the file.
+fn rot(image: &SimFs, seed: u64) -> Option<std::path::PathBuf> {
+    let files: Vec<_> = all_files(&image.durable())
+        .into_iter()
+        .filter(|(_, len)| *len > 0)
+        .collect();
+    let mut rng = Rng::new(seed);
+    let (path, len) = files.get(rng.below_usize(files.len().max(1)))?.clone();
+    let offset = rng.below(len);
+    image.flip_bit(&path, offset, (rng.below(8)) as u8).ok()?;
+    Some(path)
+}
+
+/// How many files `quarantine/` directories hold in `fs`.
+fn quarantined(fs: &DurableFs) -> usize {
+    all_files(fs)
+        .iter()
+        .filter(|(p, _)| p.components().any(|c| c.as_os_str() == "quarantine"))
+        .count()
 }
 
 fn fresh_sim<W: Workload>(w: &W, lying: bool) -> Result<SimFs, BoxError> {
@@ -247,13 +315,14 @@ fn fresh_sim<W: Workload>(w: &W, lying: bool) -> Result<SimFs, BoxError> {
 }
 
 /// Runs one crash point; see the [module docs](self).
-fn run_point<W: Workload>(w: &W, seed: u64, mode: CrashMode, lying: bool, k: u64) -> PointResult {
+fn run_point<W: Workload>(w: &W, seed: u64, cfg: &Config, k: u64) -> PointResult {
+    let (mode, lying) = (cfg.mode, cfg.lying_dir_sync);
     let sim = match fresh_sim(w, lying) {
         Ok(sim) => sim,
         Err(e) => {
             return PointResult {
-                verdict: Verdict::default(),
                 recovery_error: Some(format!("prepare failed: {e}")),
+                ..PointResult::default()
             };
         }
     };
@@ -264,22 +333,55 @@ fn run_point<W: Workload>(w: &W, seed: u64, mode: CrashMode, lying: bool, k: u64
         && !sim.has_crashed()
     {
         return PointResult {
-            verdict: Verdict::default(),
             recovery_error: Some(format!("workload failed without a crash: {e}")),
+            ..PointResult::default()
         };
     }
     let image = sim.crash(mode, Rng::derive(seed, k));
     image.set_lying_dir_sync(lying);
+    let rotted = if cfg.bit_rot {
+        rot(&image, Rng::derive(seed, k ^ 0xB17_2071))
+    } else {
+        None
+    };
+    let kept_before = if rotted.is_some() {
+        quarantined(&image.durable())
+    } else {
+        0
+    };
     let state = match w.recover(&image.durable()) {
         Ok(s) => s,
         Err(e) => {
+            // Bit rot refused, naming the damaged file (by its name without the extension:
+            // recovery may have renamed it, as bitcask does a committed merge output from
+            // `.merge` to `.data`): the right answer.
+            if let Some(path) = &rotted
+                && e.to_string()
+                    .contains(&path.with_extension("").display().to_string())
+            {
+                return PointResult {
+                    rot_refused: true,
+                    ..PointResult::default()
+                };
+            }
             return PointResult {
-                verdict: Verdict::default(),
                 recovery_error: Some(format!("recovery failed: {e}")),
+                ..PointResult::default()
             };
         }
     };
-    let verdict = w.check(seed, &acks, &state);
+    let mut verdict = w.check(seed, &acks, &state);
+    let mut rot_cut_kept = false;
+    if rotted.is_some() && quarantined(&image.durable()) > kept_before {
+        // The damage was cut and its bytes kept and reported (a flip in records no later
+        // write proved durable looks exactly like a torn write): what the cut took away is
+        // not a silent loss.
+        rot_cut_kept = true;
+        verdict = Verdict {
+            acked_checked: verdict.acked_checked,
+            ..Verdict::default()
+        };
+    }
     // Recovery must have made its repairs durable: crash right after it and recover again.
     let again = image.crash(CrashMode::Strict, 0);
     again.set_lying_dir_sync(lying);
@@ -293,6 +395,8 @@ fn run_point<W: Workload>(w: &W, seed: u64, mode: CrashMode, lying: bool, k: u64
     PointResult {
         verdict,
         recovery_error,
+        rot_refused: false,
+        rot_cut_kept,
     }
 }
 
@@ -325,6 +429,7 @@ pub(crate) fn points(n: u64, max: Option<usize>, seed: u64) -> Vec<u64> {
 /// (points done, points in the current seed).
 pub fn run<W: Workload>(w: &W, cfg: &Config, progress: &mut dyn FnMut(u64, u64)) -> Report {
     let mut report = Report::new(w.name(), cfg.mode, cfg.lying_dir_sync);
+    report.bit_rot = cfg.bit_rot;
     for &seed in &cfg.seeds {
         report.seeds += 1;
         let n = match count_ops(w, seed, cfg.lying_dir_sync) {
@@ -336,6 +441,7 @@ pub fn run<W: Workload>(w: &W, cfg: &Config, progress: &mut dyn FnMut(u64, u64))
                     mode: cfg.mode,
                     crash_point: 0,
                     lying_dir_sync: cfg.lying_dir_sync,
+                    bit_rot: cfg.bit_rot,
                     detail: format!("uninterrupted run failed: {e}"),
                 });
                 continue;
@@ -344,7 +450,9 @@ pub fn run<W: Workload>(w: &W, cfg: &Config, progress: &mut dyn FnMut(u64, u64))
         let pts = points(n, cfg.max_points_per_seed, seed);
         let total = pts.len() as u64;
         for (i, k) in pts.into_iter().enumerate() {
-            let r = run_point(w, seed, cfg.mode, cfg.lying_dir_sync, k);
+            let r = run_point(w, seed, cfg, k);
+            report.rot_refused += u64::from(r.rot_refused);
+            report.rot_cut_kept += u64::from(r.rot_cut_kept);
             report.add(seed, k, r.verdict, r.recovery_error);
             progress(i as u64 + 1, total);
         }
@@ -354,13 +462,12 @@ pub fn run<W: Workload>(w: &W, cfg: &Config, progress: &mut dyn FnMut(u64, u64))
 
 /// Reruns one crash point (from a [`Failure`]) and returns its verdict, or the recovery error.
 pub fn replay<W: Workload>(w: &W, failure: &Failure) -> Result<Verdict, String> {
-    let r = run_point(
-        w,
-        failure.seed,
-        failure.mode,
-        failure.lying_dir_sync,
-        failure.crash_point,
-    );
+    let cfg = Config {
+        lying_dir_sync: failure.lying_dir_sync,
+        bit_rot: failure.bit_rot,
+        ..Config::new([failure.seed], failure.mode)
+    };
+    let r = run_point(w, failure.seed, &cfg, failure.crash_point);
     match r.recovery_error {
         Some(e) => Err(e),
         None => Ok(r.verdict),
