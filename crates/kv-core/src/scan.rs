@@ -27,6 +27,10 @@ pub struct Scanned {
     pub torn_tail: Option<(u64, CorruptionKind)>,
     /// Damaged ranges skipped under [`RecoveryMode::SkipCorrupt`]: (offset, length, why).
     pub skipped: Vec<(u64, u64, CorruptionKind)>,
+    /// Key and value bytes checksummed while looking for valid records after damage (0 for
+    /// an undamaged file): at most [`RESCAN_FACTOR`] times the file's length plus
+    /// [`RESCAN_SLACK`], whatever the file holds.
+    pub rescan_bytes: u64,
 }
 
 /// The valid records after the first damage in a file, found in one forward pass (so a
@@ -41,14 +45,16 @@ struct Later {
     min_seq: Vec<u64>,
     /// The work budget ran out before the end of the file: what lies after is unknown.
     exhausted: bool,
+    /// Key and value bytes checksummed.
+    checked: u64,
 }
 
-/// How many payload bytes the forward pass may feed to CRCs for records that then fail, per
-/// byte of file (plus [`RESCAN_SLACK`]): what bounds the work a crafted file can cause (a
-/// candidate offset is first checked in O(1), by its header CRC in format 2).
-const RESCAN_FACTOR: u64 = 2;
-/// Fixed allowance of the forward pass's budget.
-const RESCAN_SLACK: u64 = 1 << 20;
+/// How many key and value bytes the forward pass after damage may checksum, per byte of
+/// file (plus [`RESCAN_SLACK`]): what bounds the work a crafted file can cause (a candidate
+/// offset is first checked in O(1), by its header CRC in format 2).
+pub const RESCAN_FACTOR: u64 = 2;
+/// Fixed allowance of the forward pass's budget, in bytes.
+pub const RESCAN_SLACK: u64 = 1 << 20;
 
 impl Later {
     /// Walks from `from` to the end: at each offset an O(1) check, a full decode only where
@@ -77,6 +83,7 @@ impl Later {
                     break;
                 }
                 budget -= cost;
+                out.checked += cost;
                 if let Ok(r) = decode_record(rest, salt, version) {
                     found.push((p as u64, r.seq, r.synced_seq));
                     p += r.encoded_len();
@@ -180,6 +187,7 @@ pub fn scan_records(
         };
         let damage_at = if batch.is_empty() { pos } else { batch_start };
         let later = later.get_or_insert_with(|| Later::find(bytes, pos + 1, salt, version));
+        out.rescan_bytes = later.checked;
         if later.exhausted {
             return Err((pos as u64, CorruptionKind::RescanLimit));
         }
@@ -278,5 +286,78 @@ mod tests {
         let s = scan_records(&b, 4, VERSION, true, RecoveryMode::SkipCorrupt).unwrap();
         assert_eq!(s.entries.len(), 2);
         assert_eq!(s.skipped.len(), 1);
+    }
+
+    /// Finding 3 of the integrity issue, counted in work, not wall time: after damage, the
+    /// rescan rejects offsets of garbage in O(1) (no payload checksummed), checksums about the
+    /// file once when the rest is valid records, and a crafted file (forged headers, each
+    /// claiming the rest of the file) exhausts a budget linear in the file's length and is
+    /// refused, never quadratic.
+    #[test]
+    fn rescans_after_damage_are_linear_in_work() {
+        // A valid header followed by 17 MiB of 0x01: unknown flag bits everywhere.
+        let mut b = FileHeader::new(4, 1).encode(b"\x89TST\r\n\x1a\n").to_vec();
+        b.resize(b.len() + (17 << 20), 1);
+        let s = scan_records(&b, 4, VERSION, true, RecoveryMode::TolerateTornTail).unwrap();
+        assert_eq!(s.torn_tail.map(|t| t.0), Some(FILE_HEADER_LEN as u64));
+        assert_eq!(s.rescan_bytes, 0, "no payload checksummed");
+        // 2 MiB of values made of u32 100000 with a flipped bit in the first record: the
+        // rescan checksums each valid record once.
+        let value: Vec<u8> = 100_000u32.to_le_bytes().repeat(256);
+        let mut b = FileHeader::new(4, 1).encode(b"\x89TST\r\n\x1a\n").to_vec();
+        for seq in 1..=2048u64 {
+            encode_record(&mut b, 4, seq, 0, 0, &seq.to_le_bytes(), &value);
+        }
+        b[FILE_HEADER_LEN + 40] ^= 4;
+        let s = scan_records(&b, 4, VERSION, true, RecoveryMode::TolerateTornTail).unwrap();
+        assert_eq!(s.torn_tail.map(|t| t.0), Some(FILE_HEADER_LEN as u64));
+        assert!(
+            s.rescan_bytes <= b.len() as u64,
+            "{} > {}",
+            s.rescan_bytes,
+            b.len()
+        );
+        // Crafted: a forged header at every 32 bytes, each claiming the rest of the file.
+        let len = 4 << 20;
+        let mut b = FileHeader::new(4, 1).encode(b"\x89TST\r\n\x1a\n").to_vec();
+        b.resize(len, 0);
+        let mut at = FILE_HEADER_LEN + 32;
+        while at + RECORD_HEADER_LEN <= len {
+            let rest = (len - at - RECORD_HEADER_LEN) as u32;
+            let mut h = Vec::new();
+            encode_record(&mut h, 4, 9, 0, 0, b"", &[]);
+            h[crate::format::RECORD_VALUE_LEN..crate::format::RECORD_VALUE_LEN + 4]
+                .copy_from_slice(&rest.to_le_bytes());
+            let hcrc = {
+                let mut c = crc32fast::Hasher::new();
+                c.update(&4u32.to_le_bytes());
+                c.update(&h[crate::format::RECORD_SEQ..RECORD_HEADER_LEN]);
+                c.finalize()
+            };
+            h[crate::format::RECORD_HEADER_CRC..crate::format::RECORD_SEQ]
+                .copy_from_slice(&hcrc.to_le_bytes());
+            b[at..at + RECORD_HEADER_LEN].copy_from_slice(&h[..RECORD_HEADER_LEN]);
+            at += RECORD_HEADER_LEN;
+        }
+        b[FILE_HEADER_LEN] = 0xFF; // damage where the first record would be
+        let found = Later::find(&b, FILE_HEADER_LEN + 1, 4, VERSION);
+        assert!(found.exhausted);
+        assert!(found.checked <= RESCAN_FACTOR * len as u64 + RESCAN_SLACK);
+        for newest in [true, false] {
+            let err = scan_records(&b, 4, VERSION, newest, RecoveryMode::TolerateTornTail);
+            assert_eq!(err.map(|_| ()).unwrap_err().1, CorruptionKind::RescanLimit);
+        }
+        // Format 1 has no header CRC: small integers pass its O(1) check, and the budget
+        // bounds the payload checksums instead.
+        let mut b = FileHeader {
+            version: crate::format::VERSION_1,
+            ..FileHeader::new(4, 1)
+        }
+        .encode(b"\x89TST\r\n\x1a\n")
+        .to_vec();
+        b.extend(std::iter::repeat_n(0u8, 3).chain([1u8]).cycle().take(len));
+        b[FILE_HEADER_LEN] = 0xFF;
+        let found = Later::find(&b, FILE_HEADER_LEN + 1, 4, crate::format::VERSION_1);
+        assert!(found.checked <= RESCAN_FACTOR * b.len() as u64 + RESCAN_SLACK);
     }
 }

@@ -65,6 +65,10 @@ pub struct RecoveryReport {
     pub skipped: Vec<Damage>,
     /// Segment files removed because their creation was torn (empty or cut-short header).
     pub removed_torn_segments: Vec<PathBuf>,
+    /// Payload bytes checksummed while looking for valid records after damage, summed over
+    /// segments: at most twice each damaged segment's length plus 1 MiB (the rescan budget),
+    /// whatever the bytes hold; 0 for an undamaged log.
+    pub rescan_bytes: u64,
     /// Segment files the chain no longer (or not yet) listed: what a crash left of a
     /// truncation or a rotation; removed by a read-write open, only reported by a read-only one.
     pub removed_unlisted: Vec<PathBuf>,
@@ -98,6 +102,8 @@ struct Scan {
     cut: Option<(u64, CorruptionKind)>,
     /// The records end with a seal.
     sealed: bool,
+    /// Payload bytes checksummed looking for records after damage.
+    rescan_bytes: u64,
     skipped: Vec<(u64, u64, CorruptionKind)>,
 }
 
@@ -113,13 +119,15 @@ struct Later {
     exhausted: bool,
     /// The segment's length.
     len: usize,
+    /// Payload bytes checksummed.
+    checked: u64,
 }
 
-/// Payload bytes the forward pass may checksum per byte of segment (plus
+/// Payload bytes the forward pass after damage may checksum per byte of segment (plus
 /// [`RESCAN_SLACK`]): what bounds the work a crafted segment can cause.
-const RESCAN_FACTOR: u64 = 2;
-/// Fixed allowance of the forward pass's budget.
-const RESCAN_SLACK: u64 = 1 << 20;
+pub const RESCAN_FACTOR: u64 = 2;
+/// Fixed allowance of the forward pass's budget, in bytes.
+pub const RESCAN_SLACK: u64 = 1 << 20;
 
 impl Later {
     /// Walks from `from` to the end: an O(1) check at each offset (in format 2 the header
@@ -154,6 +162,7 @@ impl Later {
                     break;
                 }
                 budget -= cost;
+                out.checked += cost;
                 if let Ok(r) = decode_record(rest, salt, version, max) {
                     out.found.push((p, r.lsn));
                     synced.push(r.synced_lsn);
@@ -196,6 +205,7 @@ fn scan_segment(
         records: 0,
         cut: None,
         sealed: false,
+        rescan_bytes: 0,
         skipped: Vec::new(),
     };
     let policy = Policy {
@@ -824,6 +834,7 @@ pub(crate) fn recover(
             cut_tail(fs, (&file, &bytes, &path), cut, &mut report)?;
         }
         report.records += scan.records;
+        report.rescan_bytes += scan.rescan_bytes;
         last_sealed = scan.sealed && scan.cut.is_none();
         if report.first_lsn.is_none() {
             report.first_lsn = first_lsn(&scan, &bytes, max_record_bytes);

@@ -542,3 +542,86 @@ fn truncations_are_told_from_lost_segments() {
     );
     assert!(!ifs.exists(first_old).unwrap());
 }
+
+/// Finding 3 of the integrity issue, counted in work (`RecoveryReport::rescan_bytes`), not
+/// wall time: garbage after a valid header is rejected offset by offset in O(1); 8 MiB of
+/// records whose payloads hold u64s near the current LSN (what made format 1's LSN check
+/// pass everywhere) cost one checksum of the segment after a flipped bit; a crafted segment
+/// of forged headers exhausts a linear budget and is refused as `RescanLimit`.
+#[test]
+fn rescans_after_damage_are_linear_in_work() {
+    let big =
+        |fs: &DurableFs| opts(fs, RecoveryMode::TolerateTornTail).with_max_segment_bytes(64 << 20);
+    // Garbage: a closed, empty log whose segment is then extended with 17 MiB of 0x01.
+    let sim = SimFs::new();
+    let fs = sim.durable();
+    Wal::open(DIR, big(&fs)).unwrap().close().unwrap();
+    let seg = segments(&fs).pop().unwrap();
+    let f = fs.open(&seg, Access::ReadWrite).unwrap();
+    f.write_all_at(&vec![1u8; 17 << 20], SEGMENT_HEADER_LEN as u64)
+        .unwrap();
+    f.sync_data().unwrap();
+    match wal::verify(&fs, Path::new(DIR), 1 << 20) {
+        Err(Error::Corruption { offset, .. }) => assert_eq!(offset, SEGMENT_HEADER_LEN as u64),
+        other => panic!("{other:?}"),
+    }
+    let wal = Wal::open(DIR, big(&fs)).unwrap();
+    assert_eq!(wal.recovery_report().rescan_bytes, 0, "nothing checksummed");
+    assert!(wal.recovery_report().truncated_tail.is_some());
+    drop(wal);
+
+    // 8 MiB of records holding u64s near the current LSN, a bit flipped in the first.
+    let sim = SimFs::new();
+    let fs = sim.durable();
+    let wal = Wal::open(DIR, big(&fs)).unwrap();
+    for lsn in 1..=2048u64 {
+        let p: Vec<u8> = (lsn..lsn + 512).flat_map(u64::to_le_bytes).collect();
+        wal.append(&p).unwrap();
+    }
+    wal.sync().unwrap();
+    let image = sim.crash_image(CrashMode::Strict, 0);
+    drop(wal);
+    let ifs = image.durable();
+    let seg = segments(&ifs).pop().unwrap();
+    let len = ifs.open(&seg, Access::Read).unwrap().len().unwrap();
+    image
+        .flip_bit(&seg, SEGMENT_HEADER_LEN as u64 + 100, 3)
+        .unwrap();
+    let wal = Wal::open(DIR, big(&ifs)).unwrap();
+    let r = wal.recovery_report();
+    assert!(r.truncated_tail.is_some());
+    assert!(r.rescan_bytes <= len, "{} > {len}", r.rescan_bytes);
+    drop(wal);
+
+    // Crafted: a forged header (valid header CRC) every 28 bytes, each claiming the rest.
+    let sim = SimFs::new();
+    let fs = sim.durable();
+    Wal::open(DIR, big(&fs)).unwrap().close().unwrap();
+    let seg = segments(&fs).pop().unwrap();
+    let salt = SegmentHeader::decode(&fs.read(&seg).unwrap()).unwrap().salt;
+    let len = 4usize << 20;
+    let mut body = vec![0xFFu8; 1];
+    body.resize(len - SEGMENT_HEADER_LEN, 0);
+    let mut at = 1;
+    while at + RECORD_HEADER_LEN <= body.len() {
+        let claim = (body.len() - at - RECORD_HEADER_LEN) as u32;
+        let mut h = Vec::new();
+        wal::format::encode_record(&mut h, salt, 2, 0, 0, b"");
+        h[0..4].copy_from_slice(&claim.to_le_bytes());
+        let mut c = crc32fast::Hasher::new();
+        c.update(&salt.to_le_bytes());
+        c.update(&h[0..4]);
+        c.update(&h[wal::format::RECORD_LSN..RECORD_HEADER_LEN]);
+        h[wal::format::RECORD_HEADER_CRC..wal::format::RECORD_LSN]
+            .copy_from_slice(&c.finalize().to_le_bytes());
+        body[at..at + RECORD_HEADER_LEN].copy_from_slice(&h);
+        at += RECORD_HEADER_LEN;
+    }
+    let f = fs.open(&seg, Access::ReadWrite).unwrap();
+    f.write_all_at(&body, SEGMENT_HEADER_LEN as u64).unwrap();
+    f.sync_data().unwrap();
+    match Wal::open(DIR, big(&fs).with_max_record_bytes(1 << 30)) {
+        Err(Error::Corruption { kind, .. }) => assert_eq!(kind, CorruptionKind::RescanLimit),
+        other => panic!("{other:?}"),
+    }
+}
