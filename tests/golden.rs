@@ -240,3 +240,36 @@ fn wal_v1_log_opens_and_reads_back() {
     assert_eq!(log.append(b"next").unwrap(), records.len() as u64 + 1);
     log.close().unwrap();
 }
+
+/// A format-1 log whose last segment is empty (checkpointed to its end, or never written):
+/// the first read-write open swaps that segment for an empty format-2 one of the same name
+/// (it records the high-water mark), so new records are never written into a format-1
+/// segment; every old record and the new ones read back after a reopen, in order.
+#[test]
+fn wal_v1_log_with_an_empty_last_segment_takes_new_records_in_format_2() {
+    let (_tmp, dir) = copy_fixture("wal-v1");
+    let records = wal_records();
+    let next = records.len() as u64 + 1;
+    let fs = DurableFs::real();
+    let empty = wal::format::SegmentHeader {
+        version: wal::format::VERSION_1,
+        salt: 99,
+        first_lsn: next,
+    };
+    let path = dir.join(wal::format::segment_name(next));
+    fs.atomic_replace(&path, &empty.encode()).unwrap();
+    let log = wal::Wal::open(&dir, wal::Options::default()).unwrap();
+    assert_eq!(log.append(b"new one").unwrap(), next);
+    assert_eq!(log.append(b"new two").unwrap(), next + 1);
+    log.close().unwrap();
+    let header = wal::format::SegmentHeader::decode(&fs.read(&path).unwrap()).unwrap();
+    assert_eq!(header.version, wal::format::VERSION);
+    let log = wal::Wal::open(&dir, wal::Options::default()).unwrap();
+    let got: Vec<(u64, Vec<u8>)> = log.iter_from(0).unwrap().collect::<Result<_, _>>().unwrap();
+    assert_eq!(got.len() as u64, next + 2 - WAL_FIRST_KEPT);
+    assert_eq!(
+        got[got.len() - 2..],
+        [(next, b"new one".to_vec()), (next + 1, b"new two".to_vec())]
+    );
+    assert!(log.recovery_report().truncated_tail.is_none());
+}

@@ -331,6 +331,14 @@ fn load_file(
     };
     if !opts.read_only {
         repair(fs, (dir, &data, &bytes), cut, newest, report)?;
+        // The newest file's records are durable now (repair synced them) and no write will
+        // follow them (the writer starts a new file): sealed, so bit rot in them is
+        // corruption at later opens, not a torn tail, even if the files made after it go
+        // (merged away) and it is the newest written file again.
+        let last_seq = scanned.entries.iter().map(|e| e.seq).max();
+        if let Some(seq) = last_seq.filter(|_| newest && !scanned.sealed && !salvaged) {
+            data.append_seal(scanned.end, seq)?;
+        }
     }
     Ok(Some(Loaded {
         id: small,

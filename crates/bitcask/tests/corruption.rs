@@ -161,8 +161,8 @@ fn preallocated_zeros_are_free_space_and_garbage_in_them_is_a_torn_tail() {
             .unwrap()
             .len()
             .unwrap(),
-        end,
-        "trimmed: immutable files end at their records"
+        end + RECORD_HEADER_LEN as u64,
+        "trimmed and sealed: immutable files end at their records and the seal the open wrote"
     );
     // Garbage where the next record would go: a torn tail, cut and reported.
     let img = sim.crash_image(CrashMode::Strict, 0);

@@ -169,6 +169,22 @@ impl DataFile {
         Ok(self.file.read_all()?)
     }
 
+    /// Appends a seal at `end` (where the file's records end; anything after is cut) saying
+    /// every record before it, the last of seq `seq`, is durable, and syncs. Call it only once
+    /// those records are durable: at open, after recovery synced what it read. Format 2 only
+    /// (a format-1 file knows no seal: nothing is written).
+    pub fn append_seal(&self, end: u64, seq: u64) -> Result<()> {
+        if self.version != crate::format::VERSION {
+            return Ok(());
+        }
+        let mut seal = Vec::with_capacity(crate::format::RECORD_HEADER_LEN);
+        crate::format::encode_seal(&mut seal, self.salt, seq);
+        self.file.write_all_at(&seal, end)?;
+        self.file.set_len(end + seal.len() as u64)?;
+        self.file.sync_data()?;
+        Ok(())
+    }
+
     /// The file's path.
     pub fn path(&self) -> &Path {
         &self.path

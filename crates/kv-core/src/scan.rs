@@ -56,6 +56,16 @@ pub const RESCAN_FACTOR: u64 = 2;
 /// Fixed allowance of the forward pass's budget, in bytes.
 pub const RESCAN_SLACK: u64 = 1 << 20;
 
+/// Offset in a record header of the flags field's most significant byte.
+fn flags_top(version: u32) -> usize {
+    let flags = if version == crate::format::VERSION_1 {
+        crate::format::v1::RECORD_FLAGS
+    } else {
+        crate::format::RECORD_FLAGS
+    };
+    flags + 3
+}
+
 impl Later {
     /// Walks from `from` to the end: at each offset an O(1) check, a full decode only where
     /// it passes, a jump over every valid record found, and zero runs skipped (no record
@@ -66,8 +76,18 @@ impl Later {
         let mut budget = (b.len() as u64)
             .saturating_mul(RESCAN_FACTOR)
             .saturating_add(RESCAN_SLACK);
+        // A record's flags use the low byte only, so the flags field's top byte is 0: the
+        // candidates are found with `memchr`, not tried at every offset.
+        let top = flags_top(version);
         let mut p = from;
         while p + RECORD_HEADER_LEN <= b.len() {
+            match b.get(p + top..).and_then(|rest| memchr::memchr(0, rest)) {
+                Some(i) => p += i,
+                None => break,
+            }
+            if p + RECORD_HEADER_LEN > b.len() {
+                break;
+            }
             let rest = b.get(p..).unwrap_or_default();
             if rest.first() == Some(&0) {
                 let z = rest.iter().position(|&x| x != 0).unwrap_or(rest.len());
@@ -189,6 +209,15 @@ pub fn scan_records(
         let later = later.get_or_insert_with(|| Later::find(bytes, pos + 1, salt, version));
         out.rescan_bytes = later.checked;
         if later.exhausted {
+            // Format 1 has no header CRC: a torn tail whose values hold small integers can
+            // exhaust the budget without any crafting. In the newest file that stays a torn
+            // tail (cut, the bytes kept in quarantine), as the format-1 code treated it;
+            // anywhere else, and in format 2 (only a crafted file forges header CRCs), it is
+            // refused.
+            if version == crate::format::VERSION_1 && tail_ok && !salvage {
+                out.torn_tail = Some((damage_at as u64, kind));
+                return Ok(out);
+            }
             return Err((pos as u64, CorruptionKind::RescanLimit));
         }
         let next = later.after(pos);

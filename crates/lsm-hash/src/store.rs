@@ -550,9 +550,10 @@ fn recover(fs: &DurableFs, dir: &Path, opts: &Options) -> Result<Recovered> {
     }
     // Every segment the manifest names must be there: a lost one is corruption naming it,
     // found before anything is removed or cut.
+    let present: std::collections::HashSet<&str> = names.iter().map(String::as_str).collect();
     for &id in &ids {
         let name = segment_name(id);
-        if !names.contains(&name) {
+        if !present.contains(name.as_str()) {
             return Err(Error::corrupt(
                 dir.join(name),
                 0,
@@ -643,6 +644,9 @@ fn open_inner(dir: &Path, opts: Options) -> Result<Inner> {
             if r.active_sealed {
                 app.mark_sealed();
             }
+            // What recovery read of the active segment is durable now (it synced it): sealed,
+            // so bit rot in those records is corruption at later opens, not a torn tail.
+            app.seal()?;
             Some(Mutex::new(Writer {
                 app,
                 active: Arc::clone(active),

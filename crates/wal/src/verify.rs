@@ -29,7 +29,7 @@ pub struct VerifyReport {
 /// without taking the lock. Any damage, a torn tail included, is an
 /// [`Error::Corruption`](crate::Error::Corruption) naming the file and offset.
 pub fn verify(fs: &DurableFs, dir: &Path, max_record_bytes: u32) -> Result<VerifyReport> {
-    let r = recover(fs, dir, max_record_bytes, RecoveryMode::Strict, false)?;
+    let r = recover_beside_writer(fs, dir, max_record_bytes, RecoveryMode::Strict)?;
     Ok(VerifyReport {
         segments: r.segments.len(),
         records: r.report.records,
@@ -47,12 +47,31 @@ pub fn read_only_iter(
     from: Lsn,
     max_record_bytes: u32,
 ) -> Result<Iter> {
-    let r = recover(
-        fs,
-        dir,
-        max_record_bytes,
-        RecoveryMode::TolerateTornTail,
-        false,
-    )?;
+    let r = recover_beside_writer(fs, dir, max_record_bytes, RecoveryMode::TolerateTornTail)?;
     Ok(Iter::new(r.segments, from, max_record_bytes))
+}
+
+/// A read-only recovery that tolerates a writer working beside it: a rotation or truncation
+/// between reading the directory and reading the segment chain (or a segment) changes the
+/// chain, so an error seen while the chain changed is retried (a few times) before it is
+/// believed. Damage that stays put is reported as found.
+fn recover_beside_writer(
+    fs: &DurableFs,
+    dir: &Path,
+    max_record_bytes: u32,
+    mode: RecoveryMode,
+) -> Result<crate::recovery::Recovered> {
+    let chain = || {
+        let path = dir.join(crate::chain::CHAIN_FILE);
+        fs.read(&path).ok()
+    };
+    let mut attempts = 0;
+    loop {
+        let before = chain();
+        let r = recover(fs, dir, max_record_bytes, mode, false);
+        attempts += 1;
+        if r.is_ok() || attempts >= 20 || chain() == before {
+            return r;
+        }
+    }
 }

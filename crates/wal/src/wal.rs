@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use durable_fs::{Access, DirLock, GroupCommit, Ticker, Waker};
+use durable_fs::{Access, DirLock, File, GroupCommit, Ticker, Waker};
 use parking_lot::Mutex;
 
 use crate::chain;
@@ -95,7 +95,9 @@ impl Log {
         let file = Arc::clone(&self.active()?.file);
         if self.prealloc > 0 && end > self.file_len {
             // Grow in steps, so most fdatasyncs have no file size to flush.
-            self.file_len = end.div_ceil(self.prealloc) * self.prealloc;
+            self.file_len = (end.div_ceil(self.prealloc) * self.prealloc)
+                .min(MAX_SEGMENT_LEN)
+                .max(end);
             file.set_len(self.file_len)?;
         }
         file.write_all_at(&self.buf, at)?;
@@ -130,16 +132,37 @@ impl Inner {
     /// Creates, durably, a new active segment starting at `log.next_lsn`, after syncing the
     /// current one completely (so only the last segment can ever have a torn tail).
     fn rotate(&self, log: &mut Log) -> Result<()> {
-        if log
+        let empty_at_next = log
             .segments
             .last()
-            .is_some_and(|s| s.first_lsn == log.next_lsn)
-        {
+            .filter(|s| s.first_lsn == log.next_lsn && log.buf.is_empty());
+        match empty_at_next {
             // The active segment is empty and already starts at the next LSN.
-            return Ok(());
+            Some(s) if s.version == VERSION => return Ok(()),
+            // An empty format-1 segment there (a log written before format 2, checkpointed
+            // or never written): swapped in one step for an empty format-2 one of the same
+            // name, so the high-water mark it records is never absent from the directory.
+            Some(s) => {
+                let header = SegmentHeader {
+                    version: VERSION,
+                    salt: durable_fs::random_salt(s.first_lsn),
+                    first_lsn: s.first_lsn,
+                };
+                let path = s.path.clone();
+                self.opts.fs.atomic_replace(&path, &header.encode())?;
+                let file = self.opts.fs.open(&path, Access::ReadWrite)?;
+                log.segments.pop();
+                return self.start_segment(log, path, file, header);
+            }
+            None => {}
         }
         log.flush()?;
         if let Some(old) = log.segments.last() {
+            // Sealed segments end at their records: preallocated zeros after them would be
+            // bytes a bit flip could turn into "damage" in a segment that cannot be cut.
+            if log.file_len > log.buf_at {
+                old.file.set_len(log.buf_at)?;
+            }
             old.file.sync_data()?;
             self.group.advance(log.next_lsn - 1);
             // The old segment is now read-only; keep its handle for readers.
@@ -154,8 +177,19 @@ impl Inner {
         };
         file.write_all_at(&header.encode(), 0)?;
         file.sync_data()?;
+        self.start_segment(log, path, file, header)
+    }
+
+    /// Makes the new, durable, empty segment `path` the active one and names it in the chain.
+    fn start_segment(
+        &self,
+        log: &mut Log,
+        path: PathBuf,
+        file: File,
+        header: SegmentHeader,
+    ) -> Result<()> {
         log.segments.push(SegmentMeta {
-            first_lsn,
+            first_lsn: header.first_lsn,
             path,
             salt: header.salt,
             version: header.version,
@@ -211,17 +245,21 @@ impl Inner {
             }
             total += (RECORD_HEADER_LEN + p.len()) as u64;
         }
-        if total > MAX_SEGMENT_LEN - SEGMENT_HEADER_LEN as u64 {
-            // A segment may not be longer than the format allows: a batch must fit in one.
+        // A segment may not be longer than the format allows: a batch must fit in one, with
+        // its header and the seal that closes it.
+        let room = MAX_SEGMENT_LEN - (SEGMENT_HEADER_LEN + RECORD_HEADER_LEN) as u64;
+        if total > room {
             return Err(Error::TooLarge {
                 len: total,
-                max: MAX_SEGMENT_LEN - SEGMENT_HEADER_LEN as u64,
+                max: room,
             });
         }
         let mut log = self.log.lock();
         self.check_poison()?;
         let has_records = log.active_len() > SEGMENT_HEADER_LEN as u64;
-        if has_records && log.active_len() + total > self.opts.max_segment_bytes {
+        // Room for the seal too, so a sealed segment stays within `max_segment_bytes`.
+        let sealed_len = log.active_len() + total + RECORD_HEADER_LEN as u64;
+        if has_records && sealed_len > self.opts.max_segment_bytes {
             self.rotate(&mut log).map_err(|e| self.fail(e))?;
         }
         let first = log.next_lsn;
@@ -359,6 +397,9 @@ impl Wal {
             inner.store_chain(&log)?;
         }
         *inner.log.lock() = log;
+        // What recovery read is durable now (synced above): sealed, so bit rot in the last
+        // fsync's records before the crash is corruption at later opens, not a torn tail.
+        inner.seal()?;
         let every = match inner.opts.sync {
             SyncPolicy::Interval(every) => Some(every),
             SyncPolicy::Bytes(_) => Some(Duration::from_millis(100)),
