@@ -11,6 +11,36 @@ use crate::format::{data_name, hint_name, merge_name};
 /// The name of the merge commit marker.
 pub const MERGE_MARKER: &str = "MERGE";
 
+/// The name of the list of the store's data files.
+pub const FILES: &str = "FILES";
+
+/// The files list's first line (format 1).
+const FILES_TITLE: &str = "bitcask-files 1";
+
+/// The list of the store's data files (`FILES`), replaced atomically whenever the set
+/// changes: a new data file (at open, at rotation) is listed before anything is written to
+/// it, and a merge's outputs replace its inputs in the list after the merge committed and
+/// before an input is removed. At open, a listed file that is missing is corruption
+/// (`MissingFile`), never a store that silently lost the keys it held.
+pub(crate) fn encode_files(ids: &std::collections::BTreeSet<u64>) -> Vec<u8> {
+    let ids: Vec<u64> = ids.iter().copied().collect();
+    marker::encode(FILES_TITLE, &[("data", &ids)])
+}
+
+/// Reads the files list in `dir`: `None` when there is none (a store written before format 2,
+/// or one whose creation a crash cut first); a damaged one is `BadManifest`.
+pub(crate) fn read_files(fs: &DurableFs, dir: &Path) -> Result<Option<Vec<u64>>> {
+    let path = dir.join(FILES);
+    if !fs.exists(&path)? {
+        return Ok(None);
+    }
+    kv_core::read_at_most(fs, &path, kv_core::MAX_MARKER_LEN)?
+        .and_then(|b| marker::decode(&b, FILES_TITLE, &["data"]))
+        .and_then(|lists| lists.into_iter().next())
+        .map(Some)
+        .ok_or_else(|| Error::corrupt(path, 0, CorruptionKind::BadManifest))
+}
+
 /// The marker's first line (format 1).
 const TITLE: &str = "bitcask-merge 1";
 

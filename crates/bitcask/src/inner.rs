@@ -153,7 +153,12 @@ impl Inner {
         self.group.advance(w.app.seq);
         let (id, _) = self.next_id()?;
         let data = self.create_file(data_name(id), id, FileKind::Written)?;
-        self.files.lock().insert(id);
+        {
+            // Listed before anything is written to it.
+            let mut files = self.files.lock();
+            files.insert(id);
+            self.store_files(&files)?;
+        }
         let job = HintJob {
             id: w.app.data.id,
             salt: w.app.data.salt,
@@ -162,6 +167,16 @@ impl Inner {
         };
         w.app.start_file(data);
         Ok(job)
+    }
+
+    /// Replaces the files list with `files`, durably. Callers hold the `files` lock, so the
+    /// list on disk follows the set's changes in order.
+    pub fn store_files(&self, files: &BTreeSet<u64>) -> Result<()> {
+        let path = self.dir.join(crate::commit::FILES);
+        self.opts
+            .fs
+            .atomic_replace(&path, &crate::commit::encode_files(files))?;
+        Ok(())
     }
 
     /// Writes a hint file; failures are counted, not fatal (open falls back to a scan).

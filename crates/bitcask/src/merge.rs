@@ -270,11 +270,14 @@ fn switch(inner: &Inner, inputs: &[u64], outputs: Vec<Output>, moved: Vec<Moved>
         }
     }
     {
+        // The list names the outputs instead of the inputs before any input goes (a crash
+        // before this leaves the marker, and the open that rolls it forward fixes the list).
         let mut files = inner.files.lock();
         for id in inputs {
             files.remove(id);
         }
         files.extend(outputs.iter().map(|o| o.data.id));
+        inner.store_files(&files)?;
     }
     // 5. The inputs go.
     for &id in inputs {

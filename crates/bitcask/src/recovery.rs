@@ -13,13 +13,13 @@ use std::path::{Path, PathBuf};
 
 use durable_fs::{Access, DirLock, DurableFs};
 use kv_core::format::{
-    FILE_HEADER_LEN, FileHeader, FileKind, HintEntry, TOMBSTONE, decode_hint, is_own_temp,
-    parse_name,
+    FILE_HEADER_LEN, FileHeader, FileKind, HintEntry, TOMBSTONE, VERSION_1, decode_hint,
+    is_own_temp, parse_name,
 };
 use kv_core::scan::scan_records;
 use kv_core::{Appender, CorruptionKind, Damage, DataFile, Error, RecoveryMode, Result, offset32};
 
-use crate::commit::{MERGE_MARKER, MergeMarker, roll_forward};
+use crate::commit::{FILES, MERGE_MARKER, MergeMarker, encode_files, read_files, roll_forward};
 use crate::format::{DATA_MAGIC, HINT_MAGIC, data_name, file_id32, hint_name};
 use crate::keydir::{KeyMap, Keydir, Loc};
 use crate::options::Options;
@@ -100,7 +100,8 @@ pub(crate) fn recover(dir: &Path, opts: &Options) -> Result<Recovered> {
         Some(fs.lock_dir(dir)?)
     };
     let mut report = RecoveryReport::default();
-    finish_interrupted_merge(fs, dir, opts.read_only, &mut report)?;
+    let expected = finish_interrupted_merge(fs, dir, opts.read_only, &mut report)?;
+    account_for_files(fs, dir, expected.as_ref(), opts, &mut report)?;
     let listed = list_files(fs, dir)?;
     let mut loaded = Vec::new();
     let mut files = BTreeSet::new();
@@ -132,6 +133,9 @@ pub(crate) fn recover(dir: &Path, opts: &Options) -> Result<Recovered> {
             FileKind::Written,
         )?;
         files.insert(id);
+        // The list names exactly the files loaded and the new one, before anything is
+        // written to it (a store written before format 2 gets its first list here).
+        fs.atomic_replace(&dir.join(FILES), &encode_files(&files))?;
         let start = FILE_HEADER_LEN as u64;
         Some(Appender::new(data, start, start, max_seq))
     };
@@ -147,20 +151,33 @@ pub(crate) fn recover(dir: &Path, opts: &Options) -> Result<Recovered> {
 }
 
 /// An interrupted merge: finish it if it committed, else drop its outputs; then temporary
-/// files of interrupted atomic replaces go.
+/// files of interrupted atomic replaces go. Returns the data files the store must hold (the
+/// files list, with a committed merge's outputs in place of its inputs), or `None` for a
+/// store without a list.
 fn finish_interrupted_merge(
     fs: &DurableFs,
     dir: &Path,
     read_only: bool,
     report: &mut RecoveryReport,
-) -> Result<()> {
+) -> Result<Option<BTreeSet<u64>>> {
     let names = fs.list(dir)?;
+    let mut expected: Option<BTreeSet<u64>> =
+        read_files(fs, dir)?.map(|ids| ids.into_iter().collect());
     if names.iter().any(|n| n == MERGE_MARKER) {
         let marker = MergeMarker::read(fs, dir)?;
         if read_only {
             return Err(Error::InvalidOptions(
                 "an interrupted merge must be finished by a read-write open first".into(),
             ));
+        }
+        if let Some(set) = &mut expected {
+            // The list may predate the commit: the outputs replace the inputs, written
+            // before the roll-forward removes anything (idempotent if it was already so).
+            for id in &marker.inputs {
+                set.remove(id);
+            }
+            set.extend(marker.outputs.iter().copied());
+            fs.atomic_replace(&dir.join(FILES), &encode_files(set))?;
         }
         roll_forward(fs, dir, &marker)?;
         report.merge_completed = true;
@@ -173,13 +190,78 @@ fn finish_interrupted_merge(
         }
     }
     if !read_only {
-        // Only the store's own temporaries (of the marker and of hints): not a user's file.
+        // Only the store's own temporaries (of the marker, the list and hints): not a
+        // user's file.
         for n in names
             .iter()
-            .filter(|n| is_own_temp(n, &[MERGE_MARKER], &["hint"]))
+            .filter(|n| is_own_temp(n, &[MERGE_MARKER, FILES], &["hint"]))
         {
             remove_if_exists(fs, &dir.join(n))?;
         }
+    }
+    Ok(expected)
+}
+
+/// Every data file accounted for. With a files list: a listed file that is missing is
+/// `MissingFile`; an unlisted one that can hold no record (a file created just before a
+/// crash, before the list named it) is removed (read-write) and reported, unless
+/// `RecoveryMode::Strict`; an unlisted one with records is `UnlistedFile`. Without a list (a store written before format 2, or one
+/// whose creation a crash cut before its first list): a format-2 data file holding records
+/// means the list was lost, refused as `BadManifest`.
+fn account_for_files(
+    fs: &DurableFs,
+    dir: &Path,
+    expected: Option<&BTreeSet<u64>>,
+    opts: &Options,
+    report: &mut RecoveryReport,
+) -> Result<()> {
+    let present: BTreeSet<u64> = fs
+        .list(dir)?
+        .iter()
+        .filter_map(|n| match parse_name(n) {
+            Some((id, "data")) => Some(id),
+            _ => None,
+        })
+        .collect();
+    let header_only = |id: u64| -> Result<bool> {
+        let len = fs.open(&dir.join(data_name(id)), Access::Read)?.len()?;
+        Ok(len <= FILE_HEADER_LEN as u64)
+    };
+    let Some(expected) = expected else {
+        for &id in &present {
+            let path = dir.join(data_name(id));
+            let file = fs.open(&path, Access::Read)?;
+            let mut h = [0u8; FILE_HEADER_LEN];
+            if file.len()? > FILE_HEADER_LEN as u64 {
+                file.read_exact_at(&mut h, 0)?;
+                if FileHeader::decode(&h, &DATA_MAGIC).is_ok_and(|h| h.version != VERSION_1) {
+                    let kind = CorruptionKind::BadManifest;
+                    return Err(Error::corrupt(dir.join(FILES), 0, kind));
+                }
+            }
+        }
+        return Ok(());
+    };
+    if let Some(&id) = expected.iter().find(|id| !present.contains(id)) {
+        return Err(Error::corrupt(
+            dir.join(data_name(id)),
+            0,
+            CorruptionKind::MissingFile,
+        ));
+    }
+    for &id in present.iter().filter(|id| !expected.contains(id)) {
+        let path = dir.join(data_name(id));
+        if !header_only(id)? || opts.recovery == RecoveryMode::Strict {
+            return Err(Error::corrupt(path, 0, CorruptionKind::UnlistedFile));
+        }
+        log::info!(
+            "{}: created just before a crash, never listed; removed",
+            path.display()
+        );
+        if !opts.read_only {
+            fs.remove_file(&path)?;
+        }
+        report.removed_torn_files.push(path);
     }
     Ok(())
 }

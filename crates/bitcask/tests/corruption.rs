@@ -347,7 +347,29 @@ fn stray_names_neither_lose_writes_nor_alias() {
     db.close().unwrap();
     assert!(!fs.exists(Path::new("/db/10000000000.data")).unwrap());
 
+    // A stray empty data file named past 32 bits: the files list does not name it, so it is
+    // removed and reported (it can hold no record), and never becomes the next id.
     let huge = Path::new("/db/9999999999.data");
+    fs.atomic_replace(huge, b"").unwrap();
+    let db = Bitcask::open("/db", opts(&sim)).unwrap();
+    assert_eq!(
+        db.recovery_report().removed_torn_files,
+        vec![huge.to_path_buf()]
+    );
+    db.put(b"c", b"3").unwrap();
+    db.close().unwrap();
+    let db = Bitcask::open("/db", opts(&sim)).unwrap();
+    assert_eq!(db.get(b"c").unwrap(), Some(b"3".to_vec()));
+    db.close().unwrap();
+    // Listed (a list naming it, say restored from elsewhere), the same name is refused,
+    // naming it: an id past 32 bits would alias another file's in the keydir.
+    let list = Path::new("/db/FILES");
+    let mut ids = kv_core::marker::decode(&fs.read(list).unwrap(), "bitcask-files 1", &["data"])
+        .unwrap()
+        .remove(0);
+    ids.push(9_999_999_999);
+    let bytes = kv_core::marker::encode("bitcask-files 1", &[("data", &ids)]);
+    fs.atomic_replace(list, &bytes).unwrap();
     fs.atomic_replace(huge, b"").unwrap();
     match Bitcask::open("/db", opts(&sim)) {
         Err(Error::Corruption { path, kind, .. }) => {
@@ -419,4 +441,49 @@ fn strict_keeps_a_headerless_file_and_read_only_refuses_delete() {
         fs.exists(&empty).unwrap(),
         "a read-only open removed a file"
     );
+}
+
+/// Every data file accounted for: the store lists its data files (`FILES`), so a lost data
+/// file (the oldest, one in the middle, or the newest) is `MissingFile` naming it, a lost
+/// list is `BadManifest` naming it, and an unlisted data file holding records is
+/// `UnlistedFile`; nothing is removed or created on the way.
+#[test]
+fn a_missing_data_file_or_files_list_is_corruption_naming_it() {
+    let sim = build();
+    let data = files(&sim, ".data");
+    assert!(data.len() >= 3, "{data:?}");
+    for victim in [&data[0], &data[data.len() / 2], &data[data.len() - 1]] {
+        let img = sim.crash_image(CrashMode::Strict, 0);
+        img.durable().remove_file(victim).unwrap();
+        let before = img.durable().list(Path::new("/db")).unwrap();
+        for read_only in [false, true] {
+            match Bitcask::open("/db", opts(&img).with_read_only(read_only)) {
+                Err(Error::Corruption { path, kind, .. }) => {
+                    assert_eq!((&path, kind), (victim, CorruptionKind::MissingFile));
+                }
+                other => panic!("{}: {other:?}", victim.display()),
+            }
+        }
+        assert_eq!(img.durable().list(Path::new("/db")).unwrap(), before);
+    }
+    let img = sim.crash_image(CrashMode::Strict, 0);
+    let list = Path::new("/db/FILES");
+    img.durable().remove_file(list).unwrap();
+    match Bitcask::open("/db", opts(&img)) {
+        Err(Error::Corruption { path, kind, .. }) => {
+            assert_eq!((path.as_path(), kind), (list, CorruptionKind::BadManifest));
+        }
+        other => panic!("{other:?}"),
+    }
+    let img = sim.crash_image(CrashMode::Strict, 0);
+    let stray = Path::new("/db/0000000099.data");
+    let bytes = img.durable().read(&data[0]).unwrap();
+    img.durable().atomic_replace(stray, &bytes).unwrap();
+    assert!(matches!(
+        Bitcask::open("/db", opts(&img)),
+        Err(Error::Corruption {
+            kind: CorruptionKind::UnlistedFile,
+            ..
+        })
+    ));
 }

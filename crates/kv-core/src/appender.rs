@@ -72,11 +72,12 @@ impl Appender {
         self.offset > FILE_HEADER_LEN as u64
     }
 
-    /// True when `batch_bytes` more would take a file that already holds records past
-    /// `max_file_bytes` (a batch never straddles files; an oversized batch gets a file of
-    /// its own).
+    /// True when `batch_bytes` more, and the seal that will close the file, would take a
+    /// file that already holds records past `max_file_bytes` (a batch never straddles files;
+    /// an oversized batch gets a file of its own).
     pub fn is_full(&self, batch_bytes: u64, max_file_bytes: u64) -> bool {
-        self.has_records() && self.offset + batch_bytes > max_file_bytes
+        let sealed = self.offset + batch_bytes + RECORD_HEADER_LEN as u64;
+        self.has_records() && sealed > max_file_bytes
     }
 
     /// Appends `batch` as consecutive records (all but the last flagged `BATCH_CONTINUES`)

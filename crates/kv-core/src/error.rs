@@ -69,13 +69,16 @@ pub enum CorruptionKind {
     IncompleteBatch,
     /// Bitcask's merge marker is damaged or names files that do not exist.
     BadMergeMarker,
-    /// lsm-hash's manifest is damaged, or missing while segments hold records.
+    /// The store's manifest (lsm-hash's `MANIFEST`, bitcask's `FILES`) is damaged, or
+    /// missing while format-2 files hold records.
     BadManifest,
     /// Damage followed by more plausible-looking records than a linear rescan may check (a
     /// crafted file): whether the damage was durable cannot be told, so it is refused.
     RescanLimit,
     /// A file the store's manifest lists is not there.
     MissingFile,
+    /// A data file holding records that the store's list of files does not name.
+    UnlistedFile,
 }
 
 impl std::fmt::Display for CorruptionKind {
@@ -117,6 +120,12 @@ impl std::fmt::Display for CorruptionKind {
                 )
             }
             CorruptionKind::MissingFile => write!(f, "file missing: the store's manifest lists it"),
+            CorruptionKind::UnlistedFile => {
+                write!(
+                    f,
+                    "data file holds records but the store's list of files does not name it"
+                )
+            }
             CorruptionKind::RescanLimit => write!(
                 f,
                 "damage followed by more candidate records than a linear rescan checks"

@@ -61,7 +61,27 @@ pub fn check_limits(
     Ok(())
 }
 
-/// The largest batch a file can take: a batch never straddles files, and offsets are 32-bit.
+/// The largest batch a file can take: a batch never straddles files, and offsets are 32-bit
+/// (room is left for the file header and the seal, so a file holding one batch is never
+/// longer than the format allows).
 pub fn max_batch_bytes(max_file_bytes: u64) -> u64 {
-    max_file_bytes.max(u64::from(u32::MAX) / 2)
+    let overhead = (crate::format::FILE_HEADER_LEN + crate::format::RECORD_HEADER_LEN) as u64;
+    max_file_bytes.max(u64::from(u32::MAX) / 2) - overhead
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::format::{FILE_HEADER_LEN, RECORD_HEADER_LEN};
+
+    /// A file holding one batch of the largest size, with its header and seal, stays within
+    /// the format's bound: a clean close never makes a file the next open refuses.
+    #[test]
+    fn the_largest_batch_fits_a_file_with_its_header_and_seal() {
+        for max_file in [4096, 64 << 20, u64::from(u32::MAX)] {
+            let file =
+                FILE_HEADER_LEN as u64 + max_batch_bytes(max_file) + RECORD_HEADER_LEN as u64;
+            assert!(file <= crate::MAX_FILE_LEN, "{max_file}: {file}");
+        }
+    }
 }
