@@ -241,12 +241,13 @@ fn the_open_after_a_crash_seals_what_it_recovered() {
             .max()
             .unwrap();
         after.flip_bit(&newest, 32 + 40, 1).unwrap();
-        match open(&after) {
-            Err(Error::Corruption { path, .. }) => assert_eq!(path, newest, "{name}"),
-            Ok(db) => panic!(
-                "{name}: opened, k0 = {:?} (the flip was cut as a torn tail)",
-                db.get(b"k0")
-            ),
+        // Refused at open (a scan), or at the read of the damaged record (bitcask wrote a
+        // hint with the seal, so its open need not scan): never a key read as absent.
+        match open(&after).map(|db| db.get(b"k0")) {
+            Err(Error::Corruption { path, .. }) | Ok(Err(Error::Corruption { path, .. })) => {
+                assert_eq!(path, newest, "{name}");
+            }
+            Ok(got) => panic!("{name}: opened, k0 = {got:?} (the flip was cut as a torn tail)"),
             Err(e) => panic!("{name}: {e}"),
         }
     }

@@ -14,6 +14,10 @@ pub const MERGE_MARKER: &str = "MERGE";
 /// The name of the list of the store's data files.
 pub const FILES: &str = "FILES";
 
+/// The longest files list read (64 MiB: about six million data files, more than a store
+/// can have, its ids being 32-bit and merged away): a longer one is `BadManifest`.
+pub const MAX_FILES_LEN: u64 = 64 << 20;
+
 /// The files list's first line (format 1).
 const FILES_TITLE: &str = "bitcask-files 1";
 
@@ -34,7 +38,7 @@ pub(crate) fn read_files(fs: &DurableFs, dir: &Path) -> Result<Option<Vec<u64>>>
     if !fs.exists(&path)? {
         return Ok(None);
     }
-    kv_core::read_at_most(fs, &path, kv_core::MAX_MARKER_LEN)?
+    kv_core::read_at_most(fs, &path, MAX_FILES_LEN)?
         .and_then(|b| marker::decode(&b, FILES_TITLE, &["data"]))
         .and_then(|lists| lists.into_iter().next())
         .map(Some)

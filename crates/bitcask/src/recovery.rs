@@ -13,8 +13,8 @@ use std::path::{Path, PathBuf};
 
 use durable_fs::{Access, DirLock, DurableFs};
 use kv_core::format::{
-    FILE_HEADER_LEN, FileHeader, FileKind, HintEntry, TOMBSTONE, VERSION_1, decode_hint,
-    is_own_temp, parse_name,
+    FILE_HEADER_LEN, FileHeader, FileKind, HintEntry, TOMBSTONE, VERSION, VERSION_1, decode_hint,
+    encode_hint, is_own_temp, parse_name,
 };
 use kv_core::scan::scan_records;
 use kv_core::{Appender, CorruptionKind, Damage, DataFile, Error, RecoveryMode, Result, offset32};
@@ -89,8 +89,37 @@ fn remove_if_exists(fs: &DurableFs, path: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Opens the store in `dir`; see the module docs.
+/// Opens the store in `dir`; see the module docs. A read-only open takes no lock, so a
+/// writer may create, list, merge or remove files while it reads: an error seen while the
+/// files list or the directory changed (or while a merge's marker was there) is retried,
+/// with a short wait, up to 20 times before it is believed.
 pub(crate) fn recover(dir: &Path, opts: &Options) -> Result<Recovered> {
+    if !opts.read_only {
+        return recover_once(dir, opts);
+    }
+    // What a writer changes: the files list and the directory (a merge's marker and outputs).
+    let state = || {
+        let mut names = opts.fs.list(dir).unwrap_or_default();
+        names.sort();
+        (opts.fs.read(&dir.join(FILES)).ok(), names)
+    };
+    let mut attempts = 0u32;
+    loop {
+        let before = state();
+        let r = recover_once(dir, opts);
+        attempts += 1;
+        // A merge's marker exists only while a running writer finishes the merge: wait for
+        // it a little, as for any change under the reader.
+        let merging = matches!(&r, Err(Error::InvalidOptions(_)))
+            && before.1.iter().any(|n| n == MERGE_MARKER);
+        if r.is_ok() || attempts >= 20 || (state() == before && !merging) {
+            return r;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(u64::from(attempts)));
+    }
+}
+
+fn recover_once(dir: &Path, opts: &Options) -> Result<Recovered> {
     opts.validate()?;
     let fs = &opts.fs;
     let lock = if opts.read_only {
@@ -105,10 +134,17 @@ pub(crate) fn recover(dir: &Path, opts: &Options) -> Result<Recovered> {
     let listed = list_files(fs, dir)?;
     let mut loaded = Vec::new();
     let mut files = BTreeSet::new();
+    // Data files holding nothing (the active file of an open that wrote nothing): a
+    // read-write open unlists and removes them, so they do not pile up one per open.
+    let mut empty = Vec::new();
     for &id in &listed.data {
         let newest = Some(id) == listed.newest_written;
         let hinted = listed.hints.contains(&id);
         if let Some(l) = load_file(fs, dir, opts, id, newest, hinted, &mut report)? {
+            if !opts.read_only && l.entries.is_empty() && l.record_bytes == 0 {
+                empty.push(id);
+                continue;
+            }
             files.insert(id);
             loaded.push(l);
         }
@@ -136,6 +172,12 @@ pub(crate) fn recover(dir: &Path, opts: &Options) -> Result<Recovered> {
         // The list names exactly the files loaded and the new one, before anything is
         // written to it (a store written before format 2 gets its first list here).
         fs.atomic_replace(&dir.join(FILES), &encode_files(&files))?;
+        // Unlisted first, removed second: a crash in between leaves unlisted empty files,
+        // which the next open removes.
+        for id in empty {
+            fs.remove_file(&dir.join(data_name(id)))?;
+            remove_if_exists(fs, &dir.join(hint_name(id)))?;
+        }
         let start = FILE_HEADER_LEN as u64;
         Some(Appender::new(data, start, start, max_seq))
     };
@@ -204,8 +246,9 @@ fn finish_interrupted_merge(
 
 /// Every data file accounted for. With a files list: a listed file that is missing is
 /// `MissingFile`; an unlisted one that can hold no record (a file created just before a
-/// crash, before the list named it) is removed (read-write) and reported, unless
-/// `RecoveryMode::Strict`; an unlisted one with records is `UnlistedFile`. Without a list (a store written before format 2, or one
+/// crash, before the list named it) is removed (read-write) and reported (under
+/// `RecoveryMode::Strict` a complete empty one is kept, a torn one refused); an unlisted one
+/// with records is `UnlistedFile`. Without a list (a store written before format 2, or one
 /// whose creation a crash cut before its first list): a format-2 data file holding records
 /// means the list was lost, refused as `BadManifest`.
 fn account_for_files(
@@ -251,7 +294,21 @@ fn account_for_files(
     }
     for &id in present.iter().filter(|id| !expected.contains(id)) {
         let path = dir.join(data_name(id));
-        if !header_only(id)? || opts.recovery == RecoveryMode::Strict {
+        if !header_only(id)? {
+            return Err(Error::corrupt(path, 0, CorruptionKind::UnlistedFile));
+        }
+        if opts.recovery == RecoveryMode::Strict {
+            // Strict removes nothing: a complete empty file stays (and is loaded, as it
+            // always was); a torn header is an error, as it always was.
+            let mut h = [0u8; FILE_HEADER_LEN];
+            let file = fs.open(&path, Access::Read)?;
+            let whole = file.len()? == FILE_HEADER_LEN as u64;
+            if whole {
+                file.read_exact_at(&mut h, 0)?;
+            }
+            if whole && FileHeader::decode(&h, &DATA_MAGIC).is_ok() {
+                continue;
+            }
             return Err(Error::corrupt(path, 0, CorruptionKind::UnlistedFile));
         }
         log::info!(
@@ -418,8 +475,18 @@ fn load_file(
         // corruption at later opens, not a torn tail, even if the files made after it go
         // (merged away) and it is the newest written file again.
         let last_seq = scanned.entries.iter().map(|e| e.seq).max();
-        if let Some(seq) = last_seq.filter(|_| newest && !scanned.sealed && !salvaged) {
+        let sealable = newest && !scanned.sealed && !salvaged && data.version == VERSION;
+        if let Some(seq) = last_seq.filter(|_| sealable) {
             data.append_seal(scanned.end, seq)?;
+            // And a hint, so later opens need not scan it (best effort, like every hint).
+            let len = scanned.end + kv_core::format::RECORD_HEADER_LEN as u64;
+            let hint = encode_hint(header, &HINT_MAGIC, &scanned.entries, len);
+            if fs.atomic_replace(&dir.join(hint_name(id)), &hint).is_err() {
+                log::warn!(
+                    "{}: hint not written; the next open scans it",
+                    path.display()
+                );
+            }
         }
     }
     Ok(Some(Loaded {

@@ -104,3 +104,82 @@ fn readers_writers_and_merges_run_together() {
     db.close().unwrap();
     check(&Bitcask::open("/db", opts).unwrap());
 }
+
+/// Read-only opens beside a writer that rotates and merges: a file created, listed, merged
+/// or removed between a reader's reading the files list and the directory is retried, never
+/// reported as a missing or unlisted file; and every key reads a value its writer wrote.
+#[test]
+fn read_only_opens_beside_a_rotating_and_merging_writer_never_report_damage() {
+    let sim = SimFs::new();
+    let opts = Options::default()
+        .with_fs(sim.durable())
+        .with_max_file_bytes(4096)
+        .with_preallocate_bytes(0)
+        .with_sync(SyncPolicy::Never)
+        .with_auto_merge(None);
+    let db = Arc::new(Bitcask::open("/db", opts.clone()).unwrap());
+    let done = Arc::new(AtomicBool::new(false));
+    let writer = {
+        let (db, done) = (Arc::clone(&db), Arc::clone(&done));
+        std::thread::spawn(move || {
+            for round in 0..40u32 {
+                for k in 0..20u32 {
+                    db.put(format!("k{k}").as_bytes(), &value(0, k, round))
+                        .unwrap();
+                }
+                if round % 5 == 4 {
+                    db.compact().unwrap();
+                }
+            }
+            done.store(true, Ordering::Release);
+        })
+    };
+    let mut opens = 0;
+    while !done.load(Ordering::Acquire) || opens < 10 {
+        let ro = match Bitcask::open("/db", opts.clone().with_read_only(true)) {
+            Ok(ro) => ro,
+            Err(e) => panic!("read-only open beside a writer: {e}"),
+        };
+        for k in 0..20u32 {
+            match ro.get(format!("k{k}").as_bytes()) {
+                Ok(Some(v)) => assert!(v.starts_with(format!("t0 k{k} ").as_bytes())),
+                Ok(None) => {}
+                // A file merged away after this open read the list: the read names it.
+                Err(bitcask::Error::Fs(e)) if e.is_not_found() => {}
+                Err(e) => panic!("read beside a writer: {e}"),
+            }
+        }
+        opens += 1;
+    }
+    writer.join().unwrap();
+}
+
+/// An open that writes nothing leaves no file behind: the empty active files of such opens
+/// are unlisted and removed by the next read-write open, so they never pile up.
+#[test]
+fn opens_that_write_nothing_do_not_pile_up_files() {
+    let sim = SimFs::new();
+    let opts = Options::default().with_fs(sim.durable());
+    let db = Bitcask::open("/db", opts.clone()).unwrap();
+    db.put(b"k", b"v").unwrap();
+    db.close().unwrap();
+    let count = || {
+        sim.durable()
+            .list(std::path::Path::new("/db"))
+            .unwrap()
+            .iter()
+            .filter(|n| n.ends_with(".data"))
+            .count()
+    };
+    let before = count();
+    for _ in 0..5 {
+        Bitcask::open("/db", opts.clone()).unwrap().close().unwrap();
+    }
+    assert_eq!(
+        count(),
+        before + 1,
+        "the last open's empty active file, no more"
+    );
+    let db = Bitcask::open("/db", opts).unwrap();
+    assert_eq!(db.get(b"k").unwrap(), Some(b"v".to_vec()));
+}

@@ -645,8 +645,11 @@ fn open_inner(dir: &Path, opts: Options) -> Result<Inner> {
                 app.mark_sealed();
             }
             // What recovery read of the active segment is durable now (it synced it): sealed,
-            // so bit rot in those records is corruption at later opens, not a torn tail.
-            app.seal()?;
+            // so bit rot in those records is corruption at later opens, not a torn tail. Not
+            // after a salvage: what `SkipCorrupt` kept is not claimed durable for it.
+            if r.report.skipped.is_empty() {
+                app.seal()?;
+            }
             Some(Mutex::new(Writer {
                 app,
                 active: Arc::clone(active),

@@ -53,17 +53,30 @@ pub fn read_only_iter(
 
 /// A read-only recovery that tolerates a writer working beside it: a rotation or truncation
 /// between reading the directory and reading the segment chain (or a segment) changes the
-/// chain, so an error seen while the chain changed is retried (a few times) before it is
-/// believed. Damage that stays put is reported as found.
+/// chain, and an append in flight changes the last segment's length, so an error seen while
+/// either changed is retried (a few times) before it is believed. Damage that stays put is
+/// reported as found.
 fn recover_beside_writer(
     fs: &DurableFs,
     dir: &Path,
     max_record_bytes: u32,
     mode: RecoveryMode,
 ) -> Result<crate::recovery::Recovered> {
+    // What a writer changes: the chain (rotation, truncation) and the last segment's length
+    // (an append in flight, which a strict check would see as a torn record).
     let chain = || {
         let path = dir.join(crate::chain::CHAIN_FILE);
-        fs.read(&path).ok()
+        let last = fs.list(dir).ok().and_then(|names| {
+            let name = names
+                .into_iter()
+                .filter(|n| crate::format::parse_segment_name(n).is_some())
+                .max()?;
+            fs.open(&dir.join(name), durable_fs::Access::Read)
+                .ok()?
+                .len()
+                .ok()
+        });
+        (fs.read(&path).ok(), last)
     };
     let mut attempts = 0;
     loop {

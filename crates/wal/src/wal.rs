@@ -148,6 +148,9 @@ impl Inner {
                     salt: durable_fs::random_salt(s.first_lsn),
                     first_lsn: s.first_lsn,
                 };
+                // Only logs written before format 2 have format-1 segments, and those have
+                // no chain yet: nothing names the old salt, so the new one needs no chain
+                // entry first (the chain is written right after, naming it).
                 let path = s.path.clone();
                 self.opts.fs.atomic_replace(&path, &header.encode())?;
                 let file = self.opts.fs.open(&path, Access::ReadWrite)?;
@@ -399,7 +402,11 @@ impl Wal {
         *inner.log.lock() = log;
         // What recovery read is durable now (synced above): sealed, so bit rot in the last
         // fsync's records before the crash is corruption at later opens, not a torn tail.
-        inner.seal()?;
+        // Not after a salvage: what `SkipCorrupt` kept around damage it could not prove
+        // durable is not claimed durable for it.
+        if inner.report.skipped.is_empty() {
+            inner.seal()?;
+        }
         let every = match inner.opts.sync {
             SyncPolicy::Interval(every) => Some(every),
             SyncPolicy::Bytes(_) => Some(Duration::from_millis(100)),
