@@ -514,6 +514,27 @@ fn read_manifest(fs: &DurableFs, dir: &Path, names: &[String]) -> Result<Vec<u64
     Ok(Vec::new())
 }
 
+/// A read-only recovery: it takes no lock, so a writer may freeze, compact (switch the
+/// manifest, remove inputs) while it reads. An error seen while the manifest or the
+/// directory changed is retried, with a short wait, up to 20 times before it is believed.
+fn recover_beside_writer(fs: &DurableFs, dir: &Path, opts: &Options) -> Result<Recovered> {
+    let state = || {
+        let mut names = fs.list(dir).unwrap_or_default();
+        names.sort();
+        (fs.read(&dir.join(MANIFEST)).ok(), names)
+    };
+    let mut attempts = 0u32;
+    loop {
+        let before = state();
+        let r = recover(fs, dir, opts);
+        attempts += 1;
+        if r.is_ok() || attempts >= 20 || state() == before {
+            return r;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(u64::from(attempts)));
+    }
+}
+
 /// What [`recover`] hands to the store.
 struct Recovered {
     list: Vec<Arc<Segment>>,
@@ -621,7 +642,11 @@ fn open_inner(dir: &Path, opts: Options) -> Result<Inner> {
         fs.create_dir_all(dir)?;
         Some(fs.lock_dir(dir)?)
     };
-    let mut r = recover(&fs, dir, &opts)?;
+    let mut r = if opts.read_only {
+        recover_beside_writer(&fs, dir, &opts)?
+    } else {
+        recover(&fs, dir, &opts)?
+    };
     let next_id = AtomicU64::new(r.max_id + 1);
     // New records go to a segment of the current format: an empty store, or one whose
     // active segment was written in format 1 (its records cannot be mixed with format 2

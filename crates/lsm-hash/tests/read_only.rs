@@ -17,7 +17,7 @@ use std::path::Path;
 
 use durable_fs::Access;
 use durable_fs::sim::SimFs;
-use lsm_hash::{Error, LsmHash, Options, WriteBatch, segment_name};
+use lsm_hash::{Error, LsmHash, Options, SyncPolicy, WriteBatch, segment_name};
 
 fn opts(sim: &SimFs) -> Options {
     Options::default()
@@ -114,6 +114,46 @@ fn read_only_open_works_beside_a_running_writer() {
     writer.put(b"b", b"2").unwrap();
     reader.close().unwrap();
     writer.close().unwrap();
+}
+
+/// Read-only opens beside a writer that freezes segments and compacts: a manifest switch
+/// and input removal between a reader's reading the manifest and the directory is retried,
+/// never reported as a missing segment.
+#[test]
+fn read_only_opens_beside_a_compacting_writer_never_report_damage() {
+    let sim = SimFs::new();
+    let o = Options::default()
+        .with_fs(sim.durable())
+        .with_max_file_bytes(4096)
+        .with_preallocate_bytes(0)
+        .with_compaction_min_segments(1000)
+        .with_sync(SyncPolicy::Never);
+    let db = std::sync::Arc::new(LsmHash::open("/db", o.clone()).unwrap());
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writer = {
+        let (db, done) = (db.clone(), done.clone());
+        std::thread::spawn(move || {
+            for round in 0..40u32 {
+                for k in 0..20u32 {
+                    db.put(format!("k{k}").as_bytes(), format!("v{round}").as_bytes())
+                        .unwrap();
+                }
+                if round % 5 == 4 {
+                    db.compact().unwrap();
+                }
+            }
+            done.store(true, std::sync::atomic::Ordering::Release);
+        })
+    };
+    let mut opens = 0;
+    while !done.load(std::sync::atomic::Ordering::Acquire) || opens < 10 {
+        match LsmHash::open("/db", o.clone().with_read_only(true)) {
+            Ok(_) => {}
+            Err(e) => panic!("read-only open beside a writer: {e}"),
+        }
+        opens += 1;
+    }
+    writer.join().unwrap();
 }
 
 #[test]
