@@ -701,13 +701,13 @@ fn drop_unlisted(
 }
 
 /// Checks a sealed segment's scan against its chain link: records missing at its end are
-/// corruption; records past the link's last LSN are what a `truncate_after` cut out before
+/// corruption (under `SkipCorrupt`, reported and salvaged around); records past the link's last LSN are what a `truncate_after` cut out before
 /// a crash came: they are cut (when repairing) or left out.
 fn check_link(
     (file, bytes, path): (&File, &[u8], &Path),
     link: &Link,
     scan: &mut Scan,
-    repair: bool,
+    (repair, mode): (bool, RecoveryMode),
 ) -> Result<()> {
     let Some(last) = link.last_lsn else {
         return Ok(());
@@ -722,7 +722,13 @@ fn check_link(
             expected_last: last,
             found_last: found,
         };
-        return Err(corrupt(path, end, kind));
+        if mode != RecoveryMode::SkipCorrupt {
+            return Err(corrupt(path, end, kind));
+        }
+        // Salvage: the records that are there are kept, the loss reported.
+        let len = (bytes.len() as u64).saturating_sub(end);
+        scan.skipped.push((end, len, kind));
+        return Ok(());
     }
     if found == last {
         return Ok(());
@@ -836,7 +842,7 @@ pub(crate) fn recover(
                 };
                 return Err(corrupt(&path, HEADER_SALT as u64, kind));
             }
-            check_link((&file, &bytes, &path), link, &mut scan, repair)?;
+            check_link((&file, &bytes, &path), link, &mut scan, (repair, mode))?;
         }
         if let Some(prev) = segments.last() {
             check_order(prev, &scan, &path)?;

@@ -492,6 +492,14 @@ fn a_missing_first_middle_or_last_segment_is_corruption_naming_it() {
         }
         other => panic!("{other:?}"),
     }
+    // Salvage keeps what is there and reports the loss.
+    let wal = Wal::open(DIR, opts(&ifs, RecoveryMode::SkipCorrupt)).unwrap();
+    let skipped = &wal.recovery_report().skipped;
+    let reported = skipped
+        .iter()
+        .any(|d| &d.path == middle && matches!(d.kind, CorruptionKind::MissingRecords { .. }));
+    assert!(reported, "{skipped:?}");
+    drop(wal);
     // Another log's segment under the same name.
     let (other, _) = build(60);
     let img = sim.crash_image(CrashMode::Strict, 0);
