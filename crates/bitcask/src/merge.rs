@@ -27,7 +27,11 @@
 //! `Interval` it holds page-cache writes, which step 3 makes durable before the commit. Either
 //! way, a record is dropped only when what replaced it survives a power cut.
 
-use kv_core::format::{FILE_HEADER_LEN, FileKind, HintEntry, decode_record, encode_record};
+use durable_fs::Source;
+use kv_core::format::{
+    FILE_HEADER_LEN, FileKind, HintEntry, RECORD_HEADER_LEN, decode_header, decode_record,
+    encode_record,
+};
 use kv_core::{CompactionReport, DataFile, Error, Result};
 
 use crate::commit::{MERGE_MARKER, MergeMarker};
@@ -164,17 +168,23 @@ fn copy_live(
     let mut buf = Vec::new();
     for &id in inputs {
         let input = open_data(&opts.fs, &inner.dir, id)?;
-        let bytes = input.read_all()?;
-        report.bytes_before += (bytes.len() - FILE_HEADER_LEN.min(bytes.len())) as u64;
-        let mut pos = FILE_HEADER_LEN;
+        // Read a record at a time: memory holds one chunk or one record, whatever the
+        // file's length.
+        let mut src = input.chunks()?;
+        let len = src.len();
+        report.bytes_before += len.saturating_sub(FILE_HEADER_LEN as u64);
+        let mut pos = FILE_HEADER_LEN as u64;
         let file_id = file_id32(id)
             .ok_or_else(|| Error::Internal(format!("input file id {id} past 32 bits")))?;
-        while pos < bytes.len() {
-            let rest = bytes.get(pos..).unwrap_or_default();
-            let r = decode_record(rest, input.salt, input.version)
-                .map_err(|e| Error::corrupt(&input.path, pos as u64, e))?;
-            let offset = kv_core::offset32(&input.path, pos as u64)?;
-            pos += r.encoded_len();
+        while pos < len {
+            let corrupt = |e| Error::corrupt(&input.path, pos, e);
+            let h = src.get(pos, RECORD_HEADER_LEN)?;
+            let hdr = decode_header(h, input.salt, input.version).map_err(corrupt)?;
+            let whole = usize::try_from(hdr.encoded_len()).unwrap_or(usize::MAX);
+            let rest = src.get(pos, whole)?;
+            let r = decode_record(rest, input.salt, input.version).map_err(corrupt)?;
+            let offset = kv_core::offset32(&input.path, pos)?;
+            pos += r.encoded_len() as u64;
             if r.is_tombstone() || r.is_seal() {
                 continue;
             }

@@ -11,12 +11,12 @@
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
-use durable_fs::{Access, DirLock, DurableFs};
+use durable_fs::{Access, DirLock, DurableFs, Source};
 use kv_core::format::{
     FILE_HEADER_LEN, FileHeader, FileKind, HintEntry, TOMBSTONE, VERSION, VERSION_1, decode_hint,
     encode_hint, is_own_temp, parse_name,
 };
-use kv_core::scan::scan_records;
+use kv_core::scan::scan_file;
 use kv_core::{Appender, CorruptionKind, Damage, DataFile, Error, RecoveryMode, Result, offset32};
 
 use crate::commit::{FILES, MERGE_MARKER, MergeMarker, encode_files, read_files, roll_forward};
@@ -445,8 +445,10 @@ fn load_file(
         }));
     }
     report.scanned += 1;
-    let bytes = data.read_all()?;
-    let scanned = scan_records(&bytes, header.salt, header.version, newest, opts.recovery)
+    // Read a chunk at a time: memory is bounded whatever the file's length.
+    let mut src = data.chunks()?;
+    let file_len = src.len();
+    let scanned = scan_file(&mut src, header.salt, header.version, newest, opts.recovery)?
         .map_err(|(offset, kind)| Error::corrupt(&path, offset, kind))?;
     let salvaged = !scanned.skipped.is_empty();
     for &(offset, len, kind) in &scanned.skipped {
@@ -455,7 +457,7 @@ fn load_file(
             .push(Damage::new(path.clone(), offset, len, kind));
     }
     if let Some((offset, kind)) = scanned.torn_tail {
-        let cut = bytes.len() as u64 - offset;
+        let cut = file_len - offset;
         log::warn!(
             "{}: torn tail at offset {offset}: {cut} bytes ({kind})",
             path.display()
@@ -466,10 +468,10 @@ fn load_file(
     // (Under salvage, only a torn tail is cut: skipped ranges stay for inspection.)
     let cut = match scanned.torn_tail {
         Some((offset, _)) => Some(offset),
-        None => (scanned.end < bytes.len() as u64 && !salvaged).then_some(scanned.end),
+        None => (scanned.end < file_len && !salvaged).then_some(scanned.end),
     };
     if !opts.read_only {
-        repair(fs, (dir, &data, &bytes), cut, newest, report)?;
+        repair(fs, (dir, &data, &mut src), cut, newest, report)?;
         // The newest file's records are durable now (repair synced them) and no write will
         // follow them (the writer starts a new file): sealed, so bit rot in them is
         // corruption at later opens, not a torn tail, even if the files made after it go
@@ -501,7 +503,7 @@ fn load_file(
 /// `quarantine/` first, durably; or, for the newest file, syncs what the scan read.
 fn repair(
     fs: &DurableFs,
-    (dir, data, bytes): (&Path, &DataFile, &[u8]),
+    (dir, data, src): (&Path, &DataFile, &mut dyn Source),
     cut: Option<u64>,
     newest: bool,
     report: &mut RecoveryReport,
@@ -517,8 +519,7 @@ fn repair(
     };
     // Nothing destroyed: the cut bytes (a torn tail; trimmed zeros are nothing) go to
     // quarantine/ first, durably.
-    let tail = bytes.get(usize::try_from(at).unwrap_or(usize::MAX)..);
-    if let Some(kept) = fs.quarantine(dir, &data.path, at, tail.unwrap_or_default())? {
+    if let Some(kept) = fs.quarantine_tail(dir, &data.path, src, at)? {
         let (path, kept_at) = (data.path.display(), kept.display());
         log::warn!("{path}: cut at offset {at}; the bytes are kept in {kept_at}");
         report.quarantined.push(kept);

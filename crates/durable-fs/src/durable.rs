@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use parking_lot::Mutex;
 
+use crate::chunks::{Source, each_chunk, end_of_nonzero};
 use crate::error::{Error, Op, Result};
 use crate::file::File;
 use crate::fs::{EntryKind, Fs, LockToken, OpenMode};
@@ -257,6 +258,43 @@ impl DurableFs {
         Ok(Some(path))
     }
 
+    /// [`DurableFs::quarantine`] for a tail read from `src` (the whole file being cut, read
+    /// in chunks: memory stays bounded whatever the tail's length): the bytes `offset..`,
+    /// without their trailing zeros.
+    pub fn quarantine_tail(
+        &self,
+        store_dir: &Path,
+        file: &Path,
+        src: &mut dyn Source,
+        offset: u64,
+    ) -> Result<Option<PathBuf>> {
+        let end = end_of_nonzero(src, offset)?;
+        if end <= offset {
+            return Ok(None);
+        }
+        let lost = store_dir.join(QUARANTINE_DIR);
+        self.create_dir_all(&lost)?;
+        self.sync_dir(store_dir)?;
+        let name = file
+            .file_name()
+            .map_or_else(|| "file".into(), |n| n.to_string_lossy().into_owned());
+        let mut h = crc32fast::Hasher::new();
+        each_chunk(src, offset, end - offset, |c| h.update(c))?;
+        let path = lost.join(format!("{name}.{offset}.{:08x}", h.finalize()));
+        self.replace_with(&path, |tmp| {
+            let mut at = 0u64;
+            let mut written = Ok(());
+            each_chunk(src, offset, end - offset, |c| {
+                if written.is_ok() {
+                    written = tmp.write_all_at(c, at);
+                    at += c.len() as u64;
+                }
+            })?;
+            written
+        })?;
+        Ok(Some(path))
+    }
+
     /// Replaces the whole content of the small file `path` atomically and durably: after a
     /// crash at any point the file holds either the old content or `bytes`, never a mix.
     ///
@@ -264,6 +302,12 @@ impl DurableFs {
     /// `fsync` the directory. A crash can leave the temporary file behind; it is removed by
     /// the next replace of the same path.
     pub fn atomic_replace(&self, path: &Path, bytes: &[u8]) -> Result<()> {
+        self.replace_with(path, |file| file.write_all_at(bytes, 0))
+    }
+
+    /// The recipe of [`DurableFs::atomic_replace`], the content written by `write` into the
+    /// temporary file.
+    fn replace_with(&self, path: &Path, write: impl FnOnce(&File) -> Result<()>) -> Result<()> {
         let mut tmp_name = path.as_os_str().to_owned();
         tmp_name.push(TEMP_SUFFIX);
         let tmp = PathBuf::from(tmp_name);
@@ -278,7 +322,7 @@ impl DurableFs {
             .open_file(&tmp, OpenMode::CreateNew)
             .map_err(|e| Error::io(Op::Create, &tmp, e))?;
         let file = File::new(raw, tmp.clone(), 0);
-        file.write_all_at(bytes, 0)?;
+        write(&file)?;
         file.sync_all()?;
         drop(file);
         self.fs

@@ -65,6 +65,7 @@
 //! # Ok(()) }
 //! ```
 
+mod chunks;
 mod durable;
 mod error;
 mod file;
@@ -77,6 +78,7 @@ pub mod sim;
 mod std_fs;
 mod ticker;
 
+pub use chunks::{Bytes, CHUNK, Chunks, Source, each_chunk, end_of_nonzero};
 pub use durable::{
     Access, DirLock, DurableFs, LOCK_FILE_NAME, QUARANTINE_DIR, TEMP_SUFFIX, parent_dir,
 };

@@ -153,10 +153,10 @@ impl DataFile {
         Ok(r.value.to_vec())
     }
 
-    /// The whole file, header included, after checking its length against the format's
-    /// bound ([`MAX_FILE_LEN`]): a longer file (say, extended sparse to 64 GiB) is
-    /// [`CorruptionKind::OutOfRange`] naming the file, and nothing is allocated for it.
-    pub fn read_all(&self) -> Result<Vec<u8>> {
+    /// The file's length, checked against the format's bound ([`MAX_FILE_LEN`]): a longer
+    /// file (say, extended sparse to 64 GiB) is [`CorruptionKind::OutOfRange`] naming the
+    /// file, before anything is read or allocated for it.
+    pub fn checked_len(&self) -> Result<u64> {
         let len = self.file.len()?;
         if len > MAX_FILE_LEN {
             let kind = CorruptionKind::OutOfRange {
@@ -166,7 +166,14 @@ impl DataFile {
             };
             return Err(Error::corrupt(&self.path, MAX_FILE_LEN, kind));
         }
-        Ok(self.file.read_all()?)
+        Ok(len)
+    }
+
+    /// The file read in chunks ([`durable_fs::Chunks`], one reusable buffer), after
+    /// [`DataFile::checked_len`]: what a scan reads, in memory bounded whatever the file's
+    /// length.
+    pub fn chunks(&self) -> Result<durable_fs::Chunks<'_>> {
+        Ok(durable_fs::Chunks::new(&self.file, self.checked_len()?))
     }
 
     /// Appends a seal at `end` (where the file's records end; anything after is cut) saying

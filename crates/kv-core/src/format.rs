@@ -406,6 +406,12 @@ impl From<DecodeError> for CorruptionKind {
 /// CRC. Recovery tries a full decode only where this holds, so looking for the next valid
 /// record after damage costs a few instructions per byte, not a payload CRC.
 pub fn plausible_record(b: &[u8], salt: u32, version: u32) -> bool {
+    let remaining = (b.len() as u64).saturating_sub(RECORD_HEADER_LEN as u64);
+    plausible_header(b, salt, version, remaining)
+}
+
+/// [`plausible_record`] for a record header `b` followed by `remaining` bytes of file.
+pub fn plausible_header(b: &[u8], salt: u32, version: u32, remaining: u64) -> bool {
     let l = Layout::of(version);
     let (Some(h), Some(flags), Some(k), Some(v)) = (
         b.get(..RECORD_HEADER_LEN),
@@ -415,7 +421,7 @@ pub fn plausible_record(b: &[u8], salt: u32, version: u32) -> bool {
     ) else {
         return false;
     };
-    if flags & !l.known_flags != 0 || (k as u64 + v as u64) > (b.len() - RECORD_HEADER_LEN) as u64 {
+    if flags & !l.known_flags != 0 || (k as u64 + v as u64) > remaining {
         return false;
     }
     version == VERSION_1
@@ -430,12 +436,70 @@ pub fn claimed_len(b: &[u8], version: u32) -> Option<u64> {
     Some(u64::from(u32_at(b, l.key_len)?) + u64::from(u32_at(b, l.value_len)?))
 }
 
-/// Decodes the record of format `version` at the start of `b`; total. The header is
-/// checked (in format 2 by its own CRC) before any length is used, and lengths are bounded
-/// by `b` before any read.
-pub fn decode_record(b: &[u8], salt: u32, version: u32) -> Result<Record<'_>, DecodeError> {
+/// A checked record header: what [`decode_header`] returns before the key and value are
+/// read (their CRC is checked with [`RecordHeader::crc_start`] and
+/// [`RecordHeader::crc_matches`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RecordHeader {
+    /// Logical timestamp.
+    pub seq: u64,
+    /// The highest seq known durable when the record was written.
+    pub synced_seq: u64,
+    /// Flags.
+    pub flags: u32,
+    /// Key length.
+    pub key_len: u32,
+    /// Value length.
+    pub value_len: u32,
+    /// The stored record CRC.
+    crc: u32,
+    /// The record CRC covers the header from here on.
+    crc_from: usize,
+}
+
+impl RecordHeader {
+    /// Key and value bytes after the header.
+    pub fn body_len(&self) -> u64 {
+        u64::from(self.key_len) + u64::from(self.value_len)
+    }
+
+    /// Bytes on disk.
+    pub fn encoded_len(&self) -> u64 {
+        RECORD_HEADER_LEN as u64 + self.body_len()
+    }
+
+    /// True for a seal.
+    pub fn is_seal(&self) -> bool {
+        self.flags & SEAL != 0
+    }
+
+    /// A hasher fed with what the record CRC covers of the header `h` (the one this was
+    /// decoded from): feed it the key and value, then [`RecordHeader::crc_matches`].
+    pub fn crc_start(&self, salt: u32, h: &[u8]) -> crc32fast::Hasher {
+        let mut hasher = crc32fast::Hasher::new();
+        hasher.update(&salt.to_le_bytes());
+        hasher.update(h.get(self.crc_from..RECORD_HEADER_LEN).unwrap_or_default());
+        hasher
+    }
+
+    /// Checks the record CRC over what `hasher` was fed.
+    pub fn crc_matches(&self, hasher: crc32fast::Hasher) -> Result<(), DecodeError> {
+        let actual = hasher.finalize();
+        if actual == self.crc {
+            return Ok(());
+        }
+        Err(DecodeError::Corrupt(CorruptionKind::ChecksumMismatch {
+            expected: self.crc,
+            actual,
+        }))
+    }
+}
+
+/// Decodes and checks the record header of format `version` at the start of `h` (in format
+/// 2 by its own CRC; known flags; a seal's shape); total. Nothing after the header is read.
+pub fn decode_header(h: &[u8], salt: u32, version: u32) -> Result<RecordHeader, DecodeError> {
     let l = Layout::of(version);
-    let h = b.get(..RECORD_HEADER_LEN).ok_or(DecodeError::Truncated)?;
+    let h = h.get(..RECORD_HEADER_LEN).ok_or(DecodeError::Truncated)?;
     let field = |at| u32_at(h, at).ok_or(DecodeError::Truncated);
     if version != VERSION_1 {
         let expected = field(RECORD_HEADER_CRC)?;
@@ -448,23 +512,10 @@ pub fn decode_record(b: &[u8], salt: u32, version: u32) -> Result<Record<'_>, De
         }
     }
     let flags = field(l.flags)?;
-    if flags & !l.known_flags != 0 {
+    let (k, v) = (field(l.key_len)?, field(l.value_len)?);
+    let bad_seal = flags & SEAL != 0 && (flags != SEAL || k != 0 || v != 0);
+    if flags & !l.known_flags != 0 || bad_seal {
         return Err(DecodeError::Corrupt(CorruptionKind::BadFlags(flags)));
-    }
-    let (k, v) = (field(l.key_len)? as usize, field(l.value_len)? as usize);
-    let key_end = RECORD_HEADER_LEN + k;
-    let end = key_end + v;
-    let key = b
-        .get(RECORD_HEADER_LEN..key_end)
-        .ok_or(DecodeError::Truncated)?;
-    let value = b.get(key_end..end).ok_or(DecodeError::Truncated)?;
-    let expected = field(RECORD_CRC)?;
-    let actual = salted_crc(salt, &[h.get(l.crc_from..).unwrap_or_default(), key, value]);
-    if expected != actual {
-        return Err(DecodeError::Corrupt(CorruptionKind::ChecksumMismatch {
-            expected,
-            actual,
-        }));
     }
     let seq = u64_at(h, l.seq).ok_or(DecodeError::Truncated)?;
     let synced_seq = if version == VERSION_1 {
@@ -475,13 +526,37 @@ pub fn decode_record(b: &[u8], salt: u32, version: u32) -> Result<Record<'_>, De
             delta => seq.saturating_sub(u64::from(delta)),
         }
     };
-    if flags & SEAL != 0 && (flags != SEAL || k != 0 || v != 0) {
-        return Err(DecodeError::Corrupt(CorruptionKind::BadFlags(flags)));
-    }
-    Ok(Record {
+    Ok(RecordHeader {
         seq,
         synced_seq,
         flags,
+        key_len: k,
+        value_len: v,
+        crc: field(RECORD_CRC)?,
+        crc_from: l.crc_from,
+    })
+}
+
+/// Decodes the record of format `version` at the start of `b`; total. The header is
+/// checked (in format 2 by its own CRC) before any length is used, and lengths are bounded
+/// by `b` before any read.
+pub fn decode_record(b: &[u8], salt: u32, version: u32) -> Result<Record<'_>, DecodeError> {
+    let h = b.get(..RECORD_HEADER_LEN).ok_or(DecodeError::Truncated)?;
+    let hdr = decode_header(h, salt, version)?;
+    let key_end = RECORD_HEADER_LEN + hdr.key_len as usize;
+    let end = key_end + hdr.value_len as usize;
+    let key = b
+        .get(RECORD_HEADER_LEN..key_end)
+        .ok_or(DecodeError::Truncated)?;
+    let value = b.get(key_end..end).ok_or(DecodeError::Truncated)?;
+    let mut hasher = hdr.crc_start(salt, h);
+    hasher.update(key);
+    hasher.update(value);
+    hdr.crc_matches(hasher)?;
+    Ok(Record {
+        seq: hdr.seq,
+        synced_seq: hdr.synced_seq,
+        flags: hdr.flags,
         key,
         value,
     })

@@ -2,10 +2,12 @@
 //! it), keeping batches whole and telling a torn tail from corruption, in time linear in
 //! the file's bytes whatever they hold.
 
+use durable_fs::{Bytes, CHUNK, Source, each_chunk};
+
 use crate::error::CorruptionKind;
 use crate::format::{
-    BATCH_CONTINUES, DecodeError, FILE_HEADER_LEN, HintEntry, RECORD_HEADER_LEN, TOMBSTONE,
-    claimed_len, decode_record, plausible_record,
+    BATCH_CONTINUES, DecodeError, FILE_HEADER_LEN, HintEntry, RECORD_HEADER_LEN, SEAL, TOMBSTONE,
+    claimed_len, decode_header, plausible_header,
 };
 use crate::options::RecoveryMode;
 
@@ -66,47 +68,123 @@ fn flags_top(version: u32) -> usize {
     flags + 3
 }
 
+/// One record read from a [`Source`] at an offset: its header, and its key when asked.
+struct Found {
+    seq: u64,
+    synced_seq: u64,
+    flags: u32,
+    key: Vec<u8>,
+    value_len: u32,
+    len: u64,
+}
+
+/// Decodes the record at `pos` of `src`, checking its CRC over key and value a chunk at a
+/// time (memory: a chunk, and the key when `with_key`, read only once the record is valid).
+fn decode_at(
+    src: &mut dyn Source,
+    pos: u64,
+    salt: u32,
+    version: u32,
+    with_key: bool,
+) -> durable_fs::Result<Result<Found, DecodeError>> {
+    let mut h = [0u8; RECORD_HEADER_LEN];
+    let got = src.get(pos, RECORD_HEADER_LEN)?;
+    let Some(dst) = h.get_mut(..got.len()) else {
+        return Ok(Err(DecodeError::Truncated));
+    };
+    dst.copy_from_slice(got);
+    if got.len() < RECORD_HEADER_LEN {
+        return Ok(Err(DecodeError::Truncated));
+    }
+    let hdr = match decode_header(&h, salt, version) {
+        Ok(hdr) => hdr,
+        Err(e) => return Ok(Err(e)),
+    };
+    let body = pos + RECORD_HEADER_LEN as u64;
+    if body.saturating_add(hdr.body_len()) > src.len() {
+        return Ok(Err(DecodeError::Truncated));
+    }
+    let mut hasher = hdr.crc_start(salt, &h);
+    each_chunk(src, body, hdr.body_len(), |c| hasher.update(c))?;
+    if let Err(e) = hdr.crc_matches(hasher) {
+        return Ok(Err(e));
+    }
+    let key = if with_key {
+        src.get(body, hdr.key_len as usize)?.to_vec()
+    } else {
+        Vec::new()
+    };
+    Ok(Ok(Found {
+        seq: hdr.seq,
+        synced_seq: hdr.synced_seq,
+        flags: hdr.flags,
+        key,
+        value_len: hdr.value_len,
+        len: hdr.encoded_len(),
+    }))
+}
+
+/// The first byte at or after `from` that is not zero, or the end.
+fn first_nonzero(src: &mut dyn Source, from: u64) -> durable_fs::Result<u64> {
+    let mut p = from;
+    while p < src.len() {
+        let chunk = src.get(p, CHUNK)?;
+        if let Some(i) = chunk.iter().position(|&b| b != 0) {
+            return Ok(p + i as u64);
+        }
+        p += chunk.len().max(1) as u64;
+    }
+    Ok(src.len())
+}
+
 impl Later {
-    /// Walks from `from` to the end: at each offset an O(1) check, a full decode only where
-    /// it passes, a jump over every valid record found, and zero runs skipped (no record
-    /// header is all zeros: seqs start at 1).
-    fn find(b: &[u8], from: usize, salt: u32, version: u32) -> Later {
+    /// Walks from `from` to the end: at each candidate offset an O(1) check, a full decode
+    /// only where it passes, a jump over every valid record found, and zero runs skipped
+    /// (no record header is all zeros: seqs start at 1). Reads a chunk at a time.
+    fn find(src: &mut dyn Source, from: u64, salt: u32, version: u32) -> durable_fs::Result<Later> {
+        let len = src.len();
         let mut out = Later::default();
         let mut found = Vec::new();
-        let mut budget = (b.len() as u64)
+        let mut budget = len
             .saturating_mul(RESCAN_FACTOR)
             .saturating_add(RESCAN_SLACK);
         // A record's flags use the low byte only, so the flags field's top byte is 0: the
         // candidates are found with `memchr`, not tried at every offset.
-        let top = flags_top(version);
+        let top = flags_top(version) as u64;
+        let header = RECORD_HEADER_LEN as u64;
         let mut p = from;
-        while p + RECORD_HEADER_LEN <= b.len() {
-            match b.get(p + top..).and_then(|rest| memchr::memchr(0, rest)) {
-                Some(i) => p += i,
-                None => break,
-            }
-            if p + RECORD_HEADER_LEN > b.len() {
-                break;
-            }
-            let rest = b.get(p..).unwrap_or_default();
-            if rest.first() == Some(&0) {
-                let z = rest.iter().position(|&x| x != 0).unwrap_or(rest.len());
-                if z >= RECORD_HEADER_LEN {
-                    p += z - (RECORD_HEADER_LEN - 1);
+        while p + header <= len {
+            let chunk = src.get(p + top, CHUNK)?;
+            match memchr::memchr(0, chunk) {
+                Some(i) => p += i as u64,
+                None => {
+                    p += chunk.len().max(1) as u64;
                     continue;
                 }
             }
-            if plausible_record(rest, salt, version) {
-                let cost = claimed_len(rest, version).unwrap_or(0);
+            if p + header > len {
+                break;
+            }
+            let h = src.get(p, RECORD_HEADER_LEN)?;
+            if h.first() == Some(&0) {
+                let z = first_nonzero(src, p)? - p;
+                if z >= header {
+                    p += z - (header - 1);
+                    continue;
+                }
+            }
+            let h = src.get(p, RECORD_HEADER_LEN)?;
+            if plausible_header(h, salt, version, len - p - header) {
+                let cost = claimed_len(h, version).unwrap_or(0);
                 if cost > budget {
                     out.exhausted = true;
                     break;
                 }
                 budget -= cost;
                 out.checked += cost;
-                if let Ok(r) = decode_record(rest, salt, version) {
-                    found.push((p as u64, r.seq, r.synced_seq));
-                    p += r.encoded_len();
+                if let Ok(r) = decode_at(src, p, salt, version, false)? {
+                    found.push((p, r.seq, r.synced_seq));
+                    p += r.len;
                     continue;
                 }
             }
@@ -122,18 +200,33 @@ impl Later {
         }
         out.max_synced.reverse();
         out.min_seq.reverse();
-        out
+        Ok(out)
     }
 
     /// The first valid record after `pos`: its index and offset.
-    fn after(&self, pos: usize) -> Option<(usize, usize)> {
-        let i = self.offsets.partition_point(|&o| o <= pos as u64);
-        Some((i, *self.offsets.get(i)? as usize))
+    fn after(&self, pos: u64) -> Option<(usize, u64)> {
+        let i = self.offsets.partition_point(|&o| o <= pos);
+        Some((i, *self.offsets.get(i)?))
     }
 }
 
-/// Scans the records of a data file of format `version` (`bytes`, header included), keeping
-/// batches whole.
+/// [`scan_file`] over bytes in memory.
+pub fn scan_records(
+    bytes: &[u8],
+    salt: u32,
+    version: u32,
+    newest: bool,
+    mode: RecoveryMode,
+) -> Result<Scanned, (u64, CorruptionKind)> {
+    match scan_file(&mut Bytes(bytes), salt, version, newest, mode) {
+        Ok(r) => r,
+        // Reading a slice cannot fail.
+        Err(_) => Err((0, CorruptionKind::TruncatedRecord)),
+    }
+}
+
+/// Scans the records of a data file of format `version` (`src`, header included), keeping
+/// batches whole; reads it a chunk at a time (memory: a chunk, one key, the entries).
 ///
 /// Damage in the `newest` file (the one being appended to at a crash) is a torn tail when
 /// nothing after it proves it was durable: no valid record follows, or only records whose
@@ -142,43 +235,43 @@ impl Later {
 /// record had been durable: corruption. A torn tail is reported in `torn_tail` (cut at the
 /// start of an unfinished batch), unless `mode` is [`RecoveryMode::Strict`]. Other damage
 /// is an error `(offset, kind)`, unless [`RecoveryMode::SkipCorrupt`], which skips to the
-/// next valid record and reports the range.
+/// next valid record and reports the range. The outer error is a failed read.
 ///
-/// Linear in `bytes.len()`: records are decoded once; after damage, one forward pass finds
-/// the valid records that follow (an O(1) check per offset, a bounded budget of payload
-/// CRCs; past the budget the damage is [`CorruptionKind::RescanLimit`]). Total: never
-/// panics.
-pub fn scan_records(
-    bytes: &[u8],
+/// Linear in the file's length: records are decoded once; after damage, one forward pass
+/// finds the valid records that follow (an O(1) check per candidate offset, a bounded budget
+/// of payload CRCs; past the budget the damage is [`CorruptionKind::RescanLimit`]). Total:
+/// never panics.
+pub fn scan_file(
+    src: &mut dyn Source,
     salt: u32,
     version: u32,
     newest: bool,
     mode: RecoveryMode,
-) -> Result<Scanned, (u64, CorruptionKind)> {
+) -> durable_fs::Result<Result<Scanned, (u64, CorruptionKind)>> {
     let salvage = mode == RecoveryMode::SkipCorrupt;
     let tail_ok = newest && mode != RecoveryMode::Strict;
+    let len = src.len();
     let mut out = Scanned {
         end: FILE_HEADER_LEN as u64,
         ..Scanned::default()
     };
-    let mut pos = FILE_HEADER_LEN;
+    let mut pos = FILE_HEADER_LEN as u64;
     let mut batch: Vec<HintEntry> = Vec::new();
     let mut batch_start = pos;
     let mut last_seq = 0;
     let mut later: Option<Later> = None;
-    while pos < bytes.len() {
-        let rest = bytes.get(pos..).unwrap_or_default();
-        let decoded = decode_record(rest, salt, version);
-        if decoded.is_err() && rest.iter().all(|&b| b == 0) {
+    while pos < len {
+        let decoded = decode_at(src, pos, salt, version, true)?;
+        if decoded.is_err() && first_nonzero(src, pos)? == len {
             break; // preallocated space
         }
         let kind = match decoded {
-            Ok(r) if r.is_seal() && !batch.is_empty() => CorruptionKind::IncompleteBatch,
-            Ok(r) if r.is_seal() => {
+            Ok(r) if r.flags & SEAL != 0 && !batch.is_empty() => CorruptionKind::IncompleteBatch,
+            Ok(r) if r.flags & SEAL != 0 => {
                 last_seq = last_seq.max(r.seq);
-                pos += r.encoded_len();
-                out.record_bytes += r.encoded_len() as u64;
-                out.end = pos as u64;
+                pos += r.len;
+                out.record_bytes += r.len;
+                out.end = pos;
                 out.sealed = true;
                 continue;
             }
@@ -188,17 +281,17 @@ pub fn scan_records(
                 }
                 batch.push(HintEntry {
                     seq: r.seq,
-                    offset: pos as u64,
-                    value_len: r.value.len() as u32,
+                    offset: pos,
+                    value_len: r.value_len,
                     flags: r.flags & TOMBSTONE,
-                    key: r.key.to_vec(),
+                    key: r.key,
                 });
                 last_seq = last_seq.max(r.seq);
-                pos += r.encoded_len();
+                pos += r.len;
                 if r.flags & BATCH_CONTINUES == 0 {
-                    out.record_bytes += (pos - batch_start) as u64;
+                    out.record_bytes += pos - batch_start;
                     out.entries.append(&mut batch);
-                    out.end = pos as u64;
+                    out.end = pos;
                     out.sealed = false;
                 }
                 continue;
@@ -206,7 +299,12 @@ pub fn scan_records(
             Err(e @ (DecodeError::Truncated | DecodeError::Corrupt(_))) => CorruptionKind::from(e),
         };
         let damage_at = if batch.is_empty() { pos } else { batch_start };
-        let later = later.get_or_insert_with(|| Later::find(bytes, pos + 1, salt, version));
+        if later.is_none() {
+            later = Some(Later::find(src, pos + 1, salt, version)?);
+        }
+        let Some(later) = later.as_ref() else {
+            break;
+        };
         out.rescan_bytes = later.checked;
         if later.exhausted {
             // Format 1 has no header CRC: a torn tail whose values hold small integers can
@@ -215,10 +313,10 @@ pub fn scan_records(
             // anywhere else, and in format 2 (only a crafted file forges header CRCs), it is
             // refused.
             if version == crate::format::VERSION_1 && tail_ok && !salvage {
-                out.torn_tail = Some((damage_at as u64, kind));
-                return Ok(out);
+                out.torn_tail = Some((damage_at, kind));
+                return Ok(Ok(out));
             }
-            return Err((pos as u64, CorruptionKind::RescanLimit));
+            return Ok(Err((pos, CorruptionKind::RescanLimit)));
         }
         let next = later.after(pos);
         // Valid records after the damage still make a torn tail if none was written after
@@ -237,29 +335,27 @@ pub fn scan_records(
         });
         batch.clear();
         if tail_ok && !proven_durable {
-            out.torn_tail = Some((damage_at as u64, kind));
-            return Ok(out);
+            out.torn_tail = Some((damage_at, kind));
+            return Ok(Ok(out));
         }
         if !salvage {
-            return Err((pos as u64, kind));
+            return Ok(Err((pos, kind)));
         }
-        let next = next.map_or(bytes.len(), |(_, at)| at);
-        out.skipped
-            .push((damage_at as u64, (next - damage_at) as u64, kind));
+        let next = next.map_or(len, |(_, at)| at);
+        out.skipped.push((damage_at, next - damage_at, kind));
         pos = next;
     }
     if !batch.is_empty() {
         let kind = CorruptionKind::IncompleteBatch;
         if tail_ok {
-            out.torn_tail = Some((batch_start as u64, kind));
+            out.torn_tail = Some((batch_start, kind));
         } else if salvage {
-            out.skipped
-                .push((batch_start as u64, (bytes.len() - batch_start) as u64, kind));
+            out.skipped.push((batch_start, len - batch_start, kind));
         } else {
-            return Err((batch_start as u64, kind));
+            return Ok(Err((batch_start, kind)));
         }
     }
-    Ok(out)
+    Ok(Ok(out))
 }
 
 #[cfg(test)]
@@ -369,7 +465,7 @@ mod tests {
             at += RECORD_HEADER_LEN;
         }
         b[FILE_HEADER_LEN] = 0xFF; // damage where the first record would be
-        let found = Later::find(&b, FILE_HEADER_LEN + 1, 4, VERSION);
+        let found = Later::find(&mut Bytes(&b), FILE_HEADER_LEN as u64 + 1, 4, VERSION).unwrap();
         assert!(found.exhausted);
         assert!(found.checked <= RESCAN_FACTOR * len as u64 + RESCAN_SLACK);
         for newest in [true, false] {
@@ -386,7 +482,13 @@ mod tests {
         .to_vec();
         b.extend(std::iter::repeat_n(0u8, 3).chain([1u8]).cycle().take(len));
         b[FILE_HEADER_LEN] = 0xFF;
-        let found = Later::find(&b, FILE_HEADER_LEN + 1, 4, crate::format::VERSION_1);
+        let found = Later::find(
+            &mut Bytes(&b),
+            FILE_HEADER_LEN as u64 + 1,
+            4,
+            crate::format::VERSION_1,
+        )
+        .unwrap();
         assert!(found.checked <= RESCAN_FACTOR * b.len() as u64 + RESCAN_SLACK);
     }
 }

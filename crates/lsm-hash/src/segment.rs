@@ -9,9 +9,9 @@
 use std::collections::HashMap;
 use std::path::Path;
 
-use durable_fs::{Access, DurableFs};
+use durable_fs::{Access, DurableFs, Source};
 use kv_core::format::{HintEntry, TOMBSTONE, decode_hint, file_name};
-use kv_core::scan::scan_records;
+use kv_core::scan::scan_file;
 use kv_core::{CorruptionKind, DataFile, Error, RecoveryMode, Result, ValueRef};
 use parking_lot::RwLock;
 
@@ -132,27 +132,24 @@ pub(crate) fn load(fs: &DurableFs, dir: &Path, id: u64, mode: LoadMode) -> Resul
         Access::Read
     };
     let (data, header) = DataFile::open(fs, path.clone(), &SEGMENT_MAGIC, id, access)?;
-    let bytes = data.read_all()?;
+    // Read a chunk at a time: memory is bounded whatever the segment's length.
+    let mut src = data.chunks()?;
+    let file_len = src.len();
     let snapshot = kv_core::read_at_most(fs, &dir.join(index_name(id)), kv_core::MAX_FILE_LEN)
         .ok()
         .flatten()
-        .and_then(|b| decode_hint(&b, &INDEX_MAGIC, header.salt, id, bytes.len() as u64));
+        .and_then(|b| decode_hint(&b, &INDEX_MAGIC, header.salt, id, file_len));
     let mut quarantined = None;
     let mut sealed = false;
     let (entries, end, from_snapshot, torn_tail, skipped) = match snapshot {
-        Some(entries) => (entries, bytes.len() as u64, true, None, Vec::new()),
+        Some(entries) => (entries, file_len, true, None, Vec::new()),
         None => {
-            let scanned = scan_records(
-                &bytes,
-                header.salt,
-                header.version,
-                mode.newest,
-                mode.recovery,
-            )
-            .map_err(|(offset, kind)| Error::corrupt(&path, offset, kind))?;
+            let (salt, version) = (header.salt, header.version);
+            let scanned = scan_file(&mut src, salt, version, mode.newest, mode.recovery)?
+                .map_err(|(offset, kind)| Error::corrupt(&path, offset, kind))?;
             let torn = scanned
                 .torn_tail
-                .map(|(offset, kind)| (offset, bytes.len() as u64 - offset, kind));
+                .map(|(offset, kind)| (offset, file_len - offset, kind));
             if let Some((offset, len, kind)) = torn {
                 log::warn!(
                     "{}: torn tail at offset {offset}: {len} bytes ({kind})",
@@ -162,8 +159,7 @@ pub(crate) fn load(fs: &DurableFs, dir: &Path, id: u64, mode: LoadMode) -> Resul
             if !mode.read_only {
                 if let Some((offset, _, _)) = torn {
                     // Nothing destroyed: the cut bytes go to quarantine/ first, durably.
-                    let tail = bytes.get(usize::try_from(offset).unwrap_or(usize::MAX)..);
-                    quarantined = fs.quarantine(dir, &path, offset, tail.unwrap_or_default())?;
+                    quarantined = fs.quarantine_tail(dir, &path, &mut src, offset)?;
                     if let Some(kept) = &quarantined {
                         log::warn!(
                             "{}: the cut bytes are kept in {}",

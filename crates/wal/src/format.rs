@@ -355,6 +355,12 @@ pub fn claimed_len(b: &[u8]) -> u32 {
 /// (no payload is read): known flags, a length within `max_len` that fits in `b`, and in
 /// format 2 the header CRC. Recovery tries a full decode only where this holds.
 pub fn plausible_record(b: &[u8], salt: u32, version: u32, max_len: u32) -> bool {
+    let remaining = (b.len() as u64).saturating_sub(RECORD_HEADER_LEN as u64);
+    plausible_header(b, salt, version, max_len, remaining)
+}
+
+/// [`plausible_record`] for a record header `b` followed by `remaining` bytes of segment.
+pub fn plausible_header(b: &[u8], salt: u32, version: u32, max_len: u32, remaining: u64) -> bool {
     let Some(h) = b.first_chunk::<RECORD_HEADER_LEN>() else {
         return false;
     };
@@ -367,21 +373,71 @@ pub fn plausible_record(b: &[u8], salt: u32, version: u32, max_len: u32) -> bool
     } else {
         BATCH_CONTINUES | SEAL
     };
-    if flags & !known != 0 || len > max_len || len as usize > b.len() - RECORD_HEADER_LEN {
+    if flags & !known != 0 || len > max_len || u64::from(len) > remaining {
         return false;
     }
     version == VERSION_1 || u32_at(h, RECORD_HEADER_CRC) == Some(header_crc(salt, h))
 }
 
-/// Decodes the record of format `version` at the start of `b`. Total: any bytes give a record
-/// or an error. In format 2 the header is checked by its own CRC first; the length is
-/// bounded by `max_len` before anything is read past the header.
-pub fn decode_record(
+/// A checked record header: what [`decode_header`] returns before the payload is read (its
+/// CRC is checked with [`RecordHeader::crc_start`] and [`RecordHeader::crc_matches`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RecordHeader {
+    /// Payload length.
+    pub len: u32,
+    /// Its LSN.
+    pub lsn: Lsn,
+    /// The highest LSN known durable when it was written.
+    pub synced_lsn: Lsn,
+    /// Its flags.
+    pub flags: u32,
+    /// The stored record CRC.
+    crc: u32,
+}
+
+impl RecordHeader {
+    /// Bytes the record occupies on disk.
+    pub fn encoded_len(&self) -> u64 {
+        RECORD_HEADER_LEN as u64 + u64::from(self.len)
+    }
+
+    /// True for a seal.
+    pub fn is_seal(&self) -> bool {
+        self.flags & SEAL != 0
+    }
+
+    /// A hasher fed with what the record CRC covers of the header `h` (the one this was
+    /// decoded from): feed it the payload, then [`RecordHeader::crc_matches`].
+    pub fn crc_start(&self, salt: u32, h: &[u8]) -> crc32fast::Hasher {
+        let mut hasher = crc32fast::Hasher::new();
+        hasher.update(&salt.to_le_bytes());
+        hasher.update(h.get(RECORD_LEN..RECORD_CRC).unwrap_or_default());
+        hasher.update(h.get(RECORD_CRC + 4..RECORD_HEADER_LEN).unwrap_or_default());
+        hasher
+    }
+
+    /// Checks the record CRC over what `hasher` was fed.
+    pub fn crc_matches(&self, hasher: crc32fast::Hasher) -> Result<(), DecodeError> {
+        let actual = hasher.finalize();
+        if actual == self.crc {
+            return Ok(());
+        }
+        Err(DecodeError::ChecksumMismatch {
+            expected: self.crc,
+            actual,
+        })
+    }
+}
+
+/// Decodes and checks the record header of format `version` at the start of `b` (in format
+/// 2 by its own CRC; the length bounded by `max_len`; known flags; a seal's shape); total.
+/// Nothing after the header is read.
+pub fn decode_header(
     b: &[u8],
     salt: u32,
     version: u32,
     max_len: u32,
-) -> Result<RecordRef<'_>, DecodeError> {
+) -> Result<RecordHeader, DecodeError> {
     let Some(header) = b.first_chunk::<RECORD_HEADER_LEN>() else {
         return Err(DecodeError::Truncated {
             need: RECORD_HEADER_LEN as u64,
@@ -398,22 +454,6 @@ pub fn decode_record(
     let len = u32_at(header, RECORD_LEN).unwrap_or(0);
     if len > max_len {
         return Err(DecodeError::LengthTooLarge { len, max: max_len });
-    }
-    let total = RECORD_HEADER_LEN + len as usize;
-    let Some(payload) = b.get(RECORD_HEADER_LEN..total) else {
-        return Err(DecodeError::Truncated { need: total as u64 });
-    };
-    let expected = u32_at(header, RECORD_CRC).unwrap_or(0);
-    let actual = salted_crc(
-        salt,
-        &[
-            header.get(RECORD_LEN..RECORD_CRC).unwrap_or_default(),
-            header.get(8..RECORD_HEADER_LEN).unwrap_or_default(),
-            payload,
-        ],
-    );
-    if expected != actual {
-        return Err(DecodeError::ChecksumMismatch { expected, actual });
     }
     let flags = u32_at(header, RECORD_FLAGS).unwrap_or(0);
     let known = if v1 {
@@ -435,10 +475,36 @@ pub fn decode_record(
         };
         (lsn, synced)
     };
-    Ok(RecordRef {
+    Ok(RecordHeader {
+        len,
         lsn,
         synced_lsn,
         flags,
+        crc: u32_at(header, RECORD_CRC).unwrap_or(0),
+    })
+}
+
+/// Decodes the record of format `version` at the start of `b`. Total: any bytes give a record
+/// or an error. In format 2 the header is checked by its own CRC first; the length is
+/// bounded by `max_len` before anything is read past the header.
+pub fn decode_record(
+    b: &[u8],
+    salt: u32,
+    version: u32,
+    max_len: u32,
+) -> Result<RecordRef<'_>, DecodeError> {
+    let hdr = decode_header(b, salt, version, max_len)?;
+    let total = RECORD_HEADER_LEN + hdr.len as usize;
+    let Some(payload) = b.get(RECORD_HEADER_LEN..total) else {
+        return Err(DecodeError::Truncated { need: total as u64 });
+    };
+    let mut hasher = hdr.crc_start(salt, b);
+    hasher.update(payload);
+    hdr.crc_matches(hasher)?;
+    Ok(RecordRef {
+        lsn: hdr.lsn,
+        synced_lsn: hdr.synced_lsn,
+        flags: hdr.flags,
         payload,
     })
 }

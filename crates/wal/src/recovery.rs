@@ -13,14 +13,16 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use durable_fs::{Access, DurableFs, File, parent_dir};
+use durable_fs::{
+    Access, CHUNK, Chunks, DurableFs, File, Source, each_chunk, end_of_nonzero, parent_dir,
+};
 
 use crate::chain::{self, CHAIN_FILE, Link};
 use crate::error::{CorruptionKind, Error, Result};
 use crate::format::{
     BATCH_CONTINUES, DecodeError, HEADER_FIRST_LSN, HEADER_SALT, HeaderError, Lsn,
     MAX_RECORD_LIMIT, MAX_SEGMENT_LEN, RECORD_HEADER_LEN, SEGMENT_HEADER_LEN, SegmentHeader,
-    VERSION, VERSION_1, decode_record, parse_segment_name, peek_lsn, plausible_record,
+    VERSION, VERSION_1, decode_header, parse_segment_name, peek_lsn, plausible_header,
     segment_name,
 };
 use crate::options::RecoveryMode;
@@ -112,13 +114,13 @@ struct Scan {
 #[derive(Debug, Default)]
 struct Later {
     /// (offset, lsn) of each valid record found, by offset.
-    found: Vec<(usize, Lsn)>,
+    found: Vec<(u64, Lsn)>,
     /// `max_synced[i]`: the highest `synced_lsn` of records `i..`.
     max_synced: Vec<Lsn>,
     /// The work budget ran out before the end: what lies after is unknown.
     exhausted: bool,
     /// The segment's length.
-    len: usize,
+    len: u64,
     /// Payload bytes checksummed.
     checked: u64,
 }
@@ -129,54 +131,131 @@ pub const RESCAN_FACTOR: u64 = 2;
 /// Fixed allowance of the forward pass's budget, in bytes.
 pub const RESCAN_SLACK: u64 = 1 << 20;
 
+/// One record read from a [`Source`] at an offset (its payload checked, not kept).
+struct Found {
+    lsn: Lsn,
+    synced_lsn: Lsn,
+    flags: u32,
+    len: u64,
+}
+
+impl Found {
+    fn is_seal(&self) -> bool {
+        self.flags & crate::format::SEAL != 0
+    }
+}
+
+/// Decodes the record at `pos` of `src`, checking its CRC over the payload a chunk at a time.
+fn decode_at(
+    src: &mut dyn Source,
+    pos: u64,
+    salt: u32,
+    version: u32,
+    max: u32,
+) -> Result<std::result::Result<Found, DecodeError>> {
+    let mut h = [0u8; RECORD_HEADER_LEN];
+    let got = src.get(pos, RECORD_HEADER_LEN)?;
+    let n = got.len();
+    if let Some(dst) = h.get_mut(..n) {
+        dst.copy_from_slice(got);
+    }
+    let hdr = match decode_header(h.get(..n).unwrap_or_default(), salt, version, max) {
+        Ok(hdr) => hdr,
+        Err(e) => return Ok(Err(e)),
+    };
+    let body = pos + RECORD_HEADER_LEN as u64;
+    if body + u64::from(hdr.len) > src.len() {
+        return Ok(Err(DecodeError::Truncated {
+            need: hdr.encoded_len(),
+        }));
+    }
+    let mut hasher = hdr.crc_start(salt, &h);
+    each_chunk(src, body, u64::from(hdr.len), |c| hasher.update(c))?;
+    if let Err(e) = hdr.crc_matches(hasher) {
+        return Ok(Err(e));
+    }
+    Ok(Ok(Found {
+        lsn: hdr.lsn,
+        synced_lsn: hdr.synced_lsn,
+        flags: hdr.flags,
+        len: hdr.encoded_len(),
+    }))
+}
+
+/// The first byte at or after `from` that is not zero, or the end.
+fn first_nonzero(src: &mut dyn Source, from: u64) -> Result<u64> {
+    let mut p = from;
+    while p < src.len() {
+        let chunk = src.get(p, CHUNK)?;
+        if let Some(i) = chunk.iter().position(|&b| b != 0) {
+            return Ok(p + i as u64);
+        }
+        p += chunk.len().max(1) as u64;
+    }
+    Ok(src.len())
+}
+
 impl Later {
-    /// Walks from `from` to the end: an O(1) check at each offset (in format 2 the header
-    /// CRC; in format 1 a plausible LSN), a full decode only where it passes, a jump over
-    /// each valid record, zero runs skipped (no record header is all zeros: LSNs start at 1).
-    fn find(b: &[u8], from: usize, salt: u32, version: u32, max: u32, min_lsn: Lsn) -> Later {
+    /// Walks from `from` to the end, a chunk at a time: an O(1) check at each candidate
+    /// offset (in format 2 the header CRC; in format 1 a plausible LSN), a full decode only
+    /// where it passes, a jump over each valid record, zero runs skipped (no record header
+    /// is all zeros: LSNs start at 1).
+    fn find(
+        src: &mut dyn Source,
+        from: u64,
+        (salt, version): (u32, u32),
+        max: u32,
+        min_lsn: Lsn,
+    ) -> Result<Later> {
+        let len = src.len();
         let mut out = Later {
-            len: b.len(),
+            len,
             ..Later::default()
         };
-        let mut budget = (b.len() as u64)
+        let mut budget = len
             .saturating_mul(RESCAN_FACTOR)
             .saturating_add(RESCAN_SLACK);
-        let max_lsn = min_lsn.saturating_add(b.len() as u64 / RECORD_HEADER_LEN as u64 + 1);
+        let max_lsn = min_lsn.saturating_add(len / RECORD_HEADER_LEN as u64 + 1);
         let mut synced = Vec::new();
         // A record's flags use the low byte only, so the flags field's top byte is 0: the
         // candidates are found with `memchr`, not tried at every offset.
-        let top = crate::format::RECORD_FLAGS + 3;
+        let top = (crate::format::RECORD_FLAGS + 3) as u64;
+        let header = RECORD_HEADER_LEN as u64;
         let mut p = from;
-        while p + RECORD_HEADER_LEN <= b.len() {
-            match b.get(p + top..).and_then(|rest| memchr::memchr(0, rest)) {
-                Some(i) => p += i,
-                None => break,
-            }
-            if p + RECORD_HEADER_LEN > b.len() {
-                break;
-            }
-            let rest = b.get(p..).unwrap_or_default();
-            if rest.first() == Some(&0) {
-                let z = rest.iter().position(|&x| x != 0).unwrap_or(rest.len());
-                if z >= RECORD_HEADER_LEN {
-                    p += z - (RECORD_HEADER_LEN - 1);
+        while p + header <= len {
+            let chunk = src.get(p + top, CHUNK)?;
+            match memchr::memchr(0, chunk) {
+                Some(i) => p += i as u64,
+                None => {
+                    p += chunk.len().max(1) as u64;
                     continue;
                 }
             }
+            if p + header > len {
+                break;
+            }
+            if src.get(p, 1)?.first() == Some(&0) {
+                let z = first_nonzero(src, p)? - p;
+                if z >= header {
+                    p += z - (header - 1);
+                    continue;
+                }
+            }
+            let h = src.get(p, RECORD_HEADER_LEN)?;
             let lsn_ok = version != VERSION_1
-                || peek_lsn(rest, version).is_some_and(|l| l >= min_lsn && l <= max_lsn);
-            if lsn_ok && plausible_record(rest, salt, version, max) {
-                let cost = u64::from(crate::format::claimed_len(rest));
+                || peek_lsn(h, version).is_some_and(|l| l >= min_lsn && l <= max_lsn);
+            if lsn_ok && plausible_header(h, salt, version, max, len - p - header) {
+                let cost = u64::from(crate::format::claimed_len(h));
                 if cost > budget {
                     out.exhausted = true;
                     break;
                 }
                 budget -= cost;
                 out.checked += cost;
-                if let Ok(r) = decode_record(rest, salt, version, max) {
+                if let Ok(r) = decode_at(src, p, salt, version, max)? {
                     out.found.push((p, r.lsn));
                     synced.push(r.synced_lsn);
-                    p += r.encoded_len();
+                    p += r.len;
                     continue;
                 }
             }
@@ -189,25 +268,26 @@ impl Later {
                 *m = (*m).max(next);
             }
         }
-        out
+        Ok(out)
     }
 
     /// The first valid record after `pos`: (index, offset, lsn).
-    fn after(&self, pos: usize) -> Option<(usize, usize, Lsn)> {
+    fn after(&self, pos: u64) -> Option<(usize, u64, Lsn)> {
         let i = self.found.partition_point(|&(o, _)| o <= pos);
         self.found.get(i).map(|&(o, l)| (i, o, l))
     }
 }
 
 fn scan_segment(
-    bytes: &[u8],
+    src: &mut dyn Source,
     path: &Path,
     name_lsn: Lsn,
     max: u32,
     mode: RecoveryMode,
     next_first_lsn: Option<Lsn>,
 ) -> Result<Scan> {
-    let header = check_header(bytes, path, name_lsn)?;
+    let header = check_header(src.get(0, SEGMENT_HEADER_LEN)?, path, name_lsn)?;
+    let len = src.len();
     let mut scan = Scan {
         header,
         extents: Vec::new(),
@@ -227,10 +307,9 @@ fn scan_segment(
     let mut later = None;
     // Zeros after the last record are preallocated space, not damage.
     let mut zero_tail = false;
-    while c.pos < bytes.len() {
-        let rest = bytes.get(c.pos..).unwrap_or_default();
-        let decoded = decode_record(rest, header.salt, header.version, max);
-        if decoded.is_err() && rest.iter().all(|&b| b == 0) {
+    while c.pos < len {
+        let decoded = decode_at(src, c.pos, header.salt, header.version, max)?;
+        if decoded.is_err() && first_nonzero(src, c.pos)? == len {
             zero_tail = true;
             break;
         }
@@ -243,19 +322,14 @@ fn scan_segment(
                 }
             }
             Ok(r) if r.is_seal() => {
-                c.pos += r.encoded_len();
+                c.pos += r.len;
                 c.complete_end = c.pos;
                 scan.sealed = true;
                 continue;
             }
             Ok(r) if r.lsn == c.expected => {
                 scan.sealed = false;
-                c.take(
-                    r.lsn,
-                    r.flags & BATCH_CONTINUES != 0,
-                    r.encoded_len(),
-                    &mut scan,
-                );
+                c.take(r.lsn, r.flags & BATCH_CONTINUES != 0, r.len, &mut scan);
                 continue;
             }
             Ok(r) => CorruptionKind::LsnMismatch {
@@ -265,16 +339,13 @@ fn scan_segment(
             Err(DecodeError::Truncated { .. }) => CorruptionKind::TruncatedRecord,
             Err(e) => e.into(),
         };
-        let later = later.get_or_insert_with(|| {
-            Later::find(
-                bytes,
-                c.pos + 1,
-                header.salt,
-                header.version,
-                max,
-                c.expected,
-            )
-        });
+        if later.is_none() {
+            let codec = (header.salt, header.version);
+            later = Some(Later::find(src, c.pos + 1, codec, max, c.expected)?);
+        }
+        let Some(later) = later.as_ref() else {
+            break;
+        };
         scan.rescan_bytes = later.checked;
         if later.exhausted {
             // Format 1 has no header CRC: a torn tail whose payloads hold small integers can
@@ -286,19 +357,19 @@ fn scan_segment(
                 && policy.is_last
                 && mode == RecoveryMode::TolerateTornTail;
             if !v1_tail {
-                return Err(corrupt(path, c.pos as u64, CorruptionKind::RescanLimit));
+                return Err(corrupt(path, c.pos, CorruptionKind::RescanLimit));
             }
             let at = if c.in_batch { c.batch_start } else { c.pos };
             c.in_batch = false;
-            scan.cut = Some((at as u64, damage));
+            scan.cut = Some((at, damage));
             break;
         }
         if policy.on_damage(later, damage, &mut c, &mut scan)? == Flow::Stop {
             break;
         }
     }
-    let at_end = c.pos >= bytes.len() || zero_tail;
-    policy.on_end(bytes.len(), at_end, next_first_lsn, &mut c, &mut scan)?;
+    let at_end = c.pos >= len || zero_tail;
+    policy.on_end(len, at_end, next_first_lsn, &mut c, &mut scan)?;
     c.close_extent(&mut scan);
     scan.last_lsn = c.complete_lsn;
     Ok(scan)
@@ -336,35 +407,36 @@ fn check_header(bytes: &[u8], path: &Path, name_lsn: Lsn) -> Result<SegmentHeade
 
 /// Where a segment scan is, and what survives so far.
 struct Cursor {
-    pos: usize,
+    pos: u64,
     /// Where the current run of kept records started.
-    extent_start: usize,
+    extent_start: u64,
     /// End of the last complete batch, and its LSN: what survives if the tail is cut.
-    complete_end: usize,
+    complete_end: u64,
     complete_lsn: Option<Lsn>,
     /// The LSN the next record must have.
     expected: Lsn,
     in_batch: bool,
-    batch_start: usize,
+    batch_start: u64,
     batch_records: u64,
 }
 
 impl Cursor {
     fn new(first_lsn: Lsn) -> Cursor {
+        let start = SEGMENT_HEADER_LEN as u64;
         Cursor {
-            pos: SEGMENT_HEADER_LEN,
-            extent_start: SEGMENT_HEADER_LEN,
-            complete_end: SEGMENT_HEADER_LEN,
+            pos: start,
+            extent_start: start,
+            complete_end: start,
             complete_lsn: None,
             expected: first_lsn,
             in_batch: false,
-            batch_start: SEGMENT_HEADER_LEN,
+            batch_start: start,
             batch_records: 0,
         }
     }
 
     /// Takes the valid record `lsn` (`len` bytes) at the cursor.
-    fn take(&mut self, lsn: Lsn, continues: bool, len: usize, scan: &mut Scan) {
+    fn take(&mut self, lsn: Lsn, continues: bool, len: u64, scan: &mut Scan) {
         if !self.in_batch {
             self.batch_start = self.pos;
         }
@@ -384,8 +456,8 @@ impl Cursor {
     fn close_extent(&self, scan: &mut Scan) {
         if self.complete_end > self.extent_start {
             scan.extents.push(Extent {
-                start: self.extent_start as u64,
-                end: self.complete_end as u64,
+                start: self.extent_start,
+                end: self.complete_end,
             });
         }
     }
@@ -418,7 +490,7 @@ impl Policy<'_> {
         let damage_at = if c.in_batch { c.batch_start } else { c.pos };
         let later = found.after(c.pos);
         match self.mode {
-            RecoveryMode::Strict => Err(corrupt(self.path, c.pos as u64, kind)),
+            RecoveryMode::Strict => Err(corrupt(self.path, c.pos, kind)),
             RecoveryMode::TolerateTornTail => {
                 // Valid records after the damage are a torn tail too if none of them was
                 // written after the damaged one was known durable: the disk persisted pages of
@@ -428,9 +500,9 @@ impl Policy<'_> {
                     found.max_synced.get(i).copied().unwrap_or(0) >= c.expected
                 });
                 if !self.is_last || durable_before_later {
-                    return Err(corrupt(self.path, c.pos as u64, kind));
+                    return Err(corrupt(self.path, c.pos, kind));
                 }
-                scan.cut = Some((damage_at as u64, kind));
+                scan.cut = Some((damage_at, kind));
                 Ok(Flow::Stop)
             }
             RecoveryMode::SkipCorrupt => {
@@ -440,8 +512,7 @@ impl Policy<'_> {
                 c.close_extent(scan);
                 match later {
                     Some((_, p, lsn)) => {
-                        scan.skipped
-                            .push((damage_at as u64, (p - damage_at) as u64, kind));
+                        scan.skipped.push((damage_at, p - damage_at, kind));
                         c.expected = lsn;
                         c.pos = p;
                         c.extent_start = p;
@@ -450,10 +521,9 @@ impl Policy<'_> {
                     }
                     None => {
                         if self.is_last {
-                            scan.cut = Some((damage_at as u64, kind));
+                            scan.cut = Some((damage_at, kind));
                         } else {
-                            let len = (found.len - damage_at) as u64;
-                            scan.skipped.push((damage_at as u64, len, kind));
+                            scan.skipped.push((damage_at, found.len - damage_at, kind));
                         }
                         c.extent_start = c.complete_end;
                         Ok(Flow::Stop)
@@ -467,7 +537,7 @@ impl Policy<'_> {
     /// the scan stopped: what happens to a batch still open.
     fn on_end(
         &self,
-        len: usize,
+        len: u64,
         at_end: bool,
         next_first_lsn: Option<Lsn>,
         c: &mut Cursor,
@@ -486,14 +556,14 @@ impl Policy<'_> {
         } else if at_end {
             // The log ends inside a batch: all or nothing, so the batch goes.
             let kind = CorruptionKind::IncompleteBatch;
-            let at = c.batch_start as u64;
+            let at = c.batch_start;
             match self.mode {
                 RecoveryMode::Strict => return Err(corrupt(self.path, at, kind)),
                 RecoveryMode::TolerateTornTail if !self.is_last => {
                     return Err(corrupt(self.path, at, kind));
                 }
                 RecoveryMode::SkipCorrupt if !self.is_last => {
-                    scan.skipped.push((at, (len - c.batch_start) as u64, kind));
+                    scan.skipped.push((at, len - c.batch_start, kind));
                 }
                 _ => scan.cut = Some((at, kind)),
             }
@@ -518,12 +588,13 @@ pub(crate) struct Recovered {
 }
 
 /// The LSN of the first record a scan kept, if it kept one.
-fn first_lsn(scan: &Scan, bytes: &[u8], max: u32) -> Option<Lsn> {
-    let e = scan.extents.first()?;
-    let b = bytes.get(usize::try_from(e.start).ok()?..)?;
-    decode_record(b, scan.header.salt, scan.header.version, max)
-        .ok()
-        .map(|r| r.lsn)
+fn first_lsn(scan: &Scan, src: &mut dyn Source, max: u32) -> Result<Option<Lsn>> {
+    let Some(e) = scan.extents.first() else {
+        return Ok(None);
+    };
+    let h = src.get(e.start, RECORD_HEADER_LEN)?;
+    let (salt, version) = (scan.header.salt, scan.header.version);
+    Ok(decode_header(h, salt, version, max).ok().map(|r| r.lsn))
 }
 
 /// The chain that lists `segments`: each one's first LSN and salt, and the last LSN of every
@@ -566,12 +637,14 @@ struct Cut {
 /// Cuts a torn tail (durably, when repairing) and reports it.
 fn cut_tail(
     fs: &DurableFs,
-    (file, bytes, path): (&File, &[u8], &Path),
+    (file, src, path): (&File, &mut dyn Source, &Path),
     cut: Cut,
     report: &mut RecoveryReport,
 ) -> Result<()> {
-    let zeros = bytes.iter().rev().take_while(|&&b| b == 0).count() as u64;
-    let dropped = (bytes.len() as u64 - cut.offset).saturating_sub(zeros);
+    let len = src.len();
+    // Trailing zeros are preallocated space, not data.
+    let data_end = end_of_nonzero(src, cut.offset)?;
+    let dropped = data_end - cut.offset;
     log::warn!(
         "{}: torn tail at offset {}: {} bytes ({}){}",
         path.display(),
@@ -582,8 +655,7 @@ fn cut_tail(
     );
     if cut.repair {
         // Nothing destroyed: the bytes go to quarantine/ first, durably.
-        let tail = bytes.get(usize::try_from(cut.offset).unwrap_or(usize::MAX)..);
-        let kept = fs.quarantine(parent_dir(path), path, cut.offset, tail.unwrap_or_default())?;
+        let kept = fs.quarantine_tail(parent_dir(path), path, src, cut.offset)?;
         if let Some(kept) = kept {
             log::warn!(
                 "{}: the cut bytes are kept in {}",
@@ -593,9 +665,9 @@ fn cut_tail(
             report.quarantined.push(kept);
         }
         file.set_len(cut.offset)?;
-        if zeros > 0 {
+        if data_end < len {
             // Keep the preallocated size: zeros, not garbage, after the cut.
-            file.set_len(bytes.len() as u64)?;
+            file.set_len(len)?;
         }
         file.sync_data()?;
     }
@@ -704,7 +776,7 @@ fn drop_unlisted(
 /// corruption (under `SkipCorrupt`, reported and salvaged around); records past the link's last LSN are what a `truncate_after` cut out before
 /// a crash came: they are cut (when repairing) or left out.
 fn check_link(
-    (file, bytes, path): (&File, &[u8], &Path),
+    (file, src, path): (&File, &mut dyn Source, &Path),
     link: &Link,
     scan: &mut Scan,
     (repair, mode): (bool, RecoveryMode),
@@ -726,14 +798,14 @@ fn check_link(
             return Err(corrupt(path, end, kind));
         }
         // Salvage: the records that are there are kept, the loss reported.
-        let len = (bytes.len() as u64).saturating_sub(end);
-        scan.skipped.push((end, len, kind));
+        scan.skipped
+            .push((end, src.len().saturating_sub(end), kind));
         return Ok(());
     }
     if found == last {
         return Ok(());
     }
-    let cut = offset_after(bytes, &scan.header, last);
+    let cut = offset_after(src, &scan.header, last)?;
     log::info!(
         "{}: records after LSN {last} were dropped by truncate_after{}",
         path.display(),
@@ -754,16 +826,19 @@ fn check_link(
 
 /// The offset of the first record after LSN `last` in a segment's bytes (or the end of its
 /// records).
-fn offset_after(bytes: &[u8], header: &SegmentHeader, last: Lsn) -> u64 {
-    let mut pos = SEGMENT_HEADER_LEN;
-    let at = |p: usize| bytes.get(p..).unwrap_or_default();
-    while let Ok(r) = decode_record(at(pos), header.salt, header.version, MAX_RECORD_LIMIT) {
-        if r.lsn > last && !r.is_seal() {
-            break;
+fn offset_after(src: &mut dyn Source, header: &SegmentHeader, last: Lsn) -> Result<u64> {
+    let mut pos = SEGMENT_HEADER_LEN as u64;
+    // The scan checked these records: their headers are enough to walk them.
+    loop {
+        let h = src.get(pos, RECORD_HEADER_LEN)?;
+        let Ok(r) = decode_header(h, header.salt, header.version, MAX_RECORD_LIMIT) else {
+            return Ok(pos);
+        };
+        if (r.lsn > last && !r.is_seal()) || pos + r.encoded_len() > src.len() {
+            return Ok(pos);
         }
         pos += r.encoded_len();
     }
-    pos as u64
 }
 
 /// Scans (and, when `repair`, repairs) the log in `dir`.
@@ -810,11 +885,11 @@ pub(crate) fn recover(
             };
             return Err(corrupt(&path, MAX_SEGMENT_LEN, kind));
         }
-        let bytes = file.read_all()?;
-        let torn_creation = is_last
-            && link.is_none()
-            && bytes.len() <= SEGMENT_HEADER_LEN
-            && SegmentHeader::decode(&bytes).is_err();
+        let torn_creation = is_last && link.is_none() && len <= SEGMENT_HEADER_LEN as u64 && {
+            let mut head = vec![0u8; usize::try_from(len).unwrap_or(0)];
+            file.read_exact_at(&mut head, 0)?;
+            SegmentHeader::decode(&head).is_err()
+        };
         if torn_creation && mode != RecoveryMode::Strict {
             // Created, then the crash came before its header was synced (the header may be
             // missing, cut short or torn): it never held a record.
@@ -826,8 +901,10 @@ pub(crate) fn recover(
             next_lsn = next_lsn.max(name_lsn);
             continue;
         }
+        // Read a chunk at a time: memory is bounded whatever the segment's length.
+        let mut src = Chunks::new(&file, len);
         let mut scan = scan_segment(
-            &bytes,
+            &mut src,
             &path,
             name_lsn,
             max_record_bytes,
@@ -842,7 +919,7 @@ pub(crate) fn recover(
                 };
                 return Err(corrupt(&path, HEADER_SALT as u64, kind));
             }
-            check_link((&file, &bytes, &path), link, &mut scan, (repair, mode))?;
+            check_link((&file, &mut src, &path), link, &mut scan, (repair, mode))?;
         }
         if let Some(prev) = segments.last() {
             check_order(prev, &scan, &path)?;
@@ -862,13 +939,13 @@ pub(crate) fn recover(
                 repair,
                 mode,
             };
-            cut_tail(fs, (&file, &bytes, &path), cut, &mut report)?;
+            cut_tail(fs, (&file, &mut src, &path), cut, &mut report)?;
         }
         report.records += scan.records;
         report.rescan_bytes += scan.rescan_bytes;
         last_sealed = scan.sealed && scan.cut.is_none();
         if report.first_lsn.is_none() {
-            report.first_lsn = first_lsn(&scan, &bytes, max_record_bytes);
+            report.first_lsn = first_lsn(&scan, &mut src, max_record_bytes)?;
         }
         if scan.last_lsn.is_some() {
             report.last_lsn = scan.last_lsn;

@@ -5,14 +5,14 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use durable_fs::{Access, DirLock, File, GroupCommit, Ticker, Waker};
+use durable_fs::{Access, Chunks, DirLock, File, GroupCommit, Source, Ticker, Waker};
 use parking_lot::Mutex;
 
 use crate::chain;
 use crate::error::{Error, Result};
 use crate::format::{
     BATCH_CONTINUES, Lsn, MAX_RECORD_LIMIT, MAX_SEGMENT_LEN, RECORD_HEADER_LEN, SEGMENT_HEADER_LEN,
-    SegmentHeader, VERSION, decode_record, encode_record, encode_seal, segment_name,
+    SegmentHeader, VERSION, decode_header, encode_record, encode_seal, segment_name,
 };
 use crate::options::{Options, SyncPolicy};
 use crate::reader::Iter;
@@ -647,17 +647,20 @@ fn spawn_syncer(ticker: &mut Ticker, inner: &Arc<Inner>, every: Duration) -> Res
         .map_err(Error::Thread)
 }
 
-/// The byte offset of record `lsn` in `seg` (or the end of its records).
+/// The byte offset of record `lsn` in `seg` (or the end of its records), walking the headers
+/// of the records its extents hold (checked when the log was opened or written), a chunk at
+/// a time.
 fn offset_of(seg: &SegmentMeta, lsn: Lsn, max: u32) -> Result<u64> {
+    let mut src = Chunks::new(&seg.file, seg.file.len()?);
     for e in &seg.extents {
-        let len = usize::try_from(e.end - e.start).unwrap_or(usize::MAX);
-        let mut bytes = vec![0u8; len];
-        seg.file.read_exact_at(&mut bytes, e.start)?;
-        let mut pos = 0usize;
-        let at = |pos: usize| bytes.get(pos..).unwrap_or_default();
-        while let Ok(r) = decode_record(at(pos), seg.salt, seg.version, max) {
+        let mut pos = e.start;
+        while pos < e.end {
+            let h = src.get(pos, RECORD_HEADER_LEN)?;
+            let Ok(r) = decode_header(h, seg.salt, seg.version, max) else {
+                break;
+            };
             if r.lsn >= lsn && !r.is_seal() {
-                return Ok(e.start + pos as u64);
+                return Ok(pos);
             }
             pos += r.encoded_len();
         }
