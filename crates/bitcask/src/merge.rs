@@ -29,8 +29,8 @@
 
 use durable_fs::Source;
 use kv_core::format::{
-    FILE_HEADER_LEN, FileKind, HintEntry, RECORD_HEADER_LEN, decode_header, decode_record,
-    encode_record,
+    DecodeError, FILE_HEADER_LEN, FileKind, HintEntry, RECORD_HEADER_LEN, decode_header,
+    decode_record, encode_record,
 };
 use kv_core::{CompactionReport, DataFile, Error, Result};
 
@@ -178,8 +178,21 @@ fn copy_live(
             .ok_or_else(|| Error::Internal(format!("input file id {id} past 32 bits")))?;
         while pos < len {
             let corrupt = |e| Error::corrupt(&input.path, pos, e);
-            let h = src.get(pos, RECORD_HEADER_LEN)?;
-            let hdr = decode_header(h, input.salt, input.version).map_err(corrupt)?;
+            let mut h = [0u8; RECORD_HEADER_LEN];
+            let got = src.get(pos, RECORD_HEADER_LEN)?;
+            let n = got.len();
+            h.get_mut(..n).unwrap_or_default().copy_from_slice(got);
+            let head = h.get(..n).unwrap_or_default();
+            let hdr = decode_header(head, input.salt, input.version).map_err(corrupt)?;
+            // The record's CRC is checked as it streams, before its bytes are held: a damaged
+            // length never makes the merge allocate what it claims.
+            if pos + hdr.encoded_len() > len {
+                return Err(corrupt(DecodeError::Truncated));
+            }
+            let mut hasher = hdr.crc_start(input.salt, &h);
+            let body = pos + RECORD_HEADER_LEN as u64;
+            durable_fs::each_chunk(&mut src, body, hdr.body_len(), |c| hasher.update(c))?;
+            hdr.crc_matches(hasher).map_err(corrupt)?;
             let whole = usize::try_from(hdr.encoded_len()).unwrap_or(usize::MAX);
             let rest = src.get(pos, whole)?;
             let r = decode_record(rest, input.salt, input.version).map_err(corrupt)?;

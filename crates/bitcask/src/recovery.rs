@@ -101,7 +101,8 @@ pub(crate) fn recover(dir: &Path, opts: &Options) -> Result<Recovered> {
     let state = || {
         let mut names = opts.fs.list(dir).unwrap_or_default();
         names.sort();
-        (opts.fs.read(&dir.join(FILES)).ok(), names)
+        let list = kv_core::read_at_most(&opts.fs, &dir.join(FILES), crate::commit::MAX_FILES_LEN);
+        (list.ok().flatten(), names)
     };
     let mut attempts = 0u32;
     loop {

@@ -30,6 +30,13 @@ pub trait Source {
     /// The bytes `at..at + n`, clipped at the end (empty past it). A [`Chunks`] holds at most
     /// `max(n, CHUNK)` bytes for it: callers ask for a header, a chunk, or one record's key.
     fn get(&mut self, at: u64, n: usize) -> Result<&[u8]>;
+
+    /// Some bytes from `at` on (at least one, unless `at` is past the end; at most
+    /// [`CHUNK`]): what is already buffered if `at` is in the buffer, else a chunk read
+    /// from `at`. For searches that walk forward, so they never re-read what they hold.
+    fn get_from(&mut self, at: u64) -> Result<&[u8]> {
+        self.get(at, CHUNK)
+    }
 }
 
 /// A byte slice as a [`Source`] (tests, small files already read).
@@ -56,6 +63,8 @@ pub struct Chunks<'a> {
     buf: Vec<u8>,
     /// File offset of `buf[0]`.
     start: u64,
+    /// Bytes read from the file so far.
+    read: u64,
 }
 
 impl<'a> Chunks<'a> {
@@ -66,7 +75,14 @@ impl<'a> Chunks<'a> {
             len,
             buf: Vec::new(),
             start: 0,
+            read: 0,
         }
+    }
+
+    /// Bytes read from the file so far: what a scan's reads cost, for tests and reports
+    /// (a linear scan reads each byte about once).
+    pub fn bytes_read(&self) -> u64 {
+        self.read
     }
 }
 
@@ -83,14 +99,47 @@ impl Source for Chunks<'_> {
         let held = self.start + self.buf.len() as u64;
         if at < self.start || end > held {
             let want = (end - at).max(CHUNK as u64).min(self.len - at);
-            self.buf
-                .resize(usize::try_from(want).unwrap_or(usize::MAX), 0);
-            self.file.read_exact_at(&mut self.buf, at)?;
+            let want = usize::try_from(want).unwrap_or(usize::MAX);
+            if want <= CHUNK && self.buf.capacity() > 2 * CHUNK {
+                // One large record read earlier: give its memory back.
+                self.buf = Vec::new();
+            }
+            self.buf.resize(want, 0);
             self.start = at;
+            // Read to the end of what is there: a file that shrank under a reader (a writer
+            // cut a torn tail) ends here; that is not an error.
+            let mut got = 0;
+            while got < want {
+                let rest = self.buf.get_mut(got..).unwrap_or_default();
+                let n = self.file.read_at(rest, at + got as u64)?;
+                if n == 0 {
+                    break;
+                }
+                got += n;
+            }
+            self.read += got as u64;
+            if got < want {
+                self.buf.truncate(got);
+                self.len = at + got as u64;
+            }
+        }
+        let end = end.min(self.start + self.buf.len() as u64);
+        if at >= end {
+            return Ok(&[]);
         }
         let from = usize::try_from(at - self.start).unwrap_or(usize::MAX);
         let to = usize::try_from(end - self.start).unwrap_or(usize::MAX);
         Ok(self.buf.get(from..to).unwrap_or_default())
+    }
+
+    fn get_from(&mut self, at: u64) -> Result<&[u8]> {
+        let held = self.start + self.buf.len() as u64;
+        if at >= self.start && at < held {
+            let from = usize::try_from(at - self.start).unwrap_or(usize::MAX);
+            let to = from + usize::try_from((held - at).min(CHUNK as u64)).unwrap_or(CHUNK);
+            return Ok(self.buf.get(from..to).unwrap_or_default());
+        }
+        self.get(at, CHUNK)
     }
 }
 

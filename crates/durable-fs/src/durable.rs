@@ -322,8 +322,12 @@ impl DurableFs {
             .open_file(&tmp, OpenMode::CreateNew)
             .map_err(|e| Error::io(Op::Create, &tmp, e))?;
         let file = File::new(raw, tmp.clone(), 0);
-        write(&file)?;
-        file.sync_all()?;
+        if let Err(e) = write(&file).and_then(|()| file.sync_all()) {
+            // Best effort: a large partial copy should not sit there until the next try.
+            drop(file);
+            let _ = self.fs.remove_entry(&tmp);
+            return Err(e);
+        }
         drop(file);
         self.fs
             .rename_entry(&tmp, path)

@@ -521,7 +521,8 @@ fn recover_beside_writer(fs: &DurableFs, dir: &Path, opts: &Options) -> Result<R
     let state = || {
         let mut names = fs.list(dir).unwrap_or_default();
         names.sort();
-        (fs.read(&dir.join(MANIFEST)).ok(), names)
+        let manifest = kv_core::read_at_most(fs, &dir.join(MANIFEST), kv_core::MAX_MARKER_LEN);
+        (manifest.ok().flatten(), names)
     };
     let mut attempts = 0u32;
     loop {

@@ -13,9 +13,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use durable_fs::{
-    Access, CHUNK, Chunks, DurableFs, File, Source, each_chunk, end_of_nonzero, parent_dir,
-};
+use durable_fs::{Access, Chunks, DurableFs, File, Source, each_chunk, end_of_nonzero, parent_dir};
 
 use crate::chain::{self, CHAIN_FILE, Link};
 use crate::error::{CorruptionKind, Error, Result};
@@ -186,7 +184,7 @@ fn decode_at(
 fn first_nonzero(src: &mut dyn Source, from: u64) -> Result<u64> {
     let mut p = from;
     while p < src.len() {
-        let chunk = src.get(p, CHUNK)?;
+        let chunk = src.get_from(p)?;
         if let Some(i) = chunk.iter().position(|&b| b != 0) {
             return Ok(p + i as u64);
         }
@@ -223,7 +221,7 @@ impl Later {
         let header = RECORD_HEADER_LEN as u64;
         let mut p = from;
         while p + header <= len {
-            let chunk = src.get(p + top, CHUNK)?;
+            let chunk = src.get_from(p + top)?;
             match memchr::memchr(0, chunk) {
                 Some(i) => p += i as u64,
                 None => {
@@ -805,7 +803,7 @@ fn check_link(
     if found == last {
         return Ok(());
     }
-    let cut = offset_after(src, &scan.header, last)?;
+    let cut = offset_after(src, scan, last)?;
     log::info!(
         "{}: records after LSN {last} were dropped by truncate_after{}",
         path.display(),
@@ -826,19 +824,27 @@ fn check_link(
 
 /// The offset of the first record after LSN `last` in a segment's bytes (or the end of its
 /// records).
-fn offset_after(src: &mut dyn Source, header: &SegmentHeader, last: Lsn) -> Result<u64> {
-    let mut pos = SEGMENT_HEADER_LEN as u64;
-    // The scan checked these records: their headers are enough to walk them.
-    loop {
-        let h = src.get(pos, RECORD_HEADER_LEN)?;
-        let Ok(r) = decode_header(h, header.salt, header.version, MAX_RECORD_LIMIT) else {
-            return Ok(pos);
-        };
-        if (r.lsn > last && !r.is_seal()) || pos + r.encoded_len() > src.len() {
-            return Ok(pos);
+fn offset_after(src: &mut dyn Source, scan: &Scan, last: Lsn) -> Result<u64> {
+    let header = &scan.header;
+    // Only inside the extents, whose record boundaries the scan checked: their headers are
+    // enough to walk them.
+    for e in &scan.extents {
+        let mut pos = e.start;
+        while pos < e.end {
+            let h = src.get(pos, RECORD_HEADER_LEN)?;
+            let Ok(r) = decode_header(h, header.salt, header.version, MAX_RECORD_LIMIT) else {
+                return Ok(pos);
+            };
+            if r.lsn > last && !r.is_seal() {
+                return Ok(pos);
+            }
+            pos += r.encoded_len();
         }
-        pos += r.encoded_len();
     }
+    Ok(scan
+        .extents
+        .last()
+        .map_or(SEGMENT_HEADER_LEN as u64, |e| e.end))
 }
 
 /// Scans (and, when `repair`, repairs) the log in `dir`.
@@ -911,6 +917,8 @@ pub(crate) fn recover(
             mode,
             next_first_lsn,
         )?;
+        // Before anything is cut (the reader's view of the file ends at its old length).
+        let first = first_lsn(&scan, &mut src, max_record_bytes)?;
         if let Some(link) = &link {
             if link.salt != scan.header.salt {
                 let kind = CorruptionKind::ForeignSegment {
@@ -945,7 +953,7 @@ pub(crate) fn recover(
         report.rescan_bytes += scan.rescan_bytes;
         last_sealed = scan.sealed && scan.cut.is_none();
         if report.first_lsn.is_none() {
-            report.first_lsn = first_lsn(&scan, &mut src, max_record_bytes)?;
+            report.first_lsn = first;
         }
         if scan.last_lsn.is_some() {
             report.last_lsn = scan.last_lsn;

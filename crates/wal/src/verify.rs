@@ -51,6 +51,16 @@ pub fn read_only_iter(
     Ok(Iter::new(r.segments, from, max_record_bytes))
 }
 
+/// The file at `path` if it is at most `max` bytes long (`None` otherwise, or on any error):
+/// what the retry compares, never an unbounded read.
+fn kv_read_at_most(fs: &DurableFs, path: &Path, max: u64) -> Option<Vec<u8>> {
+    let file = fs.open(path, durable_fs::Access::Read).ok()?;
+    if file.len().ok()? > max {
+        return None;
+    }
+    file.read_all().ok()
+}
+
 /// A read-only recovery that tolerates a writer working beside it: a rotation or truncation
 /// between reading the directory and reading the segment chain (or a segment) changes the
 /// chain, and an append in flight changes the last segment's length, so an error seen while
@@ -76,7 +86,8 @@ fn recover_beside_writer(
                 .len()
                 .ok()
         });
-        (fs.read(&path).ok(), last)
+        let chain = kv_read_at_most(fs, &path, crate::chain::MAX_CHAIN_LEN);
+        (chain, last)
     };
     let mut attempts = 0;
     loop {
