@@ -243,6 +243,18 @@ proptest! {
         let _ = FileHeader::decode(&bytes, &magic);
         let mode = if salvage { RecoveryMode::SkipCorrupt } else { RecoveryMode::TolerateTornTail };
         let _ = scan_records(&bytes, salt, version, newest, mode);
+        let _ = kv_core::format::decode_header(&bytes, salt, version);
+        // The text markers (MERGE, MANIFEST, FILES): total, and never more ids than bytes.
+        for (title, tags) in [
+            ("bitcask-merge 1", &["inputs", "outputs"][..]),
+            ("bitcask-files 1", &["data"][..]),
+            ("lsm-hash-manifest 1", &["segments"][..]),
+        ] {
+            if let Some(lists) = kv_core::marker::decode(&bytes, title, tags) {
+                let ids: usize = lists.iter().map(Vec::len).sum();
+                prop_assert!(ids <= bytes.len());
+            }
+        }
     }
 }
 

@@ -167,4 +167,17 @@ mod tests {
         assert_eq!(decode(&encode(&two_open)), None);
         assert_eq!(decode(&encode(&[])), Some(vec![]));
     }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(2000))]
+
+        /// Any bytes: no panic, and never more entries than the bytes could hold.
+        #[test]
+        fn decode_is_total_and_bounded(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..400)) {
+            if let Some(links) = decode(&bytes) {
+                proptest::prop_assert!(links.len() * CHAIN_ENTRY_LEN <= bytes.len());
+                proptest::prop_assert_eq!(encode(&links), bytes);
+            }
+        }
+    }
 }

@@ -396,6 +396,7 @@ proptest! {
         let version = if v1 { wal::format::VERSION_1 } else { wal::format::VERSION };
         let _ = decode_record(&bytes, salt, version, max);
         let _ = wal::format::plausible_record(&bytes, salt, version, max);
+        let _ = wal::format::decode_header(&bytes, salt, version, max);
         let _ = SegmentHeader::decode(&bytes);
     }
 }
