@@ -172,13 +172,13 @@ fn parse_line(line: &[u8]) -> Result<Line<'_>, String> {
     let rest = rest.get(1..).unwrap_or_default();
     match cmd {
         b"put" => {
-            let (key, value) = match rest.iter().position(|&b| b == b' ') {
-                Some(i) => (
-                    rest.get(..i).unwrap_or_default(),
-                    rest.get(i + 1..).unwrap_or_default(),
-                ),
-                None => (rest, &b""[..]),
-            };
+            // `put KEY VALUE`; `put KEY ` (the space, then nothing) is the empty value. A
+            // `put KEY` without the space is a truncated line, not an empty value: refused.
+            let i = rest.iter().position(|&b| b == b' ').ok_or_else(bad)?;
+            let (key, value) = (
+                rest.get(..i).unwrap_or_default(),
+                rest.get(i + 1..).unwrap_or_default(),
+            );
             if key.is_empty() {
                 return Err(bad());
             }

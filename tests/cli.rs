@@ -271,6 +271,17 @@ fn kv_commands_for_every_engine() {
         );
         assert_eq!(o.status.code(), Some(2), "{engine}: bad line");
         assert!(String::from_utf8_lossy(&o.stderr).contains("bad line"));
+        // `put KEY` without the space before a value is a truncated line, not an empty
+        // value: refused (exit 2), nothing stored, no ack. (`put c ` above stored "".)
+        let o = run_with_stdin(
+            &["kv", "--engine", engine, "--dir", d, "load"],
+            "put onlykey
+",
+        );
+        assert_eq!(o.status.code(), Some(2), "{engine}: put without a value");
+        assert_eq!(stdout(&o), "", "{engine}: no ack");
+        assert!(String::from_utf8_lossy(&o.stderr).contains("bad line"));
+        assert_eq!(kv(&["get", "onlykey"]).status.code(), Some(1), "{engine}");
     }
 }
 
