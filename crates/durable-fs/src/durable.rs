@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use parking_lot::Mutex;
 
-use crate::chunks::{Source, each_chunk, end_of_nonzero};
+use crate::chunks::{Bytes, Source, each_chunk, end_of_nonzero};
 use crate::error::{Error, Op, Result};
 use crate::file::File;
 use crate::fs::{EntryKind, Fs, LockToken, OpenMode};
@@ -241,21 +241,7 @@ impl DurableFs {
         offset: u64,
         bytes: &[u8],
     ) -> Result<Option<PathBuf>> {
-        let end = bytes.iter().rposition(|&b| b != 0).map_or(0, |p| p + 1);
-        let Some(kept) = bytes.get(..end).filter(|k| !k.is_empty()) else {
-            return Ok(None);
-        };
-        let lost = store_dir.join(QUARANTINE_DIR);
-        self.create_dir_all(&lost)?;
-        // The directory may exist from a run that crashed before its entry was synced.
-        self.sync_dir(store_dir)?;
-        let name = file
-            .file_name()
-            .map_or_else(|| "file".into(), |n| n.to_string_lossy().into_owned());
-        let crc = crc32fast::hash(kept);
-        let path = lost.join(format!("{name}.{offset}.{crc:08x}"));
-        self.atomic_replace(&path, kept)?;
-        Ok(Some(path))
+        self.keep(store_dir, file, offset, (&mut Bytes(bytes), 0))
     }
 
     /// [`DurableFs::quarantine`] for a tail read from `src` (the whole file being cut, read
@@ -268,23 +254,36 @@ impl DurableFs {
         src: &mut dyn Source,
         offset: u64,
     ) -> Result<Option<PathBuf>> {
-        let end = end_of_nonzero(src, offset)?;
-        if end <= offset {
+        self.keep(store_dir, file, offset, (src, offset))
+    }
+
+    /// The bytes of `src` from `from` on, without trailing zeros, kept as
+    /// `quarantine/<file name>.<offset>.<crc32>` (see [`DurableFs::quarantine`]).
+    fn keep(
+        &self,
+        store_dir: &Path,
+        file: &Path,
+        offset: u64,
+        (src, from): (&mut dyn Source, u64),
+    ) -> Result<Option<PathBuf>> {
+        let end = end_of_nonzero(src, from)?;
+        if end <= from {
             return Ok(None);
         }
         let lost = store_dir.join(QUARANTINE_DIR);
         self.create_dir_all(&lost)?;
+        // The directory may exist from a run that crashed before its entry was synced.
         self.sync_dir(store_dir)?;
         let name = file
             .file_name()
             .map_or_else(|| "file".into(), |n| n.to_string_lossy().into_owned());
         let mut h = crc32fast::Hasher::new();
-        each_chunk(src, offset, end - offset, |c| h.update(c))?;
+        each_chunk(src, from, end - from, |c| h.update(c))?;
         let path = lost.join(format!("{name}.{offset}.{:08x}", h.finalize()));
         self.replace_with(&path, |tmp| {
             let mut at = 0u64;
             let mut written = Ok(());
-            each_chunk(src, offset, end - offset, |c| {
+            each_chunk(src, from, end - from, |c| {
                 if written.is_ok() {
                     written = tmp.write_all_at(c, at);
                     at += c.len() as u64;
