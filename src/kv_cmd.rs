@@ -20,6 +20,16 @@ pub enum Engine {
     LsmHash,
 }
 
+impl Engine {
+    /// The name the command line and identity files use.
+    pub fn name(self) -> &'static str {
+        match self {
+            Engine::Bitcask => "bitcask",
+            Engine::LsmHash => "lsm-hash",
+        }
+    }
+}
+
 /// `durable kv` subcommands.
 #[derive(Subcommand, Debug)]
 pub enum KvCommand {
@@ -77,6 +87,15 @@ impl From<kv_core::Error> for Corrupt {
     }
 }
 
+impl From<Corrupt> for String {
+    fn from(c: Corrupt) -> String {
+        match c {
+            Corrupt::At(s) => format!("corrupt {s}"),
+            Corrupt::Other(s) => s,
+        }
+    }
+}
+
 /// One put or delete as a batch.
 fn batch(key: &[u8], value: Option<&[u8]>) -> WriteBatch {
     let mut b = WriteBatch::new();
@@ -99,22 +118,175 @@ enum Mode {
         sync: SyncArg,
         file_bytes: Option<u64>,
     },
-    /// Reads only: without the lock where the engine allows it.
+    /// Reads only: no lock, nothing written.
     Read,
 }
 
+/// Which engine owns `dir`: the one its identity file (or, for a store written before
+/// identity files, its files' names and magic numbers) says. `given` must agree. A missing or
+/// empty directory has no engine yet: a writer may create a store of `given` there; a reader
+/// is refused. Another engine's store, a WAL, or a directory of other files: refused, nothing
+/// changed.
+fn resolve_engine(given: Option<Engine>, dir: &Path, write: bool) -> Result<Engine, Corrupt> {
+    use durable_fs::StoreError;
+    let kinds = [
+        &bitcask::STORE_KIND,
+        &lsm_hash::STORE_KIND,
+        &wal::STORE_KIND,
+    ];
+    let found = durable_fs::DurableFs::real()
+        .detect_store(dir, &kinds)
+        .map_err(|e| Corrupt::Other(e.to_string()))?;
+    let engine = |name: &str| match name {
+        "bitcask" => Some(Engine::Bitcask),
+        "lsm-hash" => Some(Engine::LsmHash),
+        _ => None,
+    };
+    match found {
+        Ok(kind) => {
+            let Some(found) = engine(kind.engine) else {
+                return Err(Corrupt::Other(format!(
+                    "{}: a {} store, not a key-value store (try `durable {} ...`)",
+                    dir.display(),
+                    kind.engine,
+                    kind.engine
+                )));
+            };
+            match given {
+                Some(g) if g != found => Err(Corrupt::Other(format!(
+                    "{}: a {} store, not a {} store (nothing was changed)",
+                    dir.display(),
+                    kind.engine,
+                    g.name()
+                ))),
+                _ => Ok(found),
+            }
+        }
+        Err(StoreError::NoSuchDir { .. } | StoreError::NotAStore { .. }) if write => {
+            given.ok_or_else(|| {
+                Corrupt::Other(format!(
+                    "{}: no store yet: give --engine bitcask|lsm-hash to create one",
+                    dir.display()
+                ))
+            })
+        }
+        Err(StoreError::BadIdentity { path }) => Err(Corrupt::At(format!(
+            "{} offset 0: {}",
+            path.display(),
+            kv_core::CorruptionKind::BadIdentity
+        ))),
+        // With the engine given, its own check names what it does not own.
+        Err(StoreError::ForeignFile { .. }) if given.is_some() => {
+            let kind = match given {
+                Some(Engine::LsmHash) => &lsm_hash::STORE_KIND,
+                _ => &bitcask::STORE_KIND,
+            };
+            match durable_fs::DurableFs::real().inspect_store(dir, kind) {
+                Ok(Err(e)) => Err(Corrupt::Other(e.to_string())),
+                Ok(Ok(_)) => Ok(given.unwrap_or(Engine::Bitcask)),
+                Err(e) => Err(Corrupt::Other(e.to_string())),
+            }
+        }
+        Err(e) => Err(Corrupt::Other(e.to_string())),
+    }
+}
+
+/// What an open found, for stderr: nothing when there is nothing to say.
+fn report_lines(engine: Engine, db: &dyn std::any::Any, read_only: bool) -> Vec<String> {
+    let mut out = Vec::new();
+    let torn = |d: &kv_core::Damage| {
+        let what = if read_only {
+            "left out; nothing changed (read-only)"
+        } else {
+            "cut"
+        };
+        format!(
+            "recovery: torn tail of {} bytes at {} offset {} ({}): {what}",
+            d.len,
+            d.path.display(),
+            d.offset,
+            d.kind
+        )
+    };
+    let skipped = |d: &kv_core::Damage| {
+        format!(
+            "recovery: skipped {} damaged bytes at {} offset {} ({})",
+            d.len,
+            d.path.display(),
+            d.offset,
+            d.kind
+        )
+    };
+    let kept = |p: &std::path::PathBuf| format!("recovery: the cut bytes are kept in {}", p.display());
+    let removed = |p: &str| {
+        if read_only {
+            format!("recovery: {p}: a crash leftover, not read (a read-write open removes it)")
+        } else {
+            format!("recovery: {p}: a crash leftover, removed")
+        }
+    };
+    match engine {
+        Engine::Bitcask => {
+            let Some(db) = db.downcast_ref::<Bitcask>() else {
+                return out;
+            };
+            let r = db.recovery_report();
+            out.extend(r.truncated_tail.iter().map(torn));
+            out.extend(r.quarantined.iter().map(kept));
+            out.extend(r.skipped.iter().map(skipped));
+            out.extend(
+                r.removed_torn_files
+                    .iter()
+                    .map(|p| removed(&p.display().to_string())),
+            );
+            if r.merge_completed {
+                out.push(if read_only {
+                    "recovery: an interrupted merge had committed: read as finished, in memory \
+                     only (a read-write open finishes it on disk)"
+                        .to_owned()
+                } else {
+                    "recovery: finished an interrupted merge".to_owned()
+                });
+            }
+            if r.merge_abandoned_files > 0 && !read_only {
+                out.push(format!(
+                    "recovery: removed {} output files of an interrupted, uncommitted merge",
+                    r.merge_abandoned_files
+                ));
+            }
+        }
+        Engine::LsmHash => {
+            let Some(db) = db.downcast_ref::<LsmHash>() else {
+                return out;
+            };
+            let r = db.recovery_report();
+            out.extend(r.truncated_tail.iter().map(torn));
+            out.extend(r.quarantined.iter().map(kept));
+            out.extend(r.skipped.iter().map(skipped));
+            out.extend(r.removed_files.iter().map(|n| removed(n)));
+        }
+    }
+    out
+}
+
+/// An open store of either engine.
+struct Opened {
+    db: Box<dyn KvStore>,
+}
+
 /// Opens the store with the same options for either engine: read commands open read-only
-/// (no lock, nothing written).
-fn open(engine: Engine, dir: &Path, mode: Mode) -> Result<Box<dyn KvStore>, Corrupt> {
+/// (no lock, nothing written). Prints what recovery found on stderr.
+fn open(given: Option<Engine>, dir: &Path, mode: Mode) -> Result<Opened, Corrupt> {
     let (sync, file_bytes, read_only) = match mode {
         Mode::Write { sync, file_bytes } => (sync, file_bytes, false),
         Mode::Read => (SyncArg::Always, None, true),
     };
+    let engine = resolve_engine(given, dir, !read_only)?;
     let policy = match sync {
         SyncArg::Always => SyncPolicy::Always,
         SyncArg::Never => SyncPolicy::Never,
     };
-    Ok(match engine {
+    let (db, lines): (Box<dyn KvStore>, Vec<String>) = match engine {
         Engine::Bitcask => {
             let mut opts = bitcask::Options::default()
                 .with_sync(policy)
@@ -122,7 +294,9 @@ fn open(engine: Engine, dir: &Path, mode: Mode) -> Result<Box<dyn KvStore>, Corr
             if let Some(n) = file_bytes {
                 opts = opts.with_max_file_bytes(n);
             }
-            Box::new(Bitcask::open(dir, opts)?)
+            let db = Bitcask::open(dir, opts)?;
+            let lines = report_lines(engine, &db, read_only);
+            (Box::new(db), lines)
         }
         Engine::LsmHash => {
             let mut opts = lsm_hash::Options::default()
@@ -131,23 +305,81 @@ fn open(engine: Engine, dir: &Path, mode: Mode) -> Result<Box<dyn KvStore>, Corr
             if let Some(n) = file_bytes {
                 opts = opts.with_max_file_bytes(n);
             }
-            Box::new(LsmHash::open(dir, opts)?)
+            let db = LsmHash::open(dir, opts)?;
+            let lines = report_lines(engine, &db, read_only);
+            (Box::new(db), lines)
         }
-    })
+    };
+    for l in lines {
+        eprintln!("{l}");
+    }
+    Ok(Opened { db })
 }
 
-fn open_or_fail(engine: Engine, dir: &Path, mode: Mode) -> Result<Box<dyn KvStore>, String> {
-    open(engine, dir, mode).map_err(|e| match e {
-        Corrupt::At(s) => format!("corrupt {s}"),
-        Corrupt::Other(s) => s,
-    })
+fn open_or_fail(given: Option<Engine>, dir: &Path, mode: Mode) -> Result<Opened, String> {
+    open(given, dir, mode).map_err(String::from)
 }
 
-fn existing_dir(dir: &Path) -> Result<(), String> {
-    match durable_fs::DurableFs::real().kind(dir) {
-        Ok(Some(durable_fs::EntryKind::Dir)) => Ok(()),
-        Ok(_) => Err(format!("{}: no such directory", dir.display())),
-        Err(e) => Err(e.to_string()),
+/// `verify`: every byte of every file, nothing changed. Exit 0 intact (a torn tail an open
+/// would cut is a note on stderr), 1 on damage (stdout names file, offset, kind), 2 on error.
+fn verify(given: Option<Engine>, dir: &Path, out: &mut dyn Write) -> Result<ExitCode, String> {
+    let w = |r: io::Result<()>| r.map_err(|e| format!("writing stdout: {e}"));
+    let checked = resolve_engine(given, dir, false).and_then(|engine| {
+        let (keys, torn, notes) = match engine {
+            Engine::Bitcask => {
+                let r = Bitcask::verify(dir, bitcask::Options::default())?;
+                let notes: Vec<String> = r
+                    .stale_hints
+                    .iter()
+                    .map(|p| format!("note: {}: a stale hint (opens never use it)", p.display()))
+                    .collect();
+                (r.keys, r.truncated_tail, notes)
+            }
+            Engine::LsmHash => {
+                let r = LsmHash::verify(dir, lsm_hash::Options::default())?;
+                let mut notes: Vec<String> = r
+                    .stale_snapshots
+                    .iter()
+                    .map(|p| {
+                        format!(
+                            "note: {}: a stale index snapshot (opens never use it)",
+                            p.display()
+                        )
+                    })
+                    .collect();
+                notes.extend(r.removed_files.iter().map(|n| {
+                    format!(
+                        "note: {n}: a crash leftover the manifest does not name (a read-write \
+                         open removes it)"
+                    )
+                }));
+                (r.keys, r.truncated_tail, notes)
+            }
+        };
+        Ok((keys, torn, notes))
+    });
+    match checked {
+        Ok((keys, torn, notes)) => {
+            if let Some(d) = torn {
+                eprintln!(
+                    "note: torn tail at {} offset {}, {} bytes ({}): an open would cut it",
+                    d.path.display(),
+                    d.offset,
+                    d.len,
+                    d.kind
+                );
+            }
+            for n in notes {
+                eprintln!("{n}");
+            }
+            w(writeln!(out, "ok keys {keys}"))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(Corrupt::At(s)) => {
+            w(writeln!(out, "corrupt {s}"))?;
+            Ok(ExitCode::from(1))
+        }
+        Err(Corrupt::Other(s)) => Err(s),
     }
 }
 
@@ -190,16 +422,13 @@ fn parse_line(line: &[u8]) -> Result<Line<'_>, String> {
 }
 
 /// Runs a `durable kv` subcommand.
-pub fn run(engine: Engine, dir: &Path, cmd: &KvCommand) -> Result<ExitCode, String> {
+pub fn run(engine: Option<Engine>, dir: &Path, cmd: &KvCommand) -> Result<ExitCode, String> {
     let mut out = io::stdout().lock();
     let w = |r: io::Result<()>| r.map_err(|e| format!("writing stdout: {e}"));
     let write_mode = Mode::Write {
         sync: SyncArg::Always,
         file_bytes: None,
     };
-    if !matches!(cmd, KvCommand::Load { .. } | KvCommand::Put { .. }) {
-        existing_dir(dir)?;
-    }
     match cmd {
         KvCommand::Load { sync, file_bytes } => {
             let db = open_or_fail(
@@ -209,7 +438,8 @@ pub fn run(engine: Engine, dir: &Path, cmd: &KvCommand) -> Result<ExitCode, Stri
                     sync: *sync,
                     file_bytes: *file_bytes,
                 },
-            )?;
+            )?
+            .db;
             let mut n = 0u64;
             for line in io::stdin().lock().split(b'\n') {
                 let mut line = line.map_err(|e| format!("reading stdin: {e}"))?;
@@ -235,7 +465,7 @@ pub fn run(engine: Engine, dir: &Path, cmd: &KvCommand) -> Result<ExitCode, Stri
             Ok(ExitCode::SUCCESS)
         }
         KvCommand::Get { key } => {
-            let db = open_or_fail(engine, dir, Mode::Read)?;
+            let db = open_or_fail(engine, dir, Mode::Read)?.db;
             match db.get(key.as_bytes()).map_err(err)? {
                 Some(v) => {
                     w(out.write_all(&v).and_then(|()| out.write_all(b"\n")))?;
@@ -248,14 +478,14 @@ pub fn run(engine: Engine, dir: &Path, cmd: &KvCommand) -> Result<ExitCode, Stri
             }
         }
         KvCommand::Put { key, value } => {
-            let db = open_or_fail(engine, dir, write_mode)?;
+            let db = open_or_fail(engine, dir, write_mode)?.db;
             db.write(batch(key.as_bytes(), Some(value.as_bytes())))
                 .map_err(err)?;
             db.close().map_err(err)?;
             Ok(ExitCode::SUCCESS)
         }
         KvCommand::Del { key } => {
-            let db = open_or_fail(engine, dir, write_mode)?;
+            let db = open_or_fail(engine, dir, write_mode)?.db;
             if !db.delete(key.as_bytes()).map_err(err)? {
                 eprintln!("{key}: not found (nothing deleted)");
             }
@@ -263,11 +493,8 @@ pub fn run(engine: Engine, dir: &Path, cmd: &KvCommand) -> Result<ExitCode, Stri
             Ok(ExitCode::SUCCESS)
         }
         KvCommand::Dump => {
-            let db = open_or_fail(engine, dir, Mode::Read)?;
-            let pairs = db.pairs().map_err(|e| match Corrupt::from(e) {
-                Corrupt::At(s) => format!("corrupt {s}"),
-                Corrupt::Other(s) => s,
-            })?;
+            let db = open_or_fail(engine, dir, Mode::Read)?.db;
+            let pairs = db.pairs().map_err(|e| String::from(Corrupt::from(e)))?;
             let mut out = io::BufWriter::new(out);
             for (k, v) in pairs {
                 w(out
@@ -280,29 +507,15 @@ pub fn run(engine: Engine, dir: &Path, cmd: &KvCommand) -> Result<ExitCode, Stri
             Ok(ExitCode::SUCCESS)
         }
         KvCommand::Merge => {
-            let db = open_or_fail(engine, dir, write_mode)?;
+            let db = open_or_fail(engine, dir, write_mode)?.db;
             db.compact().map_err(err)?;
             db.close().map_err(err)?;
             w(writeln!(out, "merged"))?;
             Ok(ExitCode::SUCCESS)
         }
-        KvCommand::Verify => {
-            let checked = open(engine, dir, Mode::Read)
-                .and_then(|db| db.pairs().map(|p| p.len()).map_err(Corrupt::from));
-            match checked {
-                Ok(keys) => {
-                    w(writeln!(out, "ok keys {keys}"))?;
-                    Ok(ExitCode::SUCCESS)
-                }
-                Err(Corrupt::At(s)) => {
-                    w(writeln!(out, "corrupt {s}"))?;
-                    Ok(ExitCode::from(1))
-                }
-                Err(Corrupt::Other(s)) => Err(s),
-            }
-        }
+        KvCommand::Verify => verify(engine, dir, &mut out),
         KvCommand::Stats => {
-            let db = open_or_fail(engine, dir, Mode::Read)?;
+            let db = open_or_fail(engine, dir, Mode::Read)?.db;
             let s = db.stats().map_err(err)?;
             let lines = [
                 ("keys", s.keys.to_string()),

@@ -43,9 +43,10 @@ enum Command {
     },
     /// A key-value engine: load, get, put, del, dump, merge, verify, stats.
     Kv {
-        /// Which engine.
+        /// Which engine: needed to create a store; once one exists it is detected (and a
+        /// different one given is refused).
         #[arg(long, value_enum)]
-        engine: kv_cmd::Engine,
+        engine: Option<kv_cmd::Engine>,
         /// The store directory.
         #[arg(long)]
         dir: std::path::PathBuf,

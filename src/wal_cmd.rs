@@ -63,6 +63,46 @@ fn existing_dir(dir: &Path) -> Result<(), String> {
     }
 }
 
+/// What an open's recovery found, on stderr; nothing when there is nothing to say.
+fn print_report(r: &wal::RecoveryReport, read_only: bool) {
+    if let Some(t) = &r.truncated_tail {
+        let what = if read_only {
+            "left out; nothing changed (read-only)"
+        } else {
+            "cut"
+        };
+        eprintln!(
+            "recovery: torn tail of {} bytes at {} offset {} ({}): {what}",
+            t.len,
+            t.path.display(),
+            t.offset,
+            t.kind
+        );
+    }
+    for p in &r.quarantined {
+        eprintln!("recovery: the cut bytes are kept in {}", p.display());
+    }
+    for d in &r.skipped {
+        eprintln!(
+            "recovery: skipped {} damaged bytes at {} offset {} ({})",
+            d.len,
+            d.path.display(),
+            d.offset,
+            d.kind
+        );
+    }
+    for p in r.removed_torn_segments.iter().chain(&r.removed_unlisted) {
+        if read_only {
+            eprintln!(
+                "recovery: {}: a crash leftover, not read (a read-write open removes it)",
+                p.display()
+            );
+        } else {
+            eprintln!("recovery: {}: a crash leftover, removed", p.display());
+        }
+    }
+}
+
 /// Runs a `durable wal` subcommand.
 pub fn run(cmd: &WalCommand) -> Result<ExitCode, String> {
     let max_record_bytes = wal::format::MAX_RECORD_LIMIT;
@@ -80,16 +120,7 @@ pub fn run(cmd: &WalCommand) -> Result<ExitCode, String> {
                 opts = opts.with_max_segment_bytes(*n);
             }
             let wal = Wal::open(dir, opts).map_err(|e| e.to_string())?;
-            let report = wal.recovery_report();
-            if let Some(t) = &report.truncated_tail {
-                eprintln!(
-                    "recovery: truncated a torn tail of {} bytes at {} offset {} ({})",
-                    t.len,
-                    t.path.display(),
-                    t.offset,
-                    t.kind
-                );
-            }
+            print_report(wal.recovery_report(), false);
             let stdin = io::stdin().lock();
             let mut out = io::stdout().lock();
             for line in stdin.split(b'\n') {
@@ -106,9 +137,9 @@ pub fn run(cmd: &WalCommand) -> Result<ExitCode, String> {
             Ok(ExitCode::SUCCESS)
         }
         WalCommand::Dump { dir } => {
-            existing_dir(dir)?;
-            let iter = wal::read_only_iter(&DurableFs::real(), dir, 0, max_record_bytes)
+            let (iter, report) = wal::read_only_open(&DurableFs::real(), dir, 0, max_record_bytes)
                 .map_err(|e| e.to_string())?;
+            print_report(&report, true);
             let mut out = io::BufWriter::new(io::stdout().lock());
             for r in iter {
                 let (lsn, payload) = r.map_err(|e| e.to_string())?;
@@ -121,9 +152,24 @@ pub fn run(cmd: &WalCommand) -> Result<ExitCode, String> {
             Ok(ExitCode::SUCCESS)
         }
         WalCommand::Verify { dir } => {
-            existing_dir(dir)?;
             match wal::verify(&DurableFs::real(), dir, max_record_bytes) {
                 Ok(r) => {
+                    if let Some(d) = &r.torn_tail {
+                        eprintln!(
+                            "note: torn tail at {} offset {}, {} bytes ({}): an open would cut it",
+                            d.path.display(),
+                            d.offset,
+                            d.len,
+                            d.kind
+                        );
+                    }
+                    for p in &r.unlisted {
+                        eprintln!(
+                            "note: {}: a crash leftover the chain does not list (a read-write \
+                             open removes it)",
+                            p.display()
+                        );
+                    }
                     let lsn = |l: Option<u64>| l.map_or("-".to_owned(), |l| l.to_string());
                     println!(
                         "ok segments {} records {} first {} last {}",
@@ -148,6 +194,7 @@ pub fn run(cmd: &WalCommand) -> Result<ExitCode, String> {
         WalCommand::Truncate { dir, before } => {
             existing_dir(dir)?;
             let wal = Wal::open(dir, Options::default()).map_err(|e| e.to_string())?;
+            print_report(wal.recovery_report(), false);
             let n = wal.truncate_before(*before).map_err(|e| e.to_string())?;
             wal.close().map_err(|e| e.to_string())?;
             println!("removed {n} segments");

@@ -363,8 +363,8 @@ fn kv_errors_exit_2() {
 }
 
 /// The read commands of both engines open read-only: beside a running writer they answer
-/// (no `Locked`), and on a directory that is not a store they create nothing and remove
-/// nothing (a user's `draft.tmp` stays; no `LOCK`, `MANIFEST` or data file appears).
+/// (no `Locked`), and a directory that is not a store is refused (exit 2) with nothing
+/// created or removed (a user's `draft.tmp` stays; no `LOCK`, `MANIFEST` or data file appears).
 #[test]
 fn kv_read_commands_never_write_for_either_engine() {
     let fs = durable_fs::DurableFs::real();
@@ -377,7 +377,8 @@ fn kv_read_commands_never_write_for_either_engine() {
         let p = plain.to_str().unwrap();
         for cmd in [&["dump"][..], &["get", "k"], &["verify"], &["stats"]] {
             let o = durable(&[&["kv", "--engine", engine, "--dir", p][..], cmd].concat());
-            assert_ne!(o.status.code(), Some(2), "{engine} {cmd:?}: {o:?}");
+            // Not a store: refused (exit 2), and nothing created or removed.
+            assert_eq!(o.status.code(), Some(2), "{engine} {cmd:?}: {o:?}");
             let mut names = fs.list(&plain).unwrap();
             names.sort();
             assert_eq!(

@@ -9,6 +9,34 @@ pub(crate) const DATA_MAGIC: [u8; 8] = *b"\x89BCD\r\n\x1a\n";
 /// Hint file magic: `89 42 43 48 0D 0A 1A 0A` ("\x89BCH\r\n\x1a\n").
 pub(crate) const HINT_MAGIC: [u8; 8] = *b"\x89BCH\r\n\x1a\n";
 
+/// What bitcask tells [`durable_fs::DurableFs::inspect_store`] about its directories: its
+/// name (`bitcask`), its format, and the files it owns (data, hint, staged merge outputs, the
+/// files list, the merge marker, and their temporaries).
+pub const STORE_KIND: durable_fs::StoreKind = durable_fs::StoreKind {
+    engine: "bitcask",
+    format: kv_core::format::VERSION,
+    owns,
+    magic,
+};
+
+fn owns(name: &str) -> bool {
+    use crate::commit::{FILES, MERGE_MARKER};
+    matches!(
+        kv_core::format::parse_name(name),
+        Some((_, "data" | "hint" | "merge"))
+    ) || name == FILES
+        || name == MERGE_MARKER
+        || kv_core::format::is_own_temp(name, &[MERGE_MARKER, FILES], &["hint"])
+}
+
+fn magic(name: &str) -> Option<&'static [u8]> {
+    match kv_core::format::parse_name(name) {
+        Some((_, "data" | "merge")) => Some(&DATA_MAGIC),
+        Some((_, "hint")) => Some(&HINT_MAGIC),
+        _ => None,
+    }
+}
+
 /// The name of data file `id`.
 pub(crate) fn data_name(id: u64) -> String {
     file_name(id, "data")

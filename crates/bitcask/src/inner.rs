@@ -105,7 +105,7 @@ impl Inner {
             }),
             group: GroupCommit::new(r.max_seq, |m| Arc::new(Error::Internal(m))),
             pending: Mutex::new(VecDeque::new()),
-            handles: Mutex::new(HandleCache::new(opts.max_open_files)),
+            handles: Mutex::new(HandleCache::new(opts.max_open_files, r.staged)),
             files: Mutex::new(r.files),
             next_file_id: AtomicU64::new(r.next_id),
             merge_lock: Mutex::new(()),

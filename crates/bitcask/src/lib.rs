@@ -66,6 +66,7 @@ mod store;
 pub mod torture;
 
 pub use commit::MERGE_MARKER;
+pub use format::STORE_KIND;
 pub use kv_core::{
     CompactionReport, CorruptionKind, Damage, Error, KvStore, RecoveryMode, Result, Stats,
     SyncPolicy, WriteBatch,

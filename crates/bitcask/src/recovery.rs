@@ -13,14 +13,16 @@ use std::path::{Path, PathBuf};
 
 use durable_fs::{Access, DirLock, DurableFs, Source};
 use kv_core::format::{
-    FILE_HEADER_LEN, FileHeader, FileKind, HintEntry, TOMBSTONE, VERSION, VERSION_1, decode_hint,
-    encode_hint, is_own_temp, parse_name,
+    FILE_HEADER_LEN, FileHeader, FileKind, HintCheck, HintEntry, TOMBSTONE, VERSION, VERSION_1,
+    check_hint, decode_hint, encode_hint, is_own_temp, parse_name,
 };
 use kv_core::scan::scan_file;
 use kv_core::{Appender, CorruptionKind, Damage, DataFile, Error, RecoveryMode, Result, offset32};
 
 use crate::commit::{FILES, MERGE_MARKER, MergeMarker, encode_files, read_files, roll_forward};
-use crate::format::{DATA_MAGIC, HINT_MAGIC, data_name, file_id32, hint_name};
+use crate::format::{
+    DATA_MAGIC, HINT_MAGIC, STORE_KIND, data_name, file_id32, hint_name, merge_name,
+};
 use crate::keydir::{KeyMap, Keydir, Loc};
 use crate::options::Options;
 
@@ -42,7 +44,9 @@ pub struct RecoveryReport {
     /// Damaged ranges skipped (only with
     /// [`RecoveryMode::SkipCorrupt`](kv_core::RecoveryMode::SkipCorrupt)).
     pub skipped: Vec<Damage>,
-    /// An interrupted merge that had committed was finished.
+    /// An interrupted merge that had committed was finished (by a read-only open: in memory
+    /// only, its outputs read where they are and its inputs left out; nothing on disk
+    /// changes).
     pub merge_completed: bool,
     /// Output files of an interrupted, uncommitted merge that were removed.
     pub merge_abandoned_files: usize,
@@ -54,6 +58,12 @@ pub struct RecoveryReport {
     /// cut: recovery never destroys what it cannot prove is garbage. Empty when only zeros
     /// were cut, and for a read-only open (which cuts nothing).
     pub quarantined: Vec<PathBuf>,
+    /// Hint files checked against a scan of their data file and found to match (only
+    /// [`Bitcask::verify`](crate::Bitcask::verify) checks them; opens use or skip them).
+    pub hints_checked: usize,
+    /// Intact hint files describing another file or length (crash leftovers opens never
+    /// use), found by [`Bitcask::verify`](crate::Bitcask::verify).
+    pub stale_hints: Vec<PathBuf>,
 }
 
 /// What recovery hands to the store.
@@ -69,6 +79,19 @@ pub(crate) struct Recovered {
     pub writer: Option<Appender>,
     pub report: RecoveryReport,
     pub lock: Option<DirLock>,
+    /// Merge outputs a read-only open reads under their staged names (see [`Plan`]).
+    pub staged: BTreeSet<u64>,
+}
+
+/// How [`load_file`] loads a data file.
+#[derive(Clone, Copy)]
+struct How {
+    /// The newest file the writer wrote: it may have a torn tail.
+    newest: bool,
+    /// It has a hint file.
+    hinted: bool,
+    /// For `verify`: scan it even with a hint, and check the hint against the scan.
+    verify: bool,
 }
 
 /// What one data file contributed.
@@ -93,9 +116,9 @@ fn remove_if_exists(fs: &DurableFs, path: &Path) -> Result<()> {
 /// writer may create, list, merge or remove files while it reads: an error seen while the
 /// files list or the directory changed (or while a merge's marker was there) is retried,
 /// with a short wait, up to 20 times before it is believed.
-pub(crate) fn recover(dir: &Path, opts: &Options) -> Result<Recovered> {
+pub(crate) fn recover(dir: &Path, opts: &Options, verify: bool) -> Result<Recovered> {
     if !opts.read_only {
-        return recover_once(dir, opts);
+        return recover_once(dir, opts, verify);
     }
     // What a writer changes: the files list and the directory (a merge's marker and outputs).
     let state = || {
@@ -107,41 +130,44 @@ pub(crate) fn recover(dir: &Path, opts: &Options) -> Result<Recovered> {
     let mut attempts = 0u32;
     loop {
         let before = state();
-        let r = recover_once(dir, opts);
+        let r = recover_once(dir, opts, verify);
         attempts += 1;
-        // A merge's marker exists only while a running writer finishes the merge: wait for
-        // it a little, as for any change under the reader.
-        let merging = matches!(&r, Err(Error::InvalidOptions(_)))
-            && before.1.iter().any(|n| n == MERGE_MARKER);
-        if r.is_ok() || attempts >= 20 || (state() == before && !merging) {
+        if r.is_ok() || attempts >= 20 || state() == before {
             return r;
         }
         std::thread::sleep(std::time::Duration::from_millis(u64::from(attempts)));
     }
 }
 
-fn recover_once(dir: &Path, opts: &Options) -> Result<Recovered> {
+/// `verify`: scan every data file (hints are not used but checked against the scan).
+fn recover_once(dir: &Path, opts: &Options, verify: bool) -> Result<Recovered> {
     opts.validate()?;
     let fs = &opts.fs;
+    // Only a bitcask store (or, read-write, an empty or new directory): anything else is
+    // refused before anything is created, read or removed.
     let lock = if opts.read_only {
+        fs.require_store(dir, &STORE_KIND)??;
         None
     } else {
-        fs.create_dir_all(dir)?;
-        Some(fs.lock_dir(dir)?)
+        Some(fs.open_store(dir, &STORE_KIND)??)
     };
     let mut report = RecoveryReport::default();
-    let expected = finish_interrupted_merge(fs, dir, opts.read_only, &mut report)?;
-    account_for_files(fs, dir, expected.as_ref(), opts, &mut report)?;
-    let listed = list_files(fs, dir)?;
+    let plan = finish_interrupted_merge(fs, dir, opts.read_only, &mut report)?;
+    account_for_files(fs, dir, &plan, opts, &mut report)?;
+    let listed = list_files(fs, dir, &plan)?;
     let mut loaded = Vec::new();
     let mut files = BTreeSet::new();
     // Data files holding nothing (the active file of an open that wrote nothing): a
     // read-write open unlists and removes them, so they do not pile up one per open.
     let mut empty = Vec::new();
     for &id in &listed.data {
-        let newest = Some(id) == listed.newest_written;
-        let hinted = listed.hints.contains(&id);
-        if let Some(l) = load_file(fs, dir, opts, id, newest, hinted, &mut report)? {
+        let how = How {
+            newest: Some(id) == listed.newest_written,
+            hinted: listed.hints.contains(&id),
+            verify,
+        };
+        let path = plan.path(dir, id);
+        if let Some(l) = load_file(fs, (dir, path), opts, id, how, &mut report)? {
             if !opts.read_only && l.entries.is_empty() && l.record_bytes == 0 {
                 empty.push(id);
                 continue;
@@ -190,39 +216,75 @@ fn recover_once(dir: &Path, opts: &Options) -> Result<Recovered> {
         writer,
         report,
         lock,
+        staged: plan.staged,
     })
 }
 
+/// The store's files once an interrupted merge is settled.
+#[derive(Default)]
+struct Plan {
+    /// The data files the store must hold (the files list, with a committed merge's outputs
+    /// in place of its inputs), or `None` for a store without a list.
+    expected: Option<BTreeSet<u64>>,
+    /// Outputs of a committed merge still under their staged name (`N.merge`): only a
+    /// read-only open, which rolls the merge forward in memory, leaves them there.
+    staged: BTreeSet<u64>,
+    /// Inputs of a committed merge, whether still on disk or not: never loaded.
+    dropped: BTreeSet<u64>,
+}
+
+impl Plan {
+    /// Where data file `id` is read from.
+    fn path(&self, dir: &Path, id: u64) -> PathBuf {
+        if self.staged.contains(&id) {
+            dir.join(merge_name(id))
+        } else {
+            dir.join(data_name(id))
+        }
+    }
+}
+
 /// An interrupted merge: finish it if it committed, else drop its outputs; then temporary
-/// files of interrupted atomic replaces go. Returns the data files the store must hold (the
-/// files list, with a committed merge's outputs in place of its inputs), or `None` for a
-/// store without a list.
+/// files of interrupted atomic replaces go. A read-only open changes nothing: it rolls a
+/// committed merge forward in memory (the outputs read where they are, the inputs left out)
+/// and ignores an uncommitted one's outputs, as a read-write open would remove them.
 fn finish_interrupted_merge(
     fs: &DurableFs,
     dir: &Path,
     read_only: bool,
     report: &mut RecoveryReport,
-) -> Result<Option<BTreeSet<u64>>> {
+) -> Result<Plan> {
     let names = fs.list(dir)?;
-    let mut expected: Option<BTreeSet<u64>> =
-        read_files(fs, dir)?.map(|ids| ids.into_iter().collect());
+    let mut plan = Plan {
+        expected: read_files(fs, dir)?.map(|ids| ids.into_iter().collect()),
+        ..Plan::default()
+    };
     if names.iter().any(|n| n == MERGE_MARKER) {
         let marker = MergeMarker::read(fs, dir)?;
-        if read_only {
-            return Err(Error::InvalidOptions(
-                "an interrupted merge must be finished by a read-write open first".into(),
-            ));
-        }
-        if let Some(set) = &mut expected {
+        if let Some(set) = &mut plan.expected {
             // The list may predate the commit: the outputs replace the inputs, written
             // before the roll-forward removes anything (idempotent if it was already so).
             for id in &marker.inputs {
                 set.remove(id);
             }
             set.extend(marker.outputs.iter().copied());
-            fs.atomic_replace(&dir.join(FILES), &encode_files(set))?;
+            if !read_only {
+                fs.atomic_replace(&dir.join(FILES), &encode_files(set))?;
+            }
         }
-        roll_forward(fs, dir, &marker)?;
+        if read_only {
+            for &id in &marker.outputs {
+                if names.contains(&merge_name(id)) {
+                    plan.staged.insert(id);
+                } else if !names.contains(&data_name(id)) {
+                    let path = dir.join(MERGE_MARKER);
+                    return Err(Error::corrupt(path, 0, CorruptionKind::BadMergeMarker));
+                }
+            }
+            plan.dropped.extend(marker.inputs.iter().copied());
+        } else {
+            roll_forward(fs, dir, &marker)?;
+        }
         report.merge_completed = true;
     } else if !read_only {
         for n in &names {
@@ -242,7 +304,7 @@ fn finish_interrupted_merge(
             remove_if_exists(fs, &dir.join(n))?;
         }
     }
-    Ok(expected)
+    Ok(plan)
 }
 
 /// Every data file accounted for. With a files list: a listed file that is missing is
@@ -255,10 +317,12 @@ fn finish_interrupted_merge(
 fn account_for_files(
     fs: &DurableFs,
     dir: &Path,
-    expected: Option<&BTreeSet<u64>>,
+    plan: &Plan,
     opts: &Options,
     report: &mut RecoveryReport,
 ) -> Result<()> {
+    // A read-only open's view of a committed merge: its outputs present (staged or not), its
+    // inputs gone.
     let present: BTreeSet<u64> = fs
         .list(dir)?
         .iter()
@@ -266,14 +330,16 @@ fn account_for_files(
             Some((id, "data")) => Some(id),
             _ => None,
         })
+        .chain(plan.staged.iter().copied())
+        .filter(|id| !plan.dropped.contains(id))
         .collect();
     let header_only = |id: u64| -> Result<bool> {
-        let len = fs.open(&dir.join(data_name(id)), Access::Read)?.len()?;
+        let len = fs.open(&plan.path(dir, id), Access::Read)?.len()?;
         Ok(len <= FILE_HEADER_LEN as u64)
     };
-    let Some(expected) = expected else {
+    let Some(expected) = plan.expected.as_ref() else {
         for &id in &present {
-            let path = dir.join(data_name(id));
+            let path = plan.path(dir, id);
             let file = fs.open(&path, Access::Read)?;
             let mut h = [0u8; FILE_HEADER_LEN];
             if file.len()? > FILE_HEADER_LEN as u64 {
@@ -337,7 +403,7 @@ struct Listed {
     newest_written: Option<u64>,
 }
 
-fn list_files(fs: &DurableFs, dir: &Path) -> Result<Listed> {
+fn list_files(fs: &DurableFs, dir: &Path, plan: &Plan) -> Result<Listed> {
     let mut out = Listed {
         data: Vec::new(),
         hints: BTreeSet::new(),
@@ -350,6 +416,13 @@ fn list_files(fs: &DurableFs, dir: &Path) -> Result<Listed> {
         // orphan, or a stray name) neither advances it nor is used (a hint is only read for
         // a data file of the same id, and only if it carries that file's salt).
         let id = match parse_name(&n) {
+            Some((id, "data")) if plan.dropped.contains(&id) => continue,
+            Some((id, "data" | "merge")) if plan.staged.contains(&id) => {
+                if !out.data.contains(&id) {
+                    out.data.push(id);
+                }
+                id
+            }
             Some((id, "data")) => {
                 out.data.push(id);
                 id
@@ -371,7 +444,7 @@ fn list_files(fs: &DurableFs, dir: &Path) -> Result<Listed> {
     }
     out.data.sort_unstable();
     for &id in &out.data {
-        let file = fs.open(&dir.join(data_name(id)), Access::Read)?;
+        let file = fs.open(&plan.path(dir, id), Access::Read)?;
         let mut h = [0u8; FILE_HEADER_LEN];
         if file.len()? >= FILE_HEADER_LEN as u64 {
             file.read_exact_at(&mut h, 0)?;
@@ -390,14 +463,17 @@ fn list_files(fs: &DurableFs, dir: &Path) -> Result<Listed> {
 /// it to the last byte) or by a scan; `None` when the file's creation was torn (removed).
 fn load_file(
     fs: &DurableFs,
-    dir: &Path,
+    (dir, path): (&Path, PathBuf),
     opts: &Options,
     id: u64,
-    newest: bool,
-    hinted: bool,
+    how: How,
     report: &mut RecoveryReport,
 ) -> Result<Option<Loaded>> {
-    let path = dir.join(data_name(id));
+    let How {
+        newest,
+        hinted,
+        verify,
+    } = how;
     let len = fs.open(&path, Access::Read)?.len()?;
     let small = file_id32(id).ok_or_else(|| id_out_of_range(path.clone(), id))?;
     // Read-write unless read-only: any file may need its zero tail trimmed.
@@ -427,7 +503,7 @@ fn load_file(
         }
         Err(e) => return Err(e),
     };
-    let from_hint = if hinted {
+    let from_hint = if hinted && !verify {
         kv_core::read_at_most(fs, &dir.join(hint_name(id)), kv_core::MAX_FILE_LEN)
             .ok()
             .flatten()
@@ -452,6 +528,17 @@ fn load_file(
     let scanned = scan_file(&mut src, header.salt, header.version, newest, opts.recovery)?
         .map_err(|(offset, kind)| Error::corrupt(&path, offset, kind))?;
     let salvaged = !scanned.skipped.is_empty();
+    if verify && hinted {
+        // Every byte of every file: the hint too, against what the scan found.
+        let hint_path = dir.join(hint_name(id));
+        let bytes = kv_core::read_at_most(fs, &hint_path, kv_core::MAX_FILE_LEN)?;
+        let about = (header.salt, id, len);
+        match bytes.map(|b| check_hint(&b, &HINT_MAGIC, about, &scanned.entries)) {
+            Some(HintCheck::Matches) => report.hints_checked += 1,
+            Some(HintCheck::Stale) => report.stale_hints.push(hint_path),
+            _ => return Err(Error::corrupt(hint_path, 0, CorruptionKind::BadHint)),
+        }
+    }
     for &(offset, len, kind) in &scanned.skipped {
         report
             .skipped

@@ -39,7 +39,7 @@ impl Bitcask {
     /// files (or CRC-checked scans), truncates a torn tail, and starts a new active file.
     pub fn open(dir: impl AsRef<Path>, opts: Options) -> Result<Bitcask> {
         let dir = dir.as_ref();
-        let recovered = recover(dir, &opts)?;
+        let recovered = recover(dir, &opts, false)?;
         let inner = Arc::new(Inner::new(dir.to_path_buf(), opts, recovered));
         let mut ticker = Ticker::new();
         if inner.writer.is_some() {
@@ -73,6 +73,30 @@ impl Bitcask {
             }
         }
         Ok(Bitcask { inner, ticker })
+    }
+
+    /// Checks every byte of the store in `dir` and changes nothing (a read-only open's rules,
+    /// without the lock, beside a running writer too): the identity file, the files list, a
+    /// merge marker, every record of every data file, live or overwritten, tombstones and
+    /// seals included, and every hint against a scan of its data file. Damage is
+    /// [`Error::Corruption`] naming the file and offset; a torn tail that an open would cut
+    /// is not damage: it is in the report's `truncated_tail`, as a read-only open reports it.
+    ///
+    /// ```
+    /// use bitcask::{Bitcask, Options};
+    /// # let tmp = tempfile::tempdir().unwrap();
+    /// # let dir = tmp.path().join("db");
+    /// let db = Bitcask::open(&dir, Options::default())?;
+    /// db.put(b"k", b"v")?;
+    /// db.close()?;
+    /// let report = Bitcask::verify(&dir, Options::default())?;
+    /// assert_eq!(report.keys, 1);
+    /// assert!(report.truncated_tail.is_none());
+    /// # Ok::<(), bitcask::Error>(())
+    /// ```
+    pub fn verify(dir: impl AsRef<Path>, opts: Options) -> Result<RecoveryReport> {
+        let opts = opts.with_read_only(true);
+        Ok(recover(dir.as_ref(), &opts, true)?.report)
     }
 
     /// What open found and repaired.

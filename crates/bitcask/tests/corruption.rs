@@ -401,8 +401,9 @@ fn stray_names_neither_lose_writes_nor_alias() {
     }
 }
 
-/// A read-write open removes the store's own temporaries (a hint's, the marker's) and leaves
-/// every other `*.tmp` alone: the directory may hold a user's files.
+/// A read-write open removes the store's own temporaries (a hint's, the marker's); a
+/// directory that also holds a user's files (`draft.tmp`, `notes.data.tmp`) is not only a
+/// store: every open refuses it, naming the file, and changes nothing.
 #[test]
 fn open_removes_only_the_stores_own_temporaries() {
     let sim = build();
@@ -416,12 +417,27 @@ fn open_removes_only_the_stores_own_temporaries() {
         fs.atomic_replace(&Path::new("/db").join(name), b"x")
             .unwrap();
     }
+    let mut before = fs.list(Path::new("/db")).unwrap();
+    before.sort();
+    for read_only in [false, true] {
+        match Bitcask::open("/db", opts(&sim).with_read_only(read_only)) {
+            Err(Error::Store(durable_fs::StoreError::ForeignFile { path, .. })) => {
+                let name = path.file_name().unwrap().to_str().unwrap().to_owned();
+                assert!(name == "draft.tmp" || name == "notes.data.tmp", "{name}");
+            }
+            other => panic!("expected ForeignFile, got {:?}", other.map(|_| ())),
+        }
+        let mut after = fs.list(Path::new("/db")).unwrap();
+        after.sort();
+        assert_eq!(after, before, "a refused open changed the directory");
+    }
+    for name in ["draft.tmp", "notes.data.tmp"] {
+        fs.remove_file(&Path::new("/db").join(name)).unwrap();
+    }
     let db = Bitcask::open("/db", opts(&sim)).unwrap();
     check_all(&db);
     db.close().unwrap();
     let names = fs.list(Path::new("/db")).unwrap();
-    assert!(names.contains(&"draft.tmp".to_owned()), "{names:?}");
-    assert!(names.contains(&"notes.data.tmp".to_owned()), "{names:?}");
     assert!(
         !names.contains(&"0000000003.hint.tmp".to_owned()),
         "{names:?}"

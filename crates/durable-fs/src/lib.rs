@@ -76,6 +76,7 @@ mod salt;
 #[cfg(feature = "sim")]
 pub mod sim;
 mod std_fs;
+mod store;
 mod ticker;
 
 pub use chunks::{Bytes, CHUNK, Chunks, Source, each_chunk, end_of_nonzero};
@@ -89,4 +90,5 @@ pub use group::{GroupCommit, WriterGuard};
 pub use recording::{Event, RecordingFs};
 pub use salt::random_salt;
 pub use std_fs::StdFs;
+pub use store::{Found, IDENTITY_FILE, IDENTITY_MAX_LEN, Identity, StoreError, StoreKind};
 pub use ticker::{Ticker, Waker};

@@ -78,12 +78,18 @@ pub enum CorruptionKind {
     /// A file the store's manifest lists is not there.
     MissingFile,
     /// A data file holding records that the store's list of files does not name.
-    UnlistedFile,
+    UnlistedFile,    /// The store's identity file (`IDENTITY`) is damaged.
+    BadIdentity,
+    /// A hint file or index snapshot is damaged, or lists records its data file does not
+    /// hold (found by `verify`; opens fall back to scanning the data file).
+    BadHint,
 }
 
 impl std::fmt::Display for CorruptionKind {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
+            CorruptionKind::BadIdentity => write!(f, "damaged identity file"),
+            CorruptionKind::BadHint => write!(f, "damaged hint or index snapshot"),
             CorruptionKind::BadMagic => write!(f, "bad magic"),
             CorruptionKind::BadHeaderChecksum => write!(f, "file header checksum mismatch"),
             CorruptionKind::ShortHeader => write!(f, "file header is cut short"),
@@ -185,6 +191,24 @@ pub enum Error {
     /// poisoned; reopen it.
     #[error("internal error: {0}")]
     Internal(String),
+    /// The directory is not this engine's store: missing or empty (for a read-only open),
+    /// another engine's store, or holding files the engine does not own. Nothing was changed.
+    #[error(transparent)]
+    Store(durable_fs::StoreError),
+}
+
+impl From<durable_fs::StoreError> for Error {
+    /// A damaged identity file is corruption naming it, like any damaged file of the store.
+    fn from(e: durable_fs::StoreError) -> Self {
+        match e {
+            durable_fs::StoreError::BadIdentity { path } => Error::Corruption {
+                path,
+                offset: 0,
+                kind: CorruptionKind::BadIdentity,
+            },
+            other => Error::Store(other),
+        }
+    }
 }
 
 impl From<durable_fs::Error> for Error {

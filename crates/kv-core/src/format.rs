@@ -677,6 +677,66 @@ pub fn decode_hint(
     (whole && covers).then_some(entries)
 }
 
+/// What [`check_hint`] found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum HintCheck {
+    /// Intact, describing the data file, and listing exactly the records a scan found.
+    Matches,
+    /// Intact (its CRC holds) but describing another file or another length: a crash
+    /// leftover that opens never use (they scan the data file). Not damage.
+    Stale,
+    /// Damaged: its CRC or structure fails, or it lists records the data file does not hold.
+    Damaged,
+}
+
+/// Checks a whole hint (or index snapshot) file `b` against the data file it would stand
+/// for: `salt`, `file_id`, `data_len`, and `scanned`, the entries a CRC-checked scan of that
+/// file found (in file order). What `verify` runs over every hint.
+pub fn check_hint(
+    b: &[u8],
+    magic: &[u8; 8],
+    (salt, file_id, data_len): (u32, u64, u64),
+    scanned: &[HintEntry],
+) -> HintCheck {
+    let Ok(header) = FileHeader::decode(b, magic) else {
+        return HintCheck::Damaged;
+    };
+    let intact = b.len().checked_sub(4).is_some_and(|at| {
+        b.get(..at)
+            .zip(u32_at(b, at))
+            .is_some_and(|(body, crc)| crc32fast::hash(body) == crc)
+    });
+    if !intact {
+        return HintCheck::Damaged;
+    }
+    match decode_hint(b, magic, salt, file_id, data_len) {
+        Some(mut entries) => {
+            entries.sort_by_key(|e| e.offset);
+            if entries == scanned {
+                HintCheck::Matches
+            } else {
+                HintCheck::Damaged
+            }
+        }
+        None if header.salt != salt || header.file_id != file_id => HintCheck::Stale,
+        None => {
+            // Its CRC holds and it names this file: only the length it covers may differ
+            // (a data file cut after its hint was written), else it is crafted.
+            let covered = header.version != VERSION_1
+                && b.len()
+                    .checked_sub(HINT_TRAILER_LEN)
+                    .and_then(|at| u64_at(b, at))
+                    .is_some_and(|len| len != data_len);
+            if covered {
+                HintCheck::Stale
+            } else {
+                HintCheck::Damaged
+            }
+        }
+    }
+}
+
 /// The name of file `id` with extension `ext`: ten digits, a dot, the extension.
 pub fn file_name(id: u64, ext: &str) -> String {
     format!("{id:010}.{ext}")

@@ -56,5 +56,5 @@ pub use kv_core::{
     SyncPolicy, WriteBatch,
 };
 pub use options::{Options, Regressions};
-pub use segment::{SEGMENT_MAGIC, index_name, segment_name};
+pub use segment::{SEGMENT_MAGIC, STORE_KIND, index_name, segment_name};
 pub use store::{LsmHash, RecoveryReport, SegmentInfo};

@@ -10,10 +10,31 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use durable_fs::{Access, DurableFs, Source};
-use kv_core::format::{HintEntry, TOMBSTONE, decode_hint, file_name};
+use kv_core::format::{HintCheck, HintEntry, TOMBSTONE, check_hint, decode_hint, file_name};
 use kv_core::scan::scan_file;
 use kv_core::{CorruptionKind, DataFile, Error, RecoveryMode, Result, ValueRef};
 use parking_lot::RwLock;
+
+/// What lsm-hash tells [`durable_fs::DurableFs::inspect_store`] about its directories: its
+/// name (`lsm-hash`), its format, and the files it owns (segments, index snapshots, the
+/// manifest, and their temporaries).
+pub const STORE_KIND: durable_fs::StoreKind = durable_fs::StoreKind {
+    engine: "lsm-hash",
+    format: kv_core::format::VERSION,
+    owns: |name| {
+        use crate::manifest::MANIFEST;
+        matches!(
+            kv_core::format::parse_name(name),
+            Some((_, "seg" | "idx"))
+        ) || name == MANIFEST
+            || kv_core::format::is_own_temp(name, &[MANIFEST], &["idx"])
+    },
+    magic: |name| match kv_core::format::parse_name(name) {
+        Some((_, "seg")) => Some(&SEGMENT_MAGIC),
+        Some((_, "idx")) => Some(&INDEX_MAGIC),
+        _ => None,
+    },
+};
 
 /// Segment file magic.
 pub const SEGMENT_MAGIC: [u8; 8] = *b"\x89LSH\r\n\x1a\n";
@@ -73,6 +94,8 @@ pub(crate) struct LoadedSegment {
     pub skipped: Vec<(u64, u64, CorruptionKind)>,
     /// Where the cut torn tail's bytes were kept.
     pub quarantined: Option<std::path::PathBuf>,
+    /// For `verify`: what checking its index snapshot found (`None`: it has none).
+    pub snapshot_check: Option<HintCheck>,
 }
 
 /// The index of a segment from its entries (in file order), and the highest seq; an offset
@@ -120,6 +143,8 @@ pub(crate) struct LoadMode {
     /// Never write (a torn tail is left on disk and only left out in memory).
     pub read_only: bool,
     pub recovery: RecoveryMode,
+    /// For `verify`: scan even with a snapshot, and check the snapshot against the scan.
+    pub verify: bool,
 }
 
 /// Loads segment `id`: from its index snapshot if that is intact and covers the file, else by
@@ -135,10 +160,16 @@ pub(crate) fn load(fs: &DurableFs, dir: &Path, id: u64, mode: LoadMode) -> Resul
     // Read a chunk at a time: memory is bounded whatever the segment's length.
     let mut src = data.chunks()?;
     let file_len = src.len();
-    let snapshot = kv_core::read_at_most(fs, &dir.join(index_name(id)), kv_core::MAX_FILE_LEN)
-        .ok()
-        .flatten()
-        .and_then(|b| decode_hint(&b, &INDEX_MAGIC, header.salt, id, file_len));
+    let index_path = dir.join(index_name(id));
+    let snapshot = if mode.verify {
+        None
+    } else {
+        kv_core::read_at_most(fs, &index_path, kv_core::MAX_FILE_LEN)
+            .ok()
+            .flatten()
+            .and_then(|b| decode_hint(&b, &INDEX_MAGIC, header.salt, id, file_len))
+    };
+    let mut snapshot_check = None;
     let mut quarantined = None;
     let mut sealed = false;
     let (entries, end, from_snapshot, torn_tail, skipped) = match snapshot {
@@ -175,6 +206,17 @@ pub(crate) fn load(fs: &DurableFs, dir: &Path, id: u64, mode: LoadMode) -> Resul
                     data.file.sync_data()?;
                 }
             }
+            if mode.verify && fs.exists(&index_path)? {
+                // Every byte of every file: the snapshot too, against what the scan found.
+                let bytes = kv_core::read_at_most(fs, &index_path, kv_core::MAX_FILE_LEN)?;
+                let about = (header.salt, id, file_len);
+                match bytes.map(|b| check_hint(&b, &INDEX_MAGIC, about, &scanned.entries)) {
+                    Some(HintCheck::Damaged) | None => {
+                        return Err(Error::corrupt(&index_path, 0, CorruptionKind::BadHint));
+                    }
+                    check => snapshot_check = check,
+                }
+            }
             let end = scanned.end;
             sealed = scanned.sealed && torn.is_none();
             (scanned.entries, end, false, torn, scanned.skipped)
@@ -193,6 +235,7 @@ pub(crate) fn load(fs: &DurableFs, dir: &Path, id: u64, mode: LoadMode) -> Resul
         torn_tail,
         skipped,
         quarantined,
+        snapshot_check,
     })
 }
 

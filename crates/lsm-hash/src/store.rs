@@ -50,6 +50,14 @@ pub struct RecoveryReport {
     /// the cut: recovery never destroys what it cannot prove is garbage. Empty when only
     /// zeros were cut, and for a read-only open (which cuts nothing).
     pub quarantined: Vec<PathBuf>,
+    /// Live keys: counted by [`LsmHash::verify`] (an open leaves it 0; see [`LsmHash::len`]).
+    pub keys: u64,
+    /// Index snapshots checked against a scan of their segment and found to match (only
+    /// [`LsmHash::verify`] checks them; opens use or skip them).
+    pub snapshots_checked: usize,
+    /// Intact index snapshots describing another segment or length (crash leftovers opens
+    /// never use), found by [`LsmHash::verify`].
+    pub stale_snapshots: Vec<PathBuf>,
 }
 
 /// One segment in [`LsmHash::segments`].
@@ -517,7 +525,12 @@ fn read_manifest(fs: &DurableFs, dir: &Path, names: &[String]) -> Result<Vec<u64
 /// A read-only recovery: it takes no lock, so a writer may freeze, compact (switch the
 /// manifest, remove inputs) while it reads. An error seen while the manifest or the
 /// directory changed is retried, with a short wait, up to 20 times before it is believed.
-fn recover_beside_writer(fs: &DurableFs, dir: &Path, opts: &Options) -> Result<Recovered> {
+fn recover_beside_writer(
+    fs: &DurableFs,
+    dir: &Path,
+    opts: &Options,
+    verify: bool,
+) -> Result<Recovered> {
     let state = || {
         let mut names = fs.list(dir).unwrap_or_default();
         names.sort();
@@ -527,7 +540,7 @@ fn recover_beside_writer(fs: &DurableFs, dir: &Path, opts: &Options) -> Result<R
     let mut attempts = 0u32;
     loop {
         let before = state();
-        let r = recover(fs, dir, opts);
+        let r = recover(fs, dir, opts, verify);
         attempts += 1;
         if r.is_ok() || attempts >= 20 || state() == before {
             return r;
@@ -550,7 +563,8 @@ struct Recovered {
 
 /// Reads the manifest, removes (unless read-only) the files it does not name, and loads
 /// every segment it names.
-fn recover(fs: &DurableFs, dir: &Path, opts: &Options) -> Result<Recovered> {
+/// `verify`: scan every segment (index snapshots are not used but checked against the scan).
+fn recover(fs: &DurableFs, dir: &Path, opts: &Options, verify: bool) -> Result<Recovered> {
     let mut report = RecoveryReport::default();
     let names = fs.list(dir)?;
     let ids = read_manifest(fs, dir, &names)?;
@@ -609,6 +623,7 @@ fn recover(fs: &DurableFs, dir: &Path, opts: &Options) -> Result<Recovered> {
             newest: i + 1 == ids.len(),
             read_only: opts.read_only,
             recovery: opts.recovery,
+            verify,
         };
         let loaded = segment::load(fs, dir, id, mode)?;
         out.max_seq = out.max_seq.max(loaded.max_seq);
@@ -618,6 +633,14 @@ fn recover(fs: &DurableFs, dir: &Path, opts: &Options) -> Result<Recovered> {
             out.report.from_snapshots += 1;
         } else {
             out.report.scanned += 1;
+        }
+        match loaded.snapshot_check {
+            Some(kv_core::format::HintCheck::Matches) => out.report.snapshots_checked += 1,
+            Some(_) => out
+                .report
+                .stale_snapshots
+                .push(dir.join(crate::segment::index_name(id))),
+            None => {}
         }
         let path = &loaded.segment.data.path;
         if let Some((offset, len, kind)) = loaded.torn_tail {
@@ -637,16 +660,18 @@ fn recover(fs: &DurableFs, dir: &Path, opts: &Options) -> Result<Recovered> {
 fn open_inner(dir: &Path, opts: Options) -> Result<Inner> {
     opts.validate()?;
     let fs = opts.fs.clone();
+    // Only an lsm-hash store (or, read-write, an empty or new directory): anything else is
+    // refused before anything is created, read or removed.
     let lock = if opts.read_only {
+        fs.require_store(dir, &crate::segment::STORE_KIND)??;
         None
     } else {
-        fs.create_dir_all(dir)?;
-        Some(fs.lock_dir(dir)?)
+        Some(fs.open_store(dir, &crate::segment::STORE_KIND)??)
     };
     let mut r = if opts.read_only {
-        recover_beside_writer(&fs, dir, &opts)?
+        recover_beside_writer(&fs, dir, &opts, false)?
     } else {
-        recover(&fs, dir, &opts)?
+        recover(&fs, dir, &opts, false)?
     };
     let next_id = AtomicU64::new(r.max_id + 1);
     // New records go to a segment of the current format: an empty store, or one whose
@@ -701,6 +726,45 @@ fn open_inner(dir: &Path, opts: Options) -> Result<Inner> {
 }
 
 impl LsmHash {
+    /// Checks every byte of the store in `dir` and changes nothing (a read-only open's rules,
+    /// without the lock, beside a running writer too): the identity file, the manifest,
+    /// every record of every segment it names, live or overwritten, tombstones and seals
+    /// included, and every index snapshot against a scan of its segment. Damage is
+    /// [`Error::Corruption`] naming the file and offset; a torn tail that an open would cut
+    /// is not damage: it is in the report's `truncated_tail`, as a read-only open reports it.
+    /// Files the manifest does not name (leftovers a read-write open removes) are listed in
+    /// `removed_files` and not read.
+    ///
+    /// ```
+    /// use lsm_hash::{LsmHash, Options};
+    /// # let tmp = tempfile::tempdir().unwrap();
+    /// # let dir = tmp.path().join("db");
+    /// let db = LsmHash::open(&dir, Options::default())?;
+    /// db.put(b"k", b"v")?;
+    /// db.close()?;
+    /// let report = LsmHash::verify(&dir, Options::default())?;
+    /// assert_eq!(report.scanned, report.segments);
+    /// assert!(report.truncated_tail.is_none());
+    /// # Ok::<(), lsm_hash::Error>(())
+    /// ```
+    pub fn verify(dir: impl AsRef<Path>, opts: Options) -> Result<RecoveryReport> {
+        let opts = opts.with_read_only(true);
+        opts.validate()?;
+        let dir = dir.as_ref();
+        opts.fs.require_store(dir, &crate::segment::STORE_KIND)??;
+        let mut r = recover_beside_writer(&opts.fs, dir, &opts, true)?;
+        r.report.segments = r.list.len();
+        // Live keys: the newest entry of each key, newest segment first, is not a tombstone.
+        let mut newest: std::collections::HashMap<Box<[u8]>, bool> = Default::default();
+        for seg in r.list.iter().rev() {
+            for (k, e) in seg.index.read().iter() {
+                newest.entry(k.clone()).or_insert(!e.tombstone);
+            }
+        }
+        r.report.keys = newest.values().filter(|live| **live).count() as u64;
+        Ok(r.report)
+    }
+
     /// Opens (creating if needed) the store in `dir`: takes the directory lock, reads the
     /// manifest, removes files it does not name, loads each segment's index (from its
     /// snapshot or by a CRC-checked scan), cuts a torn tail of the active segment, and starts

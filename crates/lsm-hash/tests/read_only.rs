@@ -64,8 +64,6 @@ fn read_only_open_changes_nothing_and_reads_everything() {
     f.sync_data().unwrap();
     let stray = Path::new("/db").join(segment_name(999));
     fs.atomic_replace(&stray, b"leftover").unwrap();
-    fs.atomic_replace(Path::new("/db/draft.tmp"), b"mine")
-        .unwrap();
 
     sim.start_journal();
     let db = LsmHash::open("/db", opts(&sim).with_read_only(true)).unwrap();
@@ -89,7 +87,6 @@ fn read_only_open_changes_nothing_and_reads_everything() {
         len + 7
     );
     assert!(fs.exists(&stray).unwrap());
-    assert_eq!(fs.read(Path::new("/db/draft.tmp")).unwrap(), b"mine");
 
     // A read-write open repairs the same things and reads the same content, keeping the cut
     // bytes (not the preallocated zeros before them) in quarantine/ first.
@@ -208,8 +205,9 @@ fn stats_count_records_not_preallocated_space() {
 }
 
 /// A read-write open removes the store's own temporaries (the manifest's, an index's) and
-/// leftover segments, and leaves every other file alone; a stray index name never advances
-/// the segment ids (new segments keep ten-digit names the next open reads).
+/// leftover segments; a directory that also holds a user's file is refused by every open,
+/// naming it, with nothing changed; a stray index name never advances the segment ids (new
+/// segments keep ten-digit names the next open reads).
 #[test]
 fn open_removes_only_the_stores_own_files_and_stray_names_do_not_advance_ids() {
     let sim = SimFs::new();
@@ -224,13 +222,26 @@ fn open_removes_only_the_stores_own_files_and_stray_names_do_not_advance_ids() {
         fs.atomic_replace(&Path::new("/db").join(name), b"x")
             .unwrap();
     }
+    let mut before = fs.list(Path::new("/db")).unwrap();
+    before.sort();
+    for read_only in [false, true] {
+        match LsmHash::open("/db", opts(&sim).with_read_only(read_only)) {
+            Err(Error::Store(durable_fs::StoreError::ForeignFile { path, .. })) => {
+                assert!(path.ends_with("draft.tmp"), "{}", path.display());
+            }
+            other => panic!("expected ForeignFile, got {:?}", other.map(|_| ())),
+        }
+        let mut after = fs.list(Path::new("/db")).unwrap();
+        after.sort();
+        assert_eq!(after, before, "a refused open changed the directory");
+    }
+    fs.remove_file(Path::new("/db/draft.tmp")).unwrap();
     let db = LsmHash::open("/db", opts(&sim)).unwrap();
     for i in 0..60u32 {
         db.put(format!("new{i:02}").as_bytes(), &[7; 90]).unwrap(); // freezes segments
     }
     db.close().unwrap();
     let names = fs.list(Path::new("/db")).unwrap();
-    assert!(names.contains(&"draft.tmp".to_owned()), "{names:?}");
     for gone in ["MANIFEST.tmp", "0000000002.idx.tmp", "9999999999.idx"] {
         assert!(
             !names.contains(&gone.to_owned()),

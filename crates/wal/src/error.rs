@@ -91,12 +91,14 @@ pub enum CorruptionKind {
         len: u64,
         /// The most the format allows it.
         max: u64,
-    },
+    },    /// The store's identity file (`IDENTITY`) is damaged.
+    BadIdentity,
 }
 
 impl std::fmt::Display for CorruptionKind {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
+            CorruptionKind::BadIdentity => write!(f, "damaged identity file"),
             CorruptionKind::BadMagic => write!(f, "not a WAL segment (bad magic)"),
             CorruptionKind::BadHeaderChecksum => write!(f, "segment header checksum mismatch"),
             CorruptionKind::ShortHeader => write!(f, "segment header is cut short"),
@@ -260,6 +262,24 @@ pub enum Error {
     /// An argument out of range (for example truncating beyond the end).
     #[error("invalid argument: {0}")]
     InvalidArgument(String),
+    /// The directory is not a log: missing or empty (for a read-only access), another
+    /// engine's store, or holding files the log does not own. Nothing was changed.
+    #[error(transparent)]
+    Store(durable_fs::StoreError),
+}
+
+impl From<durable_fs::StoreError> for Error {
+    /// A damaged identity file is corruption naming it, like any damaged file of the store.
+    fn from(e: durable_fs::StoreError) -> Self {
+        match e {
+            durable_fs::StoreError::BadIdentity { path } => Error::Corruption {
+                path,
+                offset: 0,
+                kind: CorruptionKind::BadIdentity,
+            },
+            other => Error::Store(other),
+        }
+    }
 }
 
 impl From<durable_fs::Error> for Error {

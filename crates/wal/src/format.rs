@@ -214,6 +214,21 @@ impl SegmentHeader {
     }
 }
 
+/// What the log tells [`durable_fs::DurableFs::inspect_store`] about its directories: its
+/// name (`wal`), its format, and the files it owns (segments, the chain, their temporaries).
+pub const STORE_KIND: durable_fs::StoreKind = durable_fs::StoreKind {
+    engine: "wal",
+    format: VERSION,
+    owns: owns,
+    magic: |name| parse_segment_name(name).map(|_| &MAGIC[..]),
+};
+
+/// True for the names of the log's own files.
+fn owns(name: &str) -> bool {
+    let stem = name.strip_suffix(durable_fs::TEMP_SUFFIX).unwrap_or(name);
+    parse_segment_name(stem).is_some() || stem == crate::chain::CHAIN_FILE
+}
+
 /// The segment file name for `first_lsn`.
 pub fn segment_name(first_lsn: Lsn) -> String {
     format!("{first_lsn:020}{SEGMENT_SUFFIX}")

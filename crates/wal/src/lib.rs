@@ -56,9 +56,9 @@ mod verify;
 mod wal;
 
 pub use error::{CorruptionKind, Error, Result};
-pub use format::Lsn;
+pub use format::{Lsn, STORE_KIND};
 pub use options::{Options, RecoveryMode, SyncPolicy};
 pub use reader::Iter;
 pub use recovery::{Damage, RecoveryReport};
-pub use verify::{VerifyReport, read_only_iter, verify};
+pub use verify::{VerifyReport, read_only_iter, read_only_open, verify};
 pub use wal::Wal;

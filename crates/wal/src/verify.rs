@@ -11,7 +11,7 @@ use crate::options::RecoveryMode;
 use crate::reader::Iter;
 use crate::recovery::recover;
 
-/// What [`verify`] found in a healthy log.
+/// What [`verify`] found in a log it accepts.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct VerifyReport {
@@ -23,18 +23,28 @@ pub struct VerifyReport {
     pub first_lsn: Option<Lsn>,
     /// Last LSN, if any record.
     pub last_lsn: Option<Lsn>,
+    /// A torn tail of the last segment that an open would cut (bytes written after the last
+    /// sync, cut by a crash): not damage; reported, and left on disk.
+    pub torn_tail: Option<crate::recovery::Damage>,
+    /// Segment files the chain does not list (what a crash left of a truncation or a
+    /// rotation; a read-write open removes them): not read, only reported.
+    pub unlisted: Vec<std::path::PathBuf>,
 }
 
-/// Checks every segment header and record of the log in `dir` without changing anything and
-/// without taking the lock. Any damage, a torn tail included, is an
-/// [`Error::Corruption`](crate::Error::Corruption) naming the file and offset.
+/// Checks every byte of the log in `dir` without changing anything and without taking the
+/// lock: the identity file, the segment chain, every segment header and every record. Damage
+/// is an [`Error::Corruption`](crate::Error::Corruption) naming the file and offset; a torn
+/// tail that an open would cut (only the last segment's unsynced end can be one) is not: it
+/// is in [`VerifyReport::torn_tail`].
 pub fn verify(fs: &DurableFs, dir: &Path, max_record_bytes: u32) -> Result<VerifyReport> {
-    let r = recover_beside_writer(fs, dir, max_record_bytes, RecoveryMode::Strict)?;
+    let r = recover_beside_writer(fs, dir, max_record_bytes, RecoveryMode::TolerateTornTail)?;
     Ok(VerifyReport {
         segments: r.segments.len(),
         records: r.report.records,
         first_lsn: r.report.first_lsn,
         last_lsn: r.report.last_lsn,
+        torn_tail: r.report.truncated_tail,
+        unlisted: r.report.removed_unlisted,
     })
 }
 
@@ -47,8 +57,19 @@ pub fn read_only_iter(
     from: Lsn,
     max_record_bytes: u32,
 ) -> Result<Iter> {
+    Ok(read_only_open(fs, dir, from, max_record_bytes)?.0)
+}
+
+/// [`read_only_iter`], with what the read-only recovery found (a torn tail left out, crash
+/// leftovers not read): what a tool prints before the records.
+pub fn read_only_open(
+    fs: &DurableFs,
+    dir: &Path,
+    from: Lsn,
+    max_record_bytes: u32,
+) -> Result<(Iter, crate::recovery::RecoveryReport)> {
     let r = recover_beside_writer(fs, dir, max_record_bytes, RecoveryMode::TolerateTornTail)?;
-    Ok(Iter::new(r.segments, from, max_record_bytes))
+    Ok((Iter::new(r.segments, from, max_record_bytes), r.report))
 }
 
 /// The file at `path` if it is at most `max` bytes long (`None` otherwise, or on any error):
@@ -89,6 +110,9 @@ fn recover_beside_writer(
         let chain = kv_read_at_most(fs, &path, crate::chain::MAX_CHAIN_LEN);
         (chain, last)
     };
+    // Only a log: a missing or empty directory, another engine's store or a directory of
+    // other files is refused before anything is read.
+    fs.require_store(dir, &crate::format::STORE_KIND)??;
     let mut attempts = 0;
     loop {
         let before = chain();

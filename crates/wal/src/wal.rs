@@ -345,8 +345,8 @@ impl Wal {
         opts.validate()?;
         let dir = dir.as_ref().to_path_buf();
         let fs = opts.fs.clone();
-        fs.create_dir_all(&dir)?;
-        let lock = fs.lock_dir(&dir)?;
+        // A directory holding anything but a log is refused before anything is created.
+        let lock = fs.open_store(&dir, &crate::format::STORE_KIND)??;
         let recovered = recover(&fs, &dir, MAX_RECORD_LIMIT, opts.recovery, true)?;
         // What recovery read may have come from the page cache after a process crash: make
         // it durable before calling it durable.
