@@ -162,14 +162,13 @@ fn resolve_engine(given: Option<Engine>, dir: &Path, write: bool) -> Result<Engi
                 _ => Ok(found),
             }
         }
-        Err(StoreError::NoSuchDir { .. } | StoreError::NotAStore { .. }) if write => {
-            given.ok_or_else(|| {
+        Err(StoreError::NoSuchDir { .. } | StoreError::NotAStore { .. }) if write => given
+            .ok_or_else(|| {
                 Corrupt::Other(format!(
                     "{}: no store yet: give --engine bitcask|lsm-hash to create one",
                     dir.display()
                 ))
-            })
-        }
+            }),
         Err(StoreError::BadIdentity { path }) => Err(Corrupt::At(format!(
             "{} offset 0: {}",
             path.display(),
@@ -217,7 +216,8 @@ fn report_lines(engine: Engine, db: &dyn std::any::Any, read_only: bool) -> Vec<
             d.kind
         )
     };
-    let kept = |p: &std::path::PathBuf| format!("recovery: the cut bytes are kept in {}", p.display());
+    let kept =
+        |p: &std::path::PathBuf| format!("recovery: the cut bytes are kept in {}", p.display());
     let removed = |p: &str| {
         if read_only {
             format!("recovery: {p}: a crash leftover, not read (a read-write open removes it)")

@@ -73,7 +73,12 @@ fn recovery_memory_does_not_grow_with_file_length() {
     extend(&fs, &seg);
     // Garbage after the seal, with no later proof of durability: a torn tail an open would
     // cut, found by verify after reading to the end.
-    assert!(wal::verify(&fs, &wal_dir, 1 << 20).unwrap().torn_tail.is_some());
+    assert!(
+        wal::verify(&fs, &wal_dir, 1 << 20)
+            .unwrap()
+            .torn_tail
+            .is_some()
+    );
     let grown = peak_rss().unwrap().saturating_sub(before);
     assert!(
         grown < 64 << 20,

@@ -167,7 +167,10 @@ fn newest_file(engine: &str, dir: &Path) -> PathBuf {
 /// Where a record's bytes end in a preallocated file: the last non-zero byte, plus one.
 fn end_of_data(path: &Path) -> u64 {
     let bytes = DurableFs::real().read(path).unwrap();
-    bytes.iter().rposition(|&b| b != 0).map_or(0, |i| i as u64 + 1)
+    bytes
+        .iter()
+        .rposition(|&b| b != 0)
+        .map_or(0, |i| i as u64 + 1)
 }
 
 fn expect_ok(outs: &[(Vec<String>, Output)], what: &str) {
@@ -283,7 +286,8 @@ fn not_a_store_of_this_engine_is_refused_and_left_as_it_was() {
     // A store with a user's file in it is no longer only a store.
     let mixed = tmp.path().join("mixed");
     build("bitcask", &mixed, 3);
-    fs.atomic_replace(&mixed.join("notes.txt"), b"mine").unwrap();
+    fs.atomic_replace(&mixed.join("notes.txt"), b"mine")
+        .unwrap();
     for engine in ENGINES {
         for (what, dir) in [
             ("an empty directory", &empty),
@@ -307,7 +311,11 @@ fn not_a_store_of_this_engine_is_refused_and_left_as_it_was() {
                 let named = cmd.contains(&"--engine".to_owned()) || engine == "wal";
                 if named || *other == "wal" {
                     assert_eq!(o.status.code(), Some(2), "{what}: `{}`", cmd.join(" "));
-                    assert!(text(&o.stderr).contains(other), "{what}: {}", text(&o.stderr));
+                    assert!(
+                        text(&o.stderr).contains(other),
+                        "{what}: {}",
+                        text(&o.stderr)
+                    );
                 } else {
                     assert_eq!(o.status.code(), Some(0), "{what}: `{}`", cmd.join(" "));
                 }

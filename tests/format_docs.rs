@@ -137,3 +137,26 @@ fn wal_page_matches_wal_format() {
     ]);
     assert_eq!(table(&d, "## Format 1 record"), v1);
 }
+
+/// The identity page's example is what `Identity::encode` writes, byte for byte, and what
+/// `Identity::decode` accepts; its size is the one the page states.
+#[test]
+fn identity_page_matches_durable_fs() {
+    let d = doc("FORMAT-identity.md");
+    let example: String = d
+        .lines()
+        .skip_while(|l| *l != "```identity")
+        .skip(1)
+        .take_while(|l| !l.starts_with("```"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let id = durable_fs::Identity {
+        engine: "bitcask".into(),
+        format: kv::VERSION,
+    };
+    assert_eq!(example.as_bytes(), &id.encode()[..]);
+    assert_eq!(durable_fs::Identity::decode(example.as_bytes()), Some(id));
+    assert!(d.contains(&format!("({} bytes)", example.len())));
+    assert_eq!(durable_fs::IDENTITY_MAX_LEN, 256);
+    assert!(d.contains("more than 256 bytes"));
+}

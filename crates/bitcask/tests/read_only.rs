@@ -82,11 +82,23 @@ fn read_only_opens_read_every_crash_state_of_a_merge_and_change_nothing() {
                 let before = snapshot(&image);
                 let ro = Bitcask::open("/db", opts(&image).with_read_only(true))
                     .unwrap_or_else(|e| panic!("{mode:?} state {k}: read-only open: {e}"));
-                assert_eq!(contents(&ro), model, "{mode:?} state {k}: read-only contents");
+                assert_eq!(
+                    contents(&ro),
+                    model,
+                    "{mode:?} state {k}: read-only contents"
+                );
                 drop(ro);
-                assert_eq!(snapshot(&image), before, "{mode:?} state {k}: a reader wrote");
+                assert_eq!(
+                    snapshot(&image),
+                    before,
+                    "{mode:?} state {k}: a reader wrote"
+                );
                 let rw = Bitcask::open("/db", opts(&image)).unwrap();
-                assert_eq!(contents(&rw), model, "{mode:?} state {k}: read-write contents");
+                assert_eq!(
+                    contents(&rw),
+                    model,
+                    "{mode:?} state {k}: read-write contents"
+                );
             },
         );
     }

@@ -101,8 +101,7 @@ impl Identity {
                 && s.bytes()
                     .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'-')
         };
-        if lines.next().is_some() || !valid(engine) || !format.bytes().all(|c| c.is_ascii_digit())
-        {
+        if lines.next().is_some() || !valid(engine) || !format.bytes().all(|c| c.is_ascii_digit()) {
             return None;
         }
         let id = Identity {
@@ -485,7 +484,10 @@ mod tests {
             Err(StoreError::ForeignFile { .. })
         ));
         assert_eq!(
-            fs.detect_store(&dir, &[&OTHER, &DEMO]).unwrap().unwrap().engine,
+            fs.detect_store(&dir, &[&OTHER, &DEMO])
+                .unwrap()
+                .unwrap()
+                .engine,
             "demo"
         );
         // A file named like ours with another magic is not ours.

@@ -78,7 +78,8 @@ pub enum CorruptionKind {
     /// A file the store's manifest lists is not there.
     MissingFile,
     /// A data file holding records that the store's list of files does not name.
-    UnlistedFile,    /// The store's identity file (`IDENTITY`) is damaged.
+    UnlistedFile,
+    /// The store's identity file (`IDENTITY`) is damaged.
     BadIdentity,
     /// A hint file or index snapshot is damaged, or lists records its data file does not
     /// hold (found by `verify`; opens fall back to scanning the data file).

@@ -23,10 +23,8 @@ pub const STORE_KIND: durable_fs::StoreKind = durable_fs::StoreKind {
     format: kv_core::format::VERSION,
     owns: |name| {
         use crate::manifest::MANIFEST;
-        matches!(
-            kv_core::format::parse_name(name),
-            Some((_, "seg" | "idx"))
-        ) || name == MANIFEST
+        matches!(kv_core::format::parse_name(name), Some((_, "seg" | "idx")))
+            || name == MANIFEST
             || kv_core::format::is_own_temp(name, &[MANIFEST], &["idx"])
     },
     magic: |name| match kv_core::format::parse_name(name) {

@@ -91,7 +91,8 @@ pub enum CorruptionKind {
         len: u64,
         /// The most the format allows it.
         max: u64,
-    },    /// The store's identity file (`IDENTITY`) is damaged.
+    },
+    /// The store's identity file (`IDENTITY`) is damaged.
     BadIdentity,
 }
 

@@ -219,7 +219,7 @@ impl SegmentHeader {
 pub const STORE_KIND: durable_fs::StoreKind = durable_fs::StoreKind {
     engine: "wal",
     format: VERSION,
-    owns: owns,
+    owns,
     magic: |name| parse_segment_name(name).map(|_| &MAGIC[..]),
 };
 

@@ -137,9 +137,15 @@ fn strict_recovery_and_verify_name_file_and_offset_of_any_flipped_byte() {
                 // Only the last record of the last segment (the seal `close` wrote) has no
                 // later proof of durability: damage there is a torn tail an open would cut.
                 Ok(r) => {
-                    let t = r.torn_tail.unwrap_or_else(|| panic!("flip at {off}: not seen"));
+                    let t = r
+                        .torn_tail
+                        .unwrap_or_else(|| panic!("flip at {off}: not seen"));
                     assert_eq!(&t.path, seg, "flip at {off}");
-                    assert_eq!(seg, segs.last().unwrap(), "flip at {off}: not the last segment");
+                    assert_eq!(
+                        seg,
+                        segs.last().unwrap(),
+                        "flip at {off}: not the last segment"
+                    );
                     assert!(t.offset <= off, "flip at {off}: tail at {}", t.offset);
                     continue;
                 }
@@ -299,7 +305,11 @@ fn preallocated_zeros_are_free_space_and_a_torn_tail_in_them_is_cut() {
     // Garbage where the next record would go, then zeros: a torn tail.
     sim.flip_bit(&seg, end + 5, 2).unwrap();
     let torn = wal::verify(&fs, Path::new(DIR), 1 << 20).unwrap().torn_tail;
-    assert_eq!(torn.map(|t| t.offset), Some(end), "verify: a torn tail, not damage");
+    assert_eq!(
+        torn.map(|t| t.offset),
+        Some(end),
+        "verify: a torn tail, not damage"
+    );
     let wal = Wal::open(DIR, o(RecoveryMode::TolerateTornTail)).unwrap();
     let t = wal.recovery_report().truncated_tail.clone().unwrap();
     assert_eq!((t.offset, t.len), (end, 6), "cut at the end of the records");
