@@ -117,6 +117,8 @@ enum Mode {
     Write {
         sync: SyncArg,
         file_bytes: Option<u64>,
+        /// May create a store (`load`, `put`); `del` and `merge` need one.
+        create: bool,
     },
     /// Reads only: no lock, nothing written.
     Read,
@@ -277,11 +279,15 @@ struct Opened {
 /// Opens the store with the same options for either engine: read commands open read-only
 /// (no lock, nothing written). Prints what recovery found on stderr.
 fn open(given: Option<Engine>, dir: &Path, mode: Mode) -> Result<Opened, Corrupt> {
-    let (sync, file_bytes, read_only) = match mode {
-        Mode::Write { sync, file_bytes } => (sync, file_bytes, false),
-        Mode::Read => (SyncArg::Always, None, true),
+    let (sync, file_bytes, read_only, create) = match mode {
+        Mode::Write {
+            sync,
+            file_bytes,
+            create,
+        } => (sync, file_bytes, false, create),
+        Mode::Read => (SyncArg::Always, None, true, false),
     };
-    let engine = resolve_engine(given, dir, !read_only)?;
+    let engine = resolve_engine(given, dir, create)?;
     let policy = match sync {
         SyncArg::Always => SyncPolicy::Always,
         SyncArg::Never => SyncPolicy::Never,
@@ -328,11 +334,31 @@ fn verify(given: Option<Engine>, dir: &Path, out: &mut dyn Write) -> Result<Exit
         let (keys, torn, notes) = match engine {
             Engine::Bitcask => {
                 let r = Bitcask::verify(dir, bitcask::Options::default())?;
-                let notes: Vec<String> = r
+                let mut notes: Vec<String> = r
                     .stale_hints
                     .iter()
                     .map(|p| format!("note: {}: a stale hint (opens never use it)", p.display()))
                     .collect();
+                notes.extend(r.not_read.iter().map(|p| {
+                    format!(
+                        "note: {}: a crash leftover, not read (a read-write open removes it)",
+                        p.display()
+                    )
+                }));
+                if r.merge_completed {
+                    notes.push(
+                        "note: an interrupted merge had committed: read as finished (a \
+                         read-write open finishes it on disk)"
+                            .to_owned(),
+                    );
+                }
+                notes.extend(r.removed_torn_files.iter().map(|p| {
+                    format!(
+                        "note: {}: a creation cut by a crash, holding no record (a read-write \
+                         open removes it)",
+                        p.display()
+                    )
+                }));
                 (r.keys, r.truncated_tail, notes)
             }
             Engine::LsmHash => {
@@ -425,9 +451,10 @@ fn parse_line(line: &[u8]) -> Result<Line<'_>, String> {
 pub fn run(engine: Option<Engine>, dir: &Path, cmd: &KvCommand) -> Result<ExitCode, String> {
     let mut out = io::stdout().lock();
     let w = |r: io::Result<()>| r.map_err(|e| format!("writing stdout: {e}"));
-    let write_mode = Mode::Write {
+    let write_mode = |create| Mode::Write {
         sync: SyncArg::Always,
         file_bytes: None,
+        create,
     };
     match cmd {
         KvCommand::Load { sync, file_bytes } => {
@@ -437,6 +464,7 @@ pub fn run(engine: Option<Engine>, dir: &Path, cmd: &KvCommand) -> Result<ExitCo
                 Mode::Write {
                     sync: *sync,
                     file_bytes: *file_bytes,
+                    create: true,
                 },
             )?
             .db;
@@ -478,14 +506,14 @@ pub fn run(engine: Option<Engine>, dir: &Path, cmd: &KvCommand) -> Result<ExitCo
             }
         }
         KvCommand::Put { key, value } => {
-            let db = open_or_fail(engine, dir, write_mode)?.db;
+            let db = open_or_fail(engine, dir, write_mode(true))?.db;
             db.write(batch(key.as_bytes(), Some(value.as_bytes())))
                 .map_err(err)?;
             db.close().map_err(err)?;
             Ok(ExitCode::SUCCESS)
         }
         KvCommand::Del { key } => {
-            let db = open_or_fail(engine, dir, write_mode)?.db;
+            let db = open_or_fail(engine, dir, write_mode(false))?.db;
             if !db.delete(key.as_bytes()).map_err(err)? {
                 eprintln!("{key}: not found (nothing deleted)");
             }
@@ -507,7 +535,7 @@ pub fn run(engine: Option<Engine>, dir: &Path, cmd: &KvCommand) -> Result<ExitCo
             Ok(ExitCode::SUCCESS)
         }
         KvCommand::Merge => {
-            let db = open_or_fail(engine, dir, write_mode)?.db;
+            let db = open_or_fail(engine, dir, write_mode(false))?.db;
             db.compact().map_err(err)?;
             db.close().map_err(err)?;
             w(writeln!(out, "merged"))?;

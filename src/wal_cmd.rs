@@ -1,7 +1,7 @@
 //! `durable wal ...`: the write-ahead log from the command line.
 
 use std::io::{self, BufRead, Write};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Subcommand, ValueEnum};
@@ -53,14 +53,6 @@ pub enum SyncArg {
     Always,
     /// acknowledge after the write; sync at the end.
     Never,
-}
-
-fn existing_dir(dir: &Path) -> Result<(), String> {
-    match DurableFs::real().kind(dir) {
-        Ok(Some(durable_fs::EntryKind::Dir)) => Ok(()),
-        Ok(_) => Err(format!("{}: no such directory", dir.display())),
-        Err(e) => Err(e.to_string()),
-    }
 }
 
 /// What an open's recovery found, on stderr; nothing when there is nothing to say.
@@ -192,7 +184,11 @@ pub fn run(cmd: &WalCommand) -> Result<ExitCode, String> {
             }
         }
         WalCommand::Truncate { dir, before } => {
-            existing_dir(dir)?;
+            // Only an existing log: truncating creates nothing.
+            DurableFs::real()
+                .require_store(dir, &wal::STORE_KIND)
+                .map_err(|e| e.to_string())?
+                .map_err(|e| e.to_string())?;
             let wal = Wal::open(dir, Options::default()).map_err(|e| e.to_string())?;
             print_report(wal.recovery_report(), false);
             let n = wal.truncate_before(*before).map_err(|e| e.to_string())?;

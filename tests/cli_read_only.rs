@@ -335,6 +335,29 @@ fn not_a_store_of_this_engine_is_refused_and_left_as_it_was() {
     let d = stores[0].1.to_str().unwrap();
     let o = durable(&["kv", "--engine", "bitcask", "--dir", d, "put", "a", "1"]);
     assert_eq!(o.status.code(), Some(2), "kv put on a WAL");
+    // Only `load` and `put` (and `wal append`) create a store: `del`, `merge` and
+    // `wal truncate` on a missing or empty directory are refused and create nothing.
+    let m = missing.to_str().unwrap();
+    for cmd in [&["del", "k"][..], &["merge"]] {
+        let o = durable(&[&["kv", "--engine", "bitcask", "--dir", m][..], cmd].concat());
+        assert_eq!(o.status.code(), Some(2), "{cmd:?} on a missing directory");
+        assert!(!fs.exists(&missing).unwrap(), "{cmd:?} created {m}");
+    }
+    let e = empty.to_str().unwrap();
+    let before = snapshot(&empty);
+    let o = durable(&["wal", "truncate", "--dir", e, "--before", "1"]);
+    assert_eq!(
+        o.status.code(),
+        Some(2),
+        "wal truncate on an empty directory"
+    );
+    let o = durable(&["kv", "--engine", "lsm-hash", "--dir", e, "del", "k"]);
+    assert_eq!(o.status.code(), Some(2), "kv del on an empty directory");
+    assert_eq!(
+        snapshot(&empty),
+        before,
+        "a refused writer changed the empty directory"
+    );
 }
 
 /// Every crash state (strict and torn) of a bitcask merge, an lsm-hash compaction and a WAL

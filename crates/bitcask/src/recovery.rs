@@ -58,6 +58,10 @@ pub struct RecoveryReport {
     /// cut: recovery never destroys what it cannot prove is garbage. Empty when only zeros
     /// were cut, and for a read-only open (which cuts nothing).
     pub quarantined: Vec<PathBuf>,
+    /// Crash leftovers a read-only open (and [`Bitcask::verify`](crate::Bitcask::verify))
+    /// leaves alone and does not read: outputs of an uncommitted merge, inputs of a committed
+    /// one, hints without a data file. A read-write open removes them.
+    pub not_read: Vec<PathBuf>,
     /// Hint files checked against a scan of their data file and found to match (only
     /// [`Bitcask::verify`](crate::Bitcask::verify) checks them; opens use or skip them).
     pub hints_checked: usize,
@@ -174,6 +178,20 @@ fn recover_once(dir: &Path, opts: &Options, verify: bool) -> Result<Recovered> {
             }
             files.insert(id);
             loaded.push(l);
+        }
+    }
+    if opts.read_only {
+        // What a read-write open would remove and a reader leaves alone: named, not read.
+        for n in fs.list(dir)? {
+            let leftover = match parse_name(&n) {
+                Some((id, "merge")) => !plan.staged.contains(&id),
+                Some((id, "data")) => plan.dropped.contains(&id),
+                Some((id, "hint")) => !files.contains(&id),
+                _ => false,
+            };
+            if leftover {
+                report.not_read.push(dir.join(n));
+            }
         }
     }
     let (keydir, max_seq) = build_keydir(loaded)?;

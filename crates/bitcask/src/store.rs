@@ -95,7 +95,11 @@ impl Bitcask {
     /// # Ok::<(), bitcask::Error>(())
     /// ```
     pub fn verify(dir: impl AsRef<Path>, opts: Options) -> Result<RecoveryReport> {
-        let opts = opts.with_read_only(true);
+        // What an open would do, without doing it: a torn tail is reported, damage refused
+        // (never skipped, whatever recovery mode the caller's options carry).
+        let opts = opts
+            .with_read_only(true)
+            .with_recovery(kv_core::RecoveryMode::TolerateTornTail);
         Ok(recover(dir.as_ref(), &opts, true)?.report)
     }
 

@@ -244,13 +244,15 @@ impl DurableFs {
             None
         };
         let mut own = 0usize;
+        // Without an identity file, its files' magic numbers say whose store it is: files
+        // carrying the engine's magic vote for it; one starting with other non-zero bytes
+        // votes against (a file too short to hold a magic, or zeros, was cut by a crash
+        // during its creation and says nothing). Refused only when nothing votes for it.
+        let (mut votes_for, mut against) = (0usize, None);
         for n in &names {
-            if common(n) {
-                continue;
-            }
             let path = dir.join(n);
             let is_dir = self.kind(&path)? == Some(EntryKind::Dir);
-            if common_dir(n) && is_dir {
+            if (common(n) && !is_dir) || (common_dir(n) && is_dir) {
                 continue;
             }
             if is_dir || !(kind.owns)(n) {
@@ -259,8 +261,6 @@ impl DurableFs {
                     engine: kind.engine,
                 }));
             }
-            // Without an identity file, its files' magic numbers say whose store it is (a
-            // file too short to hold one was cut by a crash during its creation).
             if identity.is_none()
                 && let Some(magic) = (kind.magic)(n)
             {
@@ -268,15 +268,20 @@ impl DurableFs {
                 let mut head = vec![0u8; magic.len()];
                 if file.len()? >= magic.len() as u64 {
                     file.read_exact_at(&mut head, 0)?;
-                    if head != magic {
-                        return Ok(Err(StoreError::ForeignFile {
-                            path,
-                            engine: kind.engine,
-                        }));
+                    if head == magic {
+                        votes_for += 1;
+                    } else if head.iter().any(|&b| b != 0) {
+                        against.get_or_insert(path);
                     }
                 }
             }
             own += 1;
+        }
+        if let (None, 0, Some(path)) = (&identity, votes_for, against) {
+            return Ok(Err(StoreError::ForeignFile {
+                path,
+                engine: kind.engine,
+            }));
         }
         Ok(Ok(match identity {
             Some(id) => Found::Store(Some(id)),
@@ -392,7 +397,8 @@ impl DurableFs {
         dir: &Path,
         kinds: &[&'k StoreKind],
     ) -> Result<std::result::Result<&'k StoreKind, StoreError>> {
-        let mut first_err = None;
+        let names = self.list(dir).unwrap_or_default();
+        let mut best: Option<(usize, StoreError)> = None;
         for &k in kinds {
             match self.inspect_store(dir, k)? {
                 Ok(Found::Store(_)) => return Ok(Ok(k)),
@@ -410,14 +416,21 @@ impl DurableFs {
                 Err(StoreError::WrongEngine { found, .. })
                     if kinds.iter().any(|k| k.engine == found) => {}
                 Err(e) => {
-                    first_err.get_or_insert(e);
+                    // The error of the engine owning the most files names what is foreign.
+                    let owned = names.iter().filter(|n| (k.owns)(n)).count();
+                    if best.as_ref().is_none_or(|(most, _)| owned > *most) {
+                        best = Some((owned, e));
+                    }
                 }
             }
         }
-        Ok(Err(first_err.unwrap_or_else(|| StoreError::NotAStore {
-            dir: dir.to_path_buf(),
-            engine: "store",
-        })))
+        Ok(Err(best.map_or_else(
+            || StoreError::NotAStore {
+                dir: dir.to_path_buf(),
+                engine: "store",
+            },
+            |(_, e)| e,
+        )))
     }
 }
 
@@ -490,12 +503,27 @@ mod tests {
                 .engine,
             "demo"
         );
-        // A file named like ours with another magic is not ours.
+        // A file named like ours with another magic, beside one of ours: the engine's own
+        // recovery judges it (a torn creation, or damage naming it).
         fs.atomic_replace(&dir.join("2.log"), b"XXXX....").unwrap();
-        assert!(matches!(
+        assert_eq!(
             fs.inspect_store(&dir, &DEMO).unwrap(),
+            Ok(Found::Store(None))
+        );
+        // Only files named like ours, none with our magic: not ours.
+        let lone = tmp.path().join("lone");
+        fs.create_dir_all(&lone).unwrap();
+        fs.atomic_replace(&lone.join("2.log"), b"XXXX....").unwrap();
+        assert!(matches!(
+            fs.inspect_store(&lone, &DEMO).unwrap(),
             Err(StoreError::ForeignFile { path, .. }) if path.ends_with("2.log")
         ));
+        // A zero-filled one (a creation cut by a crash) says nothing against it.
+        fs.atomic_replace(&lone.join("2.log"), &[0u8; 8]).unwrap();
+        assert_eq!(
+            fs.inspect_store(&lone, &DEMO).unwrap(),
+            Ok(Found::Store(None))
+        );
         fs.remove_file(&dir.join("2.log")).unwrap();
         // A short file (a creation cut by a crash) is accepted.
         fs.atomic_replace(&dir.join("3.log"), b"DE").unwrap();

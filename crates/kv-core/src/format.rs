@@ -683,10 +683,12 @@ pub fn decode_hint(
 pub enum HintCheck {
     /// Intact, describing the data file, and listing exactly the records a scan found.
     Matches,
-    /// Intact (its CRC holds) but describing another file or another length: a crash
-    /// leftover that opens never use (they scan the data file). Not damage.
+    /// Intact (its CRC holds) but describing another file (salt or id), or listing exactly the
+    /// file's records under a shorter covered length: a crash leftover that opens never use
+    /// (they scan the data file). Not damage.
     Stale,
-    /// Damaged: its CRC or structure fails, or it lists records the data file does not hold.
+    /// Damaged: its CRC or structure fails, it lists records the data file does not hold (or
+    /// misses some), or it claims to cover more bytes than the file has.
     Damaged,
 }
 
@@ -710,30 +712,37 @@ pub fn check_hint(
     if !intact {
         return HintCheck::Damaged;
     }
-    match decode_hint(b, magic, salt, file_id, data_len) {
+    if header.salt != salt || header.file_id != file_id {
+        // Another file's hint (an id reused after a crash): opens never use it.
+        return HintCheck::Stale;
+    }
+    // The length the hint says it covers (format 1 does not record one).
+    let covered = if header.version == VERSION_1 {
+        data_len
+    } else {
+        match b
+            .len()
+            .checked_sub(HINT_TRAILER_LEN)
+            .and_then(|at| u64_at(b, at))
+        {
+            Some(len) => len,
+            None => return HintCheck::Damaged,
+        }
+    };
+    // Its entries must be exactly the records the file holds: a hint listing records a cut
+    // file lost (or missing some) is damage, whatever lengths it records.
+    match decode_hint(b, magic, salt, file_id, covered) {
         Some(mut entries) => {
             entries.sort_by_key(|e| e.offset);
-            if entries == scanned {
-                HintCheck::Matches
-            } else {
+            if entries != scanned || covered > data_len {
                 HintCheck::Damaged
-            }
-        }
-        None if header.salt != salt || header.file_id != file_id => HintCheck::Stale,
-        None => {
-            // Its CRC holds and it names this file: only the length it covers may differ
-            // (a data file cut after its hint was written), else it is crafted.
-            let covered = header.version != VERSION_1
-                && b.len()
-                    .checked_sub(HINT_TRAILER_LEN)
-                    .and_then(|at| u64_at(b, at))
-                    .is_some_and(|len| len != data_len);
-            if covered {
+            } else if covered != data_len {
                 HintCheck::Stale
             } else {
-                HintCheck::Damaged
+                HintCheck::Matches
             }
         }
+        None => HintCheck::Damaged,
     }
 }
 
@@ -917,7 +926,10 @@ mod tests {
         assert!(!hint_covers(&hostile, 103));
         // Format 2 records the data file's length: a seal after the last entry is covered.
         let bytes = encode_hint(h, &MAGIC, &entries, 135);
-        assert_eq!(decode_hint(&bytes, &MAGIC, 5, 3, 135), Some(entries));
+        assert_eq!(
+            decode_hint(&bytes, &MAGIC, 5, 3, 135),
+            Some(entries.clone())
+        );
         assert_eq!(
             decode_hint(&bytes, &MAGIC, 5, 3, 103),
             None,
@@ -932,7 +944,22 @@ mod tests {
             let mut b = bytes.clone();
             b[i] ^= 0x40;
             assert_eq!(decode_hint(&b, &MAGIC, 5, 3, 135), None, "flip at {i}");
+            let check = check_hint(&b, &MAGIC, (5, 3, 135), &entries);
+            assert_eq!(check, HintCheck::Damaged, "check_hint: flip at {i}");
         }
+        // What verify concludes. The file as the hint describes it: matches.
+        let check =
+            |salt, len, scanned: &[HintEntry]| check_hint(&bytes, &MAGIC, (salt, 3, len), scanned);
+        assert_eq!(check(5, 135, &entries), HintCheck::Matches);
+        // The file cut after its hint was written, losing its last record: damage, not a
+        // stale hint (the hint lists a record the file lost).
+        assert_eq!(check(5, 69, &entries[..1]), HintCheck::Damaged);
+        // The file holding a record the hint does not list: damage.
+        assert_eq!(check(5, 135, &entries[..1]), HintCheck::Damaged);
+        // Longer than the hint covers, the same records (bytes after them): stale, never used.
+        assert_eq!(check(5, 200, &entries), HintCheck::Stale);
+        // Another file's hint (another salt): stale.
+        assert_eq!(check(6, 135, &entries[..1]), HintCheck::Stale);
         assert_eq!(
             decode_hint(&bytes[..bytes.len() - 1], &MAGIC, 5, 3, 135),
             None

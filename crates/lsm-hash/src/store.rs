@@ -748,7 +748,11 @@ impl LsmHash {
     /// # Ok::<(), lsm_hash::Error>(())
     /// ```
     pub fn verify(dir: impl AsRef<Path>, opts: Options) -> Result<RecoveryReport> {
-        let opts = opts.with_read_only(true);
+        // What an open would do, without doing it: a torn tail is reported, damage refused
+        // (never skipped, whatever recovery mode the caller's options carry).
+        let opts = opts
+            .with_read_only(true)
+            .with_recovery(kv_core::RecoveryMode::TolerateTornTail);
         opts.validate()?;
         let dir = dir.as_ref();
         opts.fs.require_store(dir, &crate::segment::STORE_KIND)??;
