@@ -155,6 +155,13 @@ pub fn run(cmd: &WalCommand) -> Result<ExitCode, String> {
                             d.kind
                         );
                     }
+                    for p in &r.torn_segments {
+                        eprintln!(
+                            "note: {}: a creation cut by a crash, holding no record (a \
+                             read-write open removes it)",
+                            p.display()
+                        );
+                    }
                     for p in &r.unlisted {
                         eprintln!(
                             "note: {}: a crash leftover the chain does not list (a read-write \

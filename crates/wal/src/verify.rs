@@ -29,6 +29,9 @@ pub struct VerifyReport {
     /// Segment files the chain does not list (what a crash left of a truncation or a
     /// rotation; a read-write open removes them): not read, only reported.
     pub unlisted: Vec<std::path::PathBuf>,
+    /// Segment files whose creation a crash cut (empty, or a header cut short): they hold no
+    /// record; a read-write open removes them. Not damage.
+    pub torn_segments: Vec<std::path::PathBuf>,
 }
 
 /// Checks every byte of the log in `dir` without changing anything and without taking the
@@ -45,6 +48,7 @@ pub fn verify(fs: &DurableFs, dir: &Path, max_record_bytes: u32) -> Result<Verif
         last_lsn: r.report.last_lsn,
         torn_tail: r.report.truncated_tail,
         unlisted: r.report.removed_unlisted,
+        torn_segments: r.report.removed_torn_segments,
     })
 }
 
