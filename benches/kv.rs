@@ -1,11 +1,13 @@
 //! Key-value benchmarks: bitcask and lsm-hash side by side with fjall, redb and sled on the
 //! same disk, in one run. Results and how to read them: BENCHMARKS.md.
 //!
-//! - `put_nosync/<engine>/threads=N`: random 16 B keys, 100 B values, no fsync per write
+//! - `put_nosync/<engine>/threads=N`: random 16 B keys, random (incompressible) 100 B values, no
+//!   fsync per write
 //!   (ours: `SyncPolicy::Never`; fjall: no persist; redb: `Durability::None`; sled: no flush).
 //! - `put_sync/<engine>/threads=N`: the same, durable when the call returns (ours: `Always`,
 //!   group commit; fjall: `persist(SyncData)`; redb: `Durability::Immediate`; sled: `flush`).
-//! - `get/<engine>`: random gets of present keys on a warm 100k-key store.
+//! - `get/<engine>/<N>k`: random gets of present keys (each checked) on a warm store of
+//!   `GET_KEYS` keys (default 100k and 1M, as `durable bench`).
 //! - `open/bitcask_hints`, `open/bitcask_scan`, `open/lsm_hash`: open a store of
 //!   `BENCH_KEYS` keys (default 1M) with and without hint files.
 //! - `merge/bitcask`: merge a store whose data is half dead; throughput in input bytes.
@@ -26,7 +28,7 @@ use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use durable::peers::{self, ENGINES, Kv, VALUE, key};
+use durable::peers::{self, ENGINES, Kv, key, value};
 use durable_fs::sim::Rng;
 
 fn tempdir() -> tempfile::TempDir {
@@ -57,7 +59,7 @@ fn threaded_puts(
                 barrier.wait();
                 for _ in 0..per {
                     let n = counter.fetch_add(1, Ordering::Relaxed);
-                    db.put(&key(n), &VALUE);
+                    db.put(&key(n), &value(n));
                 }
             })
         })
@@ -104,23 +106,35 @@ fn get(c: &mut Criterion) {
     let mut g = c.benchmark_group("get");
     g.throughput(Throughput::Elements(1))
         .sample_size(20)
-        .measurement_time(Duration::from_secs(2));
-    let n = 100_000u64;
-    for engine in ENGINES {
-        let tmp = tempdir();
-        let db = open(engine, tmp.path(), false);
-        for i in 0..n {
-            db.put(&key(i), &VALUE);
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(3));
+    for n in get_keys() {
+        for engine in ENGINES {
+            let tmp = tempdir();
+            let db = open(engine, tmp.path(), false);
+            for i in 0..n {
+                db.put(&key(i), &value(i));
+            }
+            let mut rng = Rng::new(7);
+            let id = BenchmarkId::new(engine, format!("{}k", n / 1000));
+            g.bench_function(id, |b| {
+                b.iter(|| {
+                    let i = rng.below(n);
+                    assert!(db.get(&key(i)).is_some_and(|v| v == value(i)));
+                })
+            });
         }
-        let mut rng = Rng::new(7);
-        g.bench_function(engine, |b| {
-            b.iter(|| {
-                let i = rng.below(n);
-                assert!(db.get(&key(i)).is_some());
-            })
-        });
     }
     g.finish();
+}
+
+/// Store sizes of the get benchmarks: `GET_KEYS` (comma-separated), default 100k and 1M, the
+/// sizes `durable bench` uses.
+fn get_keys() -> Vec<u64> {
+    std::env::var("GET_KEYS")
+        .ok()
+        .map(|s| s.split(',').filter_map(|x| x.trim().parse().ok()).collect())
+        .unwrap_or_else(|| vec![100_000, 1_000_000])
 }
 
 /// Empties the page cache (needs root); false if that is not possible here.
@@ -150,7 +164,7 @@ fn open_time(c: &mut Criterion) {
         )
         .unwrap();
         for i in 0..n {
-            db.put(&key(i), &VALUE).unwrap();
+            db.put(&key(i), &value(i)).unwrap();
         }
         db.close().unwrap();
     }
@@ -225,7 +239,7 @@ fn open_time(c: &mut Criterion) {
             .with_compaction_min_segments(0);
         let db = lsm_hash::LsmHash::open(lsm_dir.path(), o).unwrap();
         for i in 0..n {
-            db.put(&key(i), &VALUE).unwrap();
+            db.put(&key(i), &value(i)).unwrap();
         }
         db.close().unwrap();
     }
@@ -283,7 +297,7 @@ fn lsm_get_during_compaction(c: &mut Criterion) {
     let db = Arc::new(lsm_hash::LsmHash::open(tmp.path(), o).unwrap());
     let n = 50_000u64;
     for i in 0..n {
-        db.put(&key(i), &VALUE).unwrap();
+        db.put(&key(i), &value(i)).unwrap();
     }
     for (label, compacting) in [("idle", false), ("compacting", true)] {
         let stop = Arc::new(AtomicBool::new(false));
@@ -293,7 +307,7 @@ fn lsm_get_during_compaction(c: &mut Criterion) {
                 let mut i = 0u64;
                 while !stop.load(Ordering::Relaxed) {
                     for _ in 0..5_000 {
-                        db.put(&key(i % n), &VALUE).unwrap();
+                        db.put(&key(i % n), &value(i % n)).unwrap();
                         i += 1;
                     }
                     db.compact().unwrap();

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use durable_fs::DurableFs;
 use durable_fs::sim::Rng;
 
-use crate::peers::{self, ENGINES, VALUE, key};
+use crate::peers::{self, ENGINES, key, value};
 
 /// How long and how often to measure.
 #[derive(Clone, Debug)]
@@ -21,8 +21,8 @@ pub struct Config {
     pub round: Duration,
     /// Rounds per case; the median is reported.
     pub rounds: usize,
-    /// Keys preloaded for the get case.
-    pub get_keys: u64,
+    /// Store sizes (keys preloaded) of the get cases.
+    pub get_keys: Vec<u64>,
 }
 
 impl Config {
@@ -30,9 +30,9 @@ impl Config {
     pub fn quick(dir: PathBuf) -> Self {
         Config {
             dir,
-            round: Duration::from_millis(400),
+            round: Duration::from_millis(500),
             rounds: 3,
-            get_keys: 20_000,
+            get_keys: vec![100_000],
         }
     }
 
@@ -42,7 +42,7 @@ impl Config {
             dir,
             round: Duration::from_secs(2),
             rounds: 5,
-            get_keys: 100_000,
+            get_keys: vec![100_000, 1_000_000],
         }
     }
 }
@@ -62,10 +62,11 @@ pub struct Row {
 
 type Op = Arc<dyn Fn(u64) + Send + Sync>;
 
-/// Median ops/s of `rounds` rounds in which `threads` threads call `op` until time is up.
+/// Median ops/s of `rounds` rounds in which `threads` threads call `op` until time is up,
+/// after one warm-up round that is not counted.
 fn measure(cfg: &Config, threads: usize, op: &Op) -> f64 {
     let counter = Arc::new(AtomicU64::new(0));
-    let mut rates: Vec<f64> = (0..cfg.rounds)
+    let mut rates: Vec<f64> = (0..=cfg.rounds)
         .map(|_| {
             let stop = Arc::new(AtomicBool::new(false));
             let done = Arc::new(AtomicU64::new(0));
@@ -97,6 +98,7 @@ fn measure(cfg: &Config, threads: usize, op: &Op) -> f64 {
             }
             done.load(Ordering::Relaxed) as f64 / start.elapsed().as_secs_f64()
         })
+        .skip(1) // the warm-up round
         .collect();
     rates.sort_by(f64::total_cmp);
     rates.get(rates.len() / 2).copied().unwrap_or(0.0)
@@ -197,29 +199,33 @@ fn cases(cfg: &Config, progress: &mut dyn FnMut(&str)) -> Result<Vec<Row>, Strin
                 engine,
                 ours,
                 threads,
-                Arc::new(move |n| db.put(&key(n), &VALUE)),
+                Arc::new(move |n| db.put(&key(n), &value(n))),
             );
         }
     }
-    for engine in ENGINES {
-        progress(&format!("get {engine}"));
-        let db = peers::open(engine, &sub(cfg, &format!("{engine}-get"))?, false)?;
-        for i in 0..cfg.get_keys {
-            db.put(&key(i), &VALUE);
+    for &n in &cfg.get_keys {
+        for engine in ENGINES {
+            progress(&format!("get {n} keys {engine}"));
+            let db = peers::open(engine, &sub(cfg, &format!("{engine}-get-{n}"))?, false)?;
+            for i in 0..n {
+                db.put(&key(i), &value(i));
+            }
+            let ours = matches!(engine, "bitcask" | "lsm-hash");
+            for threads in [1usize, 16] {
+                let db = Arc::clone(&db);
+                push(
+                    &mut rows,
+                    &format!("get warm {}k keys {threads}t", n / 1000),
+                    engine,
+                    ours,
+                    threads,
+                    Arc::new(move |i| {
+                        let k = Rng::new(i).below(n);
+                        assert!(db.get(&key(k)).is_some_and(|v| v == value(k)));
+                    }),
+                );
+            }
         }
-        let n = cfg.get_keys;
-        let ours = matches!(engine, "bitcask" | "lsm-hash");
-        push(
-            &mut rows,
-            "get (warm)",
-            engine,
-            ours,
-            1,
-            Arc::new(move |i| {
-                let k = Rng::new(i).below(n);
-                assert!(db.get(&key(k)).is_some());
-            }),
-        );
     }
     Ok(rows)
 }

@@ -14,8 +14,14 @@ pub fn key(n: u64) -> [u8; 16] {
     k
 }
 
-/// The benchmark value: 100 bytes.
-pub const VALUE: [u8; 100] = [0x5A; 100];
+/// The benchmark value for key `n`: 100 pseudo-random (incompressible) bytes, different for
+/// every key, so no engine gains from compressing or deduplicating them.
+pub fn value(n: u64) -> [u8; 100] {
+    let mut r = Rng::new(n ^ 0x9E37_79B9_7F4A_7C15);
+    let mut v = [0u8; 100];
+    r.fill(&mut v);
+    v
+}
 
 /// The key-value engines compared, ours first.
 pub const ENGINES: [&str; 5] = ["bitcask", "lsm-hash", "fjall", "redb", "sled"];
