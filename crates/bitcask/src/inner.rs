@@ -81,7 +81,9 @@ pub(crate) struct Inner {
     pub group: GroupCommit<Arc<Error>>,
     /// Batches written but not yet visible, in sequence order (`Always` only).
     pending: Mutex<VecDeque<PendingBatch>>,
-    pub handles: Mutex<HandleCache>,
+    pub handles: HandleCache,
+    /// Verified values by place (file, offset).
+    pub cache: kv_core::ValueCache,
     /// Live data file ids (the active one included).
     pub files: Mutex<BTreeSet<u64>>,
     next_file_id: AtomicU64,
@@ -105,7 +107,8 @@ impl Inner {
             }),
             group: GroupCommit::new(r.max_seq, |m| Arc::new(Error::Internal(m))),
             pending: Mutex::new(VecDeque::new()),
-            handles: Mutex::new(HandleCache::new(opts.max_open_files, r.staged)),
+            handles: HandleCache::new(opts.max_open_files, r.staged),
+            cache: kv_core::ValueCache::new(opts.cache_bytes),
             files: Mutex::new(r.files),
             next_file_id: AtomicU64::new(r.next_id),
             merge_lock: Mutex::new(()),
@@ -319,9 +322,19 @@ impl Inner {
 
     /// Reads the value at `loc` for `key`, verifying the record's checksum, key and seq.
     pub fn read_value(&self, key: &[u8], loc: Loc) -> Result<Vec<u8>> {
+        let (file, offset) = (u64::from(loc.file), u64::from(loc.offset));
+        if let Some(v) = self.cache.get(file, offset) {
+            return Ok(v);
+        }
+        let v = self.read_value_from_disk(key, loc)?;
+        self.cache.insert(file, offset, &v);
+        Ok(v)
+    }
+
+    /// Reads and verifies the record at `loc` (CRC, key, seq).
+    pub fn read_value_from_disk(&self, key: &[u8], loc: Loc) -> Result<Vec<u8>> {
         let data = self
             .handles
-            .lock()
             .get(&self.opts.fs, &self.dir, u64::from(loc.file))?;
         let at = ValueRef {
             seq: loc.seq,

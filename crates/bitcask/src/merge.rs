@@ -304,7 +304,7 @@ fn switch(inner: &Inner, inputs: &[u64], outputs: Vec<Output>, moved: Vec<Moved>
     }
     // 5. The inputs go.
     for &id in inputs {
-        inner.handles.lock().evict(id);
+        inner.handles.evict(id);
         fs.remove_file(&dir.join(data_name(id)))?;
         let hint = dir.join(hint_name(id));
         if fs.exists(&hint)? {

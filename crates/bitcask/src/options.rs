@@ -82,6 +82,10 @@ pub struct Options {
     pub sync: SyncPolicy,
     /// Open without the lock, for reading only: no repair, no writes. Default: false.
     pub read_only: bool,
+    /// Bytes of verified values kept in memory for gets ([`kv_core::ValueCache`]; a hit costs
+    /// no read and no checksum, a miss reads and verifies from disk). Default: 32 MiB; 0 turns
+    /// the cache off.
+    pub cache_bytes: u64,
     /// What open does with damaged bytes. Default: [`RecoveryMode::TolerateTornTail`] (cut a
     /// torn tail of the newest file, refuse other damage with file and offset).
     pub recovery: RecoveryMode,
@@ -117,6 +121,7 @@ impl Default for Options {
             sync: SyncPolicy::Always,
             read_only: false,
             recovery: RecoveryMode::TolerateTornTail,
+            cache_bytes: 32 << 20,
             max_open_files: 64,
             auto_merge: None,
             regressions: Regressions::default(),
@@ -171,6 +176,13 @@ impl Options {
     #[must_use]
     pub fn with_read_only(mut self, read_only: bool) -> Self {
         self.read_only = read_only;
+        self
+    }
+
+    /// Sets [`Options::cache_bytes`].
+    #[must_use]
+    pub fn with_cache_bytes(mut self, bytes: u64) -> Self {
+        self.cache_bytes = bytes;
         self
     }
 

@@ -269,7 +269,7 @@ impl Bitcask {
         stats.files = inner.files.lock().len() as u64;
         stats.total_bytes = total;
         stats.dead_bytes = dead;
-        stats.open_handles = inner.handles.lock().len() as u64;
+        stats.open_handles = inner.handles.len() as u64;
         stats.hint_write_failures = inner.hint_failures.load(Ordering::Relaxed);
         stats
     }
@@ -333,7 +333,13 @@ impl Iterator for Iter {
         loop {
             let (key, loc) = self.items.next()?;
             // The snapshot's location may have been merged away: fall back to a fresh get.
-            let value = match self.inner.read_value(&key, loc) {
+            // Not cached on the way: a scan of the whole store would push out the hot values.
+            let cached = self
+                .inner
+                .cache
+                .get(u64::from(loc.file), u64::from(loc.offset));
+            let read = cached.map_or_else(|| self.inner.read_value_from_disk(&key, loc), Ok);
+            let value = match read {
                 Ok(v) => Ok(Some(v)),
                 Err(Error::Fs(e)) if e.is_not_found() => self.inner.get(&key),
                 Err(e) => Err(e),

@@ -150,7 +150,11 @@ impl DataFile {
             };
             return Err(Error::corrupt(&self.path, at.offset, kind));
         }
-        Ok(r.value.to_vec())
+        // The value is the record's last bytes: move it to the front of the buffer read,
+        // rather than allocate a second one.
+        let start = buf.len() - r.value.len();
+        buf.drain(..start);
+        Ok(buf)
     }
 
     /// The file's length, checked against the format's bound ([`MAX_FILE_LEN`]): a longer

@@ -33,6 +33,7 @@
 
 mod appender;
 mod batch;
+mod cache;
 mod data_file;
 mod error;
 pub mod format;
@@ -47,6 +48,7 @@ pub mod torture_mt;
 
 pub use appender::{Appended, Appender};
 pub use batch::WriteBatch;
+pub use cache::ValueCache;
 pub use data_file::{DataFile, MAX_FILE_LEN, MAX_MARKER_LEN, ValueRef, offset32, read_at_most};
 pub use error::{CorruptionKind, Error, Result};
 pub use options::{RecoveryMode, SyncPolicy, check_limits, max_batch_bytes};

@@ -37,6 +37,10 @@ pub struct Options {
     /// Open without the lock, for reading only: nothing is created, removed, truncated or
     /// written; writes, syncs and compactions return `Error::ReadOnly`. Default: false.
     pub read_only: bool,
+    /// Bytes of verified values kept in memory for gets ([`kv_core::ValueCache`]; a hit costs
+    /// no read and no checksum, a miss reads and verifies from disk). Default: 32 MiB; 0 turns
+    /// the cache off.
+    pub cache_bytes: u64,
     /// What open does with damaged bytes ([`RecoveryMode`], shared with `bitcask`).
     /// Default: `TolerateTornTail`.
     pub recovery: RecoveryMode,
@@ -70,6 +74,7 @@ impl Default for Options {
             sync: SyncPolicy::Always,
             read_only: false,
             recovery: RecoveryMode::TolerateTornTail,
+            cache_bytes: 32 << 20,
             compaction_min_segments: 4,
             compaction_check_interval: Duration::from_secs(1),
             regressions: Regressions::default(),
@@ -125,6 +130,13 @@ impl Options {
     #[must_use]
     pub fn with_read_only(mut self, read_only: bool) -> Self {
         self.read_only = read_only;
+        self
+    }
+
+    /// Sets [`Options::cache_bytes`].
+    #[must_use]
+    pub fn with_cache_bytes(mut self, bytes: u64) -> Self {
+        self.cache_bytes = bytes;
         self
     }
 

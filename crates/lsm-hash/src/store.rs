@@ -94,6 +94,8 @@ pub(crate) struct Inner {
     /// Oldest first; the last is the active segment. Readers clone the `Arc` and never block
     /// on writers or compaction.
     segments: RwLock<Arc<Vec<Arc<Segment>>>>,
+    /// Verified values by place (segment id, offset).
+    cache: kv_core::ValueCache,
     /// `None` when opened read-only.
     writer: Option<Mutex<Writer>>,
     /// The highest seq on disk at open (what a read-only store reports as written), and where
@@ -335,10 +337,16 @@ impl Inner {
             None => Ok(None),
             Some((_, e)) if e.tombstone => Ok(None),
             Some((seg, e)) => {
+                let offset = u64::from(e.offset);
+                if let Some(v) = self.cache.get(seg.id(), offset) {
+                    return Ok(Some(v));
+                }
                 let v = seg.read_value(key, e);
                 // A failure while reading makes the value suspect: fail-stop.
                 self.check_poison()?;
-                v.map(Some)
+                let v = v?;
+                self.cache.insert(seg.id(), offset, &v);
+                Ok(Some(v))
             }
         }
     }
@@ -711,6 +719,7 @@ fn open_inner(dir: &Path, opts: Options) -> Result<Inner> {
     Ok(Inner {
         dir: dir.to_path_buf(),
         segments: RwLock::new(Arc::new(r.list)),
+        cache: kv_core::ValueCache::new(opts.cache_bytes),
         writer,
         opened_seq: r.max_seq,
         opened_end: r.active_end,

@@ -1,0 +1,85 @@
+//! The read cache: values already read from disk and verified, by where their record is.
+//!
+//! A record's place (file id, offset) names it for the life of a store handle: files are
+//! never rewritten in place, and ids are never reused while a store is open, so a cached
+//! value never goes stale; a merge or compaction moves live values to new places and the old
+//! entries simply age out. Only values whose record passed its CRC and key check are cached,
+//! so a hit is as good as a verified read; a miss reads and verifies from disk as always.
+//! Bounded in bytes (`cache_bytes` in each engine's options; 0 turns it off), with the
+//! eviction policy of `quick_cache` (S3-FIFO-like, as fjall uses).
+
+use std::sync::Arc;
+
+/// Bytes counted for an entry besides its value: the key, the `Arc`'s header, the table slot.
+const ENTRY_OVERHEAD: u64 = 64;
+
+#[derive(Clone, Copy)]
+struct ByLen;
+
+impl quick_cache::Weighter<(u64, u64), Arc<[u8]>> for ByLen {
+    fn weight(&self, _key: &(u64, u64), value: &Arc<[u8]>) -> u64 {
+        value.len() as u64 + ENTRY_OVERHEAD
+    }
+}
+
+/// The table: (file id, offset) -> the value, weighted by its length.
+type Table = quick_cache::sync::Cache<(u64, u64), Arc<[u8]>, ByLen>;
+
+/// A bounded cache of verified values, keyed by (file id, offset of the record).
+///
+/// ```
+/// let cache = kv_core::ValueCache::new(1 << 20);
+/// assert_eq!(cache.get(3, 128), None);
+/// cache.insert(3, 128, b"value");
+/// assert_eq!(cache.get(3, 128).as_deref(), Some(&b"value"[..]));
+/// assert_eq!(kv_core::ValueCache::new(0).get(3, 128), None); // off
+/// ```
+pub struct ValueCache {
+    cache: Option<Table>,
+}
+
+impl std::fmt::Debug for ValueCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let (entries, bytes) = self
+            .cache
+            .as_ref()
+            .map_or((0, 0), |c| (c.len(), c.weight()));
+        f.debug_struct("ValueCache")
+            .field("entries", &entries)
+            .field("bytes", &bytes)
+            .finish()
+    }
+}
+
+impl ValueCache {
+    /// A cache of at most `bytes` (values plus a small per-entry overhead); 0: no cache.
+    pub fn new(bytes: u64) -> Self {
+        let cache = (bytes > 0).then(|| {
+            // quick_cache sizes its tables from an estimate of the entry count.
+            let estimated = usize::try_from(bytes / (ENTRY_OVERHEAD + 128)).unwrap_or(1 << 20);
+            quick_cache::sync::Cache::with_weighter(estimated.max(16), bytes, ByLen)
+        });
+        ValueCache { cache }
+    }
+
+    /// The value of the record at `offset` of file `file`, if cached: one allocation, the
+    /// returned `Vec`.
+    pub fn get(&self, file: u64, offset: u64) -> Option<Vec<u8>> {
+        self.cache
+            .as_ref()?
+            .get(&(file, offset))
+            .map(|v| v.to_vec())
+    }
+
+    /// Remembers the verified value of the record at `offset` of file `file`.
+    pub fn insert(&self, file: u64, offset: u64, value: &[u8]) {
+        if let Some(c) = &self.cache {
+            c.insert((file, offset), Arc::from(value));
+        }
+    }
+
+    /// Bytes held (values plus overhead).
+    pub fn bytes(&self) -> u64 {
+        self.cache.as_ref().map_or(0, |c| c.weight())
+    }
+}
