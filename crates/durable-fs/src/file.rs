@@ -191,6 +191,34 @@ impl File {
         self.end.load(Ordering::Acquire)
     }
 
+    /// Extends the file to `len` bytes (nothing if it is that long already) by writing
+    /// zeros, not by leaving a sparse hole as [`File::set_len`] does: the blocks are allocated
+    /// by the write, so later overwrites of them followed by `fdatasync` flush data only,
+    /// with no block allocation or extent change to journal on the sync path. Not durable by
+    /// itself (sync it, or let the next sync of the file carry it).
+    ///
+    /// ```
+    /// # let tmp = tempfile::tempdir().unwrap();
+    /// let fs = durable_fs::DurableFs::real();
+    /// let f = fs.create_new(&tmp.path().join("seg"))?;
+    /// f.allocate(100_000)?;
+    /// assert_eq!(f.len()?, 100_000);
+    /// f.allocate(10)?; // never shrinks
+    /// assert_eq!(f.len()?, 100_000);
+    /// # Ok::<(), durable_fs::Error>(())
+    /// ```
+    pub fn allocate(&self, len: u64) -> Result<()> {
+        static ZEROS: [u8; 64 << 10] = [0; 64 << 10];
+        let mut at = self.len()?;
+        while at < len {
+            let n = (len - at).min(ZEROS.len() as u64);
+            let chunk = ZEROS.get(..n as usize).unwrap_or_default();
+            self.write_all_at(chunk, at)?;
+            at += n;
+        }
+        Ok(())
+    }
+
     /// Truncates (or zero-extends) the file to `len`, and moves the append offset there.
     /// Not durable until synced.
     pub fn set_len(&self, len: u64) -> Result<()> {

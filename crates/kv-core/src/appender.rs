@@ -136,8 +136,13 @@ impl Appender {
         if preallocate > 0 && end > self.file_len {
             let step = (self.file_len + preallocate).min(max_file_bytes);
             let len = end.max(step);
-            self.data.file.set_len(len)?;
+            // Zeros written, not a sparse hole: later fdatasyncs overwrite allocated blocks.
+            // The record goes first, so a crash mid-allocation never tears it.
+            self.data.file.write_all_at(buf, self.offset)?;
+            self.data.file.allocate(len)?;
             self.file_len = len;
+            self.offset = end;
+            return Ok(());
         }
         self.data.file.write_all_at(buf, self.offset)?;
         self.offset = end;

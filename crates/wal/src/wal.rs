@@ -93,14 +93,16 @@ impl Log {
         let at = self.buf_at;
         let end = at + self.buf.len() as u64;
         let file = Arc::clone(&self.active()?.file);
+        file.write_all_at(&self.buf, at)?;
         if self.prealloc > 0 && end > self.file_len {
-            // Grow in steps, so most fdatasyncs have no file size to flush.
+            // Grow in steps, so most fdatasyncs have no file size to flush; with zeros
+            // written, not a sparse hole, so they overwrite allocated blocks. After the
+            // records, so a crash mid-allocation never tears them.
             self.file_len = (end.div_ceil(self.prealloc) * self.prealloc)
                 .min(MAX_SEGMENT_LEN)
                 .max(end);
-            file.set_len(self.file_len)?;
+            file.allocate(self.file_len)?;
         }
-        file.write_all_at(&self.buf, at)?;
         self.buf_at += self.buf.len() as u64;
         self.buf.clear();
         let end = self.buf_at;
