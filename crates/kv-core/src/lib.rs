@@ -37,6 +37,7 @@ mod cache;
 mod data_file;
 mod error;
 pub mod format;
+pub mod key_index;
 pub mod marker;
 mod options;
 pub mod scan;

@@ -6,11 +6,11 @@
 //! index is snapshotted to `<id>.idx` in the shared hint format, with the hint magic
 //! `89 42 43 48 0D 0A 1A 0A` (as format 1 wrote it), so open need not scan it.
 
-use std::collections::HashMap;
 use std::path::Path;
 
 use durable_fs::{Access, DurableFs, Source};
 use kv_core::format::{HintCheck, HintEntry, TOMBSTONE, check_hint, decode_hint, file_name};
+use kv_core::key_index::{KeyIndex, Loc};
 use kv_core::scan::scan_file;
 use kv_core::{CorruptionKind, DataFile, Error, RecoveryMode, Result, ValueRef};
 use parking_lot::RwLock;
@@ -59,6 +59,24 @@ pub(crate) struct Entry {
 }
 
 impl Entry {
+    fn loc(self) -> Loc {
+        Loc {
+            seq: self.seq,
+            file: u32::from(self.tombstone),
+            offset: self.offset,
+            value_len: self.value_len,
+        }
+    }
+
+    fn from_loc(l: Loc) -> Entry {
+        Entry {
+            seq: l.seq,
+            offset: l.offset,
+            value_len: l.value_len,
+            tombstone: l.file & 1 != 0,
+        }
+    }
+
     fn at(&self) -> ValueRef {
         ValueRef {
             seq: self.seq,
@@ -68,8 +86,36 @@ impl Entry {
     }
 }
 
-/// A segment's hash index: key -> its latest record in the segment.
-pub(crate) type Index = HashMap<Box<[u8]>, Entry>;
+/// A segment's hash index: key -> its latest record in the segment. Compact
+/// ([`kv_core::key_index::KeyIndex`], as bitcask's keydir: keys in one arena, 32-byte slots,
+/// 4-byte table entries); the slot's tag holds the tombstone flag.
+#[derive(Debug, Default)]
+pub(crate) struct Index(KeyIndex);
+
+impl Index {
+    pub fn with_capacity(keys: usize, key_bytes: usize) -> Index {
+        let mut idx = KeyIndex::default();
+        idx.reserve(keys, key_bytes);
+        Index(idx)
+    }
+
+    pub fn get(&self, key: &[u8]) -> Option<Entry> {
+        self.0.get(key).map(Entry::from_loc)
+    }
+
+    pub fn insert(&mut self, key: &[u8], e: Entry) {
+        self.0.insert(key, e.loc());
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Every `(key, entry)`, in no particular order.
+    pub fn iter(&self) -> impl Iterator<Item = (&[u8], Entry)> {
+        self.0.iter().map(|(k, l)| (k, Entry::from_loc(l)))
+    }
+}
 
 #[derive(Debug)]
 pub(crate) struct Segment {
@@ -99,13 +145,14 @@ pub(crate) struct LoadedSegment {
 /// The index of a segment from its entries (in file order), and the highest seq; an offset
 /// past 4 GiB (a crafted snapshot or file) is refused, naming `path`.
 pub(crate) fn index_from(path: &Path, entries: &[HintEntry]) -> Result<(Index, u64)> {
-    let mut index = HashMap::with_capacity(entries.len());
+    let key_bytes = entries.iter().map(|e| e.key.len()).sum();
+    let mut index = Index::with_capacity(entries.len(), key_bytes);
     let mut max_seq = 0;
     for e in entries {
         max_seq = max_seq.max(e.seq);
         // Entries are in file order, so a later one for the same key is newer.
         index.insert(
-            e.key.clone().into_boxed_slice(),
+            &e.key,
             Entry {
                 seq: e.seq,
                 offset: kv_core::offset32(path, e.offset)?,
@@ -118,7 +165,7 @@ pub(crate) fn index_from(path: &Path, entries: &[HintEntry]) -> Result<(Index, u
 }
 
 /// The index as hint entries, for a snapshot.
-pub(crate) fn snapshot_entries(index: &HashMap<Box<[u8]>, Entry>) -> Vec<HintEntry> {
+pub(crate) fn snapshot_entries(index: &Index) -> Vec<HintEntry> {
     let mut entries: Vec<HintEntry> = index
         .iter()
         .map(|(k, e)| HintEntry {

@@ -19,7 +19,7 @@ use parking_lot::{Mutex, RwLock};
 use crate::manifest::{self, MANIFEST};
 use crate::options::Options;
 use crate::segment::{
-    self, Entry, INDEX_MAGIC, LoadMode, SEGMENT_MAGIC, Segment, index_name, segment_name,
+    self, Entry, INDEX_MAGIC, Index, LoadMode, SEGMENT_MAGIC, Segment, index_name, segment_name,
     snapshot_entries,
 };
 
@@ -142,7 +142,7 @@ fn create_segment(fs: &DurableFs, dir: &Path, id: u64) -> Result<Segment> {
     let data = DataFile::create(fs, path, &SEGMENT_MAGIC, id, FileKind::Written)?;
     Ok(Segment {
         data,
-        index: RwLock::new(HashMap::new()),
+        index: RwLock::new(Index::default()),
     })
 }
 
@@ -150,7 +150,7 @@ fn create_segment(fs: &DurableFs, dir: &Path, id: u64) -> Result<Segment> {
 fn apply_batch(batch: PendingBatch) {
     let mut index = batch.segment.index.write();
     for (k, e) in batch.entries {
-        index.insert(k, e);
+        index.insert(&k, e);
     }
 }
 
@@ -322,13 +322,10 @@ impl Inner {
 
     fn lookup(&self, key: &[u8]) -> Option<(Arc<Segment>, Entry)> {
         let snapshot = Arc::clone(&self.segments.read());
-        snapshot.iter().rev().find_map(|seg| {
-            seg.index
-                .read()
-                .get(key)
-                .copied()
-                .map(|e| (Arc::clone(seg), e))
-        })
+        snapshot
+            .iter()
+            .rev()
+            .find_map(|seg| seg.index.read().get(key).map(|e| (Arc::clone(seg), e)))
     }
 
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
@@ -439,13 +436,13 @@ impl Inner {
         let mut seen: HashSet<Box<[u8]>> = HashSet::new();
         let mut buf = Vec::new();
         let mut offset = FILE_HEADER_LEN as u64;
-        let mut index: HashMap<Box<[u8]>, Entry> = HashMap::new();
+        let mut index = Index::default();
         for seg in inputs.iter().rev() {
             let entries: Vec<(Box<[u8]>, Entry)> = seg
                 .index
                 .read()
                 .iter()
-                .map(|(k, e)| (k.clone(), *e))
+                .map(|(k, e)| (Box::from(k), e))
                 .collect();
             for (key, e) in entries {
                 if !seen.insert(key.clone()) || (e.tombstone && drop_tombstones) {
@@ -477,7 +474,7 @@ impl Inner {
                 let flags = if e.tombstone { TOMBSTONE } else { 0 };
                 encode_record(&mut buf, out.data.salt, e.seq, e.seq, flags, &key, &value);
                 index.insert(
-                    key,
+                    &key,
                     Entry {
                         seq: e.seq,
                         offset: offset32(&out.data.path, start)?,
@@ -771,7 +768,7 @@ impl LsmHash {
         let mut newest: std::collections::HashMap<Box<[u8]>, bool> = Default::default();
         for seg in r.list.iter().rev() {
             for (k, e) in seg.index.read().iter() {
-                newest.entry(k.clone()).or_insert(!e.tombstone);
+                newest.entry(Box::from(k)).or_insert(!e.tombstone);
             }
         }
         r.report.keys = newest.values().filter(|live| **live).count() as u64;
@@ -909,7 +906,7 @@ impl LsmHash {
         let mut latest: HashMap<Box<[u8]>, (usize, Entry)> = HashMap::new();
         for (i, seg) in snapshot.iter().enumerate() {
             for (k, e) in seg.index.read().iter() {
-                latest.insert(k.clone(), (i, *e)); // later segments overwrite older ones
+                latest.insert(Box::from(k), (i, e)); // later segments overwrite older ones
             }
         }
         let mut live: Live = latest
