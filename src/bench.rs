@@ -26,6 +26,17 @@ pub struct Config {
 }
 
 impl Config {
+    /// Every case once, briefly (a few seconds): for CI, so a benchmark that panics fails
+    /// the build. Its figures mean nothing.
+    pub fn smoke(dir: PathBuf) -> Self {
+        Config {
+            dir,
+            round: Duration::from_millis(20),
+            rounds: 1,
+            get_keys: vec![2_000],
+        }
+    }
+
     /// About a minute in all.
     pub fn quick(dir: PathBuf) -> Self {
         Config {
@@ -58,6 +69,9 @@ pub struct Row {
     pub ours: bool,
     /// Median operations per second.
     pub ops_per_sec: f64,
+    /// Latency percentiles (p50, p99, p999) of one thread's operations, over every counted
+    /// round; measured for the 1-thread cases.
+    pub latency: Option<[Duration; 3]>,
 }
 
 type Op = Arc<dyn Fn(u64) + Send + Sync>;
@@ -104,6 +118,91 @@ fn measure(cfg: &Config, threads: usize, op: &Op) -> f64 {
     rates.get(rates.len() / 2).copied().unwrap_or(0.0)
 }
 
+/// One thread calling `op` for `rounds` rounds after a warm-up round: ops/s over the counted
+/// rounds, and the p50, p99 and p999 of every counted call's latency.
+fn measure_latency(cfg: &Config, op: &Op) -> (f64, [Duration; 3]) {
+    let mut lat = Vec::new();
+    let mut n = 0u64;
+    let mut spent = Duration::ZERO;
+    for round in 0..=cfg.rounds {
+        let start = Instant::now();
+        while start.elapsed() < cfg.round {
+            let t = Instant::now();
+            op(n);
+            if round > 0 {
+                lat.push(t.elapsed());
+            }
+            n += 1;
+        }
+        if round > 0 {
+            spent += start.elapsed();
+        }
+    }
+    lat.sort_unstable();
+    let p = |q: f64| {
+        let i = ((lat.len() as f64 * q) as usize).min(lat.len().saturating_sub(1));
+        lat.get(i).copied().unwrap_or_default()
+    };
+    let rate = lat.len() as f64 / spent.as_secs_f64().max(1e-9);
+    (rate, [p(0.5), p(0.99), p(0.999)])
+}
+
+/// A writer beside the measured thread: puts over `keys` keys (each the value a get checks)
+/// and merges / compacts nonstop, until `stop`.
+fn churn(
+    db: Arc<dyn kv_core::KvStore>,
+    keys: u64,
+    stop: Arc<AtomicBool>,
+) -> std::thread::JoinHandle<()> {
+    std::thread::spawn(move || {
+        let mut i = 0u64;
+        while !stop.load(Ordering::Relaxed) {
+            for _ in 0..2_000 {
+                let k = Rng::new(i ^ 0xC0FFEE).below(keys);
+                let mut b = kv_core::WriteBatch::new();
+                b.put(&key(k), &value(k));
+                if db.write(b).is_err() {
+                    return;
+                }
+                i += 1;
+            }
+            if db.compact().is_err() {
+                return;
+            }
+        }
+    })
+}
+
+/// One of our engines with small files (so the churn rotates files and every merge has
+/// inputs), for the during-merge rows.
+fn small_files_store(
+    engine: &str,
+    dir: &Path,
+    sync: kv_core::SyncPolicy,
+) -> Result<Arc<dyn kv_core::KvStore>, String> {
+    let e = |x: kv_core::Error| format!("{engine}: {x}");
+    Ok(match engine {
+        "bitcask" => Arc::new(
+            bitcask::Bitcask::open(
+                dir,
+                bitcask::Options::default()
+                    .with_sync(sync)
+                    .with_max_file_bytes(1 << 20),
+            )
+            .map_err(e)?,
+        ),
+        _ => Arc::new(
+            lsm_hash::LsmHash::open(
+                dir,
+                lsm_hash::Options::default()
+                    .with_sync(sync)
+                    .with_max_file_bytes(1 << 20),
+            )
+            .map_err(e)?,
+        ),
+    })
+}
+
 fn sub(cfg: &Config, name: &str) -> Result<PathBuf, String> {
     let d = cfg.dir.join(name);
     DurableFs::real()
@@ -120,12 +219,18 @@ fn cases(cfg: &Config, progress: &mut dyn FnMut(&str)) -> Result<Vec<Row>, Strin
     let mut rows = Vec::new();
     let push =
         |rows: &mut Vec<Row>, case: &str, engine: &str, ours: bool, threads: usize, op: Op| {
-            let ops_per_sec = measure(cfg, threads, &op);
+            let (ops_per_sec, latency) = if threads == 1 {
+                let (rate, lat) = measure_latency(cfg, &op);
+                (rate, Some(lat))
+            } else {
+                (measure(cfg, threads, &op), None)
+            };
             rows.push(Row {
                 case: case.to_owned(),
                 engine: engine.to_owned(),
                 ours,
                 ops_per_sec,
+                latency,
             });
         };
     progress("floor");
@@ -227,6 +332,73 @@ fn cases(cfg: &Config, progress: &mut dyn FnMut(&str)) -> Result<Vec<Row>, Strin
             }
         }
     }
+    // Our engines while another thread writes and merges / compacts nonstop: latency next
+    // to the same engine's idle row (the "x idle p99" column).
+    for engine in ["bitcask", "lsm-hash"] {
+        let n = cfg.get_keys.first().copied().unwrap_or(100_000);
+        progress(&format!("during merge {engine}"));
+        let db = small_files_store(
+            engine,
+            &sub(cfg, &format!("{engine}-merge-get"))?,
+            kv_core::SyncPolicy::Never,
+        )?;
+        for i in 0..n {
+            let mut b = kv_core::WriteBatch::new();
+            b.put(&key(i), &value(i));
+            db.write(b).map_err(|e| e.to_string())?;
+        }
+        let (idle_case, busy_case) = (
+            format!("get 1t, {}k keys, small files", n / 1000),
+            format!("get 1t, {}k keys, small files, during merge", n / 1000),
+        );
+        let get: Op = {
+            let db = Arc::clone(&db);
+            Arc::new(move |i| {
+                let k = Rng::new(i).below(n);
+                assert!(db.get(&key(k)).unwrap().is_some_and(|v| v == value(k)));
+            })
+        };
+        push(&mut rows, &idle_case, engine, true, 1, Arc::clone(&get));
+        let stop = Arc::new(AtomicBool::new(false));
+        let bg = churn(Arc::clone(&db), n, Arc::clone(&stop));
+        push(&mut rows, &busy_case, engine, true, 1, get);
+        stop.store(true, Ordering::Relaxed);
+        let _ = bg.join();
+
+        let db = small_files_store(
+            engine,
+            &sub(cfg, &format!("{engine}-merge-put"))?,
+            kv_core::SyncPolicy::Always,
+        )?;
+        let put: Op = {
+            let db = Arc::clone(&db);
+            Arc::new(move |i| {
+                let mut b = kv_core::WriteBatch::new();
+                b.put(&key(i), &value(i));
+                db.write(b).unwrap();
+            })
+        };
+        push(
+            &mut rows,
+            "put sync 1t, small files",
+            engine,
+            true,
+            1,
+            Arc::clone(&put),
+        );
+        let stop = Arc::new(AtomicBool::new(false));
+        let bg = churn(Arc::clone(&db), 20_000, Arc::clone(&stop));
+        push(
+            &mut rows,
+            "put sync 1t, small files, during merge",
+            engine,
+            true,
+            1,
+            put,
+        );
+        stop.store(true, Ordering::Relaxed);
+        let _ = bg.join();
+    }
     Ok(rows)
 }
 
@@ -243,9 +415,10 @@ pub fn table(rows: &[Row]) -> String {
         .find(|r| r.engine == "disk")
         .map_or(0.0, |r| r.ops_per_sec);
     let mut out = format!(
-        "{:<34} {:<9} {:>12} {:>9} {:>14}\n",
-        "case", "engine", "ops/s", "x floor", "x best peer"
+        "{:<46} {:<9} {:>11} {:>8} {:>7} {:>9} {:>9} {:>9} {:>7}\n",
+        "case", "engine", "ops/s", "x floor", "x best", "p50 us", "p99 us", "p999 us", "x idle"
     );
+    let us = |d: Duration| format!("{:.1}", d.as_secs_f64() * 1e6);
     for r in rows {
         let best_peer = rows
             .iter()
@@ -262,9 +435,21 @@ pub fn table(rows: &[Row]) -> String {
         } else {
             String::new()
         };
+        let [p50, p99, p999] = r
+            .latency
+            .map_or([String::new(), String::new(), String::new()], |l| l.map(us));
+        // A during-merge row: its p99 over the same engine's idle row's.
+        let vs_idle = r
+            .case
+            .strip_suffix(", during merge")
+            .and_then(|idle| rows.iter().find(|i| i.case == idle && i.engine == r.engine))
+            .and_then(|i| Some((r.latency?[1], i.latency?[1])))
+            .map_or(String::new(), |(busy, idle)| {
+                format!("{:.2}", busy.as_secs_f64() / idle.as_secs_f64().max(1e-9))
+            });
         out.push_str(&format!(
-            "{:<34} {:<9} {:>12.0} {:>9} {:>14}\n",
-            r.case, r.engine, r.ops_per_sec, vs_floor, vs_peer
+            "{:<46} {:<9} {:>11.0} {:>8} {:>7} {:>9} {:>9} {:>9} {:>7}\n",
+            r.case, r.engine, r.ops_per_sec, vs_floor, vs_peer, p50, p99, p999, vs_idle
         ));
     }
     out

@@ -36,6 +36,10 @@ enum Command {
         /// About a minute instead of several.
         #[arg(long)]
         quick: bool,
+        /// Every case once, for a few seconds: checks that the benchmarks run (CI); the
+        /// figures mean nothing.
+        #[arg(long, conflicts_with = "quick")]
+        smoke: bool,
         /// Where to put the stores (default: a fresh directory under the system temp dir,
         /// removed afterwards).
         #[arg(long)]
@@ -56,18 +60,20 @@ enum Command {
 }
 
 #[cfg(not(feature = "bench"))]
-fn bench(_quick: bool, _dir: Option<std::path::PathBuf>) -> Result<ExitCode, String> {
+fn bench(_quick: bool, _smoke: bool, _dir: Option<std::path::PathBuf>) -> Result<ExitCode, String> {
     Err("this build has no peer databases to compare against; run \
          `cargo run --release --features bench -- bench`"
         .to_owned())
 }
 
 #[cfg(feature = "bench")]
-fn bench(quick: bool, dir: Option<std::path::PathBuf>) -> Result<ExitCode, String> {
+fn bench(quick: bool, smoke: bool, dir: Option<std::path::PathBuf>) -> Result<ExitCode, String> {
     use durable::bench::{self, Config};
     let remove_after = dir.is_none();
     let dir = dir.unwrap_or_else(bench::default_dir);
-    let cfg = if quick {
+    let cfg = if smoke {
+        Config::smoke(dir.clone())
+    } else if quick {
         Config::quick(dir.clone())
     } else {
         Config::full(dir.clone())
@@ -91,7 +97,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Torture(args) => torture::run(&args),
         Command::Wal(cmd) => wal_cmd::run(&cmd),
-        Command::Bench { quick, dir } => bench(quick, dir),
+        Command::Bench { quick, smoke, dir } => bench(quick, smoke, dir),
         Command::Kv {
             engine,
             dir,
