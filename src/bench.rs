@@ -118,21 +118,33 @@ fn measure(cfg: &Config, threads: usize, op: &Op) -> f64 {
     rates.get(rates.len() / 2).copied().unwrap_or(0.0)
 }
 
+/// Latency samples kept, at most: past this many calls, each later one replaces a random kept
+/// one (reservoir sampling), so memory stays bounded and the percentiles unbiased.
+const SAMPLES: usize = 1 << 20;
+
 /// One thread calling `op` for `rounds` rounds after a warm-up round: ops/s over the counted
-/// rounds, and the p50, p99 and p999 of every counted call's latency.
+/// rounds, and the p50, p99 and p999 of the counted calls' latency.
 fn measure_latency(cfg: &Config, op: &Op) -> (f64, [Duration; 3]) {
-    let mut lat = Vec::new();
-    let mut n = 0u64;
+    let mut lat: Vec<u64> = Vec::with_capacity(SAMPLES);
+    let mut rng = Rng::new(0x1A7E);
+    let (mut n, mut counted) = (0u64, 0u64);
     let mut spent = Duration::ZERO;
     for round in 0..=cfg.rounds {
         let start = Instant::now();
         while start.elapsed() < cfg.round {
             let t = Instant::now();
             op(n);
-            if round > 0 {
-                lat.push(t.elapsed());
-            }
+            let ns = u64::try_from(t.elapsed().as_nanos()).unwrap_or(u64::MAX);
             n += 1;
+            if round == 0 {
+                continue;
+            }
+            counted += 1;
+            if lat.len() < SAMPLES {
+                lat.push(ns);
+            } else if let Some(slot) = lat.get_mut(rng.below(counted) as usize) {
+                *slot = ns;
+            }
         }
         if round > 0 {
             spent += start.elapsed();
@@ -141,36 +153,45 @@ fn measure_latency(cfg: &Config, op: &Op) -> (f64, [Duration; 3]) {
     lat.sort_unstable();
     let p = |q: f64| {
         let i = ((lat.len() as f64 * q) as usize).min(lat.len().saturating_sub(1));
-        lat.get(i).copied().unwrap_or_default()
+        Duration::from_nanos(lat.get(i).copied().unwrap_or_default())
     };
-    let rate = lat.len() as f64 / spent.as_secs_f64().max(1e-9);
+    let rate = counted as f64 / spent.as_secs_f64().max(1e-9);
     (rate, [p(0.5), p(0.99), p(0.999)])
 }
 
 /// A writer beside the measured thread: puts over `keys` keys (each the value a get checks)
-/// and merges / compacts nonstop, until `stop`.
+/// and merges / compacts nonstop, until `stop`; its first error ends it and is returned.
 fn churn(
     db: Arc<dyn kv_core::KvStore>,
     keys: u64,
     stop: Arc<AtomicBool>,
-) -> std::thread::JoinHandle<()> {
+) -> std::thread::JoinHandle<Result<(), String>> {
     std::thread::spawn(move || {
         let mut i = 0u64;
         while !stop.load(Ordering::Relaxed) {
             for _ in 0..2_000 {
+                if stop.load(Ordering::Relaxed) {
+                    return Ok(());
+                }
                 let k = Rng::new(i ^ 0xC0FFEE).below(keys);
                 let mut b = kv_core::WriteBatch::new();
                 b.put(&key(k), &value(k));
-                if db.write(b).is_err() {
-                    return;
-                }
+                db.write(b).map_err(|e| format!("churn write: {e}"))?;
                 i += 1;
             }
-            if db.compact().is_err() {
-                return;
-            }
+            db.compact().map_err(|e| format!("churn merge: {e}"))?;
         }
+        Ok(())
     })
+}
+
+/// Stops a churn thread and hands back its error, if it had one.
+fn stop_churn(
+    stop: &AtomicBool,
+    bg: std::thread::JoinHandle<Result<(), String>>,
+) -> Result<(), String> {
+    stop.store(true, Ordering::Relaxed);
+    bg.join().map_err(|_| "churn thread panicked".to_owned())?
 }
 
 /// One of our engines with small files (so the churn rotates files and every merge has
@@ -362,8 +383,7 @@ fn cases(cfg: &Config, progress: &mut dyn FnMut(&str)) -> Result<Vec<Row>, Strin
         let stop = Arc::new(AtomicBool::new(false));
         let bg = churn(Arc::clone(&db), n, Arc::clone(&stop));
         push(&mut rows, &busy_case, engine, true, 1, get);
-        stop.store(true, Ordering::Relaxed);
-        let _ = bg.join();
+        stop_churn(&stop, bg)?;
 
         let db = small_files_store(
             engine,

@@ -1,7 +1,7 @@
 //! A bounded cache of open read handles, so thousands of data files do not exhaust file
 //! descriptors.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use parking_lot::RwLock;
@@ -13,6 +13,14 @@ use kv_core::{DataFile, Result};
 
 use crate::format::{DATA_MAGIC, data_name, merge_name};
 
+/// The handles, and the ids of files removed (never cached again: a reader that opened one
+/// just before its removal must not keep it, and its disk space, alive in the cache).
+#[derive(Debug, Default)]
+struct Table {
+    handles: HashMap<u64, (Arc<DataFile>, AtomicU64)>,
+    removed: HashSet<u64>,
+}
+
 /// The open read handles: a get finds its file's handle under a shared lock and takes nothing
 /// exclusive (an open or an eviction takes the write lock, at most once per miss).
 #[derive(Debug)]
@@ -21,7 +29,7 @@ pub(crate) struct HandleCache {
     /// Counts misses: the "time" an entry was last used, for evicting the least recently used.
     clock: AtomicU64,
     /// Shared with readers: a get clones the `Arc`, not the path.
-    open: RwLock<HashMap<u64, (Arc<DataFile>, AtomicU64)>>,
+    open: RwLock<Table>,
     /// Outputs of a committed merge that a read-only open rolled forward in memory only:
     /// still under their staged name (`N.merge`) unless a writer has renamed them since.
     staged: BTreeSet<u64>,
@@ -48,7 +56,7 @@ impl HandleCache {
         HandleCache {
             capacity,
             clock: AtomicU64::new(0),
-            open: RwLock::new(HashMap::new()),
+            open: RwLock::new(Table::default()),
             staged,
         }
     }
@@ -57,7 +65,7 @@ impl HandleCache {
     /// if needed.
     pub fn get(&self, fs: &DurableFs, dir: &Path, id: u64) -> Result<Arc<DataFile>> {
         let now = self.clock.load(Ordering::Relaxed);
-        if let Some((h, used)) = self.open.read().get(&id) {
+        if let Some((h, used)) = self.open.read().handles.get(&id) {
             // Written only when the clock moved (a miss happened): hits on a hot file do not
             // bounce its cache line between threads.
             if used.load(Ordering::Relaxed) != now {
@@ -70,30 +78,73 @@ impl HandleCache {
         } else {
             open_data(fs, dir, id)?
         });
-        let mut open = self.open.write();
+        let mut t = self.open.write();
         let now = self.clock.fetch_add(1, Ordering::Relaxed) + 1;
-        if let Some((existing, _)) = open.get(&id) {
+        if t.removed.contains(&id) {
+            return Ok(h); // used once by this reader, never kept
+        }
+        if let Some((existing, _)) = t.handles.get(&id) {
             return Ok(Arc::clone(existing)); // another thread opened it meanwhile
         }
-        if open.len() >= self.capacity
-            && let Some(oldest) = open
+        if t.handles.len() >= self.capacity
+            && let Some(oldest) = t
+                .handles
                 .iter()
                 .min_by_key(|(_, (_, used))| used.load(Ordering::Relaxed))
                 .map(|(k, _)| *k)
         {
-            open.remove(&oldest);
+            t.handles.remove(&oldest);
         }
-        open.insert(id, (Arc::clone(&h), AtomicU64::new(now)));
+        t.handles.insert(id, (Arc::clone(&h), AtomicU64::new(now)));
         Ok(h)
     }
 
-    /// Forgets `id` (its file is being removed).
+    /// Forgets `id` for good (its file is being removed).
     pub fn evict(&self, id: u64) {
-        self.open.write().remove(&id);
+        let mut t = self.open.write();
+        t.handles.remove(&id);
+        t.removed.insert(id);
     }
 
     /// Handles currently open.
     pub fn len(&self) -> usize {
-        self.open.read().len()
+        self.open.read().handles.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use kv_core::format::FileKind;
+
+    /// A file evicted because it is being removed is never cached again: a reader that
+    /// opened it just before the removal uses its handle once and does not keep it (and the
+    /// file's disk space) alive in the cache.
+    #[test]
+    fn an_evicted_file_is_never_cached_again() {
+        let sim = durable_fs::sim::SimFs::new();
+        let fs = sim.durable();
+        let dir = Path::new("/db");
+        fs.create_dir_all(dir).unwrap();
+        for id in [1, 2] {
+            DataFile::create(
+                &fs,
+                dir.join(data_name(id)),
+                &DATA_MAGIC,
+                id,
+                FileKind::Written,
+            )
+            .unwrap();
+        }
+        let cache = HandleCache::new(8, BTreeSet::new());
+        cache.get(&fs, dir, 1).unwrap();
+        assert_eq!(cache.len(), 1);
+        cache.evict(1);
+        assert_eq!(cache.len(), 0);
+        cache.get(&fs, dir, 1).unwrap(); // a reader racing the removal
+        assert_eq!(cache.len(), 0, "a removed file's handle was cached");
+        cache.get(&fs, dir, 2).unwrap();
+        assert_eq!(cache.len(), 1);
     }
 }

@@ -137,7 +137,10 @@ impl Appender {
             let step = (self.file_len + preallocate).min(max_file_bytes);
             let len = end.max(step);
             // Zeros written, not a sparse hole: later fdatasyncs overwrite allocated blocks.
-            // The record goes first, so a crash mid-allocation never tears it.
+            // The record first, the zeros after it. A failed zero write (ENOSPC, most likely
+            // here) fails the put and poisons the store, fail-stop, though the record before it
+            // is whole and may be found by the next open: a failed call is "maybe written",
+            // never acknowledged.
             self.data.file.write_all_at(buf, self.offset)?;
             self.data.file.allocate(len)?;
             self.file_len = len;

@@ -10,7 +10,8 @@ use durable_fs::{Access, DurableFs, File};
 
 use crate::error::{CorruptionKind, Error, Result};
 use crate::format::{
-    FILE_HEADER_LEN, FileHeader, FileKind, HEADER_FILE_ID, decode_record, record_len,
+    FILE_HEADER_LEN, FileHeader, FileKind, HEADER_FILE_ID, RECORD_HEADER_LEN, decode_record,
+    record_len,
 };
 
 /// An open data file (a bitcask data file or an lsm-hash segment): its id, path, handle and
@@ -143,16 +144,19 @@ impl DataFile {
         self.file.read_exact_at(&mut buf, at.offset)?;
         let r = decode_record(&buf, self.salt, self.version)
             .map_err(|e| Error::corrupt(&self.path, at.offset, e))?;
-        if r.key != key || r.seq != at.seq || r.is_seal() {
+        // The place must describe this very record: its key, its seq, and its value's length
+        // (a crafted hint claiming a longer value must not pull in the next record's bytes).
+        if r.key != key || r.seq != at.seq || r.is_seal() || r.value.len() != at.value_len as usize
+        {
             let kind = CorruptionKind::KeyMismatch {
                 expected_seq: at.seq,
                 found_seq: r.seq,
             };
             return Err(Error::corrupt(&self.path, at.offset, kind));
         }
-        // The value is the record's last bytes: move it to the front of the buffer read,
-        // rather than allocate a second one.
-        let start = buf.len() - r.value.len();
+        // The value is the record's last bytes (the buffer holds exactly the record: its
+        // length was checked above): move it to the front rather than allocate a second one.
+        let start = RECORD_HEADER_LEN + key.len();
         buf.drain(..start);
         Ok(buf)
     }
@@ -188,7 +192,7 @@ impl DataFile {
         if self.version != crate::format::VERSION {
             return Ok(());
         }
-        let mut seal = Vec::with_capacity(crate::format::RECORD_HEADER_LEN);
+        let mut seal = Vec::with_capacity(RECORD_HEADER_LEN);
         crate::format::encode_seal(&mut seal, self.salt, seq);
         self.file.write_all_at(&seal, end)?;
         self.file.set_len(end + seal.len() as u64)?;
@@ -199,5 +203,49 @@ impl DataFile {
     /// The file's path.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use crate::format::encode_record;
+
+    /// A place whose value length disagrees with the record (a crafted hint or index) is
+    /// refused, never answered with another record's bytes.
+    #[test]
+    fn read_value_checks_the_places_value_length() {
+        let sim = durable_fs::sim::SimFs::new();
+        let fs = sim.durable();
+        fs.create_dir_all(std::path::Path::new("/d")).unwrap();
+        let magic = *b"\x89TST\r\n\x1a\n";
+        let path = PathBuf::from("/d/1.data");
+        let data = DataFile::create(&fs, path, &magic, 1, FileKind::Written).unwrap();
+        let mut buf = Vec::new();
+        encode_record(&mut buf, data.salt, 1, 0, 0, b"a", b"first");
+        let second = FILE_HEADER_LEN as u64 + buf.len() as u64;
+        encode_record(&mut buf, data.salt, 2, 0, 0, b"b", b"second");
+        data.file
+            .write_all_at(&buf, FILE_HEADER_LEN as u64)
+            .unwrap();
+        let at = |value_len| ValueRef {
+            seq: 1,
+            offset: FILE_HEADER_LEN as u64,
+            value_len,
+        };
+        assert_eq!(data.read_value(b"a", at(5)).unwrap(), b"first");
+        for wrong in [4, 6, 5 + RECORD_HEADER_LEN as u32 + 7] {
+            assert!(
+                data.read_value(b"a", at(wrong)).is_err(),
+                "value_len {wrong}"
+            );
+        }
+        let b = ValueRef {
+            seq: 2,
+            offset: second,
+            value_len: 6,
+        };
+        assert_eq!(data.read_value(b"b", b).unwrap(), b"second");
     }
 }

@@ -96,8 +96,9 @@ impl Log {
         file.write_all_at(&self.buf, at)?;
         if self.prealloc > 0 && end > self.file_len {
             // Grow in steps, so most fdatasyncs have no file size to flush; with zeros
-            // written, not a sparse hole, so they overwrite allocated blocks. After the
-            // records, so a crash mid-allocation never tears them.
+            // written, not a sparse hole, so they overwrite allocated blocks. A failed zero
+            // write (ENOSPC) fails the append, fail-stop, though the records before it may be
+            // found by the next open: a failed call is "maybe written", never acknowledged.
             self.file_len = (end.div_ceil(self.prealloc) * self.prealloc)
                 .min(MAX_SEGMENT_LEN)
                 .max(end);
