@@ -271,6 +271,28 @@ fn cases(cfg: &Config, progress: &mut dyn FnMut(&str)) -> Result<Vec<Row>, Strin
             floor.sync_data().unwrap();
         }),
     );
+    // The second floor: overwriting blocks already allocated (and synced) needs no block
+    // allocation or size change on the sync path: what a preallocated file reaches.
+    progress("overwrite floor");
+    let over = DurableFs::real()
+        .create_new(&sub(cfg, "floor")?.join("overwrite"))
+        .map_err(|e| e.to_string())?;
+    const OVERWRITE_SPAN: u64 = 16 << 20;
+    over.allocate(OVERWRITE_SPAN).map_err(|e| e.to_string())?;
+    over.sync_data().map_err(|e| e.to_string())?;
+    let over = Arc::new(over);
+    push(
+        &mut rows,
+        "fsync floor, preallocated (4 KiB overwrite + fdatasync)",
+        "disk",
+        false,
+        1,
+        Arc::new(move |i| {
+            over.write_all_at(&block, (i * 4096) % OVERWRITE_SPAN)
+                .unwrap();
+            over.sync_data().unwrap();
+        }),
+    );
     for threads in [1usize, 16] {
         let case = format!("append sync {threads}t");
         progress(&case);
@@ -475,6 +497,85 @@ pub fn table(rows: &[Row]) -> String {
     out
 }
 
+/// The rows as JSON lines, one object a row, with the table's figures (schema in README.md,
+/// "durable bench --format json"): `case`, `engine`, `ours`, `ops_per_sec`, `x_floor`,
+/// `x_best_peer`, `p50_us`, `p99_us`, `p999_us`, `x_idle_p99`; absent figures are `null`.
+pub fn json_lines(rows: &[Row]) -> String {
+    let floor = rows
+        .iter()
+        .find(|r| r.engine == "disk")
+        .map_or(0.0, |r| r.ops_per_sec);
+    let mut out = String::new();
+    for r in rows {
+        let best_peer = rows
+            .iter()
+            .filter(|p| p.case == r.case && !p.ours && p.engine != "disk")
+            .map(|p| p.ops_per_sec)
+            .fold(0.0, f64::max);
+        let us = |i: usize| r.latency.map(|l| l[i].as_secs_f64() * 1e6);
+        let idle_p99 = r
+            .case
+            .strip_suffix(", during merge")
+            .and_then(|idle| rows.iter().find(|i| i.case == idle && i.engine == r.engine))
+            .and_then(|i| Some((r.latency?[1], i.latency?[1])))
+            .map(|(busy, idle)| busy.as_secs_f64() / idle.as_secs_f64().max(1e-9));
+        let obj = serde_json::json!({
+            "case": r.case,
+            "engine": r.engine,
+            "ours": r.ours,
+            "ops_per_sec": r.ops_per_sec,
+            "x_floor": (floor > 0.0).then(|| r.ops_per_sec / floor),
+            "x_best_peer": (r.ours && best_peer > 0.0).then(|| r.ops_per_sec / best_peer),
+            "p50_us": us(0),
+            "p99_us": us(1),
+            "p999_us": us(2),
+            "x_idle_p99": idle_p99,
+        });
+        out.push_str(&obj.to_string());
+        out.push('\n');
+    }
+    out
+}
+
+/// The filesystem type holding `dir` (from `/proc/self/mountinfo`, the longest mount point
+/// that contains it), if it can be told.
+pub fn filesystem_of(dir: &Path) -> Option<String> {
+    // A /proc file reports length 0: read until a read returns nothing (at most 1 MiB).
+    let file = DurableFs::real()
+        .open(Path::new("/proc/self/mountinfo"), durable_fs::Access::Read)
+        .ok()?;
+    let mut bytes = Vec::new();
+    let mut chunk = [0u8; 8192];
+    while bytes.len() < 1 << 20 {
+        let n = file.read_at(&mut chunk, bytes.len() as u64).ok()?;
+        if n == 0 {
+            break;
+        }
+        bytes.extend_from_slice(chunk.get(..n)?);
+    }
+    let info = String::from_utf8_lossy(&bytes);
+    let mut best: Option<(usize, String)> = None;
+    for line in info.lines() {
+        // `id parent major:minor root mountpoint opts... - fstype source superopts`
+        let mut fields = line.split(' ');
+        let mount = fields.nth(4)?;
+        let fstype = line.split(" - ").nth(1)?.split(' ').next()?;
+        let mount = mount.replace("\\040", " ");
+        if dir.starts_with(&mount) && best.as_ref().is_none_or(|(len, _)| mount.len() > *len) {
+            best = Some((mount.len(), fstype.to_owned()));
+        }
+    }
+    best.map(|(_, t)| t)
+}
+
+/// A warning when `dir` is on a filesystem where fsync costs (almost) nothing, so that the
+/// sync rows measure memory, not durability.
+pub fn fsync_warning(dir: &Path) -> Option<String> {
+    let fs = filesystem_of(dir)?;
+    matches!(fs.as_str(), "tmpfs" | "ramfs" | "overlay" | "9p" | "fuse.lxcfs")
+        .then(|| format!("warning: {} is on {fs}: fsync there may cost nothing, so the sync rows do not measure a disk (give --dir on a real disk)", dir.display()))
+}
+
 /// A directory for a run when none is given: under the system temp dir.
 pub fn default_dir() -> PathBuf {
     std::env::temp_dir().join(format!("durable-bench-{}", std::process::id()))
@@ -483,4 +584,56 @@ pub fn default_dir() -> PathBuf {
 /// Removes a run's directory tree (best effort).
 pub fn cleanup(dir: &Path) {
     let _ = DurableFs::real().remove_dir_all(dir);
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
+    use super::*;
+
+    fn row(case: &str, engine: &str, ours: bool, ops: f64, p99_us: u64) -> Row {
+        Row {
+            case: case.into(),
+            engine: engine.into(),
+            ours,
+            ops_per_sec: ops,
+            latency: Some([
+                Duration::from_micros(1),
+                Duration::from_micros(p99_us),
+                Duration::from_micros(p99_us * 2),
+            ]),
+        }
+    }
+
+    /// The JSON lines carry the table's ratios: to the floor, to the best peer of the same
+    /// case, and a during-merge row's p99 over its idle row's.
+    #[test]
+    fn json_lines_carry_the_tables_ratios() {
+        let rows = vec![
+            row("floor", "disk", false, 100.0, 10),
+            row("get", "ours", true, 300.0, 4),
+            row("get", "peer", false, 200.0, 5),
+            row("get, during merge", "ours", true, 150.0, 6),
+        ];
+        let lines: Vec<serde_json::Value> = json_lines(&rows)
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(lines.len(), 4);
+        assert_eq!(lines[1]["x_floor"], 3.0);
+        assert_eq!(lines[1]["x_best_peer"], 1.5);
+        assert!(lines[2]["x_best_peer"].is_null());
+        assert_eq!(lines[3]["x_idle_p99"], 1.5);
+        assert_eq!(lines[1]["p99_us"], 4.0);
+        let table = table(&rows);
+        assert!(table.contains("1.50"), "{table}");
+    }
+
+    #[test]
+    fn the_root_filesystem_is_found_and_tmpfs_is_warned_about() {
+        assert!(filesystem_of(Path::new("/")).is_some());
+        if filesystem_of(Path::new("/dev/shm/x")).as_deref() == Some("tmpfs") {
+            assert!(fsync_warning(Path::new("/dev/shm/x")).is_some());
+        }
+    }
 }

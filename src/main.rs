@@ -40,6 +40,9 @@ enum Command {
         /// figures mean nothing.
         #[arg(long, conflicts_with = "quick")]
         smoke: bool,
+        /// `text` (a table) or `json` (one object a row; schema in README.md).
+        #[arg(long, value_enum, default_value_t = BenchFormat::Text)]
+        format: BenchFormat,
         /// Where to put the stores (default: a fresh directory under the system temp dir,
         /// removed afterwards).
         #[arg(long)]
@@ -59,18 +62,40 @@ enum Command {
     },
 }
 
+/// `durable bench --format`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum BenchFormat {
+    /// The table.
+    Text,
+    /// JSON lines, one object a row.
+    Json,
+}
+
 #[cfg(not(feature = "bench"))]
-fn bench(_quick: bool, _smoke: bool, _dir: Option<std::path::PathBuf>) -> Result<ExitCode, String> {
+fn bench(
+    _quick: bool,
+    _smoke: bool,
+    _format: BenchFormat,
+    _dir: Option<std::path::PathBuf>,
+) -> Result<ExitCode, String> {
     Err("this build has no peer databases to compare against; run \
          `cargo run --release --features bench -- bench`"
         .to_owned())
 }
 
 #[cfg(feature = "bench")]
-fn bench(quick: bool, smoke: bool, dir: Option<std::path::PathBuf>) -> Result<ExitCode, String> {
+fn bench(
+    quick: bool,
+    smoke: bool,
+    format: BenchFormat,
+    dir: Option<std::path::PathBuf>,
+) -> Result<ExitCode, String> {
     use durable::bench::{self, Config};
     let remove_after = dir.is_none();
     let dir = dir.unwrap_or_else(bench::default_dir);
+    if let Some(w) = bench::fsync_warning(&dir) {
+        eprintln!("{w}");
+    }
     let cfg = if smoke {
         Config::smoke(dir.clone())
     } else if quick {
@@ -88,7 +113,10 @@ fn bench(quick: bool, smoke: bool, dir: Option<std::path::PathBuf>) -> Result<Ex
         bench::cleanup(&dir);
     }
     let rows = result?;
-    print!("{}", bench::table(&rows));
+    match format {
+        BenchFormat::Text => print!("{}", bench::table(&rows)),
+        BenchFormat::Json => print!("{}", bench::json_lines(&rows)),
+    }
     Ok(ExitCode::SUCCESS)
 }
 
@@ -97,7 +125,12 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Torture(args) => torture::run(&args),
         Command::Wal(cmd) => wal_cmd::run(&cmd),
-        Command::Bench { quick, smoke, dir } => bench(quick, smoke, dir),
+        Command::Bench {
+            quick,
+            smoke,
+            format,
+            dir,
+        } => bench(quick, smoke, format, dir),
         Command::Kv {
             engine,
             dir,
