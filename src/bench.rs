@@ -512,7 +512,10 @@ pub fn json_lines(rows: &[Row]) -> String {
             .filter(|p| p.case == r.case && !p.ours && p.engine != "disk")
             .map(|p| p.ops_per_sec)
             .fold(0.0, f64::max);
-        let us = |i: usize| r.latency.map(|l| l[i].as_secs_f64() * 1e6);
+        let us = |i: usize| {
+            r.latency
+                .and_then(|l| l.get(i).map(|d| d.as_secs_f64() * 1e6))
+        };
         let idle_p99 = r
             .case
             .strip_suffix(", during merge")
