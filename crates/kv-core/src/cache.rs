@@ -9,6 +9,7 @@
 //! eviction policy of `quick_cache` (S3-FIFO-like, as fjall uses).
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 /// Bytes counted for an entry besides its value: the key, the `Arc`'s header, the table slot.
 const ENTRY_OVERHEAD: u64 = 64;
@@ -20,6 +21,28 @@ impl quick_cache::Weighter<(u64, u64), Arc<[u8]>> for ByLen {
     fn weight(&self, _key: &(u64, u64), value: &Arc<[u8]>) -> u64 {
         value.len() as u64 + ENTRY_OVERHEAD
     }
+}
+
+/// Once the cache is full, one miss in this many is admitted (see [`ValueCache::insert`]).
+pub const ADMIT_ONE_IN: u64 = 8;
+
+/// True for one call in [`ADMIT_ONE_IN`], at random (a per-thread xorshift: no shared state).
+fn admit() -> bool {
+    thread_local! {
+        static STATE: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+    }
+    STATE.with(|s| {
+        let mut x = s.get();
+        if x == 0 {
+            // Seeded per thread from the address of its state (distinct per thread).
+            x = (s as *const std::cell::Cell<u64> as u64) | 1;
+        }
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        s.set(x);
+        x % ADMIT_ONE_IN == 0
+    })
 }
 
 /// The table: (file id, offset) -> the value, weighted by its length.
@@ -36,6 +59,11 @@ type Table = quick_cache::sync::Cache<(u64, u64), Arc<[u8]>, ByLen>;
 /// ```
 pub struct ValueCache {
     cache: Option<Table>,
+    /// Bytes admitted so far, until they pass the capacity: from then on the cache counts
+    /// as full (evictions keep it so) and admits one miss in [`ADMIT_ONE_IN`].
+    admitted: AtomicU64,
+    full: AtomicBool,
+    capacity: u64,
 }
 
 impl std::fmt::Debug for ValueCache {
@@ -59,7 +87,12 @@ impl ValueCache {
             let estimated = usize::try_from(bytes / (ENTRY_OVERHEAD + 128)).unwrap_or(1 << 20);
             quick_cache::sync::Cache::with_weighter(estimated.max(16), bytes, ByLen)
         });
-        ValueCache { cache }
+        ValueCache {
+            cache,
+            admitted: AtomicU64::new(0),
+            full: AtomicBool::new(false),
+            capacity: bytes,
+        }
     }
 
     /// The value of the record at `offset` of file `file`, if cached: one allocation, the
@@ -71,9 +104,23 @@ impl ValueCache {
             .map(|v| v.to_vec())
     }
 
-    /// Remembers the verified value of the record at `offset` of file `file`.
+    /// Remembers the verified value of the record at `offset` of file `file`: always while
+    /// the cache has room, then for one miss in [`ADMIT_ONE_IN`] (chosen at random). A
+    /// working set that fits is still cached after a few misses of each value; one much larger
+    /// than the cache (where most gets miss whatever is kept) no longer pays an allocation
+    /// and an eviction on every miss.
     pub fn insert(&self, file: u64, offset: u64, value: &[u8]) {
         if let Some(c) = &self.cache {
+            let full = self.full.load(Ordering::Relaxed);
+            if full && !admit() {
+                return;
+            }
+            if !full {
+                let w = value.len() as u64 + ENTRY_OVERHEAD;
+                if self.admitted.fetch_add(w, Ordering::Relaxed) + w > self.capacity {
+                    self.full.store(true, Ordering::Relaxed);
+                }
+            }
             c.insert((file, offset), Arc::from(value));
         }
     }
