@@ -24,7 +24,7 @@ impl quick_cache::Weighter<(u64, u64), Arc<[u8]>> for ByLen {
 }
 
 /// Once the cache is full, one miss in this many is admitted (see [`ValueCache::insert`]).
-pub const ADMIT_ONE_IN: u64 = 8;
+const ADMIT_ONE_IN: u64 = 8;
 
 /// True for one call in [`ADMIT_ONE_IN`], at random (a per-thread xorshift: no shared state).
 fn admit() -> bool {
@@ -105,7 +105,7 @@ impl ValueCache {
     }
 
     /// Remembers the verified value of the record at `offset` of file `file`: always while
-    /// the cache has room, then for one miss in [`ADMIT_ONE_IN`] (chosen at random). A
+    /// the cache has room, then for one miss in eight (chosen at random). A
     /// working set that fits is still cached after a few misses of each value; one much larger
     /// than the cache (where most gets miss whatever is kept) no longer pays an allocation
     /// and an eviction on every miss.
