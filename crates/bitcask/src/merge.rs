@@ -42,6 +42,10 @@ use crate::keydir::{FileStats, Loc};
 use crate::options::MergeTriggers;
 
 /// True when the immutable files meet either trigger.
+
+/// Keys moved to a merge's outputs per hold of the keydir's write lock (see the switch).
+const SWITCH_CHUNK: usize = 4096;
+
 pub(crate) fn should_merge(inner: &Inner, t: &MergeTriggers) -> bool {
     let active = inner
         .writer
@@ -279,7 +283,15 @@ fn switch(inner: &Inner, inputs: &[u64], outputs: Vec<Output>, moved: Vec<Moved>
                 },
             );
         }
-        for m in moved {
+    }
+    // The keydir moves to the outputs a chunk of keys at a time, the write lock released in
+    // between, so gets wait for one chunk, not for the whole merge. Between chunks a key
+    // points to its input copy or to its output copy, both on disk (inputs go only in step
+    // 5) and holding the same value; a write between chunks wins as it would after the
+    // switch (the chunk sees the key moved on and counts its copy dead).
+    for chunk in moved.chunks(SWITCH_CHUNK) {
+        let mut kd = inner.keydir.write();
+        for m in chunk {
             let key_len = m.key.len();
             if kd.map.get(&m.key) == Some(m.from) {
                 kd.map.insert(&m.key, m.to);
@@ -288,6 +300,9 @@ fn switch(inner: &Inner, inputs: &[u64], outputs: Vec<Output>, moved: Vec<Moved>
                 s.dead += m.to.record_len(key_len);
             }
         }
+    }
+    {
+        let mut kd = inner.keydir.write();
         for small in inputs.iter().filter_map(|&id| file_id32(id)) {
             kd.files.remove(&small);
         }
