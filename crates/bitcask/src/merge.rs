@@ -41,11 +41,10 @@ use crate::inner::{HintJob, Inner};
 use crate::keydir::{FileStats, Loc};
 use crate::options::MergeTriggers;
 
-/// True when the immutable files meet either trigger.
-
 /// Keys moved to a merge's outputs per hold of the keydir's write lock (see the switch).
 const SWITCH_CHUNK: usize = 4096;
 
+/// True when the immutable files meet either trigger.
 pub(crate) fn should_merge(inner: &Inner, t: &MergeTriggers) -> bool {
     let active = inner
         .writer
