@@ -118,7 +118,7 @@ fn run_reads(engine: &str, dir: &Path, what: &str) -> Vec<(Vec<String>, Output)>
 fn build(engine: &str, dir: &Path, n: u32) {
     match engine {
         "wal" => {
-            let log = wal::Wal::open(dir, wal::Options::default()).unwrap();
+            let log = open_wal(dir);
             for i in 0..n {
                 log.append(format!("r{i}").as_bytes()).unwrap();
             }
@@ -140,11 +140,39 @@ fn put(db: &dyn KvStore, k: &[u8], v: &[u8]) {
     db.write(b).unwrap();
 }
 
-fn open_writer(engine: &str, dir: &Path) -> Box<dyn KvStore> {
-    match engine {
-        "bitcask" => Box::new(bitcask::Bitcask::open(dir, bitcask::Options::default()).unwrap()),
-        _ => Box::new(lsm_hash::LsmHash::open(dir, lsm_hash::Options::default()).unwrap()),
+/// Opens the WAL in `dir`, retrying `Locked` as [`open_writer`] does.
+fn open_wal(dir: &Path) -> wal::Wal {
+    for _ in 0..100 {
+        match wal::Wal::open(dir, wal::Options::default()) {
+            Err(wal::Error::Locked { .. }) => {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            other => return other.unwrap(),
+        }
     }
+    panic!("{}: still locked after a second", dir.display());
+}
+
+/// Opens a writer, retrying `Locked` for up to a second: the tests of this file spawn `durable`
+/// processes from parallel threads, and a process forked while this one held a store's lock
+/// keeps the lock's open file (and so the `flock`) until it execs, a moment after this
+/// process closed the store. Any other error fails at once.
+fn open_writer(engine: &str, dir: &Path) -> Box<dyn KvStore> {
+    for _ in 0..100 {
+        let opened: Result<Box<dyn KvStore>, kv_core::Error> = match engine {
+            "bitcask" => bitcask::Bitcask::open(dir, bitcask::Options::default())
+                .map(|d| Box::new(d) as Box<dyn KvStore>),
+            _ => lsm_hash::LsmHash::open(dir, lsm_hash::Options::default())
+                .map(|d| Box::new(d) as Box<dyn KvStore>),
+        };
+        match opened {
+            Err(kv_core::Error::Locked { .. }) => {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            other => return other.unwrap(),
+        }
+    }
+    panic!("{}: still locked after a second", dir.display());
 }
 
 /// The file a torn tail would be in: the WAL's last segment, the kv stores' newest data file.
@@ -245,7 +273,7 @@ fn healthy_store_torn_tail_and_a_running_writer() {
         build(engine, &dir, 5);
         let what = format!("{engine} held by a writer");
         if engine == "wal" {
-            let log = wal::Wal::open(&dir, wal::Options::default()).unwrap();
+            let log = open_wal(&dir);
             log.append(b"more").unwrap();
             let outs = run_reads(engine, &dir, &what);
             expect_ok(&outs, &what);
