@@ -491,3 +491,27 @@ fn every_crash_state_of_a_merge_compaction_or_truncation_reads_and_stays_unchang
     }
     assert!(states > 100, "only {states} crash states");
 }
+
+/// A read-write open of a new store writes its identity (engine and format), and a store
+/// without one (written before identity files) gets it from its next read-write open only.
+#[test]
+fn read_write_opens_write_the_identity_and_readers_never_do() {
+    let fs = DurableFs::real();
+    for engine in ENGINES {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("s");
+        build(engine, &dir, 3);
+        let id = fs.read(&dir.join(durable_fs::IDENTITY_FILE)).unwrap();
+        let id = durable_fs::Identity::decode(&id).unwrap();
+        assert_eq!(id.engine, engine);
+        assert_eq!(id.format, kv_core::format::VERSION);
+        // As if written before identity files: readers leave it so, a writer adds it.
+        fs.remove_file(&dir.join(durable_fs::IDENTITY_FILE))
+            .unwrap();
+        let outs = run_reads(engine, &dir, &format!("{engine} without identity"));
+        expect_ok(&outs, &format!("{engine} without identity"));
+        assert!(!fs.exists(&dir.join(durable_fs::IDENTITY_FILE)).unwrap());
+        build(engine, &dir, 3);
+        assert!(fs.exists(&dir.join(durable_fs::IDENTITY_FILE)).unwrap());
+    }
+}
