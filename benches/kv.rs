@@ -174,6 +174,17 @@ fn open_time(c: &mut Criterion) {
     }
     let ro = || bitcask::Options::default().with_read_only(true);
     g.throughput(Throughput::Elements(n));
+    let fs = durable_fs::DurableFs::real();
+    let image = bc_dir.path().join("KEYDIR");
+    // The keydir image close wrote; then without it (hints); then without hints (scans).
+    g.bench_function("bitcask_image", |b| {
+        b.iter(|| {
+            let db = bitcask::Bitcask::open(bc_dir.path(), ro()).unwrap();
+            assert!(db.recovery_report().from_image);
+            assert_eq!(db.len().unwrap() as u64, n)
+        })
+    });
+    fs.remove_file(&image).unwrap();
     g.bench_function("bitcask_hints", |b| {
         b.iter(|| {
             assert_eq!(
@@ -185,7 +196,6 @@ fn open_time(c: &mut Criterion) {
             )
         })
     });
-    let fs = durable_fs::DurableFs::real();
     for name in fs.list(bc_dir.path()).unwrap() {
         if name.ends_with(".hint") {
             fs.remove_file(&bc_dir.path().join(name)).unwrap();
@@ -228,7 +238,9 @@ fn open_time(c: &mut Criterion) {
         // Hints again, for the cold run with them.
         let db = bitcask::Bitcask::open(bc_dir.path(), bitcask::Options::default()).unwrap();
         db.compact().unwrap(); // rewrites every file with a hint
-        db.close().unwrap();
+        db.close().unwrap(); // and writes a keydir image
+        g.bench_function("bitcask_image", |b| cold(b, bc_dir.path()));
+        fs.remove_file(&image).unwrap();
         g.bench_function("bitcask_hints", |b| cold(b, bc_dir.path()));
         g.finish();
     }

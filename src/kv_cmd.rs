@@ -339,6 +339,13 @@ fn verify(given: Option<Engine>, dir: &Path, out: &mut dyn Write) -> Result<Exit
                     .iter()
                     .map(|p| format!("note: {}: a stale hint (opens never use it)", p.display()))
                     .collect();
+                notes.extend(r.stale_image.iter().map(|p| {
+                    format!(
+                        "note: {}: a stale keydir image, describing files since changed (opens \
+                         do not use it; a read-write open removes it)",
+                        p.display()
+                    )
+                }));
                 notes.extend(r.not_read.iter().map(|p| {
                     format!(
                         "note: {}: a crash leftover, not read (a read-write open removes it)",

@@ -160,3 +160,130 @@ fn identity_page_matches_durable_fs() {
     assert_eq!(durable_fs::IDENTITY_MAX_LEN, 256);
     assert!(d.contains("more than 256 bytes"));
 }
+
+/// The keydir image's three tables are what `bitcask`'s image code writes: the page's rows are
+/// compared with the bytes of a real image (field by field, at the offsets the page gives).
+#[test]
+fn bitcask_keydir_image_page_matches_the_code() {
+    let d = doc("FORMAT-bitcask.md");
+    let section = "## Keydir image";
+    let tables: Vec<_> = (0..3)
+        .map(|n| {
+            // The n-th table of the section.
+            let mut lines: Vec<&str> = d.lines().skip_while(|l| !l.starts_with(section)).collect();
+            for _ in 0..n {
+                let skip = lines.iter().position(|l| l.starts_with('|')).unwrap();
+                let len = lines[skip..]
+                    .iter()
+                    .take_while(|l| l.starts_with('|'))
+                    .count();
+                lines.drain(..skip + len);
+            }
+            let text = format!("{section}\n{}", lines.join("\n"));
+            table(&text, section)
+        })
+        .collect();
+    let field = |t: &Vec<(String, String, String)>, name: &str| {
+        let r = t
+            .iter()
+            .find(|r| r.2 == name)
+            .unwrap_or_else(|| panic!("no row {name}"));
+        (r.0.parse::<usize>().unwrap(), r.1.parse::<usize>().unwrap())
+    };
+    let sizes = |t: &Vec<(String, String, String)>| -> usize {
+        t.iter().map(|r| r.1.parse::<usize>().unwrap()).sum()
+    };
+    assert_eq!(sizes(&tables[0]), 48);
+    assert_eq!(sizes(&tables[1]), 40);
+    assert_eq!(sizes(&tables[2]), 24);
+
+    // A real image: 20 keys of 5 bytes in a simulated store.
+    let sim = durable_fs::sim::SimFs::new();
+    let opts = bitcask::Options::default()
+        .with_fs(sim.durable())
+        .with_image_min_keys(0);
+    let db = bitcask::Bitcask::open("/db", opts).unwrap();
+    for i in 0..20u32 {
+        db.put(format!("k{i:04}").as_bytes(), b"value").unwrap();
+    }
+    db.close().unwrap();
+    let b = sim.durable().read(Path::new("/db/KEYDIR")).unwrap();
+    let int = |at: usize, size: usize| -> u64 {
+        let mut v = [0u8; 8];
+        v[..size].copy_from_slice(&b[at..at + size]);
+        u64::from_le_bytes(v)
+    };
+    let get = |t: usize, base: usize, name: &str| {
+        let (at, size) = field(&tables[t], name);
+        int(base + at, size)
+    };
+    let (at, size) = field(&tables[0], "magic");
+    assert_eq!(&b[at..at + size], b"\x89BCK\r\n\x1a\n");
+    assert!(d.contains("`89 42 43 4B 0D 0A 1A 0A`"));
+    assert_eq!(get(0, 0, "version"), 1);
+    let files = get(0, 0, "file_count") as usize;
+    assert_eq!(get(0, 0, "key_count"), 20);
+    assert_eq!(get(0, 0, "key_bytes"), 100);
+    assert_eq!(get(0, 0, "max_seq"), 20);
+    assert_eq!(files, 1);
+    let file_len = get(1, 48, "file_len");
+    assert_eq!(get(1, 48, "file_id"), 1);
+    assert_eq!(get(1, 48, "reserved"), 0);
+    let data = sim
+        .durable()
+        .open(Path::new("/db/0000000001.data"), durable_fs::Access::Read)
+        .unwrap();
+    assert_eq!(data.len().unwrap(), file_len);
+    let mut header = [0u8; 32];
+    data.read_exact_at(&mut header, 0).unwrap();
+    let salt = u64::from(u32::from_le_bytes(header[12..16].try_into().unwrap()));
+    assert_eq!(get(1, 48, "salt"), salt);
+    assert_eq!(
+        crc32fast::hash(&b[..88]),
+        int(88, 4) as u32,
+        "header and table CRC"
+    );
+    let entries = 92;
+    assert_eq!(get(2, entries, "file_id"), 1);
+    assert_eq!(get(2, entries, "key_len"), 5);
+    assert_eq!(get(2, entries, "value_len"), 5);
+    let first_key = &b[entries + 24..entries + 29];
+    assert!(first_key.starts_with(b"k00"));
+    // The entries in load order: by slot in a table of 20 keys' buckets under the seed.
+    let seed = get(0, 0, "hash_seed");
+    let mut index = kv_core::key_index::KeyIndex::with_seed(seed);
+    let mut at = entries;
+    let mut keys = Vec::new();
+    for _ in 0..20 {
+        keys.push(b[at + 24..at + 29].to_vec());
+        at += 29;
+    }
+    for (i, k) in keys.iter().enumerate() {
+        let loc = kv_core::key_index::Loc {
+            seq: i as u64,
+            file: 1,
+            offset: 32,
+            value_len: 0,
+        };
+        assert!(index.insert_new(k, loc));
+    }
+    let order: Vec<Vec<u8>> = index
+        .iter_in_load_order()
+        .map(|(k, _)| k.to_vec())
+        .collect();
+    assert_eq!(order, keys, "entries in the load order of the seed");
+    let seq = get(2, entries, "seq");
+    let offset = get(2, entries, "offset");
+    assert!((1..=20).contains(&seq) && offset >= 32);
+    assert_eq!(
+        b.len(),
+        48 + 40 * files + 4 + 24 * 20 + 100 + 4,
+        "the length the page gives"
+    );
+    let end = b.len() - 4;
+    assert_eq!(
+        crc32fast::hash(&b[entries..end]),
+        int(end, 4) as u32,
+        "entries CRC"
+    );
+}

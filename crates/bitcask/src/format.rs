@@ -11,7 +11,7 @@ pub(crate) const HINT_MAGIC: [u8; 8] = *b"\x89BCH\r\n\x1a\n";
 
 /// What bitcask tells [`durable_fs::DurableFs::inspect_store`] about its directories: its
 /// name (`bitcask`), its format, and the files it owns (data, hint, staged merge outputs, the
-/// files list, the merge marker, and their temporaries).
+/// files list, the merge marker, the keydir image, and their temporaries).
 pub const STORE_KIND: durable_fs::StoreKind = durable_fs::StoreKind {
     engine: "bitcask",
     format: kv_core::format::VERSION,
@@ -21,18 +21,21 @@ pub const STORE_KIND: durable_fs::StoreKind = durable_fs::StoreKind {
 
 fn owns(name: &str) -> bool {
     use crate::commit::{FILES, MERGE_MARKER};
+    use crate::image::IMAGE;
     matches!(
         kv_core::format::parse_name(name),
         Some((_, "data" | "hint" | "merge"))
     ) || name == FILES
         || name == MERGE_MARKER
-        || kv_core::format::is_own_temp(name, &[MERGE_MARKER, FILES], &["hint"])
+        || name == IMAGE
+        || kv_core::format::is_own_temp(name, &[MERGE_MARKER, FILES, IMAGE], &["hint"])
 }
 
 fn magic(name: &str) -> Option<&'static [u8]> {
     match kv_core::format::parse_name(name) {
         Some((_, "data" | "merge")) => Some(&DATA_MAGIC),
         Some((_, "hint")) => Some(&HINT_MAGIC),
+        _ if name == crate::image::IMAGE => Some(&crate::image::IMAGE_MAGIC),
         _ => None,
     }
 }

@@ -90,6 +90,9 @@ pub(crate) struct Inner {
     pub merge_lock: Mutex<()>,
     pub hint_failures: AtomicU64,
     pub report: RecoveryReport,
+    /// The files the keydir image loaded at open covered (close rewrites it only if they
+    /// changed).
+    pub image_files: Option<Vec<crate::image::Covered>>,
     _lock: Option<DirLock>,
 }
 
@@ -114,6 +117,7 @@ impl Inner {
             merge_lock: Mutex::new(()),
             hint_failures: AtomicU64::new(0),
             report: r.report,
+            image_files: r.image_files,
             _lock: r.lock,
             opts,
         }
@@ -188,6 +192,72 @@ impl Inner {
         let bytes = encode_hint(header, &HINT_MAGIC, &job.entries, job.len);
         let path = self.dir.join(hint_name(job.id));
         if self.opts.fs.atomic_replace(&path, &bytes).is_err() {
+            self.hint_failures.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Writes the keydir image at close (see [`crate::image`]), best effort like a hint: a
+    /// store below [`Options::image_min_keys`] keys writes none (and removes one it no longer
+    /// matches), and one whose files are those of the image open loaded keeps that one.
+    /// Callers hold the writer, with everything written durable and the active file sealed;
+    /// `max_seq` is its last seq.
+    pub fn write_image(&self, max_seq: u64) {
+        let fs = &self.opts.fs;
+        // The merge's lock order: keydir, then files.
+        let keydir = self.keydir.read();
+        let files = self.files.lock();
+        let mut covered = Vec::with_capacity(files.len());
+        for &id in files.iter() {
+            let Some(small) = file_id32(id) else { return };
+            let path = self.dir.join(data_name(id));
+            let header = fs.open(&path, durable_fs::Access::Read).and_then(|f| {
+                let mut h = [0u8; kv_core::format::FILE_HEADER_LEN];
+                let len = f.len()?;
+                if len > h.len() as u64 {
+                    f.read_exact_at(&mut h, 0)?;
+                }
+                Ok((len, h))
+            });
+            let Ok((len, h)) = header else { return };
+            if len <= kv_core::format::FILE_HEADER_LEN as u64 {
+                continue; // holds no record (the active file of an open that wrote nothing)
+            }
+            let Ok(h) = FileHeader::decode(&h, &DATA_MAGIC) else {
+                return;
+            };
+            let stats = keydir.files.get(&small).copied().unwrap_or_default();
+            covered.push(crate::image::Covered {
+                id: small,
+                salt: h.salt,
+                len,
+                stats,
+            });
+        }
+        let path = self.dir.join(crate::image::IMAGE);
+        if self.image_files.as_ref() == Some(&covered) {
+            return; // the image open loaded describes these very files
+        }
+        if (keydir.map.len() as u64) < self.opts.image_min_keys {
+            if fs.exists(&path).unwrap_or(false) {
+                let _ = fs.remove_file(&path);
+            }
+            return;
+        }
+        // Every key in a covered file, or no image (a keydir entry in a file the image does
+        // not bind would make the next open refuse it anyway).
+        let ids: std::collections::BTreeSet<u32> = covered.iter().map(|c| c.id).collect();
+        if keydir.map.iter().any(|(_, loc)| !ids.contains(&loc.file)) {
+            log::warn!(
+                "{}: keydir image not written: the keydir names a file no longer listed",
+                path.display()
+            );
+            return;
+        }
+        if let Err(e) = crate::image::write(fs, &self.dir, &keydir, &covered, max_seq) {
+            log::warn!(
+                "{}: keydir image not written ({e}); the next open reads the hints",
+                path.display()
+            );
             self.hint_failures.fetch_add(1, Ordering::Relaxed);
         }
     }

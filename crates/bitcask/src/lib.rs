@@ -27,6 +27,12 @@
 //! (`docs/FORMAT-kv-record.md`); the directory and the merge marker are in
 //! `docs/FORMAT-bitcask.md`. The store implements [`KvStore`], the one face of both engines.
 //!
+//! **Open.** Close writes a *keydir image* (`KEYDIR`) of a store of at least
+//! [`Options::image_min_keys`] keys: the whole keydir, checksummed and bound to the id, salt
+//! and length of every data file it describes. The next open loads it with a few large reads
+//! and applies the files written since on top; anything changed, damaged or doubtful and it
+//! falls back to hints and scans ([`RecoveryReport::from_image`] says which happened).
+//!
 //! **Features.** `sim` adds `bitcask::torture`: the store's crash-torture workloads
 //! (it turns on `durable-fs/sim`); a default build compiles no simulator.
 //!
@@ -56,6 +62,7 @@
 mod commit;
 mod format;
 mod handles;
+mod image;
 mod inner;
 mod keydir;
 mod merge;

@@ -95,6 +95,12 @@ pub struct Options {
     pub max_open_files: usize,
     /// Automatic background merges; `None` (default) merges only when asked.
     pub auto_merge: Option<MergeTriggers>,
+    /// Close writes a keydir image (`KEYDIR`, see the crate docs) when the store holds at
+    /// least this many keys, so that the next open loads the keydir in a few large reads
+    /// instead of rebuilding it from every hint. Default: 65 536 (below it, hints open a
+    /// store in milliseconds); `u64::MAX` never writes one. Opens use an image whatever this
+    /// says.
+    pub image_min_keys: u64,
     /// Test support only: puts fixed bugs back (all off by default).
     #[doc(hidden)]
     pub regressions: Regressions,
@@ -126,6 +132,7 @@ impl Default for Options {
             cache_bytes: 32 << 20,
             max_open_files: 64,
             auto_merge: None,
+            image_min_keys: 1 << 16,
             regressions: Regressions::default(),
         }
     }
@@ -185,6 +192,13 @@ impl Options {
     #[must_use]
     pub fn with_cache_bytes(mut self, bytes: u64) -> Self {
         self.cache_bytes = bytes;
+        self
+    }
+
+    /// Sets [`Options::image_min_keys`].
+    #[must_use]
+    pub fn with_image_min_keys(mut self, keys: u64) -> Self {
+        self.image_min_keys = keys;
         self
     }
 

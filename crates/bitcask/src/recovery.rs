@@ -23,7 +23,9 @@ use crate::commit::{FILES, MERGE_MARKER, MergeMarker, encode_files, read_files, 
 use crate::format::{
     DATA_MAGIC, HINT_MAGIC, STORE_KIND, data_name, file_id32, hint_name, merge_name,
 };
+use crate::image::{self, Covered, IMAGE};
 use crate::keydir::{KeyMap, Keydir, Loc};
+use kv_core::key_index::Upsert;
 use crate::options::Options;
 
 /// What [`Bitcask::open`](crate::Bitcask::open) found and did.
@@ -68,6 +70,16 @@ pub struct RecoveryReport {
     /// Intact hint files describing another file or length (crash leftovers opens never
     /// use), found by [`Bitcask::verify`](crate::Bitcask::verify).
     pub stale_hints: Vec<PathBuf>,
+    /// The keydir came from the keydir image (`KEYDIR`) written at the last close, for the
+    /// files it covers; [`RecoveryReport::files`] minus those were loaded from hints or
+    /// scans and applied on top.
+    pub from_image: bool,
+    /// [`Bitcask::verify`](crate::Bitcask::verify) found the keydir image intact and equal
+    /// to the keydir rebuilt from the data files it covers.
+    pub image_checked: bool,
+    /// An intact keydir image that no longer describes the store's files (a merge or a
+    /// crash since it was written): opens do not use it, a read-write open removes it.
+    pub stale_image: Option<PathBuf>,
 }
 
 /// What recovery hands to the store.
@@ -85,6 +97,8 @@ pub(crate) struct Recovered {
     pub lock: Option<DirLock>,
     /// Merge outputs a read-only open reads under their staged names (see [`Plan`]).
     pub staged: BTreeSet<u64>,
+    /// The files of the keydir image the keydir was loaded from.
+    pub image_files: Option<Vec<Covered>>,
 }
 
 /// How [`load_file`] loads a data file.
@@ -159,26 +173,119 @@ fn recover_once(dir: &Path, opts: &Options, verify: bool) -> Result<Recovered> {
     let plan = finish_interrupted_merge(fs, dir, opts.read_only, &mut report)?;
     account_for_files(fs, dir, &plan, opts, &mut report)?;
     let listed = list_files(fs, dir, &plan)?;
-    let mut loaded = Vec::new();
+    // The keydir image, if one is there, intact, and bound to files that are all still
+    // there unchanged (`verify` does not use it: it checks it against the scans).
+    let listed_path = |id: u64| listed.data.contains(&id).then(|| plan.path(dir, id));
+    let header = match image::read_header(fs, dir) {
+        Ok(Some(h)) if image::bound(fs, &h, listed_path) => Some(h),
+        Ok(Some(_)) => {
+            report.stale_image = Some(dir.join(IMAGE));
+            None
+        }
+        Ok(None) => None,
+        Err(()) if verify => {
+            return Err(Error::corrupt(dir.join(IMAGE), 0, CorruptionKind::BadHint));
+        }
+        Err(()) => {
+            log::warn!("{}: damaged; opening from hints", dir.join(IMAGE).display());
+            None
+        }
+    };
+    let covered: BTreeSet<u64> = header
+        .iter()
+        .flat_map(|h| h.files.iter().map(|c| u64::from(c.id)))
+        .collect();
+    let mut image = match &header {
+        Some(h) if !verify => image::load(fs, dir, h),
+        _ => None,
+    };
+    if header.is_some() && image.is_none() && !verify {
+        log::warn!("{}: damaged; opening from hints", dir.join(IMAGE).display());
+    }
     let mut files = BTreeSet::new();
+    let mut build = Build::default();
+    if image.is_none() {
+        // One allocation for the keydir, sized from the hints (an upper bound: every entry
+        // of every hint), rather than growth by doubling and its copies.
+        let (keys, key_bytes) = hinted_entries(fs, dir, &listed);
+        build.keydir.map.reserve(keys, key_bytes);
+    }
+    // `verify` with an image bound to the files: the keydir of the files it covers, rebuilt
+    // from their scans, to compare it with.
+    let mut check = (verify && header.is_some()).then(Build::default);
+    // Files loaded while an image is in use: applied on top of it once known to be newer.
+    let mut pending = Vec::new();
     // Data files holding nothing (the active file of an open that wrote nothing): a
     // read-write open unlists and removes them, so they do not pile up one per open.
     let mut empty = Vec::new();
-    for &id in &listed.data {
+    let load = |id: u64, report: &mut RecoveryReport| {
         let how = How {
             newest: Some(id) == listed.newest_written,
             hinted: listed.hints.contains(&id),
             verify,
         };
-        let path = plan.path(dir, id);
-        if let Some(l) = load_file(fs, (dir, path), opts, id, how, &mut report)? {
+        load_file(fs, (dir, plan.path(dir, id)), opts, id, how, report)
+    };
+    for &id in &listed.data {
+        if image.is_some() && covered.contains(&id) {
+            files.insert(id);
+            continue;
+        }
+        if let Some(l) = load(id, &mut report)? {
             if !opts.read_only && l.entries.is_empty() && l.record_bytes == 0 {
                 empty.push(id);
                 continue;
             }
             files.insert(id);
-            loaded.push(l);
+            if let Some(c) = check.as_mut().filter(|_| covered.contains(&id)) {
+                c.apply(Loaded {
+                    id: l.id,
+                    path: l.path.clone(),
+                    entries: l.entries.clone(),
+                    record_bytes: l.record_bytes,
+                })?;
+            }
+            if image.is_some() {
+                pending.push(l);
+            } else {
+                build.apply(l)?;
+            }
         }
+    }
+    if let Some(img) = image.take() {
+        // Sound only if everything loaded since is newer than everything the image saw:
+        // the image keeps no tombstones, so an older record could not be ordered against it.
+        let newer = pending
+            .iter()
+            .all(|l| l.entries.iter().all(|e| e.seq > img.max_seq));
+        if newer {
+            build = Build::from_image(img);
+            report.from_image = true;
+        } else {
+            log::warn!(
+                "{}: files loaded after it hold older records; opening from hints",
+                dir.join(IMAGE).display()
+            );
+            for &id in covered.iter().filter(|id| files.contains(id)) {
+                if let Some(l) = load(id, &mut report)? {
+                    build.apply(l)?;
+                }
+            }
+        }
+        for l in pending {
+            build.apply(l)?;
+        }
+    }
+    if let (Some(c), Some(h)) = (check, &header) {
+        match image::load(fs, dir, h) {
+            Some(img) if image::same(&img.keydir, &c.keydir) => report.image_checked = true,
+            _ => return Err(Error::corrupt(dir.join(IMAGE), 0, CorruptionKind::BadHint)),
+        }
+    }
+    let image_files = report.from_image.then(|| header.map(|h| h.files)).flatten();
+    if !opts.read_only && report.stale_image.is_some() {
+        // Derived data describing files that changed: never usable again.
+        remove_if_exists(fs, &dir.join(IMAGE))?;
     }
     if opts.read_only {
         // What a read-write open would remove and a reader leaves alone: named, not read.
@@ -194,7 +301,9 @@ fn recover_once(dir: &Path, opts: &Options, verify: bool) -> Result<Recovered> {
             }
         }
     }
-    let (keydir, max_seq) = build_keydir(loaded)?;
+    let Build {
+        keydir, max_seq, ..
+    } = build;
     report.files = files.len();
     report.keys = keydir.map.len() as u64;
     let mut next_id = listed.max_id + 1;
@@ -235,6 +344,7 @@ fn recover_once(dir: &Path, opts: &Options, verify: bool) -> Result<Recovered> {
         report,
         lock,
         staged: plan.staged,
+        image_files,
     })
 }
 
@@ -317,7 +427,7 @@ fn finish_interrupted_merge(
         // user's file.
         for n in names
             .iter()
-            .filter(|n| is_own_temp(n, &[MERGE_MARKER, FILES], &["hint"]))
+            .filter(|n| is_own_temp(n, &[MERGE_MARKER, FILES, IMAGE], &["hint"]))
         {
             remove_if_exists(fs, &dir.join(n))?;
         }
@@ -636,35 +746,72 @@ fn repair(
     remove_if_exists(fs, &dir.join(hint_name(data.id)))
 }
 
-/// The keydir from every file's entries, and the highest seq. The newest record of a key
-/// (highest seq) wins whatever file it is in (merge outputs carry old seqs under new ids);
-/// the newest tombstone of a key hides every value of it with a lower seq.
-fn build_keydir(all: Vec<Loaded>) -> Result<(Keydir, u64)> {
-    let mut keydir = Keydir::default();
-    let mut tombs: KeyMap<u64> = KeyMap::default();
-    let mut max_seq = 0;
-    // One allocation for the whole keydir, then one pass over every entry.
-    let (keys, key_bytes) = all
-        .iter()
-        .flat_map(|l| l.entries.iter())
-        .fold((0, 0), |(n, b), e| (n + 1, b + e.key.len()));
-    keydir.map.reserve(keys, key_bytes);
-    for l in &all {
-        keydir.files.entry(l.id).or_default().total = l.record_bytes;
+/// The keydir built file by file (each file's entries applied as it is loaded, so only one
+/// file's entries are in memory besides the keydir), and the highest seq. The newest record
+/// of a key (highest seq) wins whatever file it is in and whatever the order the files come
+/// in (merge outputs carry old seqs under new ids); the newest tombstone of a key hides
+/// every value of it with a lower seq.
+#[derive(Default)]
+struct Build {
+    keydir: Keydir,
+    tombs: KeyMap<u64>,
+    max_seq: u64,
+}
+
+impl Build {
+    /// Starts from a keydir image (whose files are all older than any applied after).
+    fn from_image(img: image::Image) -> Build {
+        Build {
+            keydir: img.keydir,
+            tombs: KeyMap::default(),
+            max_seq: img.max_seq,
+        }
     }
-    for l in all {
+
+    fn apply(&mut self, l: Loaded) -> Result<()> {
+        let Build {
+            keydir,
+            tombs,
+            max_seq,
+        } = self;
+        keydir.files.entry(l.id).or_default().total = l.record_bytes;
         for e in l.entries {
-            max_seq = max_seq.max(e.seq);
+            *max_seq = (*max_seq).max(e.seq);
             let loc = Loc {
                 seq: e.seq,
                 file: l.id,
                 offset: offset32(&l.path, e.offset)?,
                 value_len: e.value_len,
             };
-            apply_entry(&mut keydir, &mut tombs, e, loc);
+            apply_entry(keydir, tombs, e, loc);
         }
+        Ok(())
     }
-    Ok((keydir, max_seq))
+}
+
+/// Entries and key bytes in the hints of the listed data files, from their trailers, each
+/// bounded by its hint's length (a damaged or crafted count cannot make the reservation
+/// larger than the files are).
+fn hinted_entries(fs: &DurableFs, dir: &Path, listed: &Listed) -> (usize, usize) {
+    use kv_core::format::HINT_ENTRY_LEN;
+    let (mut keys, mut key_bytes) = (0usize, 0usize);
+    for id in listed.data.iter().filter(|id| listed.hints.contains(id)) {
+        let Ok(file) = fs.open(&dir.join(hint_name(*id)), Access::Read) else {
+            continue;
+        };
+        let Ok(len) = file.len() else { continue };
+        let Some(body) = len.checked_sub((FILE_HEADER_LEN + 20) as u64) else {
+            continue;
+        };
+        let mut count = [0u8; 8];
+        if file.read_exact_at(&mut count, len - 12).is_err() {
+            continue;
+        }
+        let n = u64::from_le_bytes(count).min(body / HINT_ENTRY_LEN as u64);
+        keys += n as usize;
+        key_bytes += (body - n * HINT_ENTRY_LEN as u64) as usize;
+    }
+    (keys, key_bytes)
 }
 
 /// A file id past the keydir's 32-bit ids, named by `path`.
@@ -692,16 +839,13 @@ fn apply_entry(keydir: &mut Keydir, tombs: &mut KeyMap<u64>, e: HintEntry, loc: 
         *seq = (*seq).max(e.seq);
         return;
     }
-    if tombs.get(e.key.as_slice()).is_some_and(|&t| t > e.seq) {
+    if !tombs.is_empty() && tombs.get(e.key.as_slice()).is_some_and(|&t| t > e.seq) {
         dead(keydir, loc.file, len); // deleted later
         return;
     }
-    match keydir.map.get(&e.key) {
-        Some(cur) if cur.seq > loc.seq => dead(keydir, loc.file, len),
-        _ => {
-            if let Some(old) = keydir.map.insert(&e.key, loc) {
-                dead(keydir, old.file, old.record_len(e.key.len()));
-            }
-        }
+    match keydir.map.upsert(&e.key, loc, |cur| cur.seq <= loc.seq) {
+        Upsert::Inserted => {}
+        Upsert::Replaced(old) => dead(keydir, old.file, old.record_len(e.key.len())),
+        Upsert::Kept => dead(keydir, loc.file, len),
     }
 }

@@ -298,9 +298,11 @@ impl Bitcask {
                 entries: std::mem::take(&mut w.hint),
                 len: w.app.offset,
             };
-            drop(w);
             inner.write_hint(job);
         }
+        // Under the writer: nothing is appended while the image is taken.
+        inner.write_image(w.app.seq);
+        drop(w);
         Ok(())
     }
 }

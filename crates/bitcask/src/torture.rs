@@ -1,6 +1,8 @@
 //! Bitcask in the key-value crash torture (`kv_core::torture`, `kv_core::torture_mt`):
 //! 4 KiB data files (constant rotation, so hint files are written often) and at most 4 open
-//! read handles, so crashes land inside rotations, hint writes and merges.
+//! read handles, so crashes land inside rotations, hint writes and merges; every close writes
+//! a keydir image (whatever the key count), so reopens load it, catch up on it, or find it
+//! stale.
 
 use std::path::Path;
 
@@ -18,6 +20,7 @@ pub fn options(fs: &DurableFs, sync: SyncPolicy) -> Options {
         .with_fs(fs.clone())
         .with_max_file_bytes(4096)
         .with_max_open_files(4)
+        .with_image_min_keys(0)
         .with_sync(sync)
 }
 

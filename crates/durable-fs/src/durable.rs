@@ -304,6 +304,30 @@ impl DurableFs {
         self.replace_with(path, |file| file.write_all_at(bytes, 0))
     }
 
+    /// [`DurableFs::atomic_replace`] for content too large to hold in memory at once:
+    /// `write` writes it into the temporary file (by position, from 0), which is then
+    /// synced, renamed over `path` and made durable by a directory sync, as there. An error
+    /// from `write` removes the temporary file and leaves `path` as it was.
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// let fs = durable_fs::DurableFs::real();
+    /// let path = dir.path().join("big");
+    /// fs.atomic_replace_with(&path, |f| {
+    ///     f.write_all_at(b"hello, ", 0)?;
+    ///     f.write_all_at(b"world", 7)
+    /// })
+    /// .unwrap();
+    /// assert_eq!(fs.read(&path).unwrap(), b"hello, world");
+    /// ```
+    pub fn atomic_replace_with(
+        &self,
+        path: &Path,
+        write: impl FnOnce(&File) -> Result<()>,
+    ) -> Result<()> {
+        self.replace_with(path, write)
+    }
+
     /// The recipe of [`DurableFs::atomic_replace`], the content written by `write` into the
     /// temporary file.
     fn replace_with(&self, path: &Path, write: impl FnOnce(&File) -> Result<()>) -> Result<()> {

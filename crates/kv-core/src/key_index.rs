@@ -33,6 +33,17 @@ impl Loc {
     }
 }
 
+/// What [`KeyIndex::upsert`] did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Upsert {
+    /// The key was absent: added.
+    Inserted,
+    /// The key was there at this location: replaced.
+    Replaced(Loc),
+    /// The key was there, and the caller chose to keep it (its location is unchanged).
+    Kept,
+}
+
 /// One key's slot: where its bytes are in the arena, and its location. 32 bytes.
 #[derive(Clone, Copy, Debug)]
 struct Slot {
@@ -77,7 +88,7 @@ impl Slot {
 /// assert_eq!(idx.remove(b"key"), Some(loc));
 /// assert!(idx.is_empty());
 /// ```
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct KeyIndex {
     table: HashTable<u32>,
     slots: Vec<Slot>,
@@ -85,7 +96,18 @@ pub struct KeyIndex {
     free: Vec<u32>,
     /// Arena bytes of removed keys, reclaimed when they are half of it.
     garbage: usize,
-    hasher: foldhash::fast::RandomState,
+    /// Seeded per index, randomly unless given ([`KeyIndex::with_seed`]): the same seed
+    /// hashes keys the same way in another process, which is what
+    /// [`KeyIndex::iter_in_load_order`] relies on.
+    hasher: foldhash::fast::FixedState,
+    seed: u64,
+}
+
+impl Default for KeyIndex {
+    /// An empty index with a random seed.
+    fn default() -> Self {
+        KeyIndex::with_seed(foldhash::fast::RandomState::default().hash_one(0u64))
+    }
 }
 
 fn key_of<'a>(slots: &[Slot], arena: &'a [u8], i: u32) -> &'a [u8] {
@@ -94,7 +116,84 @@ fn key_of<'a>(slots: &[Slot], arena: &'a [u8], i: u32) -> &'a [u8] {
         .unwrap_or_default()
 }
 
+/// Stores `key` at `loc` in a free slot (or a new one); returns the slot's index.
+fn push_slot(
+    slots: &mut Vec<Slot>,
+    arena: &mut Vec<u8>,
+    free: &mut Vec<u32>,
+    key: &[u8],
+    loc: Loc,
+) -> u32 {
+    let mut slot = Slot {
+        key_off: arena.len() as u64,
+        seq: 0,
+        file: 0,
+        offset: 0,
+        value_len: 0,
+        key_len: u32::try_from(key.len()).unwrap_or(FREE - 1),
+    };
+    slot.set(loc);
+    arena.extend_from_slice(key);
+    match free.pop() {
+        Some(i) => {
+            if let Some(s) = slots.get_mut(i as usize) {
+                *s = slot;
+            }
+            i
+        }
+        None => {
+            slots.push(slot);
+            (slots.len() - 1) as u32
+        }
+    }
+}
+
 impl KeyIndex {
+    /// An empty index hashing with `seed`.
+    pub fn with_seed(seed: u64) -> Self {
+        KeyIndex {
+            table: HashTable::new(),
+            slots: Vec::new(),
+            arena: Vec::new(),
+            free: Vec::new(),
+            garbage: 0,
+            hasher: foldhash::fast::FixedState::with_seed(seed),
+            seed,
+        }
+    }
+
+    /// The seed it hashes with.
+    pub fn seed(&self) -> u64 {
+        self.seed
+    }
+
+    /// Every `(key, location)` in the order that fills a table of exactly their number,
+    /// hashed with this index's seed, front to back: an index created
+    /// [`with_seed`](KeyIndex::with_seed) of this seed and
+    /// [`reserve`](KeyIndex::reserve)d for them then takes them with sequential writes,
+    /// not one cache miss each (what makes loading a saved index fast). Any order loads
+    /// correctly; this one loads fastest. Takes 12 bytes a key while it runs.
+    pub fn iter_in_load_order(&self) -> impl Iterator<Item = (&[u8], Loc)> {
+        // The table the loader's `reserve(len)` makes: hashbrown's 7/8 load factor, rounded
+        // up to a power of two (a different table only makes the order less sequential).
+        let buckets = (self.len().max(16).saturating_mul(8) / 7).next_power_of_two() as u64;
+        let mut order: Vec<(u64, u32)> = self
+            .slots
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| s.key_len != FREE)
+            .map(|(i, _)| {
+                let key = key_of(&self.slots, &self.arena, i as u32);
+                (self.hasher.hash_one(key) & (buckets - 1), i as u32)
+            })
+            .collect();
+        order.sort_unstable();
+        order.into_iter().filter_map(move |(_, i)| {
+            let s = self.slots.get(i as usize)?;
+            Some((key_of(&self.slots, &self.arena, i), s.loc()))
+        })
+    }
+
     /// Live keys.
     pub fn len(&self) -> usize {
         self.table.len()
@@ -190,6 +289,81 @@ impl KeyIndex {
         None
     }
 
+    /// Adds `key` at `loc` if it is absent, in one probe of the table (loading an index
+    /// known to hold each key once); returns false, changing nothing, if it is present.
+    ///
+    /// ```
+    /// use kv_core::key_index::{KeyIndex, Loc};
+    /// let mut idx = KeyIndex::default();
+    /// let loc = Loc { seq: 1, file: 1, offset: 64, value_len: 5 };
+    /// assert!(idx.insert_new(b"key", loc));
+    /// assert!(!idx.insert_new(b"key", Loc { seq: 2, ..loc }));
+    /// assert_eq!(idx.get(b"key"), Some(loc));
+    /// ```
+    pub fn insert_new(&mut self, key: &[u8], loc: Loc) -> bool {
+        let h = self.hasher.hash_one(key);
+        let Self {
+            table,
+            slots,
+            arena,
+            free,
+            hasher,
+            ..
+        } = self;
+        let hash = |&j: &u32| hasher.hash_one(key_of(slots, arena, j));
+        match table.entry(h, |&i| key_of(slots, arena, i) == key, hash) {
+            hashbrown::hash_table::Entry::Occupied(_) => false,
+            hashbrown::hash_table::Entry::Vacant(v) => {
+                v.insert(push_slot(slots, arena, free, key, loc));
+                true
+            }
+        }
+    }
+
+    /// Sets `key` to `loc` if it is absent, or if `replace` says so of its current
+    /// location; in one probe of the table (where a `get` then an `insert` take three).
+    ///
+    /// ```
+    /// use kv_core::key_index::{KeyIndex, Loc, Upsert};
+    /// let mut idx = KeyIndex::default();
+    /// let at = |seq| Loc { seq, file: 1, offset: 64, value_len: 5 };
+    /// let newer = |new: Loc| move |cur: Loc| cur.seq <= new.seq;
+    /// assert_eq!(idx.upsert(b"k", at(5), newer(at(5))), Upsert::Inserted);
+    /// assert_eq!(idx.upsert(b"k", at(3), newer(at(3))), Upsert::Kept);
+    /// assert_eq!(idx.upsert(b"k", at(9), newer(at(9))), Upsert::Replaced(at(5)));
+    /// assert_eq!(idx.get(b"k"), Some(at(9)));
+    /// ```
+    pub fn upsert(&mut self, key: &[u8], loc: Loc, replace: impl FnOnce(Loc) -> bool) -> Upsert {
+        let h = self.hasher.hash_one(key);
+        let Self {
+            table,
+            slots,
+            arena,
+            free,
+            hasher,
+            ..
+        } = self;
+        let hash = |&j: &u32| hasher.hash_one(key_of(slots, arena, j));
+        match table.entry(h, |&i| key_of(slots, arena, i) == key, hash) {
+            hashbrown::hash_table::Entry::Occupied(e) => {
+                let Some(slot) = slots.get_mut(*e.get() as usize) else {
+                    return Upsert::Kept;
+                };
+                let old = slot.loc();
+                if replace(old) {
+                    slot.set(loc);
+                    Upsert::Replaced(old)
+                } else {
+                    Upsert::Kept
+                }
+            }
+            hashbrown::hash_table::Entry::Vacant(v) => {
+                v.insert(push_slot(slots, arena, free, key, loc));
+                Upsert::Inserted
+            }
+        }
+    }
+
     /// Removes `key`; returns its location.
     pub fn remove(&mut self, key: &[u8]) -> Option<Loc> {
         let h = self.hasher.hash_one(key);
@@ -265,6 +439,18 @@ mod tests {
             };
             if rng.chance(1, 3) {
                 assert_eq!(idx.remove(&key), model.remove(&key));
+            } else if rng.chance(1, 2) {
+                // Upsert keeping the location with the larger offset.
+                let want = match model.get(&key).copied() {
+                    None => Upsert::Inserted,
+                    Some(cur) if cur.offset <= loc.offset => Upsert::Replaced(cur),
+                    Some(_) => Upsert::Kept,
+                };
+                let got = idx.upsert(&key, loc, |cur| cur.offset <= loc.offset);
+                assert_eq!(got, want);
+                if got != Upsert::Kept {
+                    model.insert(key.clone(), loc);
+                }
             } else {
                 assert_eq!(idx.insert(&key, loc), model.insert(key.clone(), loc));
             }
