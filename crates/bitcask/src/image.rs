@@ -11,7 +11,6 @@
 //! falls back to hints and scans: the image is derived data, never the only copy of
 //! anything. Layout: `docs/FORMAT-bitcask.md`.
 
-use std::collections::BTreeMap;
 use std::path::Path;
 
 use durable_fs::{Access, DurableFs, File};
@@ -225,7 +224,7 @@ pub(crate) fn bound(
 /// does not cover or a record past that file's length.
 pub(crate) fn load(fs: &DurableFs, dir: &Path, header: &Header) -> Option<Image> {
     let file = fs.open(&dir.join(IMAGE), Access::Read).ok()?;
-    let covered: BTreeMap<u32, u64> = header.files.iter().map(|c| (c.id, c.len)).collect();
+    let covered = Lens::new(&header.files);
     let mut map = KeyIndex::with_seed(header.seed);
     map.reserve(
         usize::try_from(header.keys).ok()?,
@@ -252,7 +251,7 @@ pub(crate) fn load(fs: &DurableFs, dir: &Path, header: &Header) -> Option<Image>
         };
         let key_len = u32_at(e, 20)? as usize;
         let key = rd.take(key_len)?;
-        let file_len = *covered.get(&loc.file)?;
+        let file_len = covered.get(loc.file)?;
         let rec_end = u64::from(loc.offset) + record_len(key_len, loc.value_len as usize);
         if seq > header.max_seq
             || u64::from(loc.offset) < FILE_HEADER_LEN as u64
@@ -284,6 +283,46 @@ pub(crate) fn load(fs: &DurableFs, dir: &Path, header: &Header) -> Option<Image>
 /// counts, merge heuristics, are not compared).
 pub(crate) fn same(a: &Keydir, b: &Keydir) -> bool {
     a.map.len() == b.map.len() && a.map.iter().all(|(k, loc)| b.map.get(k) == Some(loc))
+}
+
+/// Covered file id -> length, looked up once per key: a table indexed by id when the ids
+/// are dense enough (they usually are: ids are allocated in order), else a binary search.
+enum Lens {
+    Dense { first: u32, lens: Vec<Option<u64>> },
+    Sorted(Vec<(u32, u64)>),
+}
+
+impl Lens {
+    fn new(files: &[Covered]) -> Lens {
+        let (Some(first), Some(last)) = (files.first(), files.last()) else {
+            return Lens::Sorted(Vec::new());
+        };
+        let span = (last.id - first.id) as usize + 1;
+        if span > files.len() * 16 + 1024 {
+            return Lens::Sorted(files.iter().map(|c| (c.id, c.len)).collect());
+        }
+        let mut lens = vec![None; span];
+        for c in files {
+            if let Some(slot) = lens.get_mut((c.id - first.id) as usize) {
+                *slot = Some(c.len);
+            }
+        }
+        Lens::Dense {
+            first: first.id,
+            lens,
+        }
+    }
+
+    fn get(&self, id: u32) -> Option<u64> {
+        match self {
+            Lens::Dense { first, lens } => *lens.get(id.checked_sub(*first)? as usize)?,
+            Lens::Sorted(v) => v
+                .binary_search_by_key(&id, |&(i, _)| i)
+                .ok()
+                .and_then(|i| v.get(i))
+                .map(|&(_, len)| len),
+        }
+    }
 }
 
 /// Reads the entries section forward through one buffer, checksumming what it reads.

@@ -392,12 +392,11 @@ impl Inner {
 
     /// Reads the value at `loc` for `key`, verifying the record's checksum, key and seq.
     pub fn read_value(&self, key: &[u8], loc: Loc) -> Result<Vec<u8>> {
-        let (file, offset) = (u64::from(loc.file), u64::from(loc.offset));
-        if let Some(v) = self.cache.get(file, offset) {
+        if let Some(v) = self.cache.get(loc.seq, key) {
             return Ok(v);
         }
         let v = self.read_value_from_disk(key, loc)?;
-        self.cache.insert(file, offset, &v);
+        self.cache.insert(loc.seq, key, &v);
         Ok(v)
     }
 

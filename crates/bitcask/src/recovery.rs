@@ -25,8 +25,8 @@ use crate::format::{
 };
 use crate::image::{self, Covered, IMAGE};
 use crate::keydir::{KeyMap, Keydir, Loc};
-use kv_core::key_index::Upsert;
 use crate::options::Options;
+use kv_core::key_index::Upsert;
 
 /// What [`Bitcask::open`](crate::Bitcask::open) found and did.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]

@@ -336,10 +336,7 @@ impl Iterator for Iter {
             let (key, loc) = self.items.next()?;
             // The snapshot's location may have been merged away: fall back to a fresh get.
             // Not cached on the way: a scan of the whole store would push out the hot values.
-            let cached = self
-                .inner
-                .cache
-                .get(u64::from(loc.file), u64::from(loc.offset));
+            let cached = self.inner.cache.get(loc.seq, &key);
             let read = cached.map_or_else(|| self.inner.read_value_from_disk(&key, loc), Ok);
             let value = match read {
                 Ok(v) => Ok(Some(v)),

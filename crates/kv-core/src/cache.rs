@@ -1,12 +1,14 @@
-//! The read cache: values already read from disk and verified, by where their record is.
+//! The read cache: values already read from disk and verified, by the record they are in.
 //!
-//! A record's place (file id, offset) names it for the life of a store handle: files are
-//! never rewritten in place, and ids are never reused while a store is open, so a cached
-//! value never goes stale; a merge or compaction moves live values to new places and the old
-//! entries simply age out. Only values whose record passed its CRC and key check are cached,
-//! so a hit is as good as a verified read; a miss reads and verifies from disk as always.
-//! Bounded in bytes (`cache_bytes` in each engine's options; 0 turns it off), with the
-//! eviction policy of `quick_cache` (S3-FIFO-like, as fjall uses).
+//! A record is named by its seq and its key: every record a store handle writes gets a seq
+//! of its own, above every seq on disk when it opened, and a merge or compaction copies a
+//! record with its seq, so a cached value never goes stale and survives the move of its
+//! record (gets stay hits through a merge; overwritten and deleted values age out). The key
+//! is in the name too (hashed), so that a damaged store holding two records of one seq still
+//! cannot serve one key's value for another. Only values whose record passed its CRC and key
+//! check are cached, so a hit is as good as a verified read; a miss reads and verifies from
+//! disk as always. Bounded in bytes (`cache_bytes` in each engine's options; 0 turns it off),
+//! with the eviction policy of `quick_cache` (S3-FIFO-like, as fjall uses).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -21,6 +23,12 @@ impl quick_cache::Weighter<(u64, u64), Arc<[u8]>> for ByLen {
     fn weight(&self, _key: &(u64, u64), value: &Arc<[u8]>) -> u64 {
         value.len() as u64 + ENTRY_OVERHEAD
     }
+}
+
+/// The key's part of a cache key (a fixed seed: the same in every handle).
+fn key_hash(key: &[u8]) -> u64 {
+    use std::hash::BuildHasher;
+    foldhash::fast::FixedState::with_seed(0x5EED).hash_one(key)
 }
 
 /// Once the cache is full, one miss in this many is admitted (see [`ValueCache::insert`]).
@@ -45,17 +53,18 @@ fn admit() -> bool {
     })
 }
 
-/// The table: (file id, offset) -> the value, weighted by its length.
+/// The table: (seq, hash of the key) -> the value, weighted by its length.
 type Table = quick_cache::sync::Cache<(u64, u64), Arc<[u8]>, ByLen>;
 
-/// A bounded cache of verified values, keyed by (file id, offset of the record).
+/// A bounded cache of verified values, keyed by their record (seq and key).
 ///
 /// ```
 /// let cache = kv_core::ValueCache::new(1 << 20);
-/// assert_eq!(cache.get(3, 128), None);
-/// cache.insert(3, 128, b"value");
-/// assert_eq!(cache.get(3, 128).as_deref(), Some(&b"value"[..]));
-/// assert_eq!(kv_core::ValueCache::new(0).get(3, 128), None); // off
+/// assert_eq!(cache.get(7, b"key"), None);
+/// cache.insert(7, b"key", b"value");
+/// assert_eq!(cache.get(7, b"key").as_deref(), Some(&b"value"[..]));
+/// assert_eq!(cache.get(7, b"other"), None); // another key
+/// assert_eq!(kv_core::ValueCache::new(0).get(7, b"key"), None); // off
 /// ```
 pub struct ValueCache {
     cache: Option<Table>,
@@ -95,21 +104,21 @@ impl ValueCache {
         }
     }
 
-    /// The value of the record at `offset` of file `file`, if cached: one allocation, the
-    /// returned `Vec`.
-    pub fn get(&self, file: u64, offset: u64) -> Option<Vec<u8>> {
+    /// The value of `key`'s record of seq `seq`, if cached: one allocation, the returned
+    /// `Vec`.
+    pub fn get(&self, seq: u64, key: &[u8]) -> Option<Vec<u8>> {
         self.cache
             .as_ref()?
-            .get(&(file, offset))
+            .get(&(seq, key_hash(key)))
             .map(|v| v.to_vec())
     }
 
-    /// Remembers the verified value of the record at `offset` of file `file`: always while
+    /// Remembers the verified value of `key`'s record of seq `seq`: always while
     /// the cache has room, then for one miss in eight (chosen at random). A
     /// working set that fits is still cached after a few misses of each value; one much larger
     /// than the cache (where most gets miss whatever is kept) no longer pays an allocation
     /// and an eviction on every miss.
-    pub fn insert(&self, file: u64, offset: u64, value: &[u8]) {
+    pub fn insert(&self, seq: u64, key: &[u8], value: &[u8]) {
         if let Some(c) = &self.cache {
             let full = self.full.load(Ordering::Relaxed);
             if full && !admit() {
@@ -121,7 +130,7 @@ impl ValueCache {
                     self.full.store(true, Ordering::Relaxed);
                 }
             }
-            c.insert((file, offset), Arc::from(value));
+            c.insert((seq, key_hash(key)), Arc::from(value));
         }
     }
 

@@ -94,7 +94,7 @@ pub(crate) struct Inner {
     /// Oldest first; the last is the active segment. Readers clone the `Arc` and never block
     /// on writers or compaction.
     segments: RwLock<Arc<Vec<Arc<Segment>>>>,
-    /// Verified values by place (segment id, offset).
+    /// Verified values by record (seq and key).
     cache: kv_core::ValueCache,
     /// `None` when opened read-only.
     writer: Option<Mutex<Writer>>,
@@ -107,6 +107,10 @@ pub(crate) struct Inner {
     pending: Mutex<VecDeque<PendingBatch>>,
     next_id: AtomicU64,
     compaction: Mutex<()>,
+    /// Serialises changes of the segment set with their manifest writes: a freeze (under
+    /// the writer, which takes this after it) and a compaction's switch (which takes only
+    /// this, so puts that do not freeze go on while its manifest is written and synced).
+    set_lock: Mutex<()>,
     snapshot_failures: AtomicU64,
     report: RecoveryReport,
     _lock: Option<DirLock>,
@@ -226,6 +230,7 @@ impl Inner {
         self.group.advance(w.app.seq);
         let id = self.new_id()?;
         let fresh = Arc::new(create_segment(&self.opts.fs, &self.dir, id)?);
+        let _set = self.set_lock.lock();
         let mut list: Vec<Arc<Segment>> = self.segments.read().iter().cloned().collect();
         list.push(Arc::clone(&fresh));
         self.write_manifest(&list)?;
@@ -334,15 +339,14 @@ impl Inner {
             None => Ok(None),
             Some((_, e)) if e.tombstone => Ok(None),
             Some((seg, e)) => {
-                let offset = u64::from(e.offset);
-                if let Some(v) = self.cache.get(seg.id(), offset) {
+                if let Some(v) = self.cache.get(e.seq, key) {
                     return Ok(Some(v));
                 }
                 let v = seg.read_value(key, e);
                 // A failure while reading makes the value suspect: fail-stop.
                 self.check_poison()?;
                 let v = v?;
-                self.cache.insert(seg.id(), offset, &v);
+                self.cache.insert(e.seq, key, &v);
                 Ok(Some(v))
             }
         }
@@ -385,12 +389,12 @@ impl Inner {
         report.outputs = outputs.iter().map(|o| o.id()).collect();
         report.bytes_after = outputs.iter().map(|o| record_bytes(o, None)).sum();
         // The switch: the new set in the manifest, then in memory. Serialised with freezes,
-        // which also change the set; writers wait only for this manifest write.
+        // which also change the set; only a writer that freezes meanwhile waits for it.
         {
-            let _w = self.writer()?.lock();
+            let set = self.set_lock.lock();
             // Fail-stop: a store poisoned while the outputs were written does not switch.
             if let Err(e) = self.check_poison() {
-                drop(_w);
+                drop(set);
                 for out in &outputs {
                     let _ = self.opts.fs.remove_file(&out.data.path);
                 }
@@ -724,6 +728,7 @@ fn open_inner(dir: &Path, opts: Options) -> Result<Inner> {
         pending: Mutex::new(VecDeque::new()),
         next_id,
         compaction: Mutex::new(()),
+        set_lock: Mutex::new(()),
         snapshot_failures: AtomicU64::new(0),
         report: r.report,
         _lock: lock,
