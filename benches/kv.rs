@@ -6,10 +6,13 @@
 //!   (ours: `SyncPolicy::Never`; fjall: no persist; redb: `Durability::None`; sled: no flush).
 //! - `put_sync/<engine>/threads=N`: the same, durable when the call returns (ours: `Always`,
 //!   group commit; fjall: `persist(SyncData)`; redb: `Durability::Immediate`; sled: `flush`).
-//! - `get/<engine>/<N>k`: random gets of present keys (each checked) on a warm store of
-//!   `GET_KEYS` keys (default 100k and 1M, as `durable bench`).
-//! - `open/bitcask_hints`, `open/bitcask_scan`, `open/lsm_hash`: open a store of
-//!   `BENCH_KEYS` keys (default 1M) with and without hint files.
+//! - `get/<engine>/<N>k` and `get/<engine>/<N>k/threads=16`: random gets of present keys
+//!   (each checked) on a warm store of `GET_KEYS` keys (default 100k and 1M, as `durable
+//!   bench`), from one thread and from 16.
+//! - `open/bitcask_image`, `open/bitcask_hints`, `open/bitcask_scan`, `open/lsm_hash`: open a
+//!   store of `BENCH_KEYS` keys (default 1M) read-only from the keydir image close wrote,
+//!   then without it (hints), then without hints either (scans); `open_cold/*` the same after
+//!   dropping the page cache (root only).
 //! - `merge/bitcask`: merge a store whose data is half dead; throughput in input bytes.
 //! - `lsm_get_during_compaction`: get latency while another thread compacts nonstop.
 //!
@@ -123,9 +126,41 @@ fn get(c: &mut Criterion) {
                     assert!(db.get(&key(i)).is_some_and(|v| v == value(i)));
                 })
             });
+            let id = BenchmarkId::new(engine, format!("{}k/threads=16", n / 1000));
+            g.bench_function(id, |b| {
+                b.iter_custom(|iters| threaded_gets(&db, n, iters, 16))
+            });
         }
     }
     g.finish();
+}
+
+/// `iters` random gets of present keys (each checked) spread over `threads` threads; wall
+/// time.
+fn threaded_gets(db: &Arc<dyn Kv>, n: u64, iters: u64, threads: usize) -> Duration {
+    let per = (iters / threads as u64).max(1);
+    let barrier = Arc::new(Barrier::new(threads + 1));
+    let handles: Vec<_> = (0..threads)
+        .map(|t| {
+            let (db, barrier) = (Arc::clone(db), Arc::clone(&barrier));
+            std::thread::spawn(move || {
+                let mut rng = Rng::new(t as u64 + 100);
+                barrier.wait();
+                for _ in 0..per {
+                    let i = rng.below(n);
+                    assert!(db.get(&key(i)).is_some_and(|v| v == value(i)));
+                }
+            })
+        })
+        .collect();
+    barrier.wait();
+    let start = Instant::now();
+    for h in handles {
+        h.join().unwrap();
+    }
+    start
+        .elapsed()
+        .mul_f64(iters as f64 / (per * threads as u64) as f64)
 }
 
 /// Store sizes of the get benchmarks: `GET_KEYS` (comma-separated), default 100k and 1M, the
