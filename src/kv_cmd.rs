@@ -9,6 +9,7 @@ use clap::{Subcommand, ValueEnum};
 use kv_core::{KvStore, SyncPolicy, WriteBatch};
 use lsm_hash::LsmHash;
 
+use crate::out::{Format, Outcome, hex, json_bytes, line_key, line_value, out, unhex};
 use crate::wal_cmd::SyncArg;
 
 /// The key-value engines.
@@ -34,13 +35,13 @@ impl Engine {
 #[derive(Subcommand, Debug)]
 pub enum KvCommand {
     /// Read `put KEY VALUE` / `del KEY` / `merge` lines from stdin; print `ack <n>` once each
-    /// is durable (`merged` after a merge).
+    /// is durable (`merged` after a merge). With `--hex`, KEY and VALUE are hex.
     Load {
         /// `always`: ack after fsync; `never`: ack after the write, sync at the end.
         #[arg(long, value_enum, default_value_t = SyncArg::Always)]
         sync: SyncArg,
-        /// Rotate data files at this size.
-        #[arg(long)]
+        /// Rotate data files at this size (e.g. `64MiB`).
+        #[arg(long, value_parser = crate::out::parse_size)]
         file_bytes: Option<u64>,
     },
     /// Print the value of KEY (exit 1 if it is not there).
@@ -61,27 +62,76 @@ pub enum KvCommand {
         key: String,
     },
     /// Print `KEY VALUE` for every live key, sorted by key.
-    Dump,
+    Dump {
+        /// Only keys starting with these bytes (hex with `--hex`).
+        #[arg(long)]
+        prefix: Option<String>,
+        /// Print at most this many pairs.
+        #[arg(long)]
+        limit: Option<u64>,
+    },
     /// Merge / compact now.
     Merge,
     /// Check every file and record; name the file and offset of any damage (exit 1).
     Verify,
     /// Print counts and sizes.
     Stats,
+    /// List the store's files with their sizes and headers.
+    Files,
+}
+
+impl KvCommand {
+    /// True for the commands that only read: their stdout closing early ends them quietly.
+    pub fn reads_only(&self) -> bool {
+        matches!(
+            self,
+            KvCommand::Get { .. }
+                | KvCommand::Dump { .. }
+                | KvCommand::Verify
+                | KvCommand::Stats
+                | KvCommand::Files
+        )
+    }
+}
+
+/// How keys and values are written on the command line and on stdout.
+#[derive(Clone, Copy, Debug)]
+pub struct Io {
+    /// `--hex`: keys and values in hex, in and out.
+    pub hex: bool,
+    /// `--format`.
+    pub format: Format,
+}
+
+impl Io {
+    /// A key or value given on the command line (or a `load` line).
+    fn bytes(self, s: &[u8]) -> Result<Vec<u8>, String> {
+        if self.hex {
+            unhex(std::str::from_utf8(s).map_err(|_| "not hex".to_owned())?)
+        } else {
+            Ok(s.to_vec())
+        }
+    }
 }
 
 /// A read error: damage (exit 1, named file and offset) or anything else (exit 2).
 enum Corrupt {
-    At(String),
+    At {
+        path: String,
+        offset: u64,
+        kind: String,
+    },
     Other(String),
 }
 
 impl From<kv_core::Error> for Corrupt {
     fn from(e: kv_core::Error) -> Self {
         match e {
-            kv_core::Error::Corruption { path, offset, kind } => {
-                Corrupt::At(format!("{} offset {offset}: {kind}", path.display()))
-            }
+            kv_core::Error::Corruption { path, offset, kind } => Corrupt::At {
+                path: path.display().to_string(),
+                offset,
+                kind: kind.to_string(),
+            },
             other => Corrupt::Other(other.to_string()),
         }
     }
@@ -90,7 +140,7 @@ impl From<kv_core::Error> for Corrupt {
 impl From<Corrupt> for String {
     fn from(c: Corrupt) -> String {
         match c {
-            Corrupt::At(s) => format!("corrupt {s}"),
+            Corrupt::At { path, offset, kind } => format!("corrupt {path} offset {offset}: {kind}"),
             Corrupt::Other(s) => s,
         }
     }
@@ -171,11 +221,11 @@ fn resolve_engine(given: Option<Engine>, dir: &Path, write: bool) -> Result<Engi
                     dir.display()
                 ))
             }),
-        Err(StoreError::BadIdentity { path }) => Err(Corrupt::At(format!(
-            "{} offset 0: {}",
-            path.display(),
-            kv_core::CorruptionKind::BadIdentity
-        ))),
+        Err(StoreError::BadIdentity { path }) => Err(Corrupt::At {
+            path: path.display().to_string(),
+            offset: 0,
+            kind: kv_core::CorruptionKind::BadIdentity.to_string(),
+        }),
         // With the engine given, its own check names what it does not own.
         Err(StoreError::ForeignFile { .. }) if given.is_some() => {
             let kind = match given {
@@ -328,8 +378,7 @@ fn open_or_fail(given: Option<Engine>, dir: &Path, mode: Mode) -> Result<Opened,
 
 /// `verify`: every byte of every file, nothing changed. Exit 0 intact (a torn tail an open
 /// would cut is a note on stderr), 1 on damage (stdout names file, offset, kind), 2 on error.
-fn verify(given: Option<Engine>, dir: &Path, out: &mut dyn Write) -> Result<ExitCode, String> {
-    let w = |r: io::Result<()>| r.map_err(|e| format!("writing stdout: {e}"));
+fn verify(given: Option<Engine>, dir: &Path, format: Format, stdout: &mut dyn Write) -> Outcome {
     let checked = resolve_engine(given, dir, false).and_then(|engine| {
         let (keys, torn, notes) = match engine {
             Engine::Bitcask => {
@@ -392,27 +441,52 @@ fn verify(given: Option<Engine>, dir: &Path, out: &mut dyn Write) -> Result<Exit
         Ok((keys, torn, notes))
     });
     match checked {
-        Ok((keys, torn, notes)) => {
-            if let Some(d) = torn {
-                eprintln!(
-                    "note: torn tail at {} offset {}, {} bytes ({}): an open would cut it",
-                    d.path.display(),
-                    d.offset,
-                    d.len,
-                    d.kind
+        Ok((keys, torn, mut notes)) => {
+            if let Some(d) = &torn {
+                notes.insert(
+                    0,
+                    format!(
+                        "note: torn tail at {} offset {}, {} bytes ({}): an open would cut it",
+                        d.path.display(),
+                        d.offset,
+                        d.len,
+                        d.kind
+                    ),
                 );
             }
-            for n in notes {
+            for n in &notes {
                 eprintln!("{n}");
             }
-            w(writeln!(out, "ok keys {keys}"))?;
+            let line = match format {
+                Format::Text => format!("ok keys {keys}"),
+                Format::Json => serde_json::json!({
+                    "status": "ok",
+                    "keys": keys,
+                    "torn_tail": torn.as_ref().map(|d| serde_json::json!({
+                        "path": d.path.display().to_string(),
+                        "offset": d.offset,
+                        "len": d.len,
+                        "kind": d.kind.to_string(),
+                    })),
+                    "notes": notes,
+                })
+                .to_string(),
+            };
+            out(writeln!(stdout, "{line}"))?;
             Ok(ExitCode::SUCCESS)
         }
-        Err(Corrupt::At(s)) => {
-            w(writeln!(out, "corrupt {s}"))?;
+        Err(Corrupt::At { path, offset, kind }) => {
+            let line = match format {
+                Format::Text => format!("corrupt {path} offset {offset}: {kind}"),
+                Format::Json => serde_json::json!({
+                    "status": "corrupt", "path": path, "offset": offset, "kind": kind,
+                })
+                .to_string(),
+            };
+            out(writeln!(stdout, "{line}"))?;
             Ok(ExitCode::from(1))
         }
-        Err(Corrupt::Other(s)) => Err(s),
+        Err(Corrupt::Other(s)) => Err(s.into()),
     }
 }
 
@@ -455,14 +529,14 @@ fn parse_line(line: &[u8]) -> Result<Line<'_>, String> {
 }
 
 /// Runs a `durable kv` subcommand.
-pub fn run(engine: Option<Engine>, dir: &Path, cmd: &KvCommand) -> Result<ExitCode, String> {
-    let mut out = io::stdout().lock();
-    let w = |r: io::Result<()>| r.map_err(|e| format!("writing stdout: {e}"));
+pub fn run(engine: Option<Engine>, dir: &Path, io_: Io, cmd: &KvCommand) -> Outcome {
+    let mut stdout = io::stdout().lock();
     let write_mode = |create| Mode::Write {
         sync: SyncArg::Always,
         file_bytes: None,
         create,
     };
+    let needs_hex = |what: &str| format!("{what} cannot be carried by the line format: use --hex");
     match cmd {
         KvCommand::Load { sync, file_bytes } => {
             let db = open_or_fail(
@@ -487,82 +561,233 @@ pub fn run(engine: Option<Engine>, dir: &Path, cmd: &KvCommand) -> Result<ExitCo
                 match parse_line(&line)? {
                     Line::Merge => {
                         db.compact().map_err(err)?;
-                        w(writeln!(out, "merged").and_then(|()| out.flush()))?;
+                        out(writeln!(stdout, "merged").and_then(|()| stdout.flush()))?;
                         continue;
                     }
-                    Line::Put(k, v) => db.write(batch(k, Some(v))).map_err(err)?,
-                    Line::Del(k) => db.write(batch(k, None)).map_err(err)?,
+                    Line::Put(k, v) => {
+                        let (k, v) = (io_.bytes(k)?, io_.bytes(v)?);
+                        db.write(batch(&k, Some(&v))).map_err(err)?;
+                    }
+                    Line::Del(k) => db.write(batch(&io_.bytes(k)?, None)).map_err(err)?,
                 }
                 n += 1;
-                w(writeln!(out, "ack {n}").and_then(|()| out.flush()))?;
+                out(writeln!(stdout, "ack {n}").and_then(|()| stdout.flush()))?;
             }
             db.close().map_err(err)?;
             Ok(ExitCode::SUCCESS)
         }
         KvCommand::Get { key } => {
+            let key = io_.bytes(key.as_bytes())?;
             let db = open_or_fail(engine, dir, Mode::Read)?.db;
-            match db.get(key.as_bytes()).map_err(err)? {
+            match db.get(&key).map_err(err)? {
+                Some(v) if io_.hex => {
+                    out(writeln!(stdout, "{}", hex(&v)))?;
+                    Ok(ExitCode::SUCCESS)
+                }
                 Some(v) => {
-                    w(out.write_all(&v).and_then(|()| out.write_all(b"\n")))?;
+                    out(stdout.write_all(&v).and_then(|()| stdout.write_all(b"\n")))?;
                     Ok(ExitCode::SUCCESS)
                 }
                 None => {
-                    eprintln!("{key}: not found");
+                    eprintln!("{}: not found", String::from_utf8_lossy(&key));
                     Ok(ExitCode::from(1))
                 }
             }
         }
         KvCommand::Put { key, value } => {
+            let (key, value) = (io_.bytes(key.as_bytes())?, io_.bytes(value.as_bytes())?);
+            if !io_.hex && !line_key(&key) {
+                return Err(needs_hex("a key that is empty or holds a space or a newline").into());
+            }
+            if !io_.hex && !line_value(&value) {
+                return Err(needs_hex("a value holding a newline").into());
+            }
             let db = open_or_fail(engine, dir, write_mode(true))?.db;
-            db.write(batch(key.as_bytes(), Some(value.as_bytes())))
-                .map_err(err)?;
+            db.write(batch(&key, Some(&value))).map_err(err)?;
             db.close().map_err(err)?;
             Ok(ExitCode::SUCCESS)
         }
         KvCommand::Del { key } => {
+            let key = io_.bytes(key.as_bytes())?;
             let db = open_or_fail(engine, dir, write_mode(false))?.db;
-            if !db.delete(key.as_bytes()).map_err(err)? {
-                eprintln!("{key}: not found (nothing deleted)");
+            if !db.delete(&key).map_err(err)? {
+                eprintln!(
+                    "{}: not found (nothing deleted)",
+                    String::from_utf8_lossy(&key)
+                );
             }
             db.close().map_err(err)?;
             Ok(ExitCode::SUCCESS)
         }
-        KvCommand::Dump => {
+        KvCommand::Dump { prefix, limit } => {
+            let prefix = prefix
+                .as_ref()
+                .map(|p| io_.bytes(p.as_bytes()))
+                .transpose()?
+                .unwrap_or_default();
             let db = open_or_fail(engine, dir, Mode::Read)?.db;
             let pairs = db.pairs().map_err(|e| String::from(Corrupt::from(e)))?;
-            let mut out = io::BufWriter::new(out);
-            for (k, v) in pairs {
-                w(out
-                    .write_all(&k)
-                    .and_then(|()| out.write_all(b" "))
-                    .and_then(|()| out.write_all(&v))
-                    .and_then(|()| out.write_all(b"\n")))?;
+            let mut stdout = io::BufWriter::new(stdout);
+            let limit = usize::try_from(limit.unwrap_or(u64::MAX)).unwrap_or(usize::MAX);
+            for (k, v) in pairs
+                .into_iter()
+                .filter(|(k, _)| k.starts_with(&prefix))
+                .take(limit)
+            {
+                match io_.format {
+                    Format::Text if io_.hex => {
+                        out(writeln!(stdout, "{} {}", hex(&k), hex(&v)))?;
+                    }
+                    Format::Text => {
+                        if !line_key(&k) || !line_value(&v) {
+                            out(stdout.flush())?;
+                            return Err(format!(
+                                "key {:?}: {}",
+                                String::from_utf8_lossy(&k),
+                                needs_hex("it or its value")
+                            )
+                            .into());
+                        }
+                        out(stdout
+                            .write_all(&k)
+                            .and_then(|()| stdout.write_all(b" "))
+                            .and_then(|()| stdout.write_all(&v))
+                            .and_then(|()| stdout.write_all(b"\n")))?;
+                    }
+                    Format::Json => {
+                        let mut obj = serde_json::Map::new();
+                        let utf8 = json_bytes(&mut obj, "key", &k, io_.hex)
+                            .and_then(|()| json_bytes(&mut obj, "value", &v, io_.hex));
+                        if utf8.is_none() {
+                            out(stdout.flush())?;
+                            return Err(format!(
+                                "key {:?}: it or its value is not UTF-8: use --hex",
+                                String::from_utf8_lossy(&k)
+                            )
+                            .into());
+                        }
+                        out(writeln!(stdout, "{}", serde_json::Value::Object(obj)))?;
+                    }
+                }
             }
-            w(out.flush())?;
+            out(stdout.flush())?;
             Ok(ExitCode::SUCCESS)
         }
         KvCommand::Merge => {
             let db = open_or_fail(engine, dir, write_mode(false))?.db;
             db.compact().map_err(err)?;
             db.close().map_err(err)?;
-            w(writeln!(out, "merged"))?;
+            out(writeln!(stdout, "merged"))?;
             Ok(ExitCode::SUCCESS)
         }
-        KvCommand::Verify => verify(engine, dir, &mut out),
+        KvCommand::Verify => verify(engine, dir, io_.format, &mut stdout),
         KvCommand::Stats => {
             let db = open_or_fail(engine, dir, Mode::Read)?.db;
             let s = db.stats().map_err(err)?;
-            let lines = [
-                ("keys", s.keys.to_string()),
-                ("files", s.files.to_string()),
-                ("total_bytes", s.total_bytes.to_string()),
-                ("dead_bytes", s.dead_bytes.to_string()),
-                ("fragmentation", format!("{:.3}", s.fragmentation())),
+            let fields = [
+                ("keys", serde_json::Value::from(s.keys)),
+                ("files", s.files.into()),
+                ("total_bytes", s.total_bytes.into()),
+                ("dead_bytes", s.dead_bytes.into()),
             ];
-            for (name, value) in lines {
-                w(writeln!(out, "{name} {value}"))?;
+            match io_.format {
+                Format::Text => {
+                    for (name, value) in &fields {
+                        out(writeln!(stdout, "{name} {value}"))?;
+                    }
+                    out(writeln!(stdout, "fragmentation {:.3}", s.fragmentation()))?;
+                }
+                Format::Json => {
+                    let mut obj: serde_json::Map<String, serde_json::Value> =
+                        fields.into_iter().map(|(k, v)| (k.to_owned(), v)).collect();
+                    obj.insert("fragmentation".into(), s.fragmentation().into());
+                    out(writeln!(stdout, "{}", serde_json::Value::Object(obj)))?;
+                }
             }
             Ok(ExitCode::SUCCESS)
         }
+        KvCommand::Files => files(engine, dir, io_.format, &mut stdout),
     }
+}
+
+/// `kv files`: every file of the store with its size; data, hint and segment files with
+/// their decoded headers. Reads only headers.
+fn files(given: Option<Engine>, dir: &Path, format: Format, stdout: &mut dyn Write) -> Outcome {
+    let engine = resolve_engine(given, dir, false).map_err(String::from)?;
+    let kind = match engine {
+        Engine::Bitcask => &bitcask::STORE_KIND,
+        Engine::LsmHash => &lsm_hash::STORE_KIND,
+    };
+    let fs = durable_fs::DurableFs::real();
+    let mut names = fs.list(dir).map_err(|e| e.to_string())?;
+    names.sort();
+    let mut stdout = io::BufWriter::new(stdout);
+    for name in names {
+        let mut fields: Vec<(&str, serde_json::Value)> = Vec::new();
+        let (bytes, what) = match fs.open(&dir.join(&name), durable_fs::Access::Read) {
+            Err(_) => (None, "directory".to_owned()),
+            Ok(file) => {
+                let bytes = file.len().map_err(|e| e.to_string())?;
+                let magic = (kind.magic)(&name).and_then(|m| <&[u8; 8]>::try_from(m).ok());
+                let what = match magic {
+                    Some(magic) if kv_core::format::parse_name(&name).is_some() => {
+                        let mut h = [0u8; kv_core::format::FILE_HEADER_LEN];
+                        let header = file
+                            .read_exact_at(&mut h, 0)
+                            .ok()
+                            .map(|()| kv_core::format::FileHeader::decode(&h, magic));
+                        match header {
+                            Some(Ok(h)) => {
+                                fields.push(("version", h.version.into()));
+                                fields.push(("id", h.file_id.into()));
+                                fields.push(("salt", format!("{:08x}", h.salt).into()));
+                                fields.push((
+                                    "file_kind",
+                                    format!("{:?}", h.kind).to_lowercase().into(),
+                                ));
+                            }
+                            Some(Err(e)) => fields.push(("header", e.to_string().into())),
+                            None => fields.push(("header", "short".into())),
+                        }
+                        name.rsplit('.').next().unwrap_or("file").to_owned()
+                    }
+                    _ => match name.as_str() {
+                        "KEYDIR" => "keydir-image".to_owned(),
+                        "IDENTITY" => "identity".to_owned(),
+                        "LOCK" => "lock".to_owned(),
+                        "FILES" | "MANIFEST" => "manifest".to_owned(),
+                        "MERGE" => "merge-marker".to_owned(),
+                        _ => "other".to_owned(),
+                    },
+                };
+                (Some(bytes), what)
+            }
+        };
+        let line = match format {
+            Format::Text => {
+                let mut l = format!(
+                    "{name} {} {what}",
+                    bytes.map_or("-".to_owned(), |b| b.to_string())
+                );
+                for (k, v) in &fields {
+                    let v = v.as_str().map_or_else(|| v.to_string(), str::to_owned);
+                    l.push_str(&format!(" {k} {v}"));
+                }
+                l
+            }
+            Format::Json => {
+                let mut obj = serde_json::Map::new();
+                obj.insert("name".into(), name.clone().into());
+                obj.insert("bytes".into(), bytes.into());
+                obj.insert("kind".into(), what.into());
+                for (k, v) in fields {
+                    obj.insert(k.into(), v);
+                }
+                serde_json::Value::Object(obj).to_string()
+            }
+        };
+        out(writeln!(stdout, "{line}"))?;
+    }
+    out(stdout.flush())?;
+    Ok(ExitCode::SUCCESS)
 }

@@ -7,6 +7,7 @@
 #![allow(clippy::print_stdout, reason = "stdout is the command-line contract")]
 
 mod kv_cmd;
+mod out;
 mod torture;
 mod wal_cmd;
 
@@ -14,10 +15,35 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-/// Crash-safe embedded storage engines: tools and the crash simulation.
+use out::{Fail, Format, Outcome};
+
+const EXAMPLES: &str = "\
+Examples:
+  durable torture                                  crash every engine at every operation (exit 1 on any loss)
+  durable torture --engine bitcask --seeds 4 --format json
+  printf 'one\\ntwo\\n' | durable wal append --dir /tmp/log
+  durable wal dump --dir /tmp/log --from 2 --limit 10
+  durable kv --engine bitcask --dir /tmp/kv put apple red
+  durable kv --dir /tmp/kv get apple               (the engine is detected)
+  durable kv --dir /tmp/kv --hex put 6120620a 00ff  (any bytes, in hex)
+  durable kv --dir /tmp/kv verify --format json    (exit 0 intact, 1 damaged, 2 error)
+
+Exit codes: 0 success, 1 a check failed (or, for get, a key not found), 2 bad usage or an
+error. Results go to stdout, everything else to stderr; readers end quietly with exit 0 when
+their stdout is closed early (| head).";
+
+/// Crash-safe embedded storage engines (a write-ahead log, Bitcask, a log-structured hash
+/// table): their command-line tools, the crash simulation, and the benchmark.
 #[derive(Parser, Debug)]
-#[command(name = "durable", version, about, long_about = None)]
+#[command(name = "durable", version, about, long_about = None, after_help = EXAMPLES)]
 struct Cli {
+    /// More on stderr: `-v` recovery and background-work details, `-vv` debugging.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    verbose: u8,
+    /// Only errors on stderr (a recovery report that cut or quarantined data is still
+    /// printed).
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    quiet: bool,
     #[command(subcommand)]
     command: Command,
 }
@@ -27,7 +53,7 @@ enum Command {
     /// Crash simulation: run every engine's workload, cut the power at every operation,
     /// recover, and count acknowledged writes lost (must be 0).
     Torture(torture::Args),
-    /// The write-ahead log: append, dump, verify, truncate.
+    /// The write-ahead log: append, dump, verify, truncate, files.
     #[command(subcommand)]
     Wal(wal_cmd::WalCommand),
     /// Quick side-by-side benchmark: our engines, their peers and the fsync floor, one table
@@ -48,7 +74,7 @@ enum Command {
         #[arg(long)]
         dir: Option<std::path::PathBuf>,
     },
-    /// A key-value engine: load, get, put, del, dump, merge, verify, stats.
+    /// A key-value engine: load, get, put, del, dump, merge, verify, stats, files.
     Kv {
         /// Which engine: needed to create a store; once one exists it is detected (and a
         /// different one given is refused).
@@ -57,6 +83,12 @@ enum Command {
         /// The store directory.
         #[arg(long)]
         dir: std::path::PathBuf,
+        /// Keys and values in hex, in and out (any bytes); before or after the subcommand.
+        #[arg(long, global = true)]
+        hex: bool,
+        /// `text`, or `json` for verify, stats, dump and files (schemas in README.md).
+        #[arg(long, global = true, value_enum, default_value_t = Format::Text)]
+        format: Format,
         #[command(subcommand)]
         command: kv_cmd::KvCommand,
     },
@@ -77,10 +109,12 @@ fn bench(
     _smoke: bool,
     _format: BenchFormat,
     _dir: Option<std::path::PathBuf>,
-) -> Result<ExitCode, String> {
-    Err("this build has no peer databases to compare against; run \
-         `cargo run --release --features bench -- bench`"
-        .to_owned())
+) -> Outcome {
+    Err(String::from(
+        "this build has no peer databases to compare against; run \
+         `cargo run --release --features bench -- bench`",
+    )
+    .into())
 }
 
 #[cfg(feature = "bench")]
@@ -89,7 +123,7 @@ fn bench(
     smoke: bool,
     format: BenchFormat,
     dir: Option<std::path::PathBuf>,
-) -> Result<ExitCode, String> {
+) -> Outcome {
     use durable::bench::{self, Config};
     let remove_after = dir.is_none();
     let dir = dir.unwrap_or_else(bench::default_dir);
@@ -113,15 +147,40 @@ fn bench(
         bench::cleanup(&dir);
     }
     let rows = result?;
-    match format {
-        BenchFormat::Text => print!("{}", bench::table(&rows)),
-        BenchFormat::Json => print!("{}", bench::json_lines(&rows)),
-    }
+    let text = match format {
+        BenchFormat::Text => bench::table(&rows),
+        BenchFormat::Json => bench::json_lines(&rows),
+    };
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    out::out(
+        stdout
+            .write_all(text.as_bytes())
+            .and_then(|()| stdout.flush()),
+    )?;
     Ok(ExitCode::SUCCESS)
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // Warnings by default (a recovery that cut or quarantined, a background job that
+    // failed); `RUST_LOG` overrides the flags.
+    let level = match (cli.quiet, cli.verbose) {
+        (true, _) => log::LevelFilter::Error,
+        (false, 0) => log::LevelFilter::Warn,
+        (false, 1) => log::LevelFilter::Info,
+        (false, _) => log::LevelFilter::Debug,
+    };
+    env_logger::Builder::new()
+        .filter_level(level)
+        .parse_default_env()
+        .format_timestamp(None)
+        .init();
+    let reads_only = match &cli.command {
+        Command::Torture(_) | Command::Bench { .. } => true,
+        Command::Wal(cmd) => cmd.reads_only(),
+        Command::Kv { command, .. } => command.reads_only(),
+    };
     let result = match cli.command {
         Command::Torture(args) => torture::run(&args),
         Command::Wal(cmd) => wal_cmd::run(&cmd),
@@ -134,12 +193,23 @@ fn main() -> ExitCode {
         Command::Kv {
             engine,
             dir,
+            hex,
+            format,
             command,
-        } => kv_cmd::run(engine, &dir, &command),
+        } => kv_cmd::run(engine, &dir, kv_cmd::Io { hex, format }, &command),
     };
     match result {
         Ok(code) => code,
-        Err(e) => {
+        // A reader whose reader went away (`| head`): done, quietly.
+        Err(Fail::Closed) if reads_only => ExitCode::SUCCESS,
+        Err(Fail::Closed) => {
+            eprintln!(
+                "durable: stdout was closed: the acknowledgements after that point were not \
+                 delivered"
+            );
+            ExitCode::from(2)
+        }
+        Err(Fail::Msg(e)) => {
             eprintln!("durable: {e}");
             ExitCode::from(2)
         }

@@ -9,12 +9,14 @@ use durable_fs::sim::concurrent::{self, ConcurrentWorkload};
 use durable_fs::sim::files_workload::FilesWorkload;
 use durable_fs::sim::harness::{self, Config, Report, Workload};
 
+use crate::out::{Format, Outcome, out};
+
 /// Arguments of `durable torture`.
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// Which workload to torture: a name from the list below, or `all`.
-    #[arg(long, default_value = "all")]
-    engine: String,
+    /// Which workload to torture, or `all`.
+    #[arg(long, value_enum, default_value_t = EngineArg::All)]
+    engine: EngineArg,
     /// Workload seeds per engine and mode.
     #[arg(long, default_value_t = 16)]
     seeds: u64,
@@ -34,6 +36,45 @@ pub struct Args {
     /// At most this many crash points per seed (a seeded sample); 0 tries every point.
     #[arg(long, default_value_t = 0)]
     max_points: usize,
+    /// `text` (a table), or `json`: one object a row (schema in README.md).
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    format: Format,
+}
+
+/// The torture rows `--engine` picks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum EngineArg {
+    /// Every row.
+    All,
+    /// durable-fs's own recipes (create, rename, remove, replace).
+    DurableFs,
+    /// The write-ahead log.
+    Wal,
+    /// The write-ahead log with concurrent appenders, a truncation and a reader.
+    WalMt,
+    /// Bitcask.
+    Bitcask,
+    /// Bitcask with concurrent writers, a reader and merges.
+    BitcaskMt,
+    /// lsm-hash.
+    LsmHash,
+    /// lsm-hash with concurrent writers, a reader and compactions.
+    LsmHashMt,
+}
+
+impl EngineArg {
+    fn name(self) -> &'static str {
+        match self {
+            EngineArg::All => "all",
+            EngineArg::DurableFs => "durable-fs",
+            EngineArg::Wal => "wal",
+            EngineArg::WalMt => "wal-mt",
+            EngineArg::Bitcask => "bitcask",
+            EngineArg::BitcaskMt => "bitcask-mt",
+            EngineArg::LsmHash => "lsm-hash",
+            EngineArg::LsmHashMt => "lsm-hash-mt",
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -81,24 +122,28 @@ fn engines() -> Vec<(&'static str, Runner)> {
 }
 
 /// Runs the command; the exit code is 1 when anything acknowledged was lost.
-pub fn run(args: &Args) -> Result<ExitCode, String> {
+pub fn run(args: &Args) -> Outcome {
     let all = engines();
     let names: Vec<&str> = all.iter().map(|(n, _)| *n).collect();
-    let chosen: Vec<&(&str, Runner)> = if args.engine == "all" {
+    let chosen: Vec<&(&str, Runner)> = if args.engine == EngineArg::All {
         all.iter().collect()
     } else {
-        let picked: Vec<_> = all.iter().filter(|(n, _)| *n == args.engine).collect();
+        let picked: Vec<_> = all
+            .iter()
+            .filter(|(n, _)| *n == args.engine.name())
+            .collect();
         if picked.is_empty() {
             return Err(format!(
-                "unknown engine {:?}; known: {}, all",
-                args.engine,
+                "no row {:?}; known: {}, all",
+                args.engine.name(),
                 names.join(", ")
-            ));
+            )
+            .into());
         }
         picked
     };
     if args.seeds == 0 {
-        return Err("--seeds must be at least 1".to_owned());
+        return Err(String::from("--seeds must be at least 1").into());
     }
     let modes: &[CrashMode] = match args.mode {
         ModeArg::Strict | ModeArg::Rot => &[CrashMode::Strict],
@@ -115,7 +160,7 @@ pub fn run(args: &Args) -> Result<ExitCode, String> {
         .filter(|(n, _)| !bit_rot || rot_row(n))
         .collect();
     if chosen.is_empty() {
-        return Err(format!("no bit-rot row for {:?}", args.engine));
+        return Err(format!("no bit-rot row for {:?}", args.engine.name()).into());
     }
     let mut reports = Vec::new();
     let bar = indicatif::ProgressBar::new(0);
@@ -147,7 +192,10 @@ pub fn run(args: &Args) -> Result<ExitCode, String> {
         }
     }
     bar.finish_and_clear();
-    print_table(&reports).map_err(|e| format!("writing the table: {e}"))?;
+    match args.format {
+        Format::Text => out(print_table(&reports))?,
+        Format::Json => out(print_json(&reports))?,
+    }
     let mut lost = false;
     for r in &reports {
         if let Some(f) = &r.first_failure {
@@ -182,6 +230,33 @@ pub fn run(args: &Args) -> Result<ExitCode, String> {
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// One JSON object a row: the table's columns, and the first failure (with its replay
+/// command) or null.
+fn print_json(reports: &[Report]) -> io::Result<()> {
+    let mut stdout = io::stdout().lock();
+    for r in reports {
+        let obj = serde_json::json!({
+            "engine": r.workload,
+            "mode": if r.bit_rot { "rot".to_owned() } else { r.mode.to_string() },
+            "dir_sync": if r.lying_dir_sync { "lying" } else { "real" },
+            "seeds": r.seeds,
+            "crash_states": r.crash_states,
+            "acked_checked": r.acked_checked,
+            "lost": r.lost,
+            "wrong": r.wrong,
+            "resurrected": r.resurrected,
+            "phantom_reads": r.phantom_reads,
+            "recovery_errors": r.recovery_errors,
+            "rot_refused": r.rot_refused,
+            "rot_cut_kept": r.rot_cut_kept,
+            "clean": r.is_clean(),
+            "first_failure": r.first_failure.as_ref().map(|f| f.to_string()),
+        });
+        writeln!(stdout, "{obj}")?;
+    }
+    stdout.flush()
 }
 
 fn print_table(reports: &[Report]) -> io::Result<()> {
