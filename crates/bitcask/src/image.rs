@@ -170,31 +170,45 @@ pub(crate) fn decode_header(b: &[u8], len: u64) -> Option<Header> {
     })
 }
 
-/// Reads the header of `dir`'s image: `Ok(None)` when there is none, `Err(())` when it is
-/// damaged (or unreadable).
-pub(crate) fn read_header(fs: &DurableFs, dir: &Path) -> std::result::Result<Option<Header>, ()> {
+/// What [`read_header`] found.
+pub(crate) enum Found {
+    /// No image.
+    Absent,
+    /// An image whose header or file table does not decode.
+    Damaged,
+    /// An image's header, and the image itself, open: everything else is read from this one
+    /// open file, so a writer replacing the image meanwhile cannot mix two images.
+    Image(Header, File),
+}
+
+/// Reads the header of `dir`'s image. An error reading it (not damage: the file could not be
+/// read) is an `Err`.
+pub(crate) fn read_header(fs: &DurableFs, dir: &Path) -> Result<Found> {
     let path = dir.join(IMAGE);
-    if !fs.exists(&path).map_err(|_| ())? {
-        return Ok(None);
-    }
-    let file = fs.open(&path, Access::Read).map_err(|_| ())?;
-    let len = file.len().map_err(|_| ())?;
+    let file = match fs.open(&path, Access::Read) {
+        Ok(f) => f,
+        Err(e) if e.is_not_found() => return Ok(Found::Absent),
+        Err(e) => return Err(e.into()),
+    };
+    let len = file.len()?;
     let mut head = [0u8; HEADER_LEN];
     if len < HEADER_LEN as u64 {
-        return Err(());
+        return Ok(Found::Damaged);
     }
-    file.read_exact_at(&mut head, 0).map_err(|_| ())?;
-    let nfiles = u32_at(&head, 12).ok_or(())?;
-    if nfiles > MAX_FILES {
-        return Err(());
-    }
+    file.read_exact_at(&mut head, 0)?;
+    let Some(nfiles) = u32_at(&head, 12).filter(|&n| n <= MAX_FILES) else {
+        return Ok(Found::Damaged);
+    };
     let table = HEADER_LEN + nfiles as usize * FILE_ENTRY_LEN + 4;
     if (table as u64) > len {
-        return Err(());
+        return Ok(Found::Damaged);
     }
     let mut b = vec![0u8; table];
-    file.read_exact_at(&mut b, 0).map_err(|_| ())?;
-    decode_header(&b, len).map(Some).ok_or(())
+    file.read_exact_at(&mut b, 0)?;
+    Ok(match decode_header(&b, len) {
+        Some(h) => Found::Image(h, file),
+        None => Found::Damaged,
+    })
 }
 
 /// True when every file `header` covers is there, listed, with the salt and length it had
@@ -222,17 +236,29 @@ pub(crate) fn bound(
 /// Reads the key entries of the image `header` came from into a keydir; `None` when
 /// anything is wrong: a checksum, a count, a key twice, an entry naming a file the image
 /// does not cover or a record past that file's length.
-pub(crate) fn load(fs: &DurableFs, dir: &Path, header: &Header) -> Option<Image> {
-    let file = fs.open(&dir.join(IMAGE), Access::Read).ok()?;
+pub(crate) fn load(file: &File, header: &Header) -> Option<Image> {
     let covered = Lens::new(&header.files);
+    // No more keys than the covered files could hold (a record is at least its header), and
+    // an allocation that cannot be made is a reason not to use the image, not to abort.
+    let data = header
+        .files
+        .iter()
+        .fold(0u64, |a, c| a.saturating_add(c.len));
+    let most = data / kv_core::format::RECORD_HEADER_LEN as u64;
+    if header.keys > most || header.key_bytes > data {
+        return None;
+    }
     let mut map = KeyIndex::with_seed(header.seed);
-    map.reserve(
+    let sizes = (
         usize::try_from(header.keys).ok()?,
         usize::try_from(header.key_bytes).ok()?,
     );
+    if !map.try_reserve(sizes.0, sizes.1) {
+        return None;
+    }
     let end = header.len - 4;
     let mut rd = Reader {
-        file: &file,
+        file,
         at: header.entries_at(),
         end,
         buf: Vec::with_capacity(BUF),

@@ -198,11 +198,22 @@ impl Inner {
 
     /// Writes the keydir image at close (see [`crate::image`]), best effort like a hint: a
     /// store below [`Options::image_min_keys`] keys writes none (and removes one it no longer
-    /// matches), and one whose files are those of the image open loaded keeps that one.
+    /// matches), one whose open skipped damaged records writes none (and removes any), and
+    /// one whose files are those of the image open loaded keeps that one.
     /// Callers hold the writer, with everything written durable and the active file sealed;
     /// `max_seq` is its last seq.
     pub fn write_image(&self, max_seq: u64) {
         let fs = &self.opts.fs;
+        if !self.report.skipped.is_empty() {
+            // This keydir left damaged records out (a salvage): an image of it would let
+            // later opens skip the scans that find and refuse them. None, and not an older one
+            // either.
+            let path = self.dir.join(crate::image::IMAGE);
+            if fs.exists(&path).unwrap_or(false) {
+                let _ = fs.remove_file(&path);
+            }
+            return;
+        }
         // The merge's lock order: keydir, then files.
         let keydir = self.keydir.read();
         let files = self.files.lock();

@@ -23,7 +23,7 @@ use crate::commit::{FILES, MERGE_MARKER, MergeMarker, encode_files, read_files, 
 use crate::format::{
     DATA_MAGIC, HINT_MAGIC, STORE_KIND, data_name, file_id32, hint_name, merge_name,
 };
-use crate::image::{self, Covered, IMAGE};
+use crate::image::{self, Covered, Found, IMAGE};
 use crate::keydir::{KeyMap, Keydir, Loc};
 use crate::options::Options;
 use kv_core::key_index::Upsert;
@@ -177,26 +177,35 @@ fn recover_once(dir: &Path, opts: &Options, verify: bool) -> Result<Recovered> {
     // there unchanged (`verify` does not use it: it checks it against the scans).
     let listed_path = |id: u64| listed.data.contains(&id).then(|| plan.path(dir, id));
     let header = match image::read_header(fs, dir) {
-        Ok(Some(h)) if image::bound(fs, &h, listed_path) => Some(h),
-        Ok(Some(_)) => {
+        Ok(Found::Image(h, file)) if image::bound(fs, &h, listed_path) => Some((h, file)),
+        Ok(Found::Image(..)) => {
             report.stale_image = Some(dir.join(IMAGE));
             None
         }
-        Ok(None) => None,
-        Err(()) if verify => {
+        Ok(Found::Absent) => None,
+        Ok(Found::Damaged) if verify => {
             return Err(Error::corrupt(dir.join(IMAGE), 0, CorruptionKind::BadHint));
         }
-        Err(()) => {
+        Ok(Found::Damaged) => {
             log::warn!("{}: damaged; opening from hints", dir.join(IMAGE).display());
+            None
+        }
+        // Unreadable: `verify` says so (an error, not damage); an open does without it.
+        Err(e) if verify => return Err(e),
+        Err(e) => {
+            log::warn!(
+                "{}: not read ({e}); opening from hints",
+                dir.join(IMAGE).display()
+            );
             None
         }
     };
     let covered: BTreeSet<u64> = header
         .iter()
-        .flat_map(|h| h.files.iter().map(|c| u64::from(c.id)))
+        .flat_map(|(h, _)| h.files.iter().map(|c| u64::from(c.id)))
         .collect();
     let mut image = match &header {
-        Some(h) if !verify => image::load(fs, dir, h),
+        Some((h, file)) if !verify => image::load(file, h),
         _ => None,
     };
     if header.is_some() && image.is_none() && !verify {
@@ -207,8 +216,9 @@ fn recover_once(dir: &Path, opts: &Options, verify: bool) -> Result<Recovered> {
     if image.is_none() {
         // One allocation for the keydir, sized from the hints (an upper bound: every entry
         // of every hint), rather than growth by doubling and its copies.
+        // Best effort: an estimate that cannot be allocated is simply not reserved.
         let (keys, key_bytes) = hinted_entries(fs, dir, &listed);
-        build.keydir.map.reserve(keys, key_bytes);
+        build.keydir.map.try_reserve(keys, key_bytes);
     }
     // `verify` with an image bound to the files: the keydir of the files it covers, rebuilt
     // from their scans, to compare it with.
@@ -266,6 +276,10 @@ fn recover_once(dir: &Path, opts: &Options, verify: bool) -> Result<Recovered> {
                 "{}: files loaded after it hold older records; opening from hints",
                 dir.join(IMAGE).display()
             );
+            // Never usable with these files: reported (and removed by a read-write open)
+            // like an image whose files changed; its keydir goes before the rebuild.
+            drop(img);
+            report.stale_image = Some(dir.join(IMAGE));
             for &id in covered.iter().filter(|id| files.contains(id)) {
                 if let Some(l) = load(id, &mut report)? {
                     build.apply(l)?;
@@ -276,13 +290,20 @@ fn recover_once(dir: &Path, opts: &Options, verify: bool) -> Result<Recovered> {
             build.apply(l)?;
         }
     }
-    if let (Some(c), Some(h)) = (check, &header) {
-        match image::load(fs, dir, h) {
-            Some(img) if image::same(&img.keydir, &c.keydir) => report.image_checked = true,
+    if let (Some(c), Some((h, file))) = (check, &header) {
+        // The same keys at the same places, and a max seq no lower than the files' (it is
+        // the writer's last seq at close: a record merged away may have had it).
+        match image::load(file, h) {
+            Some(img) if image::same(&img.keydir, &c.keydir) && img.max_seq >= c.max_seq => {
+                report.image_checked = true;
+            }
             _ => return Err(Error::corrupt(dir.join(IMAGE), 0, CorruptionKind::BadHint)),
         }
     }
-    let image_files = report.from_image.then(|| header.map(|h| h.files)).flatten();
+    let image_files = report
+        .from_image
+        .then(|| header.map(|(h, _)| h.files))
+        .flatten();
     if !opts.read_only && report.stale_image.is_some() {
         // Derived data describing files that changed: never usable again.
         remove_if_exists(fs, &dir.join(IMAGE))?;
@@ -799,8 +820,12 @@ fn hinted_entries(fs: &DurableFs, dir: &Path, listed: &Listed) -> (usize, usize)
         let Ok(file) = fs.open(&dir.join(hint_name(*id)), Access::Read) else {
             continue;
         };
+        // A hint longer than any an open reads is not read at all: not counted.
         let Ok(len) = file.len() else { continue };
-        let Some(body) = len.checked_sub((FILE_HEADER_LEN + 20) as u64) else {
+        let Some(body) = len
+            .checked_sub((FILE_HEADER_LEN + 20) as u64)
+            .filter(|_| len <= kv_core::MAX_FILE_LEN)
+        else {
             continue;
         };
         let mut count = [0u8; 8];
@@ -808,8 +833,8 @@ fn hinted_entries(fs: &DurableFs, dir: &Path, listed: &Listed) -> (usize, usize)
             continue;
         }
         let n = u64::from_le_bytes(count).min(body / HINT_ENTRY_LEN as u64);
-        keys += n as usize;
-        key_bytes += (body - n * HINT_ENTRY_LEN as u64) as usize;
+        keys = keys.saturating_add(n as usize);
+        key_bytes = key_bytes.saturating_add((body - n * HINT_ENTRY_LEN as u64) as usize);
     }
     (keys, key_bytes)
 }

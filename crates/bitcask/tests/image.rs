@@ -253,3 +253,84 @@ fn below_the_threshold_close_writes_none() {
     db.close().unwrap();
     assert!(!exists(&sim, IMAGE));
 }
+
+/// A salvage (`SkipCorrupt`) leaves damaged records out of the keydir; an image of that keydir
+/// would let later opens skip the scan that refuses them (and serve an older value instead).
+/// Negative control: without the guard in `write_image`, the last open succeeds from the image.
+#[test]
+fn a_salvaged_keydir_is_never_imaged() {
+    let sim = SimFs::new();
+    let fs = sim.durable();
+    let mut model = Model::new();
+    let db = Bitcask::open("/db", opts(&sim)).unwrap();
+    write(&db, &mut model, 0, 200);
+    db.close().unwrap();
+    fs.remove_file(Path::new(IMAGE)).unwrap();
+    // Bit rot in a record of an older data file whose hint is gone.
+    let mut data: Vec<String> = fs
+        .list(Path::new("/db"))
+        .unwrap()
+        .into_iter()
+        .filter(|n| n.ends_with(".data"))
+        .collect();
+    data.sort();
+    let victim = Path::new("/db").join(&data[1]);
+    fs.remove_file(&victim.with_extension("hint")).unwrap();
+    let img = sim.crash_image(durable_fs::sim::CrashMode::Strict, 0);
+    img.flip_bit(&victim, 40, 2).unwrap();
+    let refused = |img: &SimFs| {
+        matches!(
+            Bitcask::open("/db", opts(img)),
+            Err(Error::Corruption { ref path, .. }) if path == &victim
+        )
+    };
+    assert!(refused(&img), "the damage is refused");
+    let db = Bitcask::open(
+        "/db",
+        opts(&img).with_recovery(bitcask::RecoveryMode::SkipCorrupt),
+    )
+    .unwrap();
+    assert!(!db.recovery_report().skipped.is_empty());
+    db.close().unwrap();
+    assert!(
+        !img.durable().exists(Path::new(IMAGE)).unwrap(),
+        "no image of a salvage"
+    );
+    assert!(refused(&img), "still refused after the salvage's close");
+}
+
+/// A crafted image whose counts claim a billion keys (its length to match, sparse) is not
+/// used, and nothing is allocated for it: the covered files could not hold that many.
+#[test]
+fn an_image_claiming_more_keys_than_its_files_hold_is_not_used() {
+    let tmp = tempfile::tempdir().unwrap();
+    let fs = durable_fs::DurableFs::real();
+    let o = || {
+        Options::default()
+            .with_max_file_bytes(4096)
+            .with_preallocate_bytes(0)
+            .with_image_min_keys(10)
+    };
+    let mut model = Model::new();
+    let db = Bitcask::open(tmp.path(), o()).unwrap();
+    write(&db, &mut model, 0, 200);
+    db.close().unwrap();
+    let path = tmp.path().join("KEYDIR");
+    let mut image = fs.read(&path).unwrap();
+    let files = u32::from_le_bytes(image[12..16].try_into().unwrap()) as usize;
+    let keys: u64 = 1 << 30;
+    image[16..24].copy_from_slice(&keys.to_le_bytes());
+    let end = 48 + files * 40;
+    let crc = crc32fast::hash(&image[..end]);
+    image[end..end + 4].copy_from_slice(&crc.to_le_bytes());
+    let key_bytes = u64::from_le_bytes(image[24..32].try_into().unwrap());
+    let len = end as u64 + 4 + keys * 24 + key_bytes + 4;
+    fs.atomic_replace_with(&path, |f| {
+        f.write_all_at(&image[..end + 4], 0)?;
+        f.set_len(len)
+    })
+    .unwrap();
+    let db = Bitcask::open(tmp.path(), o().with_read_only(true)).unwrap();
+    assert!(!db.recovery_report().from_image);
+    check(&db, &model);
+}

@@ -4,12 +4,14 @@
 //! of its own, above every seq on disk when it opened, and a merge or compaction copies a
 //! record with its seq, so a cached value never goes stale and survives the move of its
 //! record (gets stay hits through a merge; overwritten and deleted values age out). The key
-//! is in the name too (hashed), so that a damaged store holding two records of one seq still
-//! cannot serve one key's value for another. Only values whose record passed its CRC and key
+//! is in the name too, hashed with a seed drawn at random for each cache (so a crafted store
+//! cannot choose colliding keys), so that a damaged store holding two records of one seq
+//! still does not serve one key's value for another. Only values whose record passed its CRC and key
 //! check are cached, so a hit is as good as a verified read; a miss reads and verifies from
 //! disk as always. Bounded in bytes (`cache_bytes` in each engine's options; 0 turns it off),
 //! with the eviction policy of `quick_cache` (S3-FIFO-like, as fjall uses).
 
+use std::hash::BuildHasher;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
@@ -23,12 +25,6 @@ impl quick_cache::Weighter<(u64, u64), Arc<[u8]>> for ByLen {
     fn weight(&self, _key: &(u64, u64), value: &Arc<[u8]>) -> u64 {
         value.len() as u64 + ENTRY_OVERHEAD
     }
-}
-
-/// The key's part of a cache key (a fixed seed: the same in every handle).
-fn key_hash(key: &[u8]) -> u64 {
-    use std::hash::BuildHasher;
-    foldhash::fast::FixedState::with_seed(0x5EED).hash_one(key)
 }
 
 /// Once the cache is full, one miss in this many is admitted (see [`ValueCache::insert`]).
@@ -73,6 +69,8 @@ pub struct ValueCache {
     admitted: AtomicU64,
     full: AtomicBool,
     capacity: u64,
+    /// Hashes keys into cache keys; seeded at random per cache.
+    hasher: foldhash::fast::RandomState,
 }
 
 impl std::fmt::Debug for ValueCache {
@@ -101,6 +99,7 @@ impl ValueCache {
             admitted: AtomicU64::new(0),
             full: AtomicBool::new(false),
             capacity: bytes,
+            hasher: foldhash::fast::RandomState::default(),
         }
     }
 
@@ -109,7 +108,7 @@ impl ValueCache {
     pub fn get(&self, seq: u64, key: &[u8]) -> Option<Vec<u8>> {
         self.cache
             .as_ref()?
-            .get(&(seq, key_hash(key)))
+            .get(&(seq, self.hasher.hash_one(key)))
             .map(|v| v.to_vec())
     }
 
@@ -130,7 +129,7 @@ impl ValueCache {
                     self.full.store(true, Ordering::Relaxed);
                 }
             }
-            c.insert((seq, key_hash(key)), Arc::from(value));
+            c.insert((seq, self.hasher.hash_one(key)), Arc::from(value));
         }
     }
 

@@ -227,6 +227,23 @@ impl KeyIndex {
         arena.reserve_exact(key_bytes);
     }
 
+    /// [`KeyIndex::reserve`] that reports an allocation it cannot make (false) instead of
+    /// aborting: for sizes read from a file.
+    pub fn try_reserve(&mut self, keys: usize, key_bytes: usize) -> bool {
+        let Self {
+            table,
+            slots,
+            arena,
+            hasher,
+            ..
+        } = self;
+        table
+            .try_reserve(keys, |&i| hasher.hash_one(key_of(slots, arena, i)))
+            .is_ok()
+            && slots.try_reserve_exact(keys).is_ok()
+            && arena.try_reserve_exact(key_bytes).is_ok()
+    }
+
     fn find(&self, key: &[u8]) -> Option<u32> {
         let h = self.hasher.hash_one(key);
         self.table
