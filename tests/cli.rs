@@ -375,7 +375,13 @@ fn kv_read_commands_never_write_for_either_engine() {
         fs.atomic_replace(&plain.join("draft.tmp"), b"mine")
             .unwrap();
         let p = plain.to_str().unwrap();
-        for cmd in [&["dump"][..], &["get", "k"], &["verify"], &["stats"]] {
+        for cmd in [
+            &["dump"][..],
+            &["get", "k"],
+            &["verify"],
+            &["stats"],
+            &["files"],
+        ] {
             let o = durable(&[&["kv", "--engine", engine, "--dir", p][..], cmd].concat());
             // Not a store: refused (exit 2), and nothing created or removed.
             assert_eq!(o.status.code(), Some(2), "{engine} {cmd:?}: {o:?}");
@@ -410,6 +416,13 @@ fn kv_read_commands_never_write_for_either_engine() {
             "ok keys 1\n",
             "{engine} beside a writer"
         );
+        let files = kv(&["files"]);
+        assert_eq!(
+            files.status.code(),
+            Some(0),
+            "{engine} files beside a writer"
+        );
+        assert!(stdout(&files).contains("IDENTITY "), "{engine}");
         writer.close().unwrap();
     }
 }

@@ -89,6 +89,8 @@ pub(crate) struct Inner {
     next_file_id: AtomicU64,
     pub merge_lock: Mutex<()>,
     pub hint_failures: AtomicU64,
+    /// Merges done and failed, and the last failure (for `stats`).
+    pub merges: kv_core::Jobs,
     pub report: RecoveryReport,
     /// The files the keydir image loaded at open covered (close rewrites it only if they
     /// changed).
@@ -116,6 +118,7 @@ impl Inner {
             next_file_id: AtomicU64::new(r.next_id),
             merge_lock: Mutex::new(()),
             hint_failures: AtomicU64::new(0),
+            merges: kv_core::Jobs::default(),
             report: r.report,
             image_files: r.image_files,
             _lock: r.lock,
@@ -129,7 +132,15 @@ impl Inner {
 
     /// Poisons the store with `e` (fail-stop) and returns the first failure as `Poisoned`.
     pub fn fail(&self, e: Error) -> Error {
+        log::error!("{}: poisoned (fail-stop): {e}", self.dir.display());
         Error::Poisoned(self.group.poison(Arc::new(e)))
+    }
+
+    /// One merge, counted (and its failure kept) for `stats`.
+    pub fn merge(&self) -> Result<kv_core::CompactionReport> {
+        let r = crate::merge::merge(self);
+        self.merges.record(&r);
+        r
     }
 
     pub fn writer(&self) -> Result<&Mutex<Writer>> {

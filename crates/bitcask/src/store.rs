@@ -63,8 +63,8 @@ impl Bitcask {
                         if crate::merge::should_merge(&i, &t) {
                             // A failed merge leaves the old files in place; try again later
                             // (a poisoned store stops at the next tick).
-                            if let Err(e) = crate::merge::merge(&i) {
-                                log::warn!("{}: background merge failed: {e}", i.dir.display());
+                            if let Err(e) = i.merge() {
+                                log::error!("{}: background merge failed: {e}", i.dir.display());
                             }
                         }
                         true
@@ -253,7 +253,7 @@ impl Bitcask {
     /// meanwhile.
     pub fn compact(&self) -> Result<CompactionReport> {
         self.inner.writer()?;
-        crate::merge::merge(&self.inner)
+        self.inner.merge()
     }
 
     /// Counts and sizes (answers on a poisoned store too).
@@ -271,6 +271,11 @@ impl Bitcask {
         stats.dead_bytes = dead;
         stats.open_handles = inner.handles.len() as u64;
         stats.hint_write_failures = inner.hint_failures.load(Ordering::Relaxed);
+        let poison = inner.group.failure();
+        inner.merges.fill(
+            &mut stats,
+            poison.as_ref().map(|e| e as &dyn std::fmt::Display),
+        );
         stats
     }
 

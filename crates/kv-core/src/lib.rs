@@ -53,4 +53,4 @@ pub use cache::ValueCache;
 pub use data_file::{DataFile, MAX_FILE_LEN, MAX_MARKER_LEN, ValueRef, offset32, read_at_most};
 pub use error::{CorruptionKind, Error, Result};
 pub use options::{RecoveryMode, SyncPolicy, check_limits, max_batch_bytes};
-pub use store::{CompactionReport, Damage, KvStore, Pairs, Stats};
+pub use store::{CompactionReport, Damage, Jobs, KvStore, Pairs, Stats};

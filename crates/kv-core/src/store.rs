@@ -49,6 +49,59 @@ pub struct Stats {
     /// Hint files or index snapshots that could not be written (the data is safe; the next
     /// open scans instead).
     pub hint_write_failures: u64,
+    /// Merges (bitcask) or compactions (lsm-hash) finished since open, background or asked.
+    pub compactions: u64,
+    /// Merges or compactions that failed since open (the old files stay; a background one
+    /// is tried again at its next check; each failure is logged at `error`).
+    pub compaction_failures: u64,
+    /// The error that poisoned the store, else the last failed merge or compaction's.
+    pub last_error: Option<String>,
+}
+
+/// Counts a store's merges or compactions and keeps the last failure, for [`Stats`]: shared
+/// by both engines so that background work is visible the same way.
+///
+/// ```
+/// let jobs = kv_core::Jobs::default();
+/// jobs.record(&Ok::<(), String>(()));
+/// jobs.record(&Err::<(), _>("disk full"));
+/// let mut stats = kv_core::Stats::default();
+/// jobs.fill(&mut stats, None);
+/// assert_eq!((stats.compactions, stats.compaction_failures), (1, 1));
+/// assert_eq!(stats.last_error.as_deref(), Some("disk full"));
+/// ```
+#[derive(Debug, Default)]
+pub struct Jobs {
+    done: std::sync::atomic::AtomicU64,
+    failed: std::sync::atomic::AtomicU64,
+    last_error: parking_lot::Mutex<Option<String>>,
+}
+
+impl Jobs {
+    /// Counts one finished job, or one failure (and keeps its error).
+    pub fn record<T, E: std::fmt::Display>(&self, r: &std::result::Result<T, E>) {
+        use std::sync::atomic::Ordering;
+        match r {
+            Ok(_) => {
+                self.done.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(e) => {
+                self.failed.fetch_add(1, Ordering::Relaxed);
+                *self.last_error.lock() = Some(e.to_string());
+            }
+        }
+    }
+
+    /// Puts the counts in `stats`; `poison`, the error that poisoned the store, if any, comes
+    /// before the last failure.
+    pub fn fill(&self, stats: &mut Stats, poison: Option<&dyn std::fmt::Display>) {
+        use std::sync::atomic::Ordering;
+        stats.compactions = self.done.load(Ordering::Relaxed);
+        stats.compaction_failures = self.failed.load(Ordering::Relaxed);
+        stats.last_error = poison
+            .map(|p| p.to_string())
+            .or_else(|| self.last_error.lock().clone());
+    }
 }
 
 impl Stats {

@@ -112,6 +112,8 @@ pub(crate) struct Inner {
     /// this, so puts that do not freeze go on while its manifest is written and synced).
     set_lock: Mutex<()>,
     snapshot_failures: AtomicU64,
+    /// Compactions done and failed, and the last failure (for `stats`).
+    compactions: kv_core::Jobs,
     report: RecoveryReport,
     _lock: Option<DirLock>,
 }
@@ -194,6 +196,7 @@ impl Inner {
 
     /// Poisons the store with `e` (fail-stop) and returns the first failure as `Poisoned`.
     fn fail(&self, e: Error) -> Error {
+        log::error!("{}: poisoned (fail-stop): {e}", self.dir.display());
         Error::Poisoned(self.group.poison(Arc::new(e)))
     }
 
@@ -350,6 +353,13 @@ impl Inner {
                 Ok(Some(v))
             }
         }
+    }
+
+    /// One compaction, counted (and its failure kept) for `stats`.
+    fn compact_counted(&self) -> Result<CompactionReport> {
+        let r = self.compact();
+        self.compactions.record(&r);
+        r
     }
 
     /// One compaction; see the crate docs.
@@ -730,6 +740,7 @@ fn open_inner(dir: &Path, opts: Options) -> Result<Inner> {
         compaction: Mutex::new(()),
         set_lock: Mutex::new(()),
         snapshot_failures: AtomicU64::new(0),
+        compactions: kv_core::Jobs::default(),
         report: r.report,
         _lock: lock,
         opts,
@@ -809,8 +820,8 @@ impl LsmHash {
                         }
                         if i.frozen_count() >= i.opts.compaction_min_segments {
                             // A failed compaction leaves the old segments in place.
-                            if let Err(e) = i.compact() {
-                                log::warn!(
+                            if let Err(e) = i.compact_counted() {
+                                log::error!(
                                     "{}: background compaction failed: {e}",
                                     i.dir.display()
                                 );
@@ -993,7 +1004,7 @@ impl LsmHash {
     /// of each key), makes them durable, switches the manifest, then deletes the inputs.
     /// Reads and writes continue.
     pub fn compact(&self) -> Result<CompactionReport> {
-        self.inner.compact()
+        self.inner.compact_counted()
     }
 
     /// The segments, oldest first (the last is the active one).
@@ -1034,6 +1045,11 @@ impl LsmHash {
             .sum();
         stats.dead_bytes = stats.total_bytes.saturating_sub(live_bytes);
         stats.hint_write_failures = self.inner.snapshot_failures.load(Ordering::Relaxed);
+        let poison = self.inner.group.failure();
+        self.inner.compactions.fill(
+            &mut stats,
+            poison.as_ref().map(|e| e as &dyn std::fmt::Display),
+        );
         stats
     }
 

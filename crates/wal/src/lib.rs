@@ -61,4 +61,4 @@ pub use options::{Options, RecoveryMode, SyncPolicy};
 pub use reader::Iter;
 pub use recovery::{Damage, RecoveryReport};
 pub use verify::{VerifyReport, read_only_iter, read_only_open, verify};
-pub use wal::Wal;
+pub use wal::{Wal, WalStats};

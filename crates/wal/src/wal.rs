@@ -39,6 +39,9 @@ struct Inner {
     /// Bytes written into the log since open, and up to the last completed sync.
     appended_bytes: AtomicU64,
     synced_bytes: AtomicU64,
+    /// Records appended and fsyncs that made appends durable, since open (`stats`).
+    appends: AtomicU64,
+    fsyncs: AtomicU64,
     report: RecoveryReport,
     _lock: DirLock,
 }
@@ -129,6 +132,7 @@ impl Inner {
 
     /// Fail-stop: the first failure is kept and reported by every later call.
     fn fail(&self, e: Error) -> Error {
+        log::error!("{}: poisoned (fail-stop): {e}", self.dir.display());
         Error::Poisoned(self.group.poison(Arc::new(e)))
     }
 
@@ -291,6 +295,7 @@ impl Inner {
         }
         drop(log);
         self.appended_bytes.fetch_add(total, Ordering::Relaxed);
+        self.appends.fetch_add(n as u64, Ordering::Relaxed);
         Ok((first, last))
     }
 
@@ -332,6 +337,7 @@ impl Inner {
         };
         // Outside the log lock: appenders keep filling the buffer while the disk works.
         file.sync_data()?;
+        self.fsyncs.fetch_add(1, Ordering::Relaxed);
         self.synced_bytes.fetch_max(bytes, Ordering::Relaxed);
         Ok(target)
     }
@@ -393,6 +399,8 @@ impl Wal {
             waker: ticker.waker(),
             appended_bytes: AtomicU64::new(0),
             synced_bytes: AtomicU64::new(0),
+            appends: AtomicU64::new(0),
+            fsyncs: AtomicU64::new(0),
             report: recovered.report,
             _lock: lock,
             opts,
@@ -493,6 +501,37 @@ impl Wal {
     /// The LSN of the last record appended (durable or not); 0 if none ever was.
     pub fn last_lsn(&self) -> Lsn {
         self.inner.last_lsn()
+    }
+
+    /// Counts and sizes (answers on a poisoned log too).
+    ///
+    /// ```
+    /// # let tmp = tempfile::tempdir().unwrap();
+    /// let wal = wal::Wal::open(tmp.path(), wal::Options::default())?;
+    /// wal.append(b"one")?;
+    /// wal.append(b"two")?;
+    /// let s = wal.stats();
+    /// assert_eq!((s.segments, s.appends, s.last_lsn), (1, 2, 2));
+    /// assert!(s.fsyncs >= 1 && s.records_per_fsync() <= 2.0);
+    /// # Ok::<(), wal::Error>(())
+    /// ```
+    pub fn stats(&self) -> WalStats {
+        let inner = &self.inner;
+        let (segments, segment_bytes, last_lsn) = {
+            let log = inner.log.lock();
+            let bytes = log.segments.iter().map(|s| s.file.len().unwrap_or(0)).sum();
+            (log.segments.len() as u64, bytes, log.next_lsn - 1)
+        };
+        WalStats {
+            segments,
+            segment_bytes,
+            last_lsn,
+            durable_lsn: inner.group.durable(),
+            appends: inner.appends.load(Ordering::Relaxed),
+            appended_bytes: inner.appended_bytes.load(Ordering::Relaxed),
+            fsyncs: inner.fsyncs.load(Ordering::Relaxed),
+            last_error: inner.group.failure().map(|e| e.to_string()),
+        }
     }
 
     /// The LSN of the oldest record still in the log, if any.
@@ -689,6 +728,41 @@ impl Drop for Wal {
         self.stop_background();
         if self.sync().is_ok() {
             let _ = self.inner.seal();
+        }
+    }
+}
+
+/// What [`Wal::stats`] reports.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct WalStats {
+    /// Segments in the log (the active one included).
+    pub segments: u64,
+    /// Bytes of the segment files, preallocated zeros included.
+    pub segment_bytes: u64,
+    /// The LSN of the last record appended (0 if none ever was).
+    pub last_lsn: Lsn,
+    /// Every record up to this LSN is durable.
+    pub durable_lsn: Lsn,
+    /// Records appended since open.
+    pub appends: u64,
+    /// Bytes appended since open (records with their headers).
+    pub appended_bytes: u64,
+    /// fsyncs that made appends durable since open: fewer than the appends when concurrent
+    /// appenders share them (group commit).
+    pub fsyncs: u64,
+    /// The error that poisoned the log, if one did.
+    pub last_error: Option<String>,
+}
+
+impl WalStats {
+    /// Appends per fsync since open (0 before the first fsync): above 1 when group commit
+    /// shares fsyncs between concurrent appenders.
+    pub fn records_per_fsync(&self) -> f64 {
+        if self.fsyncs == 0 {
+            0.0
+        } else {
+            self.appends as f64 / self.fsyncs as f64
         }
     }
 }
