@@ -7,6 +7,7 @@
 //! - `okaywal_commit/threads=N`: okaywal's entry with one 128 B chunk, committed (fsynced).
 //! - `wal_never/bytes=N`: appends with `SyncPolicy::Never` (memory and CRC speed).
 //! - `wal_recovery/scan`: open (recover) a 100k-record log and iterate it all.
+//! - `wal_read/random_lsn`: `Wal::read` of a random LSN of a 100k-record log (warm).
 //!
 //! Set `BENCH_DIR` to put the files on a particular disk (default: the system temp dir).
 
@@ -174,12 +175,43 @@ fn wal_recovery(c: &mut Criterion) {
     g.finish();
 }
 
+/// `Wal::read(lsn)` of random records of a 100k-record log (page cache warm): one
+/// positional read each once its segment is indexed.
+fn wal_read(c: &mut Criterion) {
+    let mut g = c.benchmark_group("wal_read");
+    g.sample_size(20).measurement_time(Duration::from_secs(3));
+    let tmp = tempdir();
+    let n = 100_000u64;
+    let wal = Wal::open(tmp.path(), Options::default().with_sync(SyncPolicy::Never)).unwrap();
+    for i in 0..n {
+        wal.append(&i.to_le_bytes().repeat(16)).unwrap();
+    }
+    wal.sync().unwrap();
+    for lsn in (1..=n).step_by(1000) {
+        wal.read(lsn).unwrap(); // index every segment once
+    }
+    let mut x = 88172645463325252u64;
+    g.throughput(Throughput::Elements(1));
+    g.bench_function("random_lsn", |b| {
+        b.iter(|| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let lsn = x % n + 1;
+            let got = wal.read(lsn).unwrap().unwrap();
+            assert_eq!(got.len(), 128);
+        })
+    });
+    g.finish();
+}
+
 criterion_group!(
     benches,
     floor,
     wal_always,
     okaywal_commit,
     wal_never,
-    wal_recovery
+    wal_recovery,
+    wal_read
 );
 criterion_main!(benches);

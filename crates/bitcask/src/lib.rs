@@ -81,3 +81,10 @@ pub use kv_core::{
 pub use options::{MergeTriggers, Options, Regressions};
 pub use recovery::RecoveryReport;
 pub use store::{Bitcask, Iter};
+
+// The handles are shared across threads (`Arc<Bitcask>`): checked at compile time.
+const _: () = {
+    const fn send_sync<T: Send + Sync>() {}
+    send_sync::<Bitcask>();
+    send_sync::<Iter>();
+};

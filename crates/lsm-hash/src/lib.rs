@@ -58,3 +58,9 @@ pub use kv_core::{
 pub use options::{Options, Regressions};
 pub use segment::{SEGMENT_MAGIC, STORE_KIND, index_name, segment_name};
 pub use store::{LsmHash, RecoveryReport, SegmentInfo};
+
+// The handles are shared across threads (`Arc<LsmHash>`): checked at compile time.
+const _: () = {
+    const fn send_sync<T: Send + Sync>() {}
+    send_sync::<LsmHash>();
+};

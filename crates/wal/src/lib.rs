@@ -62,3 +62,10 @@ pub use reader::Iter;
 pub use recovery::{Damage, RecoveryReport};
 pub use verify::{VerifyReport, read_only_iter, read_only_open, verify};
 pub use wal::{Wal, WalStats};
+
+// The handles are shared across threads (`Arc<Wal>`): checked at compile time.
+const _: () = {
+    const fn send_sync<T: Send + Sync>() {}
+    send_sync::<Wal>();
+    send_sync::<Iter>();
+};

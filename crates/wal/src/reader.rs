@@ -73,7 +73,7 @@ impl Iter {
                 }
             };
             match cursor.next(self.max_record_bytes)? {
-                Some((lsn, payload)) if lsn >= self.from => return Ok(Some((lsn, payload))),
+                Some((lsn, _, payload)) if lsn >= self.from => return Ok(Some((lsn, payload))),
                 Some(_) => {}
                 None => self.current = None,
             }
@@ -81,9 +81,34 @@ impl Iter {
     }
 }
 
+/// The offsets of `seg`'s records, for [`crate::Wal::read`]: one scan, every record's checksum
+/// verified. Records whose LSNs do not follow on from the segment's first LSN one by one
+/// (gaps left by a salvage) end the index there: those are read by a scan.
+pub(crate) fn offsets(seg: &SegmentMeta, max: u32) -> Result<crate::wal::SegIndexParts> {
+    let mut cursor = Cursor {
+        seg: seg.clone(),
+        extents: seg.extents.iter().copied().collect(),
+        buf: Vec::new(),
+        consumed: 0,
+        at: 0,
+        end: 0,
+        read_to: 0,
+    };
+    let mut starts = Vec::new();
+    let mut end = crate::format::SEGMENT_HEADER_LEN as u64;
+    while let Some((lsn, at, _)) = cursor.next(max)? {
+        if lsn != seg.first_lsn + starts.len() as u64 {
+            break;
+        }
+        starts.push(at);
+        end = cursor.at;
+    }
+    Ok((seg.first_lsn, starts, end))
+}
+
 impl Cursor {
     /// The next record of this segment, or `None` at its end.
-    fn next(&mut self, max: u32) -> Result<Option<(Lsn, Vec<u8>)>> {
+    fn next(&mut self, max: u32) -> Result<Option<(Lsn, u64, Vec<u8>)>> {
         loop {
             let pending = self.buf.get(self.consumed..).unwrap_or_default();
             if self.at >= self.end {
@@ -103,7 +128,7 @@ impl Cursor {
                     self.at += r.encoded_len() as u64;
                 }
                 Ok(r) => {
-                    let out = (r.lsn, r.payload.to_vec());
+                    let out = (r.lsn, self.at, r.payload.to_vec());
                     let n = r.encoded_len();
                     self.consumed += n;
                     self.at += n as u64;

@@ -1,5 +1,6 @@
 //! [`Wal`]: appends, group commit, rotation, truncation.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -9,7 +10,7 @@ use durable_fs::{Access, Chunks, DirLock, File, GroupCommit, Source, Ticker, Wak
 use parking_lot::Mutex;
 
 use crate::chain;
-use crate::error::{Error, Result};
+use crate::error::{CorruptionKind, Error, Result};
 use crate::format::{
     BATCH_CONTINUES, Lsn, MAX_RECORD_LIMIT, MAX_SEGMENT_LEN, RECORD_HEADER_LEN, SEGMENT_HEADER_LEN,
     SegmentHeader, VERSION, decode_header, encode_record, encode_seal, segment_name,
@@ -68,6 +69,31 @@ struct Log {
     /// such an append fails with [`Error::Truncated`] instead of returning its LSN. Emptied
     /// whenever no append waits, so it only grows while waits overlap truncations.
     dropped: Vec<(Lsn, Lsn)>,
+    /// Record offsets per segment (by first LSN), for [`Wal::read`]: built on the first read
+    /// of a segment, kept up to date by appends to the active one.
+    index: BTreeMap<Lsn, SegIndex>,
+}
+
+/// A segment index's parts: first LSN, record starts, end of the last record.
+pub(crate) type SegIndexParts = (Lsn, Vec<u64>, u64);
+
+/// Where each record of one segment starts: record `first + i` spans `starts[i]` to
+/// `starts[i + 1]` (the last one to `end`). Only for segments whose LSNs are contiguous.
+#[derive(Debug, Default)]
+struct SegIndex {
+    first: Lsn,
+    starts: Vec<u64>,
+    end: u64,
+}
+
+impl SegIndex {
+    /// The byte range of record `lsn`, if indexed.
+    fn span(&self, lsn: Lsn) -> Option<(u64, u64)> {
+        let i = usize::try_from(lsn.checked_sub(self.first)?).ok()?;
+        let start = *self.starts.get(i)?;
+        let end = self.starts.get(i + 1).copied().unwrap_or(self.end);
+        Some((start, end))
+    }
 }
 
 impl Log {
@@ -113,6 +139,14 @@ impl Log {
         extend_last_extent(self.active_mut()?, end);
         Ok(())
     }
+}
+
+/// Drops the indexes of segments the log no longer holds.
+fn prune_index(log: &mut Log) {
+    let Log {
+        index, segments, ..
+    } = log;
+    index.retain(|first, _| segments.iter().any(|s| s.first_lsn == *first));
 }
 
 fn extend_last_extent(seg: &mut SegmentMeta, end: u64) {
@@ -210,6 +244,18 @@ impl Inner {
         log.buf_at = SEGMENT_HEADER_LEN as u64;
         log.file_len = SEGMENT_HEADER_LEN as u64;
         log.sealed = false;
+        // A new segment's index starts empty; the indexes of segments no longer in the log
+        // go.
+        let first = header.first_lsn;
+        log.index.insert(
+            first,
+            SegIndex {
+                first,
+                starts: Vec::new(),
+                end: SEGMENT_HEADER_LEN as u64,
+            },
+        );
+        prune_index(log);
         // The chain names the new segment (and the old one's last LSN) before anything is
         // appended to it: from now on, losing either is corruption, not a shorter log.
         self.store_chain(log)
@@ -276,11 +322,21 @@ impl Inner {
         let salt = log.active()?.salt;
         let synced = self.group.durable();
         let n = payloads.len();
+        let active_first = log.active()?.first_lsn;
         for (i, p) in payloads.iter().enumerate() {
             let flags = if i + 1 < n { BATCH_CONTINUES } else { 0 };
             let lsn = log.next_lsn;
+            let at = log.active_len();
             encode_record(&mut log.buf, salt, lsn, synced, flags, p);
             log.next_lsn += 1;
+            let end = log.active_len();
+            // Keep the active segment's index (if it has one, complete up to here).
+            if let Some(ix) = log.index.get_mut(&active_first)
+                && ix.first + ix.starts.len() as u64 == lsn
+            {
+                ix.starts.push(at);
+                ix.end = end;
+            }
         }
         log.sealed = false;
         let last = log.next_lsn - 1;
@@ -380,6 +436,7 @@ impl Wal {
             sealed: recovered.last_sealed,
             waiting: 0,
             dropped: Vec::new(),
+            index: BTreeMap::new(),
         };
         let mut ticker = Ticker::new();
         let inner = Arc::new(Inner {
@@ -394,6 +451,7 @@ impl Wal {
                 sealed: false,
                 waiting: 0,
                 dropped: Vec::new(),
+                index: BTreeMap::new(),
             }),
             group: GroupCommit::new(last_lsn, |m| Arc::new(Error::Internal(m))),
             waker: ticker.waker(),
@@ -493,6 +551,162 @@ impl Wal {
         self.inner.wait_durable(lsn)
     }
 
+    /// The payload of record `lsn`, or `None` if the log does not hold it (never written, or
+    /// truncated away). A record is readable once its append returned, durable or not. One
+    /// positional read of exactly that record, its checksum and LSN verified: each segment keeps the offsets of its records
+    /// (8 bytes a record), built by one scan of the segment on its first read and kept up to
+    /// date by appends. Damage is [`Error::Corruption`] naming the file and offset.
+    ///
+    /// ```
+    /// # let tmp = tempfile::tempdir().unwrap();
+    /// let wal = wal::Wal::open(tmp.path(), wal::Options::default())?;
+    /// let a = wal.append(b"first")?;
+    /// let b = wal.append(b"second")?;
+    /// assert_eq!(wal.read(b)?.as_deref(), Some(&b"second"[..]));
+    /// assert_eq!(wal.read(a)?.as_deref(), Some(&b"first"[..]));
+    /// assert_eq!(wal.read(b + 1)?, None);
+    /// # Ok::<(), wal::Error>(())
+    /// ```
+    pub fn read(&self, lsn: Lsn) -> Result<Option<Vec<u8>>> {
+        let inner = &self.inner;
+        inner.check_poison()?;
+        let (seg, span) = {
+            let mut log = inner.log.lock();
+            let Some(i) = log.segments.iter().rposition(|s| s.first_lsn <= lsn) else {
+                return Ok(None);
+            };
+            let holds = log
+                .segments
+                .get(i)
+                .is_some_and(|s| s.last_lsn.is_some_and(|l| l >= lsn));
+            if !holds {
+                return Ok(None);
+            }
+            if i + 1 == log.segments.len() {
+                // The active segment: buffered records are written to the OS first.
+                log.flush().map_err(|e| inner.fail(e))?;
+            }
+            let Some(seg) = log.segments.get(i).cloned() else {
+                return Ok(None);
+            };
+            if !log.index.contains_key(&seg.first_lsn) {
+                // One scan of the segment (under the lock: appends to it wait, once).
+                let (first, starts, end) = crate::reader::offsets(&seg, MAX_RECORD_LIMIT)?;
+                log.index.insert(first, SegIndex { first, starts, end });
+            }
+            let span = log.index.get(&seg.first_lsn).and_then(|ix| ix.span(lsn));
+            (seg, span)
+        };
+        let Some((start, end)) = span else {
+            // Not indexed (LSNs with gaps, after a salvage): read forward from the segment.
+            let it = Iter::new(vec![seg], lsn, MAX_RECORD_LIMIT);
+            for r in it {
+                let (l, payload) = r?;
+                if l == lsn {
+                    return Ok(Some(payload));
+                }
+                if l > lsn {
+                    break;
+                }
+            }
+            return Ok(None);
+        };
+        let corrupt = |kind| Error::Corruption {
+            path: seg.path.clone(),
+            offset: start,
+            kind,
+        };
+        let len = usize::try_from(end - start).map_err(|_| {
+            corrupt(CorruptionKind::LengthTooLarge {
+                len: u32::MAX,
+                max: MAX_RECORD_LIMIT,
+            })
+        })?;
+        let mut buf = vec![0u8; len];
+        seg.file.read_exact_at(&mut buf, start)?;
+        let r = crate::format::decode_record(&buf, seg.salt, seg.version, MAX_RECORD_LIMIT)
+            .map_err(|e| corrupt(CorruptionKind::from(e)))?;
+        if r.lsn != lsn {
+            return Err(corrupt(CorruptionKind::LsnMismatch {
+                expected: lsn,
+                found: r.lsn,
+            }));
+        }
+        Ok(Some(r.payload.to_vec()))
+    }
+
+    /// Iterates `(lsn, payload)` for every record with LSN in `range` (`a..b`, `a..=b`,
+    /// `a..`), in order, as of now: [`Wal::iter_from`] stopped at the end of the range.
+    ///
+    /// ```
+    /// # let tmp = tempfile::tempdir().unwrap();
+    /// let wal = wal::Wal::open(tmp.path(), wal::Options::default())?;
+    /// for p in [b"a", b"b", b"c", b"d"] {
+    ///     wal.append(p)?;
+    /// }
+    /// let lsns: Vec<u64> = wal.iter_range(2..4)?.map(|r| r.map(|(l, _)| l)).collect::<Result<_, _>>()?;
+    /// assert_eq!(lsns, [2, 3]);
+    /// # Ok::<(), wal::Error>(())
+    /// ```
+    pub fn iter_range(
+        &self,
+        range: impl std::ops::RangeBounds<Lsn>,
+    ) -> Result<impl Iterator<Item = Result<(Lsn, Vec<u8>)>>> {
+        use std::ops::Bound;
+        let from = match range.start_bound() {
+            Bound::Included(&a) => a,
+            Bound::Excluded(&a) => a.saturating_add(1),
+            Bound::Unbounded => 0,
+        };
+        let end = match range.end_bound() {
+            Bound::Included(&b) => Some(b),
+            Bound::Excluded(&b) => Some(b.saturating_sub(1)).filter(|_| b > 0),
+            Bound::Unbounded => None,
+        };
+        let empty = matches!(range.end_bound(), Bound::Excluded(&0));
+        let it = self.iter_from(from)?;
+        Ok(it
+            .take_while(move |r| {
+                !empty
+                    && r.as_ref()
+                        .map_or(true, |(l, _)| end.is_none_or(|e| *l <= e))
+            })
+            .fuse())
+    }
+
+    /// Appends records as one batch and returns at once, whatever the sync policy: the
+    /// records are readable (and iterated) now, durable once [`Wal::sync_to`] (or
+    /// [`Wal::sync`]) returns for their last LSN. How a caller gets per-call durability:
+    /// a Raft log appends entries, answers once they are readable, and acknowledges them
+    /// after the `sync_to` that covers them.
+    ///
+    /// ```
+    /// # let tmp = tempfile::tempdir().unwrap();
+    /// let wal = wal::Wal::open(tmp.path(), wal::Options::default())?;
+    /// let (first, last) = wal.append_batch_nowait(&[b"e1", b"e2"])?;
+    /// assert_eq!(wal.read(first)?.as_deref(), Some(&b"e1"[..])); // readable at once
+    /// wal.sync_to(last)?;                                          // durable from here
+    /// assert!(wal.durable_lsn() >= last);
+    /// # Ok::<(), wal::Error>(())
+    /// ```
+    pub fn append_batch_nowait(&self, payloads: &[&[u8]]) -> Result<(Lsn, Lsn)> {
+        if payloads.is_empty() {
+            return Err(Error::InvalidArgument("empty batch".into()));
+        }
+        let inner = &self.inner;
+        let r = inner.enqueue(payloads, false)?;
+        if let SyncPolicy::Bytes(n) = inner.opts.sync {
+            let unsynced = inner
+                .appended_bytes
+                .load(Ordering::Relaxed)
+                .saturating_sub(inner.synced_bytes.load(Ordering::Relaxed));
+            if unsynced >= n {
+                inner.waker.kick();
+            }
+        }
+        Ok(r)
+    }
+
     /// Every record up to this LSN is durable (0: none yet).
     pub fn durable_lsn(&self) -> Lsn {
         self.inner.group.durable()
@@ -586,6 +800,7 @@ impl Wal {
             // The chain forgets them first: a crash before they are all gone leaves
             // leftovers the next open removes, never a "missing segment".
             inner.store_chain(&log)?;
+            prune_index(&mut log);
             for seg in &gone {
                 inner.opts.fs.remove_file(&seg.path)?;
             }
@@ -634,6 +849,7 @@ impl Wal {
             }
             log.segments.extend(fresh);
             inner.store_chain(&log)?;
+            prune_index(&mut log);
             for seg in &gone {
                 inner.opts.fs.remove_file(&seg.path)?;
             }
