@@ -6,3 +6,8 @@
 pub mod bench;
 #[cfg(feature = "bench")]
 pub mod peers;
+
+/// This crate's README: its Rust blocks compile and run as doc tests.
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;

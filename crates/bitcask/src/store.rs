@@ -37,6 +37,13 @@ impl Bitcask {
     /// Opens (creating if needed) the store in `dir`: takes the directory lock (unless
     /// read-only), finishes or abandons an interrupted merge, loads the keydir from hint
     /// files (or CRC-checked scans), truncates a torn tail, and starts a new active file.
+    ///
+    /// ```
+    /// # let tmp = tempfile::tempdir().unwrap();
+    /// let db = bitcask::Bitcask::open(tmp.path().join("db"), bitcask::Options::default())?;
+    /// assert!(db.is_empty()?);
+    /// # Ok::<(), bitcask::Error>(())
+    /// ```
     pub fn open(dir: impl AsRef<Path>, opts: Options) -> Result<Bitcask> {
         let dir = dir.as_ref();
         let recovered = recover(dir, &opts, false)?;
@@ -104,23 +111,57 @@ impl Bitcask {
     }
 
     /// What open found and repaired.
+    ///
+    /// ```
+    /// # let tmp = tempfile::tempdir().unwrap();
+    /// # let db = bitcask::Bitcask::open(tmp.path(), bitcask::Options::default())?;
+    /// assert_eq!(db.recovery_report().keys, 0);
+    /// # Ok::<(), bitcask::Error>(())
+    /// ```
     pub fn recovery_report(&self) -> &RecoveryReport {
         &self.inner.report
     }
 
     /// The value of `key`, if it is live. One positional read, checksum verified.
+    ///
+    /// ```
+    /// # let tmp = tempfile::tempdir().unwrap();
+    /// # let db = bitcask::Bitcask::open(tmp.path(), bitcask::Options::default())?;
+    /// db.put(b"k", b"v")?;
+    /// assert_eq!(db.get(b"k")?, Some(b"v".to_vec()));
+    /// assert_eq!(db.get(b"absent")?, None);
+    /// # Ok::<(), bitcask::Error>(())
+    /// ```
     pub fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
         self.inner.get(key)
     }
 
     /// True if `key` is live (no disk read). Fails with [`Error::Poisoned`] after a failed
     /// write or sync, like every call that reads data.
+    ///
+    /// ```
+    /// # let tmp = tempfile::tempdir().unwrap();
+    /// # let db = bitcask::Bitcask::open(tmp.path(), bitcask::Options::default())?;
+    /// db.put(b"k", b"v")?;
+    /// assert!(db.contains(b"k")?);
+    /// assert!(!db.contains(b"absent")?);
+    /// # Ok::<(), bitcask::Error>(())
+    /// ```
     pub fn contains(&self, key: &[u8]) -> Result<bool> {
         self.inner.check_poison()?;
         Ok(self.inner.keydir.read().map.contains_key(key))
     }
 
     /// Sets `key` to `value` (an empty value is a value, not a delete).
+    ///
+    /// ```
+    /// # let tmp = tempfile::tempdir().unwrap();
+    /// # let db = bitcask::Bitcask::open(tmp.path(), bitcask::Options::default())?;
+    /// db.put(b"k", b"v")?; // durable when it returns (SyncPolicy::Always)
+    /// db.put(b"empty", b"")?; // an empty value is a value
+    /// assert_eq!(db.get(b"empty")?, Some(Vec::new()));
+    /// # Ok::<(), bitcask::Error>(())
+    /// ```
     pub fn put(&self, key: &[u8], value: &[u8]) -> Result<()> {
         let mut b = WriteBatch::new();
         b.put(key, value);
@@ -128,6 +169,15 @@ impl Bitcask {
     }
 
     /// Deletes `key`; returns whether it was live. Deleting a missing key writes nothing.
+    ///
+    /// ```
+    /// # let tmp = tempfile::tempdir().unwrap();
+    /// # let db = bitcask::Bitcask::open(tmp.path(), bitcask::Options::default())?;
+    /// db.put(b"k", b"v")?;
+    /// assert!(db.delete(b"k")?);
+    /// assert!(!db.delete(b"k")?); // already gone
+    /// # Ok::<(), bitcask::Error>(())
+    /// ```
     pub fn delete(&self, key: &[u8]) -> Result<bool> {
         self.inner.writer()?;
         if !self.contains(key)? {
@@ -147,6 +197,17 @@ impl Bitcask {
     /// Applies a batch atomically; returns, for each delete in it, whether its key was live.
     /// Durable on return under [`SyncPolicy::Always`], and visible to other threads only
     /// from then on (never before it is durable).
+    ///
+    /// ```
+    /// # let tmp = tempfile::tempdir().unwrap();
+    /// # let db = bitcask::Bitcask::open(tmp.path(), bitcask::Options::default())?;
+    /// let mut batch = bitcask::WriteBatch::new();
+    /// batch.put(b"a", b"1");
+    /// batch.delete(b"b");
+    /// db.write(batch)?; // all or nothing, after a crash too
+    /// assert_eq!(db.get(b"a")?, Some(b"1".to_vec()));
+    /// # Ok::<(), bitcask::Error>(())
+    /// ```
     pub fn write(&self, batch: WriteBatch) -> Result<Vec<bool>> {
         let inner = &self.inner;
         inner.check_poison()?;
@@ -175,6 +236,16 @@ impl Bitcask {
     }
 
     /// Makes every write so far durable.
+    ///
+    /// ```
+    /// # let tmp = tempfile::tempdir().unwrap();
+    /// # use bitcask::{Bitcask, Options, SyncPolicy};
+    /// let db = Bitcask::open(tmp.path(), Options::default().with_sync(SyncPolicy::Never))?;
+    /// db.put(b"k", b"v")?;
+    /// db.sync()?; // durable from here
+    /// assert!(db.durable_seq() >= 1);
+    /// # Ok::<(), bitcask::Error>(())
+    /// ```
     pub fn sync(&self) -> Result<()> {
         let inner = &self.inner;
         inner.writer()?;
@@ -183,6 +254,17 @@ impl Bitcask {
     }
 
     /// Live keys, in no particular order (a snapshot).
+    ///
+    /// ```
+    /// # let tmp = tempfile::tempdir().unwrap();
+    /// # let db = bitcask::Bitcask::open(tmp.path(), bitcask::Options::default())?;
+    /// db.put(b"b", b"1")?;
+    /// db.put(b"a", b"2")?;
+    /// let mut keys = db.keys()?;
+    /// keys.sort();
+    /// assert_eq!(keys, vec![b"a".to_vec(), b"b".to_vec()]);
+    /// # Ok::<(), bitcask::Error>(())
+    /// ```
     pub fn keys(&self) -> Result<Vec<Vec<u8>>> {
         self.inner.check_poison()?;
         Ok(self
@@ -196,12 +278,30 @@ impl Bitcask {
     }
 
     /// Number of live keys.
+    ///
+    /// ```
+    /// # let tmp = tempfile::tempdir().unwrap();
+    /// # let db = bitcask::Bitcask::open(tmp.path(), bitcask::Options::default())?;
+    /// db.put(b"a", b"1")?;
+    /// db.put(b"a", b"2")?;
+    /// assert_eq!(db.len()?, 1);
+    /// # Ok::<(), bitcask::Error>(())
+    /// ```
     pub fn len(&self) -> Result<usize> {
         self.inner.check_poison()?;
         Ok(self.inner.keydir.read().map.len())
     }
 
     /// True when no key is live.
+    ///
+    /// ```
+    /// # let tmp = tempfile::tempdir().unwrap();
+    /// # let db = bitcask::Bitcask::open(tmp.path(), bitcask::Options::default())?;
+    /// assert!(db.is_empty()?);
+    /// db.put(b"a", b"1")?;
+    /// assert!(!db.is_empty()?);
+    /// # Ok::<(), bitcask::Error>(())
+    /// ```
     pub fn is_empty(&self) -> Result<bool> {
         Ok(self.len()? == 0)
     }
@@ -209,11 +309,26 @@ impl Bitcask {
     /// The failure that poisoned the store, if one did: after it every call that reads or
     /// writes data returns [`Error::Poisoned`] with it, until the store is reopened.
     /// [`Bitcask::stats`] keeps answering.
+    ///
+    /// ```
+    /// # let tmp = tempfile::tempdir().unwrap();
+    /// # let db = bitcask::Bitcask::open(tmp.path(), bitcask::Options::default())?;
+    /// assert!(db.poisoned().is_none()); // healthy
+    /// # Ok::<(), bitcask::Error>(())
+    /// ```
     pub fn poisoned(&self) -> Option<Arc<Error>> {
         self.inner.group.failure()
     }
 
     /// The highest sequence number known durable (diagnostics; answers when poisoned too).
+    ///
+    /// ```
+    /// # let tmp = tempfile::tempdir().unwrap();
+    /// # let db = bitcask::Bitcask::open(tmp.path(), bitcask::Options::default())?;
+    /// db.put(b"k", b"v")?;
+    /// assert!(db.durable_seq() >= 1);
+    /// # Ok::<(), bitcask::Error>(())
+    /// ```
     pub fn durable_seq(&self) -> u64 {
         self.inner.group.durable()
     }
@@ -221,6 +336,15 @@ impl Bitcask {
     /// Iterates `(key, value)` over a snapshot of the live keys, reading each value lazily.
     /// After a failure poisons the store, the next item is the [`Error::Poisoned`] error and
     /// the iteration ends (also for iterators created before the failure).
+    ///
+    /// ```
+    /// # let tmp = tempfile::tempdir().unwrap();
+    /// # let db = bitcask::Bitcask::open(tmp.path(), bitcask::Options::default())?;
+    /// db.put(b"k", b"v")?;
+    /// let all: Vec<_> = db.iter().collect::<Result<_, _>>()?;
+    /// assert_eq!(all, vec![(b"k".to_vec(), b"v".to_vec())]);
+    /// # Ok::<(), bitcask::Error>(())
+    /// ```
     pub fn iter(&self) -> Iter {
         let snapshot: Vec<(Vec<u8>, Loc)> = self
             .inner
@@ -238,6 +362,16 @@ impl Bitcask {
     }
 
     /// Folds over every live pair.
+    ///
+    /// ```
+    /// # let tmp = tempfile::tempdir().unwrap();
+    /// # let db = bitcask::Bitcask::open(tmp.path(), bitcask::Options::default())?;
+    /// db.put(b"a", b"12")?;
+    /// db.put(b"b", b"345")?;
+    /// let value_bytes = db.fold(0, |n, _key, value| n + value.len())?;
+    /// assert_eq!(value_bytes, 5);
+    /// # Ok::<(), bitcask::Error>(())
+    /// ```
     pub fn fold<A>(&self, init: A, mut f: impl FnMut(A, &[u8], &[u8]) -> A) -> Result<A> {
         self.inner.check_poison()?;
         let mut acc = init;
@@ -251,12 +385,32 @@ impl Bitcask {
     /// Merges (Bitcask's compaction): rewrites the live records of every immutable file into
     /// new files and removes the old ones; crash-safe at every step. Reads and writes continue
     /// meanwhile.
+    ///
+    /// ```
+    /// # let tmp = tempfile::tempdir().unwrap();
+    /// # let db = bitcask::Bitcask::open(tmp.path(), bitcask::Options::default())?;
+    /// db.put(b"k", b"old")?;
+    /// db.put(b"k", b"new")?;
+    /// db.compact()?; // the old value's space is reclaimed
+    /// assert_eq!(db.get(b"k")?, Some(b"new".to_vec()));
+    /// # Ok::<(), bitcask::Error>(())
+    /// ```
     pub fn compact(&self) -> Result<CompactionReport> {
         self.inner.writer()?;
         self.inner.merge()
     }
 
     /// Counts and sizes (answers on a poisoned store too).
+    ///
+    /// ```
+    /// # let tmp = tempfile::tempdir().unwrap();
+    /// # let db = bitcask::Bitcask::open(tmp.path(), bitcask::Options::default())?;
+    /// db.put(b"k", b"v")?;
+    /// let s = db.stats();
+    /// assert_eq!(s.keys, 1);
+    /// assert!(s.total_bytes > 0);
+    /// # Ok::<(), bitcask::Error>(())
+    /// ```
     pub fn stats(&self) -> Stats {
         let inner = &self.inner;
         let kd = inner.keydir.read();
@@ -281,6 +435,14 @@ impl Bitcask {
 
     /// Syncs, writes the active file's hint, and closes. Dropping does the same, ignoring
     /// errors.
+    ///
+    /// ```
+    /// # let tmp = tempfile::tempdir().unwrap();
+    /// # let db = bitcask::Bitcask::open(tmp.path(), bitcask::Options::default())?;
+    /// db.put(b"k", b"v")?;
+    /// db.close()?; // syncs and releases the lock
+    /// # Ok::<(), bitcask::Error>(())
+    /// ```
     pub fn close(mut self) -> Result<()> {
         self.shutdown()
     }

@@ -796,6 +796,13 @@ impl LsmHash {
     /// snapshot or by a CRC-checked scan), cuts a torn tail of the active segment, and starts
     /// the background threads. With [`Options::read_only`] it takes no lock and writes
     /// nothing (a torn tail is only left out in memory).
+    ///
+    /// ```
+    /// # let tmp = tempfile::tempdir().unwrap();
+    /// let db = lsm_hash::LsmHash::open(tmp.path().join("db"), lsm_hash::Options::default())?;
+    /// assert!(db.is_empty()?);
+    /// # Ok::<(), lsm_hash::Error>(())
+    /// ```
     pub fn open(dir: impl AsRef<Path>, opts: Options) -> Result<LsmHash> {
         let inner = Arc::new(open_inner(dir.as_ref(), opts)?);
         let mut ticker = Ticker::new();
@@ -836,18 +843,43 @@ impl LsmHash {
     }
 
     /// What open found and repaired.
+    ///
+    /// ```
+    /// # let tmp = tempfile::tempdir().unwrap();
+    /// # let db = lsm_hash::LsmHash::open(tmp.path(), lsm_hash::Options::default())?;
+    /// assert_eq!(db.recovery_report().keys, 0);
+    /// # Ok::<(), lsm_hash::Error>(())
+    /// ```
     pub fn recovery_report(&self) -> &RecoveryReport {
         &self.inner.report
     }
 
     /// The value of `key`: the newest segment that has it decides (DDIA: "check the most
     /// recent segment's hash map; if the key is not present, check the second-most-recent").
+    ///
+    /// ```
+    /// # let tmp = tempfile::tempdir().unwrap();
+    /// # let db = lsm_hash::LsmHash::open(tmp.path(), lsm_hash::Options::default())?;
+    /// db.put(b"k", b"v")?;
+    /// assert_eq!(db.get(b"k")?, Some(b"v".to_vec()));
+    /// assert_eq!(db.get(b"absent")?, None);
+    /// # Ok::<(), lsm_hash::Error>(())
+    /// ```
     pub fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
         self.inner.get(key)
     }
 
     /// True if `key` is live (no disk read). Fails with [`Error::Poisoned`] after a failed
     /// write or sync, like every call that reads data.
+    ///
+    /// ```
+    /// # let tmp = tempfile::tempdir().unwrap();
+    /// # let db = lsm_hash::LsmHash::open(tmp.path(), lsm_hash::Options::default())?;
+    /// db.put(b"k", b"v")?;
+    /// assert!(db.contains(b"k")?);
+    /// assert!(!db.contains(b"absent")?);
+    /// # Ok::<(), lsm_hash::Error>(())
+    /// ```
     pub fn contains(&self, key: &[u8]) -> Result<bool> {
         self.inner.check_poison()?;
         Ok(matches!(self.inner.lookup(key), Some((_, e)) if !e.tombstone))
@@ -856,16 +888,40 @@ impl LsmHash {
     /// The failure that poisoned the store, if one did: after it every call that reads or
     /// writes data returns [`Error::Poisoned`] with it, until the store is reopened.
     /// [`LsmHash::segments`] and [`LsmHash::stats`] keep answering.
+    ///
+    /// ```
+    /// # let tmp = tempfile::tempdir().unwrap();
+    /// # let db = lsm_hash::LsmHash::open(tmp.path(), lsm_hash::Options::default())?;
+    /// assert!(db.poisoned().is_none()); // healthy
+    /// # Ok::<(), lsm_hash::Error>(())
+    /// ```
     pub fn poisoned(&self) -> Option<Arc<Error>> {
         self.inner.group.failure()
     }
 
     /// The highest sequence number known durable (diagnostics; answers when poisoned too).
+    ///
+    /// ```
+    /// # let tmp = tempfile::tempdir().unwrap();
+    /// # let db = lsm_hash::LsmHash::open(tmp.path(), lsm_hash::Options::default())?;
+    /// db.put(b"k", b"v")?;
+    /// assert!(db.durable_seq() >= 1);
+    /// # Ok::<(), lsm_hash::Error>(())
+    /// ```
     pub fn durable_seq(&self) -> u64 {
         self.inner.group.durable()
     }
 
     /// Sets `key` to `value` (an empty value is a value, not a delete).
+    ///
+    /// ```
+    /// # let tmp = tempfile::tempdir().unwrap();
+    /// # let db = lsm_hash::LsmHash::open(tmp.path(), lsm_hash::Options::default())?;
+    /// db.put(b"k", b"v")?; // durable when it returns (SyncPolicy::Always)
+    /// db.put(b"empty", b"")?; // an empty value is a value
+    /// assert_eq!(db.get(b"empty")?, Some(Vec::new()));
+    /// # Ok::<(), lsm_hash::Error>(())
+    /// ```
     pub fn put(&self, key: &[u8], value: &[u8]) -> Result<()> {
         let mut b = WriteBatch::new();
         b.put(key, value);
@@ -873,6 +929,15 @@ impl LsmHash {
     }
 
     /// Deletes `key`; returns whether it was live (a missing key writes nothing).
+    ///
+    /// ```
+    /// # let tmp = tempfile::tempdir().unwrap();
+    /// # let db = lsm_hash::LsmHash::open(tmp.path(), lsm_hash::Options::default())?;
+    /// db.put(b"k", b"v")?;
+    /// assert!(db.delete(b"k")?);
+    /// assert!(!db.delete(b"k")?); // already gone
+    /// # Ok::<(), lsm_hash::Error>(())
+    /// ```
     pub fn delete(&self, key: &[u8]) -> Result<bool> {
         self.inner.writer()?;
         if !self.contains(key)? {
@@ -891,6 +956,17 @@ impl LsmHash {
 
     /// Applies a batch atomically (all or nothing after a crash). Durable on return under
     /// [`SyncPolicy::Always`], and visible to other threads only from then on.
+    ///
+    /// ```
+    /// # let tmp = tempfile::tempdir().unwrap();
+    /// # let db = lsm_hash::LsmHash::open(tmp.path(), lsm_hash::Options::default())?;
+    /// let mut batch = lsm_hash::WriteBatch::new();
+    /// batch.put(b"a", b"1");
+    /// batch.delete(b"b");
+    /// db.write(batch)?; // all or nothing, after a crash too
+    /// assert_eq!(db.get(b"a")?, Some(b"1".to_vec()));
+    /// # Ok::<(), lsm_hash::Error>(())
+    /// ```
     pub fn write(&self, batch: WriteBatch) -> Result<()> {
         let inner = &self.inner;
         inner.check_poison()?;
@@ -910,6 +986,16 @@ impl LsmHash {
     }
 
     /// Makes every write so far durable.
+    ///
+    /// ```
+    /// # let tmp = tempfile::tempdir().unwrap();
+    /// # use lsm_hash::{LsmHash, Options, SyncPolicy};
+    /// let db = LsmHash::open(tmp.path(), Options::default().with_sync(SyncPolicy::Never))?;
+    /// db.put(b"k", b"v")?;
+    /// db.sync()?; // durable from here
+    /// assert!(db.durable_seq() >= 1);
+    /// # Ok::<(), lsm_hash::Error>(())
+    /// ```
     pub fn sync(&self) -> Result<()> {
         self.inner.writer()?;
         self.inner.wait_durable(self.inner.last_seq())
@@ -935,17 +1021,46 @@ impl LsmHash {
     }
 
     /// Number of live keys (no disk read).
+    ///
+    /// ```
+    /// # let tmp = tempfile::tempdir().unwrap();
+    /// # let db = lsm_hash::LsmHash::open(tmp.path(), lsm_hash::Options::default())?;
+    /// db.put(b"a", b"1")?;
+    /// db.put(b"a", b"2")?;
+    /// assert_eq!(db.len()?, 1);
+    /// # Ok::<(), lsm_hash::Error>(())
+    /// ```
     pub fn len(&self) -> Result<usize> {
         self.inner.check_poison()?;
         Ok(self.live().1.len())
     }
 
     /// True when no key is live.
+    ///
+    /// ```
+    /// # let tmp = tempfile::tempdir().unwrap();
+    /// # let db = lsm_hash::LsmHash::open(tmp.path(), lsm_hash::Options::default())?;
+    /// assert!(db.is_empty()?);
+    /// db.put(b"a", b"1")?;
+    /// assert!(!db.is_empty()?);
+    /// # Ok::<(), lsm_hash::Error>(())
+    /// ```
     pub fn is_empty(&self) -> Result<bool> {
         Ok(self.len()? == 0)
     }
 
     /// Live keys, sorted (a snapshot; no disk read).
+    ///
+    /// ```
+    /// # let tmp = tempfile::tempdir().unwrap();
+    /// # let db = lsm_hash::LsmHash::open(tmp.path(), lsm_hash::Options::default())?;
+    /// db.put(b"b", b"1")?;
+    /// db.put(b"a", b"2")?;
+    /// let mut keys = db.keys()?;
+    /// keys.sort();
+    /// assert_eq!(keys, vec![b"a".to_vec(), b"b".to_vec()]);
+    /// # Ok::<(), lsm_hash::Error>(())
+    /// ```
     pub fn keys(&self) -> Result<Vec<Vec<u8>>> {
         self.inner.check_poison()?;
         Ok(self
@@ -957,6 +1072,16 @@ impl LsmHash {
     }
 
     /// Folds over every live pair, in key order.
+    ///
+    /// ```
+    /// # let tmp = tempfile::tempdir().unwrap();
+    /// # let db = lsm_hash::LsmHash::open(tmp.path(), lsm_hash::Options::default())?;
+    /// db.put(b"a", b"12")?;
+    /// db.put(b"b", b"345")?;
+    /// let value_bytes = db.fold(0, |n, _key, value| n + value.len())?;
+    /// assert_eq!(value_bytes, 5);
+    /// # Ok::<(), lsm_hash::Error>(())
+    /// ```
     pub fn fold<A>(&self, init: A, mut f: impl FnMut(A, &[u8], &[u8]) -> A) -> Result<A> {
         let mut acc = init;
         for item in self.iter() {
@@ -969,6 +1094,15 @@ impl LsmHash {
     /// Every live `(key, value)`, sorted by key, from one snapshot of the segment list.
     /// After a failure poisons the store, the next item is the [`Error::Poisoned`] error and
     /// the iteration ends (also for iterators created before the failure).
+    ///
+    /// ```
+    /// # let tmp = tempfile::tempdir().unwrap();
+    /// # let db = lsm_hash::LsmHash::open(tmp.path(), lsm_hash::Options::default())?;
+    /// db.put(b"k", b"v")?;
+    /// let all: Vec<_> = db.iter().collect::<Result<_, _>>()?;
+    /// assert_eq!(all, vec![(b"k".to_vec(), b"v".to_vec())]);
+    /// # Ok::<(), lsm_hash::Error>(())
+    /// ```
     pub fn iter(&self) -> impl Iterator<Item = Result<(Vec<u8>, Vec<u8>)>> + use<> {
         let inner = Arc::clone(&self.inner);
         let (snapshot, live) = self.live();
@@ -1003,11 +1137,30 @@ impl LsmHash {
     /// Compacts and merges every frozen segment into new ones (only the latest live record
     /// of each key), makes them durable, switches the manifest, then deletes the inputs.
     /// Reads and writes continue.
+    ///
+    /// ```
+    /// # let tmp = tempfile::tempdir().unwrap();
+    /// # let db = lsm_hash::LsmHash::open(tmp.path(), lsm_hash::Options::default())?;
+    /// db.put(b"k", b"old")?;
+    /// db.put(b"k", b"new")?;
+    /// db.compact()?; // the old value's space is reclaimed
+    /// assert_eq!(db.get(b"k")?, Some(b"new".to_vec()));
+    /// # Ok::<(), lsm_hash::Error>(())
+    /// ```
     pub fn compact(&self) -> Result<CompactionReport> {
         self.inner.compact_counted()
     }
 
     /// The segments, oldest first (the last is the active one).
+    ///
+    /// ```
+    /// # let tmp = tempfile::tempdir().unwrap();
+    /// # let db = lsm_hash::LsmHash::open(tmp.path(), lsm_hash::Options::default())?;
+    /// db.put(b"k", b"v")?;
+    /// let segs = db.segments();
+    /// assert_eq!(segs.len(), 1); // the active segment
+    /// # Ok::<(), lsm_hash::Error>(())
+    /// ```
     pub fn segments(&self) -> Vec<SegmentInfo> {
         let snapshot = Arc::clone(&self.inner.segments.read());
         let n = snapshot.len();
@@ -1026,6 +1179,16 @@ impl LsmHash {
     /// Counts and sizes (answers on a poisoned store too). `total_bytes` counts the records
     /// of every segment; `dead_bytes` those no live key needs (overwritten values,
     /// tombstones, records shadowed by a newer segment).
+    ///
+    /// ```
+    /// # let tmp = tempfile::tempdir().unwrap();
+    /// # let db = lsm_hash::LsmHash::open(tmp.path(), lsm_hash::Options::default())?;
+    /// db.put(b"k", b"v")?;
+    /// let s = db.stats();
+    /// assert_eq!(s.keys, 1);
+    /// assert!(s.total_bytes > 0);
+    /// # Ok::<(), lsm_hash::Error>(())
+    /// ```
     pub fn stats(&self) -> Stats {
         let (snapshot, live) = self.live();
         let mut stats = Stats::default();
@@ -1054,6 +1217,14 @@ impl LsmHash {
     }
 
     /// Syncs and closes. Dropping does the same, ignoring errors.
+    ///
+    /// ```
+    /// # let tmp = tempfile::tempdir().unwrap();
+    /// # let db = lsm_hash::LsmHash::open(tmp.path(), lsm_hash::Options::default())?;
+    /// db.put(b"k", b"v")?;
+    /// db.close()?; // syncs and releases the lock
+    /// # Ok::<(), lsm_hash::Error>(())
+    /// ```
     pub fn close(mut self) -> Result<()> {
         self.shutdown()
     }

@@ -406,6 +406,13 @@ impl Inner {
 impl Wal {
     /// Opens (creating if needed) the log in `dir`, taking its exclusive lock and recovering
     /// it according to `opts.recovery`. See [`Wal::recovery_report`] for what was found.
+    ///
+    /// ```
+    /// # let tmp = tempfile::tempdir().unwrap();
+    /// let wal = wal::Wal::open(tmp.path().join("log"), wal::Options::default())?;
+    /// assert_eq!(wal.last_lsn(), 0); // a new, empty log
+    /// # Ok::<(), wal::Error>(())
+    /// ```
     pub fn open(dir: impl AsRef<Path>, opts: Options) -> Result<Wal> {
         opts.validate()?;
         let dir = dir.as_ref().to_path_buf();
@@ -488,17 +495,38 @@ impl Wal {
     }
 
     /// What recovery found and repaired when this log was opened.
+    ///
+    /// ```
+    /// # let tmp = tempfile::tempdir().unwrap();
+    /// # let wal = wal::Wal::open(tmp.path(), wal::Options::default())?;
+    /// assert!(wal.recovery_report().truncated_tail.is_none());
+    /// # Ok::<(), wal::Error>(())
+    /// ```
     pub fn recovery_report(&self) -> &RecoveryReport {
         &self.inner.report
     }
 
     /// The directory of this log.
+    ///
+    /// ```
+    /// # let tmp = tempfile::tempdir().unwrap();
+    /// # let wal = wal::Wal::open(tmp.path(), wal::Options::default())?;
+    /// assert_eq!(wal.dir(), tmp.path());
+    /// # Ok::<(), wal::Error>(())
+    /// ```
     pub fn dir(&self) -> &Path {
         &self.inner.dir
     }
 
     /// Appends one record and returns its LSN. With [`SyncPolicy::Always`] the record is
     /// durable when this returns. Payloads over `max_record_bytes` get [`Error::TooLarge`].
+    ///
+    /// ```
+    /// # let tmp = tempfile::tempdir().unwrap();
+    /// # let wal = wal::Wal::open(tmp.path(), wal::Options::default())?;
+    /// assert_eq!(wal.append(b"set x = 1")?, 1);
+    /// # Ok::<(), wal::Error>(())
+    /// ```
     pub fn append(&self, payload: &[u8]) -> Result<Lsn> {
         let (_, last) = self.append_batch(&[payload])?;
         Ok(last)
@@ -507,6 +535,13 @@ impl Wal {
     /// Appends records as one batch: after a crash either all of them are in the log or none.
     /// Returns the first and last LSN (an empty batch appends nothing and returns
     /// `InvalidArgument`).
+    ///
+    /// ```
+    /// # let tmp = tempfile::tempdir().unwrap();
+    /// # let wal = wal::Wal::open(tmp.path(), wal::Options::default())?;
+    /// assert_eq!(wal.append_batch(&[b"a", b"b"])?, (1, 2));
+    /// # Ok::<(), wal::Error>(())
+    /// ```
     pub fn append_batch(&self, payloads: &[&[u8]]) -> Result<(Lsn, Lsn)> {
         if payloads.is_empty() {
             return Err(Error::InvalidArgument("empty batch".into()));
@@ -535,12 +570,33 @@ impl Wal {
     }
 
     /// Makes every record appended so far durable (sharing the fsync with concurrent callers).
+    ///
+    /// ```
+    /// # let tmp = tempfile::tempdir().unwrap();
+    /// # use wal::{Options, SyncPolicy, Wal};
+    /// let wal = Wal::open(tmp.path(), Options::default().with_sync(SyncPolicy::Never))?;
+    /// wal.append(b"x")?;
+    /// wal.sync()?;
+    /// assert_eq!(wal.durable_lsn(), 1);
+    /// # Ok::<(), wal::Error>(())
+    /// ```
     pub fn sync(&self) -> Result<()> {
         let last = self.inner.last_lsn();
         self.inner.wait_durable(last)
     }
 
     /// Makes every record up to `lsn` durable.
+    ///
+    /// ```
+    /// # let tmp = tempfile::tempdir().unwrap();
+    /// # use wal::{Options, SyncPolicy, Wal};
+    /// let wal = Wal::open(tmp.path(), Options::default().with_sync(SyncPolicy::Never))?;
+    /// wal.append(b"x")?;
+    /// wal.append(b"y")?;
+    /// wal.sync_to(1)?;
+    /// assert!(wal.durable_lsn() >= 1);
+    /// # Ok::<(), wal::Error>(())
+    /// ```
     pub fn sync_to(&self, lsn: Lsn) -> Result<()> {
         let last = self.inner.last_lsn();
         if lsn > last {
@@ -623,16 +679,30 @@ impl Wal {
             })
         })?;
         let mut buf = vec![0u8; len];
-        seg.file.read_exact_at(&mut buf, start)?;
-        let r = crate::format::decode_record(&buf, seg.salt, seg.version, MAX_RECORD_LIMIT)
-            .map_err(|e| corrupt(CorruptionKind::from(e)))?;
-        if r.lsn != lsn {
-            return Err(corrupt(CorruptionKind::LsnMismatch {
-                expected: lsn,
-                found: r.lsn,
-            }));
+        let read = seg.file.read_exact_at(&mut buf, start).map_err(Error::from);
+        let decoded = read.and_then(|()| {
+            let r = crate::format::decode_record(&buf, seg.salt, seg.version, MAX_RECORD_LIMIT)
+                .map_err(|e| corrupt(CorruptionKind::from(e)))?;
+            if r.lsn != lsn {
+                return Err(corrupt(CorruptionKind::LsnMismatch {
+                    expected: lsn,
+                    found: r.lsn,
+                }));
+            }
+            Ok(r.payload.to_vec())
+        });
+        match decoded {
+            Ok(payload) => Ok(Some(payload)),
+            // A `truncate_after` that cut the record while it was read: gone, not damaged.
+            Err(e) => {
+                let log = inner.log.lock();
+                let still = log
+                    .segments
+                    .iter()
+                    .any(|s| s.first_lsn == seg.first_lsn && s.last_lsn.is_some_and(|l| l >= lsn));
+                if still { Err(e) } else { Ok(None) }
+            }
         }
-        Ok(Some(r.payload.to_vec()))
     }
 
     /// Iterates `(lsn, payload)` for every record with LSN in `range` (`a..b`, `a..=b`,
@@ -708,11 +778,28 @@ impl Wal {
     }
 
     /// Every record up to this LSN is durable (0: none yet).
+    ///
+    /// ```
+    /// # let tmp = tempfile::tempdir().unwrap();
+    /// # let wal = wal::Wal::open(tmp.path(), wal::Options::default())?;
+    /// wal.append(b"x")?; // SyncPolicy::Always
+    /// assert_eq!(wal.durable_lsn(), 1);
+    /// # Ok::<(), wal::Error>(())
+    /// ```
     pub fn durable_lsn(&self) -> Lsn {
         self.inner.group.durable()
     }
 
     /// The LSN of the last record appended (durable or not); 0 if none ever was.
+    ///
+    /// ```
+    /// # let tmp = tempfile::tempdir().unwrap();
+    /// # let wal = wal::Wal::open(tmp.path(), wal::Options::default())?;
+    /// assert_eq!(wal.last_lsn(), 0);
+    /// wal.append(b"x")?;
+    /// assert_eq!(wal.last_lsn(), 1);
+    /// # Ok::<(), wal::Error>(())
+    /// ```
     pub fn last_lsn(&self) -> Lsn {
         self.inner.last_lsn()
     }
@@ -749,6 +836,15 @@ impl Wal {
     }
 
     /// The LSN of the oldest record still in the log, if any.
+    ///
+    /// ```
+    /// # let tmp = tempfile::tempdir().unwrap();
+    /// # let wal = wal::Wal::open(tmp.path(), wal::Options::default())?;
+    /// assert_eq!(wal.first_lsn(), None);
+    /// wal.append(b"x")?;
+    /// assert_eq!(wal.first_lsn(), Some(1));
+    /// # Ok::<(), wal::Error>(())
+    /// ```
     pub fn first_lsn(&self) -> Option<Lsn> {
         let log = self.inner.log.lock();
         log.segments
@@ -764,6 +860,16 @@ impl Wal {
 
     /// Iterates `(lsn, payload)` for every record with LSN `>= from`, in order, as of now.
     /// Buffered records are written to the OS first so the iterator sees them.
+    ///
+    /// ```
+    /// # let tmp = tempfile::tempdir().unwrap();
+    /// # let wal = wal::Wal::open(tmp.path(), wal::Options::default())?;
+    /// wal.append(b"a")?;
+    /// wal.append(b"b")?;
+    /// let tail: Vec<_> = wal.iter_from(2)?.collect::<Result<_, _>>()?;
+    /// assert_eq!(tail, vec![(2, b"b".to_vec())]);
+    /// # Ok::<(), wal::Error>(())
+    /// ```
     pub fn iter_from(&self, from: Lsn) -> Result<Iter> {
         let inner = &self.inner;
         inner.check_poison()?;
@@ -775,6 +881,19 @@ impl Wal {
     /// Removes, durably and oldest first, every segment whose records are all below `lsn`
     /// (checkpointing). Returns how many segments were removed. Records at or above `lsn` are
     /// kept; some below it may remain in a segment that also holds later ones.
+    ///
+    /// ```
+    /// # let tmp = tempfile::tempdir().unwrap();
+    /// # use wal::{Options, Wal};
+    /// let wal = Wal::open(tmp.path(), Options::default().with_max_segment_bytes(4096))?;
+    /// for _ in 0..200 {
+    ///     wal.append(&[7u8; 100])?;
+    /// }
+    /// let removed = wal.truncate_before(150)?; // a checkpoint covers 1..150
+    /// assert!(removed > 0);
+    /// assert!(wal.first_lsn().is_some_and(|f| f <= 150));
+    /// # Ok::<(), wal::Error>(())
+    /// ```
     pub fn truncate_before(&self, lsn: Lsn) -> Result<usize> {
         let inner = &self.inner;
         inner.check_poison()?;
@@ -815,6 +934,17 @@ impl Wal {
     /// durability (under [`SyncPolicy::Always`]) whose records it drops fail with
     /// [`Error::Truncated`]; an append that had already returned its LSN was acknowledged,
     /// and this call removes its record on purpose.
+    ///
+    /// ```
+    /// # let tmp = tempfile::tempdir().unwrap();
+    /// # let wal = wal::Wal::open(tmp.path(), wal::Options::default())?;
+    /// wal.append(b"a")?;
+    /// wal.append(b"b")?;
+    /// wal.truncate_after(1)?;
+    /// assert_eq!(wal.read(2)?, None);
+    /// assert_eq!(wal.append(b"c")?, 3); // LSN 2 is never reused
+    /// # Ok::<(), wal::Error>(())
+    /// ```
     pub fn truncate_after(&self, lsn: Lsn) -> Result<()> {
         let inner = &self.inner;
         inner.check_poison()?;
@@ -878,6 +1008,14 @@ impl Wal {
     }
 
     /// Syncs everything and closes the log. Dropping it does the same, ignoring errors.
+    ///
+    /// ```
+    /// # let tmp = tempfile::tempdir().unwrap();
+    /// # let wal = wal::Wal::open(tmp.path(), wal::Options::default())?;
+    /// wal.append(b"x")?;
+    /// wal.close()?;
+    /// # Ok::<(), wal::Error>(())
+    /// ```
     pub fn close(mut self) -> Result<()> {
         self.stop_background();
         self.sync()?;
