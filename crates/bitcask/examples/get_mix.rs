@@ -1,6 +1,6 @@
 //! Random gets over a store of N keys (built on the first run) for a few seconds, with a given
 //! value cache size: gets/s. For sizing `cache_bytes` (see BENCHMARKS.md).
-//! `cargo run --release -p bitcask --example get_mix -- DIR N CACHE_BYTES [SECONDS]`
+//! `cargo run --release -p durable-bitcask --example get_mix -- DIR N CACHE_BYTES [SECONDS]`
 #![allow(
     clippy::unwrap_used,
     clippy::indexing_slicing,

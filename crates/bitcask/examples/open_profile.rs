@@ -1,5 +1,5 @@
 //! Builds a store of N keys (first run) and opens it read-only repeatedly: for profiling open.
-//! `cargo run --release -p bitcask --example open_profile -- DIR N [image|hints]`: `hints`
+//! `cargo run --release -p durable-bitcask --example open_profile -- DIR N [image|hints]`: `hints`
 //! sets the keydir image aside (as `DIR.KEYDIR.off`) for the run, so open reads the hints.
 #![allow(clippy::unwrap_used, clippy::print_stdout, reason = "a profiling tool")]
 

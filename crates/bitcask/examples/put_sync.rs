@@ -1,6 +1,6 @@
 //! Sync puts from one thread into a fresh store for a few seconds; prints puts/s and the
 //! p50/p99 latency. For before/after comparisons of the write path (`farm-bench`).
-//! `cargo run --release -p bitcask --example put_sync -- DIR [SECONDS]`
+//! `cargo run --release -p durable-bitcask --example put_sync -- DIR [SECONDS]`
 #![allow(
     clippy::unwrap_used,
     clippy::indexing_slicing,

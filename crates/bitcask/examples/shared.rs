@@ -1,7 +1,7 @@
 //! One `Bitcask` shared by many threads through an `Arc`: writers group-commit their fsyncs,
 //! readers never block on them, and a merge runs beside both.
 //!
-//! `cargo run --release -p bitcask --example shared`
+//! `cargo run --release -p durable-bitcask --example shared`
 #![allow(clippy::print_stdout, reason = "an example")]
 
 use std::sync::Arc;

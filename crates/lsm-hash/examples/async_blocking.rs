@@ -2,7 +2,7 @@
 //! for its fsync, so async code calls it through `spawn_blocking`, never on an executor
 //! thread. The store is `Send + Sync`: one `Arc` serves every task.
 //!
-//! `cargo run --release -p lsm-hash --example async_blocking`
+//! `cargo run --release -p durable-lsm-hash --example async_blocking`
 #![allow(clippy::print_stdout, reason = "an example")]
 
 use std::sync::Arc;

@@ -2,7 +2,7 @@
 //! that covers them, read back by index, a conflicting suffix truncated, and old entries
 //! checkpointed away once a snapshot covers them.
 //!
-//! `cargo run --release -p wal --example raft_log [DIR]`
+//! `cargo run --release -p durable-wal --example raft_log [DIR]`
 #![allow(clippy::print_stdout, reason = "an example")]
 
 use wal::{Options, Wal};

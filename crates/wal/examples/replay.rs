@@ -1,5 +1,5 @@
 //! Replays one crash point of the WAL torture workload and prints what happened:
-//! `cargo run -p wal --example replay -- SEED CRASH_POINT [strict|torn] [lying]`.
+//! `cargo run -p durable-wal --example replay -- SEED CRASH_POINT [strict|torn] [lying]`.
 #![allow(clippy::indexing_slicing, reason = "a debugging tool; a panic is fine")]
 
 use durable_fs::sim::harness::Workload;
