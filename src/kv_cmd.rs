@@ -9,7 +9,7 @@ use clap::{Subcommand, ValueEnum};
 use kv_core::{KvStore, SyncPolicy, WriteBatch};
 use lsm_hash::LsmHash;
 
-use crate::out::{Format, Outcome, hex, json_bytes, line_key, line_value, out, unhex};
+use crate::out::{Fail, Format, Outcome, hex, json_bytes, line_key, line_value, out, unhex};
 use crate::wal_cmd::SyncArg;
 
 /// The key-value engines.
@@ -483,8 +483,11 @@ fn verify(given: Option<Engine>, dir: &Path, format: Format, stdout: &mut dyn Wr
                 })
                 .to_string(),
             };
-            out(writeln!(stdout, "{line}"))?;
-            Ok(ExitCode::from(1))
+            // Damage is exit 1 whether or not anyone still reads stdout.
+            match out(writeln!(stdout, "{line}")) {
+                Ok(()) | Err(Fail::Closed) => Ok(ExitCode::from(1)),
+                Err(e) => Err(e),
+            }
         }
         Err(Corrupt::Other(s)) => Err(s.into()),
     }
@@ -566,6 +569,11 @@ pub fn run(engine: Option<Engine>, dir: &Path, io_: Io, cmd: &KvCommand) -> Outc
                     }
                     Line::Put(k, v) => {
                         let (k, v) = (io_.bytes(k)?, io_.bytes(v)?);
+                        if !io_.hex && !(line_key(&k) && line_value(&v)) {
+                            return Err(
+                                needs_hex("a key or value holding a carriage return").into()
+                            );
+                        }
                         db.write(batch(&k, Some(&v))).map_err(err)?;
                     }
                     Line::Del(k) => db.write(batch(&io_.bytes(k)?, None)).map_err(err)?,
@@ -724,9 +732,14 @@ fn files(given: Option<Engine>, dir: &Path, format: Format, stdout: &mut dyn Wri
     let mut stdout = io::BufWriter::new(stdout);
     for name in names {
         let mut fields: Vec<(&str, serde_json::Value)> = Vec::new();
-        let (bytes, what) = match fs.open(&dir.join(&name), durable_fs::Access::Read) {
-            Err(_) => (None, "directory".to_owned()),
-            Ok(file) => {
+        let path = dir.join(&name);
+        let entry = fs.kind(&path).map_err(|e| e.to_string())?;
+        let (bytes, what) = match entry {
+            Some(durable_fs::EntryKind::Dir) => (None, "directory".to_owned()),
+            Some(durable_fs::EntryKind::File) => {
+                let file = fs
+                    .open(&path, durable_fs::Access::Read)
+                    .map_err(|e| e.to_string())?;
                 let bytes = file.len().map_err(|e| e.to_string())?;
                 let magic = (kind.magic)(&name).and_then(|m| <&[u8; 8]>::try_from(m).ok());
                 let what = match magic {
@@ -762,6 +775,8 @@ fn files(given: Option<Engine>, dir: &Path, format: Format, stdout: &mut dyn Wri
                 };
                 (Some(bytes), what)
             }
+            // Went meanwhile (a writer beside us), or not a file or directory.
+            _ => continue,
         };
         let line = match format {
             Format::Text => {

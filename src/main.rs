@@ -11,6 +11,7 @@ mod out;
 mod torture;
 mod wal_cmd;
 
+use std::io::Write;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
@@ -151,7 +152,6 @@ fn bench(
         BenchFormat::Text => bench::table(&rows),
         BenchFormat::Json => bench::json_lines(&rows),
     };
-    use std::io::Write;
     let mut stdout = std::io::stdout().lock();
     out::out(
         stdout
@@ -176,11 +176,16 @@ fn main() -> ExitCode {
         (false, 1) => log::LevelFilter::Info,
         (false, _) => log::LevelFilter::Debug,
     };
-    env_logger::Builder::new()
-        .filter_level(level)
-        .parse_default_env()
-        .format_timestamp(None)
-        .init();
+    let mut logger = env_logger::Builder::new();
+    logger.filter_level(level);
+    if level == log::LevelFilter::Warn {
+        // What recovery cut or quarantined is in the command's own `recovery:` lines (printed
+        // whatever the level): the engines' warnings about it would say it twice.
+        for module in ["wal::recovery", "bitcask::recovery", "lsm_hash::segment"] {
+            logger.filter_module(module, log::LevelFilter::Error);
+        }
+    }
+    logger.parse_default_env().format_timestamp(None).init();
     let reads_only = match &cli.command {
         Command::Torture(_) | Command::Bench { .. } => true,
         Command::Wal(cmd) => cmd.reads_only(),
@@ -207,15 +212,18 @@ fn main() -> ExitCode {
         Ok(code) => code,
         // A reader whose reader went away (`| head`): done, quietly.
         Err(Fail::Closed) if reads_only => ExitCode::SUCCESS,
+        // Written with writeln!, not eprintln!, which would panic if stderr is a closed pipe
+        // too (`2>&1 | head`): the exit code is the message then.
         Err(Fail::Closed) => {
-            eprintln!(
+            let _ = writeln!(
+                std::io::stderr(),
                 "durable: stdout was closed: the acknowledgements after that point were not \
                  delivered"
             );
             ExitCode::from(2)
         }
         Err(Fail::Msg(e)) => {
-            eprintln!("durable: {e}");
+            let _ = writeln!(std::io::stderr(), "durable: {e}");
             ExitCode::from(2)
         }
     }

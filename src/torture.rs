@@ -192,10 +192,11 @@ pub fn run(args: &Args) -> Outcome {
         }
     }
     bar.finish_and_clear();
-    match args.format {
-        Format::Text => out(print_table(&reports))?,
-        Format::Json => out(print_json(&reports))?,
-    }
+    // A closed stdout does not change the verdict: a loss is exit 1 whoever reads the table.
+    let printed = match args.format {
+        Format::Text => out(print_table(&reports)),
+        Format::Json => out(print_json(&reports)),
+    };
     let mut lost = false;
     for r in &reports {
         if let Some(f) = &r.first_failure {
@@ -225,11 +226,11 @@ pub fn run(args: &Args) -> Outcome {
             lost = true;
         }
     }
-    Ok(if lost {
-        ExitCode::from(1)
-    } else {
-        ExitCode::SUCCESS
-    })
+    if lost {
+        return Ok(ExitCode::from(1));
+    }
+    printed?;
+    Ok(ExitCode::SUCCESS)
 }
 
 /// One JSON object a row: the table's columns, and the first failure (with its replay

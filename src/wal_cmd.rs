@@ -4,7 +4,7 @@ use std::io::{self, BufRead, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use crate::out::{Format, Outcome, json_bytes, line_value, out, unhex};
+use crate::out::{Fail, Format, Outcome, json_bytes, line_value, out, unhex};
 
 use clap::{Subcommand, ValueEnum};
 use durable_fs::DurableFs;
@@ -266,7 +266,11 @@ fn verify(dir: &Path, format: Format, max_record_bytes: u32) -> Outcome {
                 })
                 .to_string(),
             };
-            out(writeln!(stdout, "{line}")).map(|()| ExitCode::from(1))
+            // Damage is exit 1 whether or not anyone still reads stdout.
+            match out(writeln!(stdout, "{line}")) {
+                Ok(()) | Err(Fail::Closed) => Ok(ExitCode::from(1)),
+                Err(e) => Err(e),
+            }
         };
     match wal::verify(&DurableFs::real(), dir, max_record_bytes) {
         Ok(r) => {
@@ -348,15 +352,24 @@ fn files(dir: &Path, format: Format) -> Outcome {
     let mut stdout = io::BufWriter::new(io::stdout().lock());
     for name in names {
         let path = dir.join(&name);
-        let Ok(file) = fs.open(&path, durable_fs::Access::Read) else {
-            // A directory (quarantine/) or an entry that went meanwhile.
-            let line = match format {
-                Format::Text => format!("{name} - directory"),
-                Format::Json => serde_json::json!({"name": name, "kind": "directory"}).to_string(),
-            };
-            out(writeln!(stdout, "{line}"))?;
+        let entry = fs.kind(&path).map_err(|e| e.to_string())?;
+        if entry != Some(durable_fs::EntryKind::File) {
+            // A directory (quarantine/), or an entry that went meanwhile.
+            if entry == Some(durable_fs::EntryKind::Dir) {
+                let line = match format {
+                    Format::Text => format!("{name} - directory"),
+                    Format::Json => {
+                        serde_json::json!({"name": name, "bytes": null, "kind": "directory"})
+                            .to_string()
+                    }
+                };
+                out(writeln!(stdout, "{line}"))?;
+            }
             continue;
-        };
+        }
+        let file = fs
+            .open(&path, durable_fs::Access::Read)
+            .map_err(|e| e.to_string())?;
         let bytes = file.len().map_err(|e| e.to_string())?;
         let mut fields: Vec<(&str, serde_json::Value)> = Vec::new();
         let kind = if wal::format::parse_segment_name(&name).is_some() {

@@ -402,3 +402,69 @@ fn help_lists_engines_and_examples_and_sizes_take_units() {
     let o = durable(&["wal", "append", "--dir", log, "--segment-bytes", "lots"]);
     assert_eq!(o.status.code(), Some(2));
 }
+
+/// A failed check keeps its exit code when nobody reads stdout any more: torture's losses are
+/// exit 1 and verify's damage is exit 1, not the quiet exit 0 of a reader whose pipe closed.
+#[test]
+fn a_failed_check_is_exit_1_even_with_stdout_closed() {
+    let closed = |args: &[&str]| {
+        let mut child = bin()
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        drop(child.stdout.take());
+        child.wait().unwrap().code()
+    };
+    let lying = [
+        "torture",
+        "--engine",
+        "wal",
+        "--seeds",
+        "2",
+        "--lying-dir-sync",
+    ];
+    assert_eq!(closed(&lying), Some(1));
+    let tmp = tempfile::tempdir().unwrap();
+    let kv = tmp.path().join("kv");
+    let kv = kv.to_str().unwrap();
+    let o = with_stdin(
+        &["kv", "--engine", "lsm-hash", "--dir", kv, "load"],
+        "put a 1\nput b 2\n",
+    );
+    assert_eq!(o.status.code(), Some(0));
+    flip(&first_file(kv, ".seg"), 40);
+    assert_eq!(closed(&["kv", "--dir", kv, "verify"]), Some(1));
+}
+
+#[test]
+fn files_name_directories_and_load_refuses_what_dump_could_not_print() {
+    let tmp = tempfile::tempdir().unwrap();
+    let kv = tmp.path().join("kv");
+    let k = kv.to_str().unwrap();
+    let o = with_stdin(
+        &["kv", "--engine", "bitcask", "--dir", k, "load"],
+        "put a 1\n",
+    );
+    assert_eq!(o.status.code(), Some(0));
+    durable_fs::DurableFs::real()
+        .create_dir_all(&kv.join("quarantine"))
+        .unwrap();
+    let o = durable(&["kv", "--dir", k, "files"]);
+    assert!(
+        text(&o.stdout)
+            .lines()
+            .any(|l| l == "quarantine - directory"),
+        "{}",
+        text(&o.stdout)
+    );
+    let rows = json_lines(&durable(&["kv", "--dir", k, "files", "--format", "json"]));
+    let q = rows.iter().find(|r| r["name"] == "quarantine").unwrap();
+    assert!(q["bytes"].is_null() && q["kind"] == "directory", "{q}");
+    // A carriage return inside a value: `put` refuses it, and so does `load` (no ack).
+    let o = with_stdin(&["kv", "--dir", k, "load"], "put b x\ry\n");
+    assert_eq!(o.status.code(), Some(2));
+    assert!(o.stdout.is_empty());
+    assert!(text(&o.stderr).contains("--hex"));
+}

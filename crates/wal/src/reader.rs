@@ -82,9 +82,10 @@ impl Iter {
 }
 
 /// The offsets of `seg`'s records, for [`crate::Wal::read`]: one scan, every record's checksum
-/// verified. Records whose LSNs do not follow on from the segment's first LSN one by one
-/// (gaps left by a salvage) end the index there: those are read by a scan.
-pub(crate) fn offsets(seg: &SegmentMeta, max: u32) -> Result<crate::wal::SegIndexParts> {
+/// verified. The index ends at the first record whose LSN does not follow on from the
+/// segment's first LSN one by one (a gap left by a salvage), and at damage or a read error:
+/// what comes after is read by a scan, which reports the damage.
+pub(crate) fn offsets(seg: &SegmentMeta, max: u32) -> crate::wal::SegIndexParts {
     let mut cursor = Cursor {
         seg: seg.clone(),
         extents: seg.extents.iter().copied().collect(),
@@ -96,14 +97,14 @@ pub(crate) fn offsets(seg: &SegmentMeta, max: u32) -> Result<crate::wal::SegInde
     };
     let mut starts = Vec::new();
     let mut end = crate::format::SEGMENT_HEADER_LEN as u64;
-    while let Some((lsn, at, _)) = cursor.next(max)? {
+    while let Ok(Some((lsn, at, _))) = cursor.next(max) {
         if lsn != seg.first_lsn + starts.len() as u64 {
             break;
         }
         starts.push(at);
         end = cursor.at;
     }
-    Ok((seg.first_lsn, starts, end))
+    (seg.first_lsn, starts, end)
 }
 
 impl Cursor {

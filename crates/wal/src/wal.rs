@@ -244,17 +244,8 @@ impl Inner {
         log.buf_at = SEGMENT_HEADER_LEN as u64;
         log.file_len = SEGMENT_HEADER_LEN as u64;
         log.sealed = false;
-        // A new segment's index starts empty; the indexes of segments no longer in the log
-        // go.
-        let first = header.first_lsn;
-        log.index.insert(
-            first,
-            SegIndex {
-                first,
-                starts: Vec::new(),
-                end: SEGMENT_HEADER_LEN as u64,
-            },
-        );
+        // The indexes of segments no longer in the log go (a segment is indexed only once
+        // something reads it).
         prune_index(log);
         // The chain names the new segment (and the old one's last LSN) before anything is
         // appended to it: from now on, losing either is corruption, not a shorter log.
@@ -585,7 +576,9 @@ impl Wal {
         self.inner.wait_durable(last)
     }
 
-    /// Makes every record up to `lsn` durable.
+    /// Makes every record up to `lsn` durable. (Records a [`Wal::truncate_after`] dropped
+    /// meanwhile are gone, durably: `sync_to` returning for their LSN does not bring them back;
+    /// [`Wal::read`] says which are there.)
     ///
     /// ```
     /// # let tmp = tempfile::tempdir().unwrap();
@@ -645,13 +638,30 @@ impl Wal {
             let Some(seg) = log.segments.get(i).cloned() else {
                 return Ok(None);
             };
-            if !log.index.contains_key(&seg.first_lsn) {
-                // One scan of the segment (under the lock: appends to it wait, once).
-                let (first, starts, end) = crate::reader::offsets(&seg, MAX_RECORD_LIMIT)?;
+            let active = i + 1 == log.segments.len();
+            if active && !log.index.contains_key(&seg.first_lsn) {
+                // The active segment is scanned under the lock, once: appends wait for it,
+                // and then keep its index up to date.
+                let (first, starts, end) = crate::reader::offsets(&seg, MAX_RECORD_LIMIT);
                 log.index.insert(first, SegIndex { first, starts, end });
             }
-            let span = log.index.get(&seg.first_lsn).and_then(|ix| ix.span(lsn));
+            let span = log.index.get(&seg.first_lsn).map(|ix| ix.span(lsn));
             (seg, span)
+        };
+        let span = match span {
+            Some(span) => span,
+            None => {
+                // An immutable segment is scanned without the lock (appends go on), then its
+                // index is kept if the segment is still in the log.
+                let (first, starts, end) = crate::reader::offsets(&seg, MAX_RECORD_LIMIT);
+                let ix = SegIndex { first, starts, end };
+                let span = ix.span(lsn);
+                let mut log = inner.log.lock();
+                if log.segments.iter().any(|s| s.first_lsn == first) {
+                    log.index.entry(first).or_insert(ix);
+                }
+                span
+            }
         };
         let Some((start, end)) = span else {
             // Not indexed (LSNs with gaps, after a salvage): read forward from the segment.
