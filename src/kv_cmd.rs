@@ -569,7 +569,8 @@ pub fn run(engine: Option<Engine>, dir: &Path, io_: Io, cmd: &KvCommand) -> Outc
                     }
                     Line::Put(k, v) => {
                         let (k, v) = (io_.bytes(k)?, io_.bytes(v)?);
-                        if !io_.hex && !(line_key(&k) && line_value(&v)) {
+                        let carried = line_key(&k) && line_value(&v);
+                        if !io_.hex && !carried {
                             return Err(
                                 needs_hex("a key or value holding a carriage return").into()
                             );
