@@ -142,3 +142,71 @@ fn a_damaged_record_is_corruption_naming_its_segment() {
         }
     }
 }
+
+/// Reads racing appends (waiting and not), rotations, `truncate_after` and `truncate_before`:
+/// every read returns the payload appended at that LSN or `None` (truncated away, or not yet
+/// appended), never another record's, and never an error.
+#[test]
+fn reads_racing_appends_and_truncations_return_the_right_record_or_none() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+    let sim = SimFs::new();
+    let wal = Arc::new(Wal::open(DIR, opts(&sim)).unwrap());
+    let high = Arc::new(AtomicU64::new(0));
+    let done = Arc::new(AtomicBool::new(false));
+    // A payload names its LSN: a read of `lsn` may only ever see `lsn`'s.
+    let payload = |lsn: u64| format!("lsn={lsn};{}", "p".repeat((lsn % 40) as usize)).into_bytes();
+    let writer = {
+        let (wal, high) = (Arc::clone(&wal), Arc::clone(&high));
+        std::thread::spawn(move || {
+            for i in 0..3000u64 {
+                // The next LSN is not known before the append: write, then check the echo.
+                let lsn = if i % 3 == 0 {
+                    let next = wal.last_lsn() + 1;
+                    let (a, b) = wal
+                        .append_batch_nowait(&[&payload(next), &payload(next + 1)])
+                        .unwrap();
+                    assert_eq!((a, b), (next, next + 1));
+                    b
+                } else {
+                    let next = wal.last_lsn() + 1;
+                    let got = wal.append(&payload(next)).unwrap();
+                    assert_eq!(got, next);
+                    got
+                };
+                high.store(lsn, Ordering::Release);
+                if i % 500 == 250 {
+                    wal.truncate_after(lsn.saturating_sub(20)).unwrap();
+                }
+                if i % 700 == 350 {
+                    wal.truncate_before(lsn / 2).unwrap();
+                }
+            }
+        })
+    };
+    let readers: Vec<_> = (0..2)
+        .map(|t| {
+            let (wal, high, done) = (Arc::clone(&wal), Arc::clone(&high), Arc::clone(&done));
+            std::thread::spawn(move || {
+                let mut rng = Rng::new(t + 5);
+                let mut hits = 0u64;
+                while !done.load(Ordering::Acquire) {
+                    let h = high.load(Ordering::Acquire);
+                    if h == 0 {
+                        continue;
+                    }
+                    let lsn = rng.below(h + 5) + 1;
+                    if let Some(p) = wal.read(lsn).unwrap() {
+                        assert_eq!(p, payload(lsn), "lsn {lsn}");
+                        hits += 1;
+                    }
+                }
+                hits
+            })
+        })
+        .collect();
+    writer.join().unwrap();
+    done.store(true, Ordering::Release);
+    let hits: u64 = readers.into_iter().map(|r| r.join().unwrap()).sum();
+    assert!(hits > 100, "the readers read: {hits}");
+}
