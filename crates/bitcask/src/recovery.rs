@@ -13,8 +13,8 @@ use std::path::{Path, PathBuf};
 
 use durable_fs::{Access, DirLock, DurableFs, Source};
 use kv_core::format::{
-    FILE_HEADER_LEN, FileHeader, FileKind, HintCheck, HintEntry, TOMBSTONE, VERSION, VERSION_1,
-    check_hint, decode_hint, encode_hint, is_own_temp, parse_name,
+    FILE_HEADER_LEN, FileHeader, FileKind, HintCheck, HintEntry, HintRef, TOMBSTONE, VERSION,
+    VERSION_1, check_hint, encode_hint, for_each_hint_entry, is_own_temp, parse_name,
 };
 use kv_core::scan::scan_file;
 use kv_core::{Appender, CorruptionKind, Damage, DataFile, Error, RecoveryMode, Result, offset32};
@@ -113,13 +113,48 @@ struct How {
 }
 
 /// What one data file contributed.
+#[derive(Clone)]
 struct Loaded {
     id: u32,
     /// Where its entries came from (the hint, or the data file), for errors.
     path: PathBuf,
+    /// From a scan.
     entries: Vec<HintEntry>,
+    /// Or from a hint: its bytes, already checked (`for_each_hint_entry` accepts them with
+    /// `about`); the entries are read out of them as they are applied, so no key is copied
+    /// but into the keydir.
+    hint: Option<(Vec<u8>, (u32, u64, u64))>,
     /// Bytes of valid records.
     record_bytes: u64,
+}
+
+impl Loaded {
+    /// Visits every entry, from the scan or the hint.
+    fn for_each<'a>(&'a self, mut f: impl FnMut(HintRef<'a>)) {
+        match &self.hint {
+            Some((bytes, about)) => {
+                for_each_hint_entry(bytes, &HINT_MAGIC, *about, f);
+            }
+            None => {
+                for e in &self.entries {
+                    f(HintRef {
+                        seq: e.seq,
+                        offset: e.offset,
+                        value_len: e.value_len,
+                        flags: e.flags,
+                        key: &e.key,
+                    });
+                }
+            }
+        }
+    }
+
+    /// No entry at all.
+    fn is_empty(&self) -> bool {
+        let mut any = false;
+        self.for_each(|_| any = true);
+        !any
+    }
 }
 
 /// Removes `path` if it exists.
@@ -242,18 +277,13 @@ fn recover_once(dir: &Path, opts: &Options, verify: bool) -> Result<Recovered> {
             continue;
         }
         if let Some(l) = load(id, &mut report)? {
-            if !opts.read_only && l.entries.is_empty() && l.record_bytes == 0 {
+            if !opts.read_only && l.record_bytes == 0 && l.is_empty() {
                 empty.push(id);
                 continue;
             }
             files.insert(id);
             if let Some(c) = check.as_mut().filter(|_| covered.contains(&id)) {
-                c.apply(Loaded {
-                    id: l.id,
-                    path: l.path.clone(),
-                    entries: l.entries.clone(),
-                    record_bytes: l.record_bytes,
-                })?;
+                c.apply(l.clone())?;
             }
             if image.is_some() {
                 pending.push(l);
@@ -265,9 +295,11 @@ fn recover_once(dir: &Path, opts: &Options, verify: bool) -> Result<Recovered> {
     if let Some(img) = image.take() {
         // Sound only if everything loaded since is newer than everything the image saw:
         // the image keeps no tombstones, so an older record could not be ordered against it.
-        let newer = pending
-            .iter()
-            .all(|l| l.entries.iter().all(|e| e.seq > img.max_seq));
+        let newer = pending.iter().all(|l| {
+            let mut newer = true;
+            l.for_each(|e| newer &= e.seq > img.max_seq);
+            newer
+        });
         if newer {
             build = Build::from_image(img);
             report.from_image = true;
@@ -652,21 +684,23 @@ fn load_file(
         }
         Err(e) => return Err(e),
     };
+    let about = (header.salt, id, len);
     let from_hint = if hinted && !verify {
         kv_core::read_at_most(fs, &dir.join(hint_name(id)), kv_core::MAX_FILE_LEN)
             .ok()
             .flatten()
-            .and_then(|b| decode_hint(&b, &HINT_MAGIC, header.salt, id, len))
+            .filter(|b| for_each_hint_entry(b, &HINT_MAGIC, about, |_| {}))
     } else {
         None
     };
-    if let Some(entries) = from_hint {
+    if let Some(bytes) = from_hint {
         report.from_hints += 1;
         let record_bytes = len - FILE_HEADER_LEN as u64;
         return Ok(Some(Loaded {
             id: small,
             path: dir.join(hint_name(id)),
-            entries,
+            entries: Vec::new(),
+            hint: Some((bytes, about)),
             record_bytes,
         }));
     }
@@ -732,6 +766,7 @@ fn load_file(
         id: small,
         path,
         entries: scanned.entries,
+        hint: None,
         record_bytes: scanned.record_bytes,
     }))
 }
@@ -796,17 +831,26 @@ impl Build {
             max_seq,
         } = self;
         keydir.files.entry(l.id).or_default().total = l.record_bytes;
-        for e in l.entries {
+        let mut failed = None;
+        l.for_each(|e| {
+            if failed.is_some() {
+                return;
+            }
             *max_seq = (*max_seq).max(e.seq);
-            let loc = Loc {
-                seq: e.seq,
-                file: l.id,
-                offset: offset32(&l.path, e.offset)?,
-                value_len: e.value_len,
-            };
-            apply_entry(keydir, tombs, e, loc);
-        }
-        Ok(())
+            match offset32(&l.path, e.offset) {
+                Ok(offset) => {
+                    let loc = Loc {
+                        seq: e.seq,
+                        file: l.id,
+                        offset,
+                        value_len: e.value_len,
+                    };
+                    apply_entry(keydir, tombs, e, loc);
+                }
+                Err(err) => failed = Some(err),
+            }
+        });
+        failed.map_or(Ok(()), Err)
     }
 }
 
@@ -849,26 +893,26 @@ fn id_out_of_range(path: PathBuf, id: u64) -> Error {
     Error::corrupt(path, 0, kind)
 }
 
-fn apply_entry(keydir: &mut Keydir, tombs: &mut KeyMap<u64>, e: HintEntry, loc: Loc) {
+fn apply_entry(keydir: &mut Keydir, tombs: &mut KeyMap<u64>, e: HintRef<'_>, loc: Loc) {
     let len = loc.record_len(e.key.len());
     let dead = |kd: &mut Keydir, file: u32, n: u64| kd.files.entry(file).or_default().dead += n;
     if e.flags & TOMBSTONE != 0 {
         dead(keydir, loc.file, len);
-        if keydir.map.get(&e.key).is_some_and(|v| v.seq > e.seq) {
+        if keydir.map.get(e.key).is_some_and(|v| v.seq > e.seq) {
             return; // an older delete
         }
-        if let Some(old) = keydir.map.remove(&e.key) {
+        if let Some(old) = keydir.map.remove(e.key) {
             dead(keydir, old.file, old.record_len(e.key.len()));
         }
-        let seq = tombs.entry(e.key.into_boxed_slice()).or_insert(0);
+        let seq = tombs.entry(Box::from(e.key)).or_insert(0);
         *seq = (*seq).max(e.seq);
         return;
     }
-    if !tombs.is_empty() && tombs.get(e.key.as_slice()).is_some_and(|&t| t > e.seq) {
+    if !tombs.is_empty() && tombs.get(e.key).is_some_and(|&t| t > e.seq) {
         dead(keydir, loc.file, len); // deleted later
         return;
     }
-    match keydir.map.upsert(&e.key, loc, |cur| cur.seq <= loc.seq) {
+    match keydir.map.upsert(e.key, loc, |cur| cur.seq <= loc.seq) {
         Upsert::Inserted => {}
         Upsert::Replaced(old) => dead(keydir, old.file, old.record_len(e.key.len())),
         Upsert::Kept => dead(keydir, loc.file, len),

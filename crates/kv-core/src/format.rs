@@ -677,6 +677,89 @@ pub fn decode_hint(
     (whole && covers).then_some(entries)
 }
 
+/// One hint entry borrowed from the hint file's bytes (see [`for_each_hint_entry`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HintRef<'a> {
+    /// The record's logical timestamp.
+    pub seq: u64,
+    /// Offset of the record in the data file.
+    pub offset: u64,
+    /// The value's length.
+    pub value_len: u32,
+    /// The record's flags.
+    pub flags: u32,
+    /// The key.
+    pub key: &'a [u8],
+}
+
+/// Calls `f` with every entry of the hint file `b`, borrowed (no key is copied), if and only
+/// if [`decode_hint`] would accept it: everything is checked first (CRC, header, structure,
+/// count, coverage), then the entries are visited, so `f` never sees part of a bad hint.
+/// Returns whether it did. For loading a keydir without a vector of owned entries.
+///
+/// ```
+/// use kv_core::format::{FileHeader, HintEntry, encode_hint, for_each_hint_entry};
+/// let magic = *b"\x89TST\r\n\x1a\n";
+/// let e = HintEntry { seq: 1, offset: 32, value_len: 1, flags: 0, key: b"k".to_vec() };
+/// let len = 32 + kv_core::format::record_len(1, 1);
+/// let hint = encode_hint(FileHeader::new(7, 1), &magic, &[e], len);
+/// let mut keys = Vec::new();
+/// assert!(for_each_hint_entry(&hint, &magic, (7, 1, len), |h| keys.push(h.key.to_vec())));
+/// assert_eq!(keys, [b"k".to_vec()]);
+/// assert!(!for_each_hint_entry(&hint, &magic, (8, 1, len), |_| panic!("another file's")));
+/// ```
+pub fn for_each_hint_entry<'a>(
+    b: &'a [u8],
+    magic: &[u8; 8],
+    (salt, file_id, data_len): (u32, u64, u64),
+    mut f: impl FnMut(HintRef<'a>),
+) -> bool {
+    let walk = |f: &mut dyn FnMut(HintRef<'a>)| -> Option<()> {
+        let header = FileHeader::decode(b, magic).ok()?;
+        if header.salt != salt || header.file_id != file_id {
+            return None;
+        }
+        let trailer = if header.version == VERSION_1 {
+            v1::HINT_TRAILER_LEN
+        } else {
+            HINT_TRAILER_LEN
+        };
+        let body_end = b.len().checked_sub(trailer)?;
+        let crc_at = b.len().checked_sub(4)?;
+        if crc32fast::hash(b.get(..crc_at)?) != u32_at(b, crc_at)? {
+            return None;
+        }
+        let count = u64_at(b, crc_at - 8)?;
+        if header.version != VERSION_1 && u64_at(b, body_end)? != data_len {
+            return None;
+        }
+        let (mut pos, mut n, mut end) = (FILE_HEADER_LEN, 0u64, FILE_HEADER_LEN as u64);
+        while pos < body_end {
+            let e = b.get(pos..pos + HINT_ENTRY_LEN)?;
+            let k = u32_at(e, HINT_KEY_LEN)? as usize;
+            let key = b.get(pos + HINT_ENTRY_LEN..pos + HINT_ENTRY_LEN + k)?;
+            let h = HintRef {
+                seq: u64_at(e, HINT_SEQ)?,
+                offset: u64_at(e, HINT_OFFSET)?,
+                value_len: u32_at(e, HINT_VALUE_LEN)?,
+                flags: u32_at(e, HINT_FLAGS)?,
+                key,
+            };
+            end = end.max(h.offset.saturating_add(record_len(k, h.value_len as usize)));
+            f(h);
+            n += 1;
+            pos += HINT_ENTRY_LEN + k;
+        }
+        let covers = header.version != VERSION_1 || end == data_len;
+        (pos == body_end && n == count && covers).then_some(())
+    };
+    // First everything checked, visiting nothing; then the entries.
+    if walk(&mut |_| {}).is_none() {
+        return false;
+    }
+    walk(&mut f).is_some()
+}
+
 /// What [`check_hint`] found.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
