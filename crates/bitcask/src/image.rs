@@ -236,7 +236,9 @@ pub(crate) fn bound(
 /// Reads the key entries of the image `header` came from into a keydir; `None` when
 /// anything is wrong: a checksum, a count, a key twice, an entry naming a file the image
 /// does not cover or a record past that file's length.
-pub(crate) fn load(file: &File, header: &Header) -> Option<Image> {
+/// `extra`: keys and key bytes to leave room for (the files applied on top), so that they
+/// do not grow the keydir by doubling.
+pub(crate) fn load(file: &File, header: &Header, extra: (usize, usize)) -> Option<Image> {
     let covered = Lens::new(&header.files);
     // No more keys than the covered files could hold (a record is at least its header), and
     // an allocation that cannot be made is a reason not to use the image, not to abort.
@@ -253,7 +255,11 @@ pub(crate) fn load(file: &File, header: &Header) -> Option<Image> {
         usize::try_from(header.keys).ok()?,
         usize::try_from(header.key_bytes).ok()?,
     );
-    if !map.try_reserve(sizes.0, sizes.1) {
+    let with_extra = (
+        sizes.0.saturating_add(extra.0),
+        sizes.1.saturating_add(extra.1),
+    );
+    if !map.try_reserve(with_extra.0, with_extra.1) && !map.try_reserve(sizes.0, sizes.1) {
         return None;
     }
     let end = header.len - 4;

@@ -239,19 +239,16 @@ fn recover_once(dir: &Path, opts: &Options, verify: bool) -> Result<Recovered> {
         .iter()
         .flat_map(|(h, _)| h.files.iter().map(|c| u64::from(c.id)))
         .collect();
-    let mut image = match &header {
-        Some((h, file)) if !verify => image::load(file, h),
-        _ => None,
-    };
-    if header.is_some() && image.is_none() && !verify {
-        log::warn!("{}: damaged; opening from hints", dir.join(IMAGE).display());
-    }
+    // With an image bound to the files, the files it covers are not read; the others are
+    // loaded first, so that the image's keydir is sized for them too (no growth by doubling
+    // when they are applied), then applied on top of it if they are newer.
+    let candidate = header.is_some() && !verify;
     let mut files = BTreeSet::new();
     let mut build = Build::default();
-    if image.is_none() {
+    if !candidate {
         // One allocation for the keydir, sized from the hints (an upper bound: every entry
-        // of every hint), rather than growth by doubling and its copies.
-        // Best effort: an estimate that cannot be allocated is simply not reserved.
+        // of every hint), rather than growth by doubling and its copies. Best effort: an
+        // estimate that cannot be allocated is simply not reserved.
         let (keys, key_bytes) = hinted_entries(fs, dir, &listed);
         build.keydir.map.try_reserve(keys, key_bytes);
     }
@@ -272,7 +269,7 @@ fn recover_once(dir: &Path, opts: &Options, verify: bool) -> Result<Recovered> {
         load_file(fs, (dir, plan.path(dir, id)), opts, id, how, report)
     };
     for &id in &listed.data {
-        if image.is_some() && covered.contains(&id) {
+        if candidate && covered.contains(&id) {
             files.insert(id);
             continue;
         }
@@ -285,36 +282,53 @@ fn recover_once(dir: &Path, opts: &Options, verify: bool) -> Result<Recovered> {
             if let Some(c) = check.as_mut().filter(|_| covered.contains(&id)) {
                 c.apply(l.clone())?;
             }
-            if image.is_some() {
+            if candidate {
                 pending.push(l);
             } else {
                 build.apply(l)?;
             }
         }
     }
-    if let Some(img) = image.take() {
-        // Sound only if everything loaded since is newer than everything the image saw:
-        // the image keeps no tombstones, so an older record could not be ordered against it.
-        let newer = pending.iter().all(|l| {
-            let mut newer = true;
-            l.for_each(|e| newer &= e.seq > img.max_seq);
-            newer
-        });
-        if newer {
-            build = Build::from_image(img);
-            report.from_image = true;
-        } else {
-            log::warn!(
-                "{}: files loaded after it hold older records; opening from hints",
-                dir.join(IMAGE).display()
-            );
-            // Never usable with these files: reported (and removed by a read-write open)
-            // like an image whose files changed; its keydir goes before the rebuild.
-            drop(img);
-            report.stale_image = Some(dir.join(IMAGE));
-            for &id in covered.iter().filter(|id| files.contains(id)) {
-                if let Some(l) = load(id, &mut report)? {
-                    build.apply(l)?;
+    if candidate {
+        // Room for every entry of the files loaded since (each adds at most one key).
+        let mut extra = (0usize, 0usize);
+        for l in &pending {
+            l.for_each(|e| {
+                extra.0 += 1;
+                extra.1 += e.key.len();
+            });
+        }
+        let image = header
+            .as_ref()
+            .and_then(|(h, file)| image::load(file, h, extra));
+        match image {
+            // Sound only if everything loaded since is newer than everything the image saw:
+            // the image keeps no tombstones, so an older record could not be ordered against
+            // it.
+            Some(img) if pending.iter().all(|l| newer_than(l, img.max_seq)) => {
+                build = Build::from_image(img);
+                report.from_image = true;
+            }
+            img => {
+                if img.is_some() {
+                    log::warn!(
+                        "{}: files loaded after it hold older records; opening from hints",
+                        dir.join(IMAGE).display()
+                    );
+                    // Never usable with these files: reported (and removed by a read-write
+                    // open) like an image whose files changed.
+                    report.stale_image = Some(dir.join(IMAGE));
+                } else {
+                    log::warn!("{}: damaged; opening from hints", dir.join(IMAGE).display());
+                }
+                // Its keydir goes before the rebuild.
+                drop(img);
+                let (keys, key_bytes) = hinted_entries(fs, dir, &listed);
+                build.keydir.map.try_reserve(keys, key_bytes);
+                for &id in covered.iter().filter(|id| files.contains(id)) {
+                    if let Some(l) = load(id, &mut report)? {
+                        build.apply(l)?;
+                    }
                 }
             }
         }
@@ -325,7 +339,7 @@ fn recover_once(dir: &Path, opts: &Options, verify: bool) -> Result<Recovered> {
     if let (Some(c), Some((h, file))) = (check, &header) {
         // The same keys at the same places, and a max seq no lower than the files' (it is
         // the writer's last seq at close: a record merged away may have had it).
-        match image::load(file, h) {
+        match image::load(file, h, (0, 0)) {
             Some(img) if image::same(&img.keydir, &c.keydir) && img.max_seq >= c.max_seq => {
                 report.image_checked = true;
             }
@@ -881,6 +895,13 @@ fn hinted_entries(fs: &DurableFs, dir: &Path, listed: &Listed) -> (usize, usize)
         key_bytes = key_bytes.saturating_add((body - n * HINT_ENTRY_LEN as u64) as usize);
     }
     (keys, key_bytes)
+}
+
+/// True when every record `l` holds is newer than `seq`.
+fn newer_than(l: &Loaded, seq: u64) -> bool {
+    let mut newer = true;
+    l.for_each(|e| newer &= e.seq > seq);
+    newer
 }
 
 /// A file id past the keydir's 32-bit ids, named by `path`.
