@@ -779,29 +779,7 @@ fn files(given: Option<Engine>, dir: &Path, format: Format, stdout: &mut dyn Wri
             // Went meanwhile (a writer beside us), or not a file or directory.
             _ => continue,
         };
-        let line = match format {
-            Format::Text => {
-                let mut l = format!(
-                    "{name} {} {what}",
-                    bytes.map_or("-".to_owned(), |b| b.to_string())
-                );
-                for (k, v) in &fields {
-                    let v = v.as_str().map_or_else(|| v.to_string(), str::to_owned);
-                    l.push_str(&format!(" {k} {v}"));
-                }
-                l
-            }
-            Format::Json => {
-                let mut obj = serde_json::Map::new();
-                obj.insert("name".into(), name.clone().into());
-                obj.insert("bytes".into(), bytes.into());
-                obj.insert("kind".into(), what.into());
-                for (k, v) in fields {
-                    obj.insert(k.into(), v);
-                }
-                serde_json::Value::Object(obj).to_string()
-            }
-        };
+        let line = crate::out::file_line(format, &name, bytes, &what, fields);
         out(writeln!(stdout, "{line}"))?;
     }
     out(stdout.flush())?;

@@ -50,6 +50,40 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
     parse_size::parse_size(s).map_err(|e| format!("{s:?}: {e}"))
 }
 
+/// One line of `wal files` / `kv files`: `NAME BYTES KIND [FIELD VALUE]...` (`-` for the
+/// bytes of a directory), or the same as one JSON object.
+pub fn file_line(
+    format: Format,
+    name: &str,
+    bytes: Option<u64>,
+    kind: &str,
+    fields: Vec<(&str, serde_json::Value)>,
+) -> String {
+    match format {
+        Format::Text => {
+            let mut l = format!(
+                "{name} {} {kind}",
+                bytes.map_or("-".to_owned(), |b| b.to_string())
+            );
+            for (k, v) in &fields {
+                let v = v.as_str().map_or_else(|| v.to_string(), str::to_owned);
+                l.push_str(&format!(" {k} {v}"));
+            }
+            l
+        }
+        Format::Json => {
+            let mut obj = serde_json::Map::new();
+            obj.insert("name".into(), name.into());
+            obj.insert("bytes".into(), bytes.into());
+            obj.insert("kind".into(), kind.into());
+            for (k, v) in fields {
+                obj.insert(k.into(), v);
+            }
+            serde_json::Value::Object(obj).to_string()
+        }
+    }
+}
+
 /// Lowercase hex.
 pub fn hex(b: &[u8]) -> String {
     let mut s = String::with_capacity(b.len() * 2);

@@ -356,13 +356,7 @@ fn files(dir: &Path, format: Format) -> Outcome {
         if entry != Some(durable_fs::EntryKind::File) {
             // A directory (quarantine/), or an entry that went meanwhile.
             if entry == Some(durable_fs::EntryKind::Dir) {
-                let line = match format {
-                    Format::Text => format!("{name} - directory"),
-                    Format::Json => {
-                        serde_json::json!({"name": name, "bytes": null, "kind": "directory"})
-                            .to_string()
-                    }
-                };
+                let line = crate::out::file_line(format, &name, None, "directory", Vec::new());
                 out(writeln!(stdout, "{line}"))?;
             }
             continue;
@@ -399,26 +393,7 @@ fn files(dir: &Path, format: Format) -> Outcome {
                 _ => "other",
             }
         };
-        let line = match format {
-            Format::Text => {
-                let mut l = format!("{name} {bytes} {kind}");
-                for (k, v) in &fields {
-                    let v = v.as_str().map_or_else(|| v.to_string(), str::to_owned);
-                    l.push_str(&format!(" {k} {v}"));
-                }
-                l
-            }
-            Format::Json => {
-                let mut obj = serde_json::Map::new();
-                obj.insert("name".into(), name.clone().into());
-                obj.insert("bytes".into(), bytes.into());
-                obj.insert("kind".into(), kind.into());
-                for (k, v) in fields {
-                    obj.insert(k.into(), v);
-                }
-                serde_json::Value::Object(obj).to_string()
-            }
-        };
+        let line = crate::out::file_line(format, &name, Some(bytes), kind, fields);
         out(writeln!(stdout, "{line}"))?;
     }
     out(stdout.flush())?;

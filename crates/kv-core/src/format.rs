@@ -639,42 +639,17 @@ pub fn decode_hint(
     file_id: u64,
     data_len: u64,
 ) -> Option<Vec<HintEntry>> {
-    let header = FileHeader::decode(b, magic).ok()?;
-    if header.salt != salt || header.file_id != file_id {
-        return None;
-    }
-    let trailer = if header.version == VERSION_1 {
-        v1::HINT_TRAILER_LEN
-    } else {
-        HINT_TRAILER_LEN
-    };
-    let body_end = b.len().checked_sub(trailer)?;
-    let crc_at = b.len().checked_sub(4)?;
-    if crc32fast::hash(b.get(..crc_at)?) != u32_at(b, crc_at)? {
-        return None;
-    }
-    let count = u64_at(b, crc_at - 8)?;
-    if header.version != VERSION_1 && u64_at(b, body_end)? != data_len {
-        return None;
-    }
     let mut entries = Vec::new();
-    let mut pos = FILE_HEADER_LEN;
-    while pos < body_end {
-        let e = b.get(pos..pos + HINT_ENTRY_LEN)?;
-        let k = u32_at(e, HINT_KEY_LEN)? as usize;
-        let key = b.get(pos + HINT_ENTRY_LEN..pos + HINT_ENTRY_LEN + k)?;
+    let whole = for_each_hint_entry(b, magic, (salt, file_id, data_len), |h| {
         entries.push(HintEntry {
-            seq: u64_at(e, HINT_SEQ)?,
-            offset: u64_at(e, HINT_OFFSET)?,
-            value_len: u32_at(e, HINT_VALUE_LEN)?,
-            flags: u32_at(e, HINT_FLAGS)?,
-            key: key.to_vec(),
+            seq: h.seq,
+            offset: h.offset,
+            value_len: h.value_len,
+            flags: h.flags,
+            key: h.key.to_vec(),
         });
-        pos += HINT_ENTRY_LEN + k;
-    }
-    let whole = pos == body_end && entries.len() as u64 == count;
-    let covers = header.version != VERSION_1 || hint_covers(&entries, data_len);
-    (whole && covers).then_some(entries)
+    });
+    whole.then_some(entries)
 }
 
 /// One hint entry borrowed from the hint file's bytes (see [`for_each_hint_entry`]).

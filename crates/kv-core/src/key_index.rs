@@ -265,45 +265,10 @@ impl KeyIndex {
 
     /// Sets `key` to `loc`; returns the previous location.
     pub fn insert(&mut self, key: &[u8], loc: Loc) -> Option<Loc> {
-        if let Some(i) = self.find(key)
-            && let Some(slot) = self.slots.get_mut(i as usize)
-        {
-            let old = slot.loc();
-            slot.set(loc);
-            return Some(old);
+        match self.upsert(key, loc, |_| true) {
+            Upsert::Replaced(old) => Some(old),
+            Upsert::Inserted | Upsert::Kept => None,
         }
-        let mut slot = Slot {
-            key_off: self.arena.len() as u64,
-            seq: 0,
-            file: 0,
-            offset: 0,
-            value_len: 0,
-            key_len: u32::try_from(key.len()).unwrap_or(FREE - 1),
-        };
-        slot.set(loc);
-        self.arena.extend_from_slice(key);
-        let i = match self.free.pop() {
-            Some(i) => {
-                if let Some(s) = self.slots.get_mut(i as usize) {
-                    *s = slot;
-                }
-                i
-            }
-            None => {
-                self.slots.push(slot);
-                (self.slots.len() - 1) as u32
-            }
-        };
-        let h = self.hasher.hash_one(key);
-        let Self {
-            table,
-            slots,
-            arena,
-            hasher,
-            ..
-        } = self;
-        table.insert_unique(h, i, |&j| hasher.hash_one(key_of(slots, arena, j)));
-        None
     }
 
     /// Adds `key` at `loc` if it is absent, in one probe of the table (loading an index
@@ -318,23 +283,7 @@ impl KeyIndex {
     /// assert_eq!(idx.get(b"key"), Some(loc));
     /// ```
     pub fn insert_new(&mut self, key: &[u8], loc: Loc) -> bool {
-        let h = self.hasher.hash_one(key);
-        let Self {
-            table,
-            slots,
-            arena,
-            free,
-            hasher,
-            ..
-        } = self;
-        let hash = |&j: &u32| hasher.hash_one(key_of(slots, arena, j));
-        match table.entry(h, |&i| key_of(slots, arena, i) == key, hash) {
-            hashbrown::hash_table::Entry::Occupied(_) => false,
-            hashbrown::hash_table::Entry::Vacant(v) => {
-                v.insert(push_slot(slots, arena, free, key, loc));
-                true
-            }
-        }
+        self.upsert(key, loc, |_| false) == Upsert::Inserted
     }
 
     /// Sets `key` to `loc` if it is absent, or if `replace` says so of its current

@@ -392,6 +392,19 @@ impl Inner {
     fn last_lsn(&self) -> Lsn {
         self.log.lock().next_lsn - 1
     }
+
+    /// Under [`SyncPolicy::Bytes`], wakes the background syncer once enough is unsynced.
+    fn kick_if_due(&self) {
+        if let SyncPolicy::Bytes(n) = self.opts.sync {
+            let unsynced = self
+                .appended_bytes
+                .load(Ordering::Relaxed)
+                .saturating_sub(self.synced_bytes.load(Ordering::Relaxed));
+            if unsynced >= n {
+                self.waker.kick();
+            }
+        }
+    }
 }
 
 impl Wal {
@@ -546,15 +559,7 @@ impl Wal {
                 let waited = inner.wait_durable(last);
                 inner.finish_wait(last, waited)?;
             }
-            SyncPolicy::Bytes(n) => {
-                let unsynced = inner
-                    .appended_bytes
-                    .load(Ordering::Relaxed)
-                    .saturating_sub(inner.synced_bytes.load(Ordering::Relaxed));
-                if unsynced >= n {
-                    inner.waker.kick();
-                }
-            }
+            SyncPolicy::Bytes(_) => inner.kick_if_due(),
             SyncPolicy::Interval(_) | SyncPolicy::Never => {}
         }
         Ok((first, last))
@@ -775,15 +780,7 @@ impl Wal {
         }
         let inner = &self.inner;
         let r = inner.enqueue(payloads, false)?;
-        if let SyncPolicy::Bytes(n) = inner.opts.sync {
-            let unsynced = inner
-                .appended_bytes
-                .load(Ordering::Relaxed)
-                .saturating_sub(inner.synced_bytes.load(Ordering::Relaxed));
-            if unsynced >= n {
-                inner.waker.kick();
-            }
-        }
+        inner.kick_if_due();
         Ok(r)
     }
 
