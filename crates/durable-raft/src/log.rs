@@ -445,17 +445,14 @@ where
         self.shared.check_poison()
     }
 
-    /// Appends `entries` (which must follow the last entry, or the last purged one) and
-    /// returns once they are readable; `callback` runs after the fsync that makes them
+    /// Appends `entries` (indexes growing; an append at or below the last entry replaces the
+    /// entries from there on, durably) and returns once they are readable; `callback` runs after the fsync that makes them
     /// durable, or with the error that stopped it. An error returned here means the
     /// callback will never run.
     pub fn append(&self, entries: Vec<openraft::Entry<C>>, callback: Callback) -> Result<()> {
         let mut entries = entries;
         let _w = self.write.lock();
         self.shared.check_poison()?;
-        let Some(first) = entries.first() else {
-            return self.queue_flush_of_last(callback);
-        };
         let purged = self.shared.meta.lock().last_purged;
         // Entries at or below the last purged index are already covered by a snapshot:
         // appending them is appending and purging at once, so they are not written.

@@ -523,6 +523,15 @@ impl SmCore {
         }
     }
 
+    /// Merges the store now (its dead records go), after any snapshot view is dropped.
+    pub fn compact(&self) -> Result<()> {
+        self.check_poison()?;
+        let _w = self.shared.epoch.write();
+        let db = self.db();
+        db.compact().map_err(|e| self.fail(e.into()))?;
+        Ok(())
+    }
+
     /// A point-in-time view for a snapshot: the applied id, the membership and a copy of
     /// the keydir, taken now (call it while no apply runs, as openraft does). Applies may go
     /// on while the view is read; merges and installs wait until it is dropped.
