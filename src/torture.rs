@@ -60,6 +60,11 @@ enum EngineArg {
     LsmHash,
     /// lsm-hash with concurrent writers, a reader and compactions.
     LsmHashMt,
+    /// The Raft log store (durable-raft on the WAL): appends acked by callback, votes,
+    /// truncates, purges.
+    RaftLog,
+    /// The Raft state machine (durable-raft on bitcask): applies, snapshots, installs.
+    RaftSm,
 }
 
 impl EngineArg {
@@ -73,6 +78,8 @@ impl EngineArg {
             EngineArg::BitcaskMt => "bitcask-mt",
             EngineArg::LsmHash => "lsm-hash",
             EngineArg::LsmHashMt => "lsm-hash-mt",
+            EngineArg::RaftLog => "raft-log",
+            EngineArg::RaftSm => "raft-sm",
         }
     }
 }
@@ -118,6 +125,14 @@ fn engines() -> Vec<(&'static str, Runner)> {
         ("bitcask-mt", concurrent(bitcask::torture::concurrent())),
         ("lsm-hash", runner(lsm_hash::torture::workload())),
         ("lsm-hash-mt", concurrent(lsm_hash::torture::concurrent())),
+        (
+            "raft-log",
+            runner(durable_raft::torture::RaftLogWorkload::default()),
+        ),
+        (
+            "raft-sm",
+            runner(durable_raft::torture::RaftSmWorkload::default()),
+        ),
     ]
 }
 

@@ -65,6 +65,10 @@ pub struct LogOptions {
     pub max_segment_bytes: u64,
     /// Largest encoded entry. Default: 16 MiB.
     pub max_entry_bytes: u32,
+    /// The WAL's preallocation step ([`wal::Options::preallocate_bytes`]). Default: 1 MiB.
+    pub preallocate_bytes: u64,
+    /// The WAL's write buffer ([`wal::Options::write_buffer_bytes`]). Default: 1 MiB.
+    pub write_buffer_bytes: usize,
     /// Where callbacks run. Default: [`FlushMode::Thread`].
     pub flush: FlushMode,
     /// Test support only: puts known bugs back (all off by default).
@@ -89,6 +93,8 @@ impl Default for LogOptions {
             fs: DurableFs::real(),
             max_segment_bytes: 64 << 20,
             max_entry_bytes: 16 << 20,
+            preallocate_bytes: 1 << 20,
+            write_buffer_bytes: 1 << 20,
             flush: FlushMode::Thread,
             regressions: LogRegressions::default(),
         }
@@ -111,6 +117,13 @@ impl LogOptions {
     /// Sets the largest encoded entry.
     pub fn with_max_entry_bytes(mut self, n: u32) -> Self {
         self.max_entry_bytes = n;
+        self
+    }
+
+    /// Sets the WAL's preallocation step and write buffer.
+    pub fn with_wal_buffers(mut self, preallocate_bytes: u64, write_buffer_bytes: usize) -> Self {
+        self.preallocate_bytes = preallocate_bytes;
+        self.write_buffer_bytes = write_buffer_bytes;
         self
     }
 
@@ -321,7 +334,9 @@ where
             .with_fs(fs.clone())
             .with_sync(wal::SyncPolicy::Never)
             .with_max_segment_bytes(opts.max_segment_bytes)
-            .with_max_record_bytes(opts.max_entry_bytes);
+            .with_max_record_bytes(opts.max_entry_bytes)
+            .with_preallocate_bytes(opts.preallocate_bytes)
+            .with_write_buffer_bytes(opts.write_buffer_bytes);
         let wal = Wal::open(&wal_dir, wal_opts)?;
         let mut index = Index::default();
         let purged = meta.last_purged;

@@ -95,7 +95,7 @@ pub struct RaftLogWorkload {
 impl Default for RaftLogWorkload {
     fn default() -> Self {
         RaftLogWorkload {
-            steps: 40,
+            steps: 60,
             dir: durable_fs::sim::sim_dir("raft-log"),
             regressions: LogRegressions::default(),
         }
@@ -107,6 +107,7 @@ impl RaftLogWorkload {
         let mut opts = LogOptions::default()
             .with_fs(fs.clone())
             .with_max_segment_bytes(4096)
+            .with_wal_buffers(1024, 4096)
             .with_flush(FlushMode::Inline);
         opts.regressions = self.regressions;
         Ok(LogCore::open(&self.dir, opts)?)
