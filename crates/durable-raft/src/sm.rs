@@ -264,11 +264,11 @@ impl SmCore {
         };
         // Leftovers: generations and snapshots the MANIFEST does not name.
         for name in fs.list(&dir)? {
-            if let Some(n) = name.strip_prefix("gen-") {
-                if n.parse::<u64>().ok() != Some(manifest.generation) {
-                    log::info!("state machine {}: removing leftover {name}", dir.display());
-                    fs.remove_dir_all(&dir.join(&name))?;
-                }
+            if let Some(n) = name.strip_prefix("gen-")
+                && n.parse::<u64>().ok() != Some(manifest.generation)
+            {
+                log::info!("state machine {}: removing leftover {name}", dir.display());
+                fs.remove_dir_all(&dir.join(&name))?;
             }
         }
         let mut max_seq = manifest.snapshot;

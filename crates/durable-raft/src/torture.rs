@@ -385,11 +385,11 @@ impl RaftLogWorkload {
             let Some(&(_, _, prev, _)) = issued.get(&issue) else {
                 continue;
             };
-            if let (Some(want), Some(&got)) = (prev, present.get(&(index.wrapping_sub(1)))) {
-                if want != got {
-                    v.wrong += 1;
-                    v.problem(|| format!("entry {issue} at {index} follows {got}, not {want}"));
-                }
+            if let (Some(want), Some(&got)) = (prev, present.get(&(index.wrapping_sub(1))))
+                && want != got
+            {
+                v.wrong += 1;
+                v.problem(|| format!("entry {issue} at {index} follows {got}, not {want}"));
             }
         }
         // Acknowledged entries.

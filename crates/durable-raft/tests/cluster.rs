@@ -2,6 +2,11 @@
 //! RPCs are direct calls on the target's `Raft` handle): writes, restarts from disk of a
 //! follower, of the leader and of every node, a snapshot-driven purge, and a new learner
 //! that can only catch up from the snapshot.
+#![allow(
+    clippy::unwrap_used,
+    clippy::indexing_slicing,
+    reason = "test helpers outside #[test] functions: a panic is the failure report"
+)]
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

@@ -40,11 +40,11 @@ impl StoreBuilder<TypeConfig, LogStore<TypeConfig>, StateMachine, SimFs> for Sim
 }
 
 #[test]
-fn openraft_suite_on_the_real_filesystem() -> Result<(), StorageError> {
-    Suite::test_all(RealFs)
+fn openraft_suite_on_the_real_filesystem() -> Result<(), Box<StorageError>> {
+    Suite::test_all(RealFs).map_err(Box::new)
 }
 
 #[test]
-fn openraft_suite_on_the_simulated_filesystem() -> Result<(), StorageError> {
-    Suite::test_all(Simulated)
+fn openraft_suite_on_the_simulated_filesystem() -> Result<(), Box<StorageError>> {
+    Suite::test_all(Simulated).map_err(Box::new)
 }
