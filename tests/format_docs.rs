@@ -287,3 +287,123 @@ fn bitcask_keydir_image_page_matches_the_code() {
         "entries CRC"
     );
 }
+
+/// The bytes of the first ```` ```hex ```` block after the heading that starts with
+/// `heading` in `doc` (whitespace ignored).
+fn hex_block(doc: &str, heading: &str) -> Vec<u8> {
+    let mut lines = doc.lines().skip_while(|l| !l.starts_with(heading));
+    assert!(lines.next().is_some(), "no section {heading:?}");
+    let text: String = lines
+        .skip_while(|l| !l.starts_with("```hex"))
+        .skip(1)
+        .take_while(|l| !l.starts_with("```"))
+        .flat_map(|l| l.split_whitespace().map(str::to_owned).collect::<Vec<_>>())
+        .collect();
+    (0..text.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&text[i..i + 2], 16).unwrap())
+        .collect()
+}
+
+fn hex_lines(bytes: &[u8]) -> String {
+    bytes
+        .chunks(16)
+        .map(|c| {
+            c.iter()
+                .map(|b| format!("{b:02x}"))
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+fn raft_examples() -> Vec<(&'static str, Vec<u8>)> {
+    use durable_raft::meta::Meta;
+    use durable_raft::openraft::{BasicNode, CommittedLeaderId, EntryPayload, Membership};
+    use durable_raft::snapshot::{Manifest, SnapshotWriter};
+    use durable_raft::{Entry, LogId, Request, SnapshotMeta, StoredMembership, Vote};
+
+    let meta = Meta {
+        vote: Some(Vote::new_committed(3, 2)),
+        last_purged: Some(LogId::new(CommittedLeaderId::new(2, 1), 40)),
+    };
+    let entry = Entry {
+        log_id: LogId::new(CommittedLeaderId::new(3, 2), 41),
+        payload: EntryPayload::Normal(Request::Put {
+            key: b"k".to_vec(),
+            value: b"v".to_vec(),
+        }),
+    };
+    let manifest = Manifest {
+        generation: 2,
+        snapshot: 5,
+    };
+    let membership = Membership::new(
+        vec![[1u64].into_iter().collect()],
+        [(1u64, BasicNode::new("n1"))]
+            .into_iter()
+            .collect::<std::collections::BTreeMap<_, _>>(),
+    );
+    let snap_meta = SnapshotMeta {
+        last_log_id: Some(LogId::new(CommittedLeaderId::new(3, 2), 41)),
+        last_membership: StoredMembership::new(
+            Some(LogId::new(CommittedLeaderId::new(1, 1), 1)),
+            membership,
+        ),
+        snapshot_id: "41-5".into(),
+    };
+    let mut w = SnapshotWriter::new(&snap_meta).unwrap();
+    w.push(b"k", b"v").unwrap();
+    vec![
+        ("## RAFT-META", meta.encode().to_vec()),
+        (
+            "## Entry record",
+            durable_raft::log::encode_entry(&entry).unwrap(),
+        ),
+        ("## MANIFEST", manifest.encode().to_vec()),
+        ("## Snapshot", w.finish()),
+    ]
+}
+
+#[test]
+fn raft_page_examples_are_the_bytes_the_code_writes() {
+    let d = doc("FORMAT-raft.md");
+    for (heading, bytes) in raft_examples() {
+        assert_eq!(
+            hex_block(&d, heading),
+            bytes,
+            "{heading}: the page's example is not what the code writes; the code writes:\n{}",
+            hex_lines(&bytes)
+        );
+    }
+}
+
+#[test]
+fn raft_page_tables_match_the_code() {
+    let d = doc("FORMAT-raft.md");
+    let meta = rows(&[
+        (0, "8", "magic"),
+        (8, "4", "version"),
+        (12, "1", "flags"),
+        (13, "3", "zero"),
+        (16, "8", "vote_term"),
+        (24, "8", "vote_node"),
+        (32, "8", "purged_term"),
+        (40, "8", "purged_node"),
+        (48, "8", "purged_index"),
+        (56, "4", "crc"),
+    ]);
+    assert_eq!(table(&d, "## RAFT-META"), meta);
+    assert_eq!(durable_raft::meta::META_LEN, 60);
+    let manifest = rows(&[
+        (0, "8", "magic"),
+        (8, "4", "version"),
+        (12, "4", "zero"),
+        (16, "8", "generation"),
+        (24, "8", "snapshot"),
+        (32, "4", "crc"),
+    ]);
+    assert_eq!(table(&d, "## MANIFEST"), manifest);
+    assert_eq!(durable_raft::snapshot::MANIFEST_LEN, 36);
+}

@@ -10,6 +10,10 @@ pub mod snapshot;
 pub mod torture;
 mod types;
 
+/// The openraft this crate implements the storage of (0.9, `serde` + `storage-v2`), for
+/// callers who want exactly the matching version.
+pub use openraft;
+
 pub use adapter::{LogReader, LogStore, SnapshotBuilder, StateMachine};
 pub use error::{Error, Result};
 pub use types::{

@@ -237,13 +237,14 @@ enum Flusher {
 /// ```
 /// use durable_raft::log::{LogCore, LogOptions};
 /// use durable_raft::{Entry, LogId, TypeConfig, Vote};
-/// use openraft::CommittedLeaderId;
+/// use openraft::{CommittedLeaderId, EntryPayload};
 ///
 /// # let tmp = tempfile::tempdir().unwrap();
 /// let log = LogCore::<TypeConfig>::open(tmp.path(), LogOptions::default())?;
 /// let id = LogId::new(CommittedLeaderId::new(1, 1), 1);
 /// let (tx, rx) = std::sync::mpsc::channel();
-/// log.append(vec![Entry::new_blank(id)], Box::new(move |r| tx.send(r.is_ok()).unwrap()))?;
+/// let blank = Entry { log_id: id, payload: EntryPayload::Blank };
+/// log.append(vec![blank], Box::new(move |r| tx.send(r.is_ok()).unwrap()))?;
 /// assert!(rx.recv().unwrap()); // durable now
 /// log.save_vote(&Vote::new(1, 1))?;
 /// assert_eq!(log.log_state()?.1, Some(id));
