@@ -210,9 +210,12 @@ impl Shared {
                     .map(|_| ())
                     .map_err(|e| std::io::Error::other(e.to_string()))),
                 Job::Barrier(tx) => {
+                    // Every failure poisons: a barrier answers with the poison.
                     let answer = match &result {
                         Ok(()) => Ok(()),
-                        Err(e) => Err(Error::Internal(format!("flush failed: {e}"))),
+                        Err(e) => self
+                            .check_poison()
+                            .and(Err(Error::Internal(format!("flush failed: {e}")))),
                     };
                     let _ = tx.send(answer);
                 }
