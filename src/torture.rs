@@ -63,6 +63,8 @@ enum EngineArg {
     /// The Raft log store (durable-raft on the WAL): appends acked by callback, votes,
     /// truncates, purges.
     RaftLog,
+    /// The Raft log store with its flusher thread, a reader, and EIO at a seeded fsync.
+    RaftLogMt,
     /// The Raft state machine (durable-raft on bitcask): applies, snapshots, installs.
     RaftSm,
 }
@@ -79,6 +81,7 @@ impl EngineArg {
             EngineArg::LsmHash => "lsm-hash",
             EngineArg::LsmHashMt => "lsm-hash-mt",
             EngineArg::RaftLog => "raft-log",
+            EngineArg::RaftLogMt => "raft-log-mt",
             EngineArg::RaftSm => "raft-sm",
         }
     }
@@ -128,6 +131,10 @@ fn engines() -> Vec<(&'static str, Runner)> {
         (
             "raft-log",
             runner(durable_raft::torture::RaftLogWorkload::default()),
+        ),
+        (
+            "raft-log-mt",
+            concurrent(durable_raft::torture_mt::ConcurrentRaftLog::default()),
         ),
         (
             "raft-sm",

@@ -8,6 +8,8 @@ pub mod sm;
 pub mod snapshot;
 #[cfg(feature = "sim")]
 pub mod torture;
+#[cfg(feature = "sim")]
+pub mod torture_mt;
 mod types;
 
 /// The openraft this crate implements the storage of (0.9, `serde` + `storage-v2`), for

@@ -32,7 +32,7 @@ use crate::sm::{SmCore, SmOptions, SmRegressions};
 use crate::snapshot::{SnapshotReader, SnapshotWriter};
 use crate::types::{Entry, LogId, Request, SnapshotMeta, StoredMembership, TypeConfig, Vote};
 
-fn log_id(term: u64, index: u64) -> LogId {
+pub(crate) fn log_id(term: u64, index: u64) -> LogId {
     LogId::new(CommittedLeaderId::new(term, 1), index)
 }
 
@@ -114,7 +114,7 @@ impl RaftLogWorkload {
     }
 }
 
-fn entry_of(issue: u64, index: u64, term: u64, pad: usize) -> Entry {
+pub(crate) fn entry_of(issue: u64, index: u64, term: u64, pad: usize) -> Entry {
     Entry {
         log_id: log_id(term, index),
         payload: EntryPayload::Normal(Request::Put {
@@ -124,7 +124,7 @@ fn entry_of(issue: u64, index: u64, term: u64, pad: usize) -> Entry {
     }
 }
 
-fn issue_of(e: &Entry) -> Option<u64> {
+pub(crate) fn issue_of(e: &Entry) -> Option<u64> {
     match &e.payload {
         EntryPayload::Normal(Request::Put { key, .. }) => {
             Some(u64::from_le_bytes(key.as_slice().try_into().ok()?))
@@ -264,7 +264,7 @@ impl RaftLogWorkload {
         Ok(())
     }
 
-    fn recover_state(&self, fs: &DurableFs) -> Result<LogState, BoxError> {
+    pub(crate) fn recover_state(&self, fs: &DurableFs) -> Result<LogState, BoxError> {
         let log = self.open(fs)?;
         let (purged, _) = log.log_state()?;
         let vote = log.vote()?.map(|v| v.leader_id.term);

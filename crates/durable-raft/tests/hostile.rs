@@ -43,8 +43,11 @@ fn sm_opts(fs: &DurableFs) -> SmOptions {
 /// Appends and waits for the callback's answer.
 fn append(log: &LogCore<TypeConfig>, entries: Vec<Entry>) -> Result<(), String> {
     let (tx, rx) = mpsc::channel();
-    log.append(entries, Box::new(move |r| tx.send(r.map_err(|e| e.to_string())).unwrap()))
-        .map_err(|e| e.to_string())?;
+    log.append(
+        entries,
+        Box::new(move |r| tx.send(r.map_err(|e| e.to_string())).unwrap()),
+    )
+    .map_err(|e| e.to_string())?;
     rx.recv().unwrap()
 }
 
@@ -62,13 +65,20 @@ fn a_failed_fsync_fails_the_callback_and_every_later_call() {
     let dir = sim_dir("raft");
     let log = LogCore::<TypeConfig>::open(&dir, log_opts(&fs)).unwrap();
     append(&log, vec![put(1, "a", "1")]).unwrap();
-    sim.inject(Fault::once(OpKind::Sync, sim.ops_of(OpKind::Sync) + 1, FaultError::Eio));
+    sim.inject(Fault::once(
+        OpKind::Sync,
+        sim.ops_of(OpKind::Sync) + 1,
+        FaultError::Eio,
+    ));
     let err = append(&log, vec![put(2, "b", "2")]).unwrap_err();
     assert!(err.contains("EIO") || err.contains("Input/output"), "{err}");
     // Fail-stop: nothing after the failure is acknowledged, not even after the fault is gone.
     sim.clear_faults();
     assert!(append(&log, vec![put(3, "c", "3")]).is_err());
-    assert!(matches!(log.save_vote(&Vote::new(2, 1)), Err(Error::Poisoned(_))));
+    assert!(matches!(
+        log.save_vote(&Vote::new(2, 1)),
+        Err(Error::Poisoned(_))
+    ));
     assert!(matches!(log.truncate(1), Err(Error::Poisoned(_))));
     assert!(matches!(log.purge(id(1, 1)), Err(Error::Poisoned(_))));
     drop(log);
@@ -85,7 +95,11 @@ fn a_failed_fsync_in_the_flusher_thread_is_reported_the_same_way() {
     let dir = sim_dir("raft");
     let log =
         LogCore::<TypeConfig>::open(&dir, log_opts(&fs).with_flush(FlushMode::Thread)).unwrap();
-    sim.inject(Fault::from_nth(OpKind::Sync, sim.ops_of(OpKind::Sync) + 1, FaultError::Eio));
+    sim.inject(Fault::from_nth(
+        OpKind::Sync,
+        sim.ops_of(OpKind::Sync) + 1,
+        FaultError::Eio,
+    ));
     assert!(append(&log, vec![put(1, "a", "1")]).is_err());
     assert!(append(&log, vec![put(2, "b", "2")]).is_err());
 }
@@ -107,11 +121,18 @@ fn crafted_raft_meta_is_refused_naming_the_file_without_reading_it_whole() {
         bad[at] ^= 0x40;
         fs.atomic_replace(&meta, &bad).unwrap();
         let e = LogCore::<TypeConfig>::open(dir, log_opts(&fs)).unwrap_err();
-        assert_eq!(corrupt_path(&e).as_deref(), Some(meta.as_path()), "byte {at}: {e}");
+        assert_eq!(
+            corrupt_path(&e).as_deref(),
+            Some(meta.as_path()),
+            "byte {at}: {e}"
+        );
     }
     // A huge file at the name: refused by its size.
     fs.atomic_replace(&meta, b"").unwrap();
-    fs.open(&meta, Access::ReadWrite).unwrap().set_len(1 << 40).unwrap();
+    fs.open(&meta, Access::ReadWrite)
+        .unwrap()
+        .set_len(1 << 40)
+        .unwrap();
     let e = LogCore::<TypeConfig>::open(dir, log_opts(&fs)).unwrap_err();
     assert_eq!(corrupt_path(&e).as_deref(), Some(meta.as_path()), "{e}");
 }
@@ -158,8 +179,10 @@ fn crafted_entry_records_are_refused_naming_the_lsn() {
     let dir = tmp.path();
     {
         let w = raw_wal(dir, &fs);
-        w.append(&[1, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff])
-            .unwrap();
+        w.append(&[
+            1, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+        ])
+        .unwrap();
         w.close().unwrap();
     }
     let e = LogCore::<TypeConfig>::open(dir, log_opts(&fs)).unwrap_err();
@@ -184,13 +207,20 @@ fn the_state_machine_refuses_damage_and_never_overwrites_state() {
         bad[at] ^= 0x01;
         fs.atomic_replace(&manifest, &bad).unwrap();
         let e = SmCore::open(dir, sm_opts(&fs)).unwrap_err();
-        assert_eq!(corrupt_path(&e).as_deref(), Some(manifest.as_path()), "byte {at}: {e}");
+        assert_eq!(
+            corrupt_path(&e).as_deref(),
+            Some(manifest.as_path()),
+            "byte {at}: {e}"
+        );
     }
     // Without a MANIFEST, a generation directory is refused, not wiped.
     fs.remove_file(&manifest).unwrap();
     let e = SmCore::open(dir, sm_opts(&fs)).unwrap_err();
     assert!(e.to_string().contains("without a MANIFEST"), "{e}");
-    assert!(fs.exists(&dir.join("gen-1")).unwrap(), "the state was removed");
+    assert!(
+        fs.exists(&dir.join("gen-1")).unwrap(),
+        "the state was removed"
+    );
     fs.atomic_replace(&manifest, &good).unwrap();
     // Every byte of the current snapshot flipped: refused naming it.
     let snap = dir.join("snapshots").join("snap-1.snap");
@@ -200,7 +230,11 @@ fn the_state_machine_refuses_damage_and_never_overwrites_state() {
         bad[at] ^= 0x10;
         fs.atomic_replace(&snap, &bad).unwrap();
         let e = SmCore::open(dir, sm_opts(&fs)).unwrap_err();
-        assert_eq!(corrupt_path(&e).as_deref(), Some(snap.as_path()), "byte {at}: {e}");
+        assert_eq!(
+            corrupt_path(&e).as_deref(),
+            Some(snap.as_path()),
+            "byte {at}: {e}"
+        );
     }
     // The snapshot the MANIFEST names is gone: refused.
     fs.remove_file(&snap).unwrap();
@@ -290,11 +324,18 @@ fn a_stale_build_never_replaces_a_newer_installed_snapshot() {
     install.join().unwrap().unwrap();
     assert_eq!(built.last_log_id, Some(id(1, 1)));
     let (current, _) = sm.current_snapshot().unwrap().unwrap();
-    assert_eq!(current, newer, "the stale build replaced the installed snapshot");
+    assert_eq!(
+        current, newer,
+        "the stale build replaced the installed snapshot"
+    );
     drop(sm);
     let sm = SmCore::open(dir, sm_opts(&fs)).unwrap();
     assert_eq!(sm.current_snapshot().unwrap().unwrap().0, newer);
-    assert_eq!(fs.list(&dir.join("snapshots")).unwrap().len(), 1, "a leftover snapshot");
+    assert_eq!(
+        fs.list(&dir.join("snapshots")).unwrap().len(),
+        1,
+        "a leftover snapshot"
+    );
     assert_eq!(sm.get(b"k").unwrap(), Some(b"20".to_vec()));
 }
 
@@ -340,5 +381,9 @@ fn a_snapshot_is_the_state_at_its_view_while_applies_and_a_merge_go_on() {
         got.push((k.to_vec(), v.to_vec()));
     }
     assert_eq!(got, at_view, "the snapshot is not the state at its view");
-    assert_ne!(sm.pairs().unwrap(), at_view, "no apply ran beside the build");
+    assert_ne!(
+        sm.pairs().unwrap(),
+        at_view,
+        "no apply ran beside the build"
+    );
 }

@@ -2,8 +2,10 @@
 //! regression (a step the code takes put back out of order) is caught.
 
 use durable_fs::sim::CrashMode;
+use durable_fs::sim::concurrent;
 use durable_fs::sim::harness::{self, Config, Report, Workload};
 use durable_raft::torture::{RaftLogWorkload, RaftSmWorkload};
+use durable_raft::torture_mt::ConcurrentRaftLog;
 
 fn run<W: Workload>(w: &W, seeds: std::ops::Range<u64>, mode: CrashMode) -> Report {
     harness::run(w, &Config::new(seeds, mode), &mut |_, _| {})
@@ -71,6 +73,31 @@ fn negative_control_old_generation_removed_before_the_switch_is_caught() {
     assert!(
         !r.is_clean(),
         "removing the old state before the switch went unnoticed: {r:?}"
+    );
+    eprintln!("caught: {:?}", r.first_failure);
+}
+
+#[test]
+fn raft_log_with_its_flusher_thread_survives_every_crash_point() {
+    let w = ConcurrentRaftLog::default();
+    for mode in [CrashMode::Strict, CrashMode::Torn, CrashMode::Reordered] {
+        let r = concurrent::run(&w, &concurrent::Config::new(0..4, mode), &mut |_, _| {});
+        assert_clean(&r);
+    }
+}
+
+#[test]
+fn negative_control_callback_before_fsync_on_the_flusher_thread_is_caught() {
+    let mut w = ConcurrentRaftLog::default();
+    w.base.regressions.ack_before_sync = true;
+    let r = concurrent::run(
+        &w,
+        &concurrent::Config::new(0..6, CrashMode::Strict),
+        &mut |_, _| {},
+    );
+    assert!(
+        !r.is_clean(),
+        "acking before the fsync went unnoticed: {r:?}"
     );
     eprintln!("caught: {:?}", r.first_failure);
 }
