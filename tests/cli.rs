@@ -103,7 +103,10 @@ fn torture_bit_rot_rows_refuse_or_keep_the_damage_and_lose_nothing() {
     );
     let rows = rows(&stdout(&o));
     let engines: Vec<&str> = rows.iter().map(|r| r["engine"].as_str()).collect();
-    assert_eq!(engines, ["wal", "bitcask", "lsm-hash"]);
+    assert_eq!(
+        engines,
+        ["wal", "bitcask", "lsm-hash", "raft-log", "raft-sm"]
+    );
     for r in &rows {
         assert_eq!(r["mode"], "rot");
         for col in ["lost", "wrong", "resurrected", "recovery-errors"] {

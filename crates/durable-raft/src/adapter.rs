@@ -180,8 +180,11 @@ where
         I::IntoIter: OptionalSend,
     {
         let entries: Vec<C::Entry> = entries.into_iter().collect();
-        self.core
-            .append(entries, Box::new(move |r| callback.log_io_completed(r)))
+        // Off the runtime: a write can rotate a segment (a file create and a directory
+        // fsync). The fsync of the entries themselves runs on the flusher thread.
+        let core = Arc::clone(&self.core);
+        blocking(move || core.append(entries, Box::new(move |r| callback.log_io_completed(r))))
+            .await
             .map_err(write_err)
     }
 
@@ -282,9 +285,12 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
         // The view is taken here, while no apply runs (openraft calls this from the state
         // machine's own task); the build itself runs later, beside applies.
+        // The view may wait for a merge to finish: off the runtime.
+        let core = self.core.clone();
+        let view = blocking(move || core.view()).await;
         SnapshotBuilder {
             core: self.core.clone(),
-            view: self.core.view().map(Some).map_err(Arc::new),
+            view: view.map(Some).map_err(Arc::new),
         }
     }
 

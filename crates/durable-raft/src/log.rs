@@ -610,6 +610,8 @@ where
         if !late_meta {
             next.store(&self.shared.fs, &self.shared.dir)
                 .map_err(|e| self.shared.fail(e))?;
+            // Published before the index shrinks: log_state never sees the last id go back.
+            *meta = next.clone();
         }
         let cut = {
             let mut idx = self.shared.index.write();
