@@ -310,7 +310,7 @@ fn json_from_torture_verify_stats_and_dumps_parses() {
     let o = durable(&["torture", "--seeds", "1", "--format", "json"]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
     let rows = json_lines(&o);
-    assert_eq!(rows.len(), 14, "seven rows, strict and torn");
+    assert_eq!(rows.len(), 20, "ten rows, strict and torn");
     for r in &rows {
         assert_eq!(r["lost"], 0);
         assert_eq!(r["clean"], true);
