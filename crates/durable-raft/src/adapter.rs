@@ -247,7 +247,13 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
     async fn build_snapshot(&mut self) -> std::result::Result<Snapshot<TypeConfig>, StorageError> {
         let view = match std::mem::replace(&mut self.view, Ok(None)) {
             Ok(Some(v)) => v,
-            Ok(None) => self.core.view().map_err(sm_read_err)?,
+            // openraft 0.9 builds once per builder. A second build would take its view
+            // here, outside the state machine's task, beside applies: refused.
+            Ok(None) => {
+                return Err(sm_read_err(Error::Invalid(
+                    "a snapshot builder builds once".to_owned(),
+                )));
+            }
             Err(e) => return Err(StorageIOError::read_state_machine(&*e).into()),
         };
         let core = self.core.clone();

@@ -26,7 +26,8 @@ pub enum Error {
         /// What is wrong.
         what: String,
     },
-    /// A call that breaks the Raft log's rules (a hole, or an entry before the purged ones).
+    /// A call that breaks the Raft log's rules (indexes that do not grow, an older leader, an
+    /// entry over the size limit).
     #[error("invalid Raft log operation: {0}")]
     Invalid(String),
     /// An encoding failed (a value that postcard cannot write).

@@ -85,6 +85,8 @@ pub struct LogRegressions {
     pub ack_before_sync: bool,
     /// Remove purged segments before the last purged id is written.
     pub purge_before_meta: bool,
+    /// Save a vote without waiting for the appends before it to be durable.
+    pub vote_without_barrier: bool,
 }
 
 impl Default for LogOptions {
@@ -166,6 +168,7 @@ struct Shared {
     meta: Mutex<Meta>,
     poison: Mutex<Option<Arc<Error>>>,
     regressions: LogRegressions,
+    max_entry_bytes: u32,
 }
 
 impl Shared {
@@ -326,8 +329,8 @@ where
 {
     /// Opens (or creates) the log in `dir`: reads `RAFT-META`, recovers the WAL in
     /// `dir/log` and rebuilds the index from one scan of it. Entries at or below the last
-    /// purged index are skipped; live entries that do not follow each other (a hole, an
-    /// index or term going back) are [`Error::Corruption`] naming the LSN.
+    /// purged index are skipped; a live entry whose index or leader goes back is
+    /// [`Error::Corruption`] naming the LSN.
     pub fn open(dir: impl AsRef<Path>, opts: LogOptions) -> Result<Self> {
         let dir = dir.as_ref().to_path_buf();
         let fs = opts.fs.clone();
@@ -376,6 +379,7 @@ where
             meta: Mutex::new(meta),
             poison: Mutex::new(None),
             regressions: opts.regressions,
+            max_entry_bytes: opts.max_entry_bytes,
         });
         let flusher = match opts.flush {
             FlushMode::Inline => Flusher::Inline(Mutex::new(Vec::new())),
@@ -420,7 +424,9 @@ where
     /// is left.
     pub fn log_state(&self) -> Result<(Option<LogId>, Option<LogId>)> {
         self.shared.check_poison()?;
-        let purged = self.shared.meta.lock().last_purged;
+        // Both under the meta lock (purge's order: meta, then index): one moment's view.
+        let meta = self.shared.meta.lock();
+        let purged = meta.last_purged;
         let last = self.shared.index.read().last().or(purged);
         Ok((purged, last))
     }
@@ -483,6 +489,51 @@ where
         let Some(first) = entries.first() else {
             return self.queue_flush_of_last(callback);
         };
+        let first_id = first.log_id;
+        // Everything is checked and encoded before anything changes: a refused append
+        // leaves the log as it was, and does not poison it (nothing failed on disk).
+        let mut records = Vec::with_capacity(entries.len());
+        let mut prev: Option<LogId> = None;
+        for e in &entries {
+            if let Some(p) = prev {
+                if e.log_id.index <= p.index {
+                    return Err(Error::Invalid(format!(
+                        "append of entry {} after {p}: indexes must grow",
+                        e.log_id
+                    )));
+                }
+                if e.log_id.leader_id < p.leader_id {
+                    return Err(Error::Invalid(format!(
+                        "append of entry {} after {p}: its leader is older",
+                        e.log_id
+                    )));
+                }
+            }
+            prev = Some(e.log_id);
+            let rec = encode_entry(e)?;
+            if rec.len() as u64 > u64::from(self.shared.max_entry_bytes) {
+                return Err(Error::Invalid(format!(
+                    "entry {} encodes to {} bytes, over the limit of {}",
+                    e.log_id,
+                    rec.len(),
+                    self.shared.max_entry_bytes
+                )));
+            }
+            records.push(rec);
+        }
+        let before = {
+            let index = self.shared.index.read();
+            let pos = index.position(first_id.index);
+            pos.checked_sub(1)
+                .and_then(|p| index.ids.get(p))
+                .map(|(_, id)| *id)
+                .or(purged)
+        };
+        if before.is_some_and(|b| first_id.leader_id < b.leader_id) {
+            return Err(Error::Invalid(format!(
+                "append of entry {first_id} after {before:?}: its leader is older"
+            )));
+        }
         // An append over existing entries replaces them from its first index on (openraft
         // truncates first; this keeps the log a log if a caller does not).
         if self
@@ -490,30 +541,12 @@ where
             .index
             .read()
             .last()
-            .is_some_and(|l| l.index >= first.log_id.index)
+            .is_some_and(|l| l.index >= first_id.index)
         {
             self.flush()?;
-            self.truncate_unlocked(first.log_id.index)?;
+            self.truncate_unlocked(first_id.index)?;
         }
         let mut index = self.shared.index.write();
-        let mut prev = index.last().or(purged);
-        let mut records = Vec::with_capacity(entries.len());
-        for e in &entries {
-            if prev.is_some_and(|p| e.log_id.index <= p.index && index.last().is_some()) {
-                return Err(Error::Invalid(format!(
-                    "append of entry {} after {prev:?}: indexes must grow",
-                    e.log_id
-                )));
-            }
-            if prev.is_some_and(|p| e.log_id.leader_id < p.leader_id) {
-                return Err(Error::Invalid(format!(
-                    "append of entry {} after {prev:?}: its leader is older",
-                    e.log_id
-                )));
-            }
-            prev = Some(e.log_id);
-            records.push(encode_entry(e)?);
-        }
         let refs: Vec<&[u8]> = records.iter().map(Vec::as_slice).collect();
         let (first_lsn, last_lsn) = self
             .shared
@@ -547,7 +580,9 @@ where
     /// Saves `vote` durably, after every append before it is durable.
     pub fn save_vote(&self, vote: &Vote) -> Result<()> {
         let _w = self.write.lock();
-        self.flush()?;
+        if !self.shared.regressions.vote_without_barrier {
+            self.flush()?;
+        }
         let mut meta = self.shared.meta.lock();
         let next = Meta {
             vote: Some(*vote),

@@ -241,12 +241,13 @@ impl SmCore {
         let fs = opts.fs.clone();
         fs.create_dir_all(&dir)?;
         fs.create_dir_all(&dir.join(SNAPSHOT_DIR))?;
-        let manifest = match Manifest::load(&fs, &dir)? {
+        let manifest_path = dir.join(crate::snapshot::MANIFEST_FILE);
+        let mut manifest = match Manifest::load(&fs, &dir)? {
             Some(m) => m,
             None => {
-                // Nothing is applied before the first MANIFEST exists, so a directory
+                // Nothing is applied before a MANIFEST names a generation, so a directory
                 // without one holds no state; anything that looks like state is refused
-                // rather than overwritten.
+                // rather than overwritten (a MANIFEST deleted by hand, say).
                 if let Some(name) = fs.list(&dir)?.into_iter().find(|n| n.starts_with("gen-")) {
                     return Err(Error::corrupt(
                         dir.join(&name),
@@ -254,14 +255,34 @@ impl SmCore {
                         "a state machine generation without a MANIFEST",
                     ));
                 }
+                // Generation 0: created, no generation yet.
                 let m = Manifest {
-                    generation: 1,
+                    generation: 0,
                     snapshot: 0,
                 };
                 m.store(&fs, &dir)?;
                 m
             }
         };
+        if manifest.generation == 0 {
+            // The first generation is created before a MANIFEST names it, so a MANIFEST
+            // never names a missing one; what a crash left of an earlier try goes first.
+            for name in fs.list(&dir)?.into_iter().filter(|n| n.starts_with("gen-")) {
+                fs.remove_dir_all(&dir.join(&name))?;
+            }
+            Bitcask::open(gen_dir(&dir, 1), bitcask_options(&opts))?.close()?;
+            manifest.generation = 1;
+            manifest.store(&fs, &dir)?;
+        } else if !fs.exists(&gen_dir(&dir, manifest.generation))? {
+            return Err(Error::corrupt(
+                &manifest_path,
+                16,
+                format!(
+                    "names generation gen-{} which is missing",
+                    manifest.generation
+                ),
+            ));
+        }
         // Leftovers: generations and snapshots the MANIFEST does not name.
         for name in fs.list(&dir)? {
             if let Some(n) = name.strip_prefix("gen-")
@@ -271,16 +292,14 @@ impl SmCore {
                 fs.remove_dir_all(&dir.join(&name))?;
             }
         }
-        let mut max_seq = manifest.snapshot;
+        // Every other snapshot file goes below, so numbers after the current one are free.
+        let max_seq = manifest.snapshot;
         let snap_dir = dir.join(SNAPSHOT_DIR);
         for name in fs.list(&snap_dir)? {
             let seq = name
                 .strip_prefix("snap-")
                 .and_then(|s| s.strip_suffix(".snap"))
                 .and_then(|s| s.parse::<u64>().ok());
-            if let Some(s) = seq {
-                max_seq = max_seq.max(s);
-            }
             if seq != Some(manifest.snapshot) || manifest.snapshot == 0 {
                 log::info!(
                     "state machine {}: removing leftover snapshot {name}",
@@ -303,6 +322,13 @@ impl SmCore {
             let bytes = fs.read(&path)?;
             Some(SnapshotReader::new(&bytes, &path)?.meta)
         };
+        let next_seq = max_seq.checked_add(1).ok_or_else(|| {
+            Error::corrupt(
+                &snap_dir,
+                0,
+                "a snapshot sequence number at the end of the range",
+            )
+        })?;
         let db = Bitcask::open(gen_dir(&dir, manifest.generation), bitcask_options(&opts))?;
         Ok(SmCore {
             shared: Arc::new(Shared {
@@ -313,7 +339,7 @@ impl SmCore {
                     db: Arc::new(db),
                     manifest,
                     snapshot,
-                    next_seq: max_seq + 1,
+                    next_seq,
                 }),
                 epoch: Arc::new(Epoch::default()),
                 merging: AtomicBool::new(false),
@@ -420,6 +446,16 @@ impl SmCore {
                 membership_changed = false;
             }
             responses.push(Response::default());
+            if let EntryPayload::Normal(req) = &entry.payload
+                && let Some(why) = self.refusal(req)
+            {
+                // Committed, so every replica applies it: as the same no-op everywhere.
+                if let Some(r) = responses.last_mut() {
+                    r.refused = Some(why);
+                }
+                last = Some(entry.log_id);
+                continue;
+            }
             match entry.payload {
                 EntryPayload::Blank => {}
                 EntryPayload::Normal(Request::Put { key, value }) => {
@@ -449,6 +485,31 @@ impl SmCore {
         }
         self.maybe_merge(&db);
         Ok(responses)
+    }
+
+    /// Why `req` cannot be applied (a key or value over the store's limits), if so. A
+    /// deterministic answer, the same on every replica; a client can ask before proposing.
+    pub fn refusal(&self, req: &Request) -> Option<String> {
+        let o = bitcask_options(&self.shared.opts);
+        let (key, value) = match req {
+            Request::Put { key, value } => (key, value.len()),
+            Request::Delete { key } => (key, 0),
+        };
+        // The stored key is the user key behind a one-byte prefix.
+        if key.len() as u64 + 1 > u64::from(o.max_key_bytes) {
+            return Some(format!(
+                "a key of {} bytes (the limit is {})",
+                key.len(),
+                o.max_key_bytes.saturating_sub(1)
+            ));
+        }
+        if value as u64 > u64::from(o.max_value_bytes) {
+            return Some(format!(
+                "a value of {value} bytes (the limit is {})",
+                o.max_value_bytes
+            ));
+        }
+        None
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -556,7 +617,9 @@ impl SmCore {
         let seq = {
             let mut st = self.shared.state.lock();
             let s = st.next_seq;
-            st.next_seq += 1;
+            st.next_seq = s.checked_add(1).ok_or_else(|| {
+                Error::Invalid("snapshot sequence numbers are exhausted".to_owned())
+            })?;
             s
         };
         let meta = SnapshotMeta {
@@ -656,8 +719,17 @@ impl SmCore {
         let (seq, generation) = {
             let mut st = self.shared.state.lock();
             let s = st.next_seq;
-            st.next_seq += 1;
-            (s, st.manifest.generation + 1)
+            st.next_seq = s.checked_add(1).ok_or_else(|| {
+                Error::Invalid("snapshot sequence numbers are exhausted".to_owned())
+            })?;
+            let g = st.manifest.generation.checked_add(1).ok_or_else(|| {
+                Error::corrupt(
+                    dir.join(crate::snapshot::MANIFEST_FILE),
+                    16,
+                    "the generation number is at the end of the range",
+                )
+            })?;
+            (s, g)
         };
         let path = snapshot_path(dir, seq);
         fs.atomic_replace(&path, bytes)

@@ -111,6 +111,8 @@ pub struct SnapshotReader<'a> {
     /// The metadata stored in the snapshot.
     pub meta: SnapshotMeta,
     pairs: &'a [u8],
+    /// Offset of `pairs` in the snapshot (for errors).
+    at: u64,
     left: u64,
 }
 
@@ -164,6 +166,7 @@ impl<'a> SnapshotReader<'a> {
         Ok(SnapshotReader {
             meta,
             pairs,
+            at: (count_at + 8) as u64,
             left: count,
         })
     }
@@ -175,19 +178,21 @@ impl<'a> SnapshotReader<'a> {
             if !self.pairs.is_empty() {
                 return Err(Error::corrupt(
                     path,
-                    0,
+                    self.at,
                     format!("{} bytes after the last pair", self.pairs.len()),
                 ));
             }
             return Ok(None);
         }
         let p = self.pairs;
-        let bad = || Error::corrupt(path, 0, "a pair runs past the end of the snapshot");
+        let at = self.at;
+        let bad = || Error::corrupt(path, at, "a pair runs past the end of the snapshot");
         let klen = u32_at(p, 0).ok_or_else(bad)? as usize;
         let key = p.get(4..4 + klen).ok_or_else(bad)?;
         let vlen = u32_at(p, 4 + klen).ok_or_else(bad)? as usize;
         let value = p.get(8 + klen..8 + klen + vlen).ok_or_else(bad)?;
         self.pairs = p.get(8 + klen + vlen..).unwrap_or_default();
+        self.at += (8 + klen + vlen) as u64;
         self.left -= 1;
         Ok(Some((key, value)))
     }

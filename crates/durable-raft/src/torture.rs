@@ -186,9 +186,23 @@ impl RaftLogWorkload {
                     let n = 1 + rng.below(3);
                     let mut entries = Vec::new();
                     let mut issues = Vec::new();
+                    // Now and then an append over the last entries, without a truncate
+                    // first (the log truncates them itself, durably, before it writes).
+                    let floor = purged.map_or(1, |p| p.0 + 1);
+                    let from = if rng.chance(1, 10) {
+                        (last + 1).saturating_sub(1 + rng.below(2)).max(floor)
+                    } else {
+                        last + 1
+                    };
+                    let implicit = from <= last;
+                    if implicit {
+                        term += 1; // a newer leader's entries
+                        ev.push(LogEvent::TruncateIssued(from));
+                        live.retain(|&i, _| i < from);
+                    }
                     for k in 0..n {
                         issue += 1;
-                        let index = last + 1 + k;
+                        let index = from + k;
                         let prev = live.get(&(index - 1)).map(|(_, i)| *i);
                         ev.push(LogEvent::Issued {
                             issue,
@@ -209,6 +223,9 @@ impl RaftLogWorkload {
                             }
                         }),
                     )?;
+                    if implicit {
+                        ev.push(LogEvent::Truncated(from));
+                    }
                 }
                 55..=66 => {
                     log.flush()?;
@@ -311,7 +328,16 @@ impl RaftLogWorkload {
                 LogEvent::VoteIssued(t) => votes_issued.push(*t),
                 LogEvent::VoteSaved(t) => vote_saved = Some(*t),
                 LogEvent::TruncateIssued(i) => truncs_issued.push((*i, pos)),
-                LogEvent::Truncated(i) => truncs_returned.push((*i, pos)),
+                // Paired with its issue: what was appended before the truncate started is
+                // what it removed (an append over the last entries truncates, then writes).
+                LogEvent::Truncated(i) => {
+                    let started = truncs_issued
+                        .iter()
+                        .rev()
+                        .find(|(t, _)| t == i)
+                        .map_or(pos, |&(_, p)| p);
+                    truncs_returned.push((*i, started));
+                }
                 LogEvent::PurgeIssued(i) => {
                     purges_issued.push((*i, pos));
                     purge_issued = purge_issued.max(Some(*i));
@@ -397,8 +423,10 @@ impl RaftLogWorkload {
             let Some(&(index, _, _, at)) = issued.get(&issue) else {
                 continue;
             };
+            let recovered_purge = state.purged.unwrap_or(0);
             let dropped = truncs_issued.iter().any(|&(t, p)| t <= index && p > at)
-                || purges_issued.iter().any(|&(p, pos)| p >= index && pos > at);
+                || (recovered_purge >= index
+                    && purges_issued.iter().any(|&(p, pos)| p >= index && pos > at));
             if dropped {
                 continue;
             }
@@ -415,6 +443,30 @@ impl RaftLogWorkload {
                     v.lost += 1;
                     v.problem(|| format!("acknowledged entry {issue} at {index} is missing"));
                 }
+            }
+        }
+        // Ordering: the recovered vote was saved after every entry appended before its
+        // first save; those entries are durable too (unless truncated or purged since).
+        if let Some(t) = state.vote {
+            let first_save = events
+                .iter()
+                .position(|e| *e == LogEvent::VoteIssued(t))
+                .unwrap_or(0);
+            let recovered_purge = state.purged.unwrap_or(0);
+            for (&issue, &(index, _, _, at)) in &issued {
+                if at > first_save {
+                    continue;
+                }
+                let dropped = truncs_issued.iter().any(|&(tr, p)| tr <= index && p > at)
+                    || (recovered_purge >= index
+                        && purges_issued.iter().any(|&(p, pos)| p >= index && pos > at));
+                if dropped || present.get(&index) == Some(&issue) {
+                    continue;
+                }
+                v.lost += 1;
+                v.problem(|| {
+                    format!("vote for term {t} is durable but entry {issue} at {index}, appended before it, is not")
+                });
             }
         }
         v

@@ -463,9 +463,10 @@ impl ConcurrentWorkload for ConcurrentRaftLog {
             let covered = truncs
                 .iter()
                 .any(|&(ti, tp, start, _)| ti <= index && tp > pos && start < k)
-                || purges
-                    .iter()
-                    .any(|&(pi, pp, start)| pi >= index && pp > pos && start < k);
+                || (state.purged.unwrap_or(0) >= index
+                    && purges
+                        .iter()
+                        .any(|&(pi, pp, start)| pi >= index && pp > pos && start < k));
             if covered {
                 continue;
             }
@@ -484,6 +485,33 @@ impl ConcurrentWorkload for ConcurrentRaftLog {
                         format!("acknowledged entry {issue} at {index} is missing (crash at {k})")
                     });
                 }
+            }
+        }
+        // Ordering: every entry appended before the recovered vote's first save is durable
+        // too (unless truncated or purged since).
+        if let Some(t) = state.vote {
+            let first_save = history
+                .iter()
+                .position(|c| matches!(c, LogCall::Vote { term, .. } if *term == t))
+                .unwrap_or(0);
+            for (&issue, &(index, _, _, pos, _)) in &issued {
+                if pos > first_save {
+                    continue;
+                }
+                let covered = truncs
+                    .iter()
+                    .any(|&(ti, tp, start, _)| ti <= index && tp > pos && start < k)
+                    || (state.purged.unwrap_or(0) >= index
+                        && purges
+                            .iter()
+                            .any(|&(pi, pp, start)| pi >= index && pp > pos && start < k));
+                if covered || present.get(&index) == Some(&issue) {
+                    continue;
+                }
+                v.lost += 1;
+                v.problem(|| {
+                    format!("vote for term {t} is durable but entry {issue} at {index}, appended before it, is not")
+                });
             }
         }
         v

@@ -56,4 +56,7 @@ pub enum Request {
 pub struct Response {
     /// For a delete: whether the key was there. `false` for a put and for other entries.
     pub existed: bool,
+    /// Why the request was applied as a no-op: a key or value over the state machine's
+    /// limits (every replica refuses it the same way, so they stay identical).
+    pub refused: Option<String>,
 }

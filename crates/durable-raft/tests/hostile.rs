@@ -387,3 +387,112 @@ fn a_snapshot_is_the_state_at_its_view_while_applies_and_a_merge_go_on() {
         "no apply ran beside the build"
     );
 }
+
+#[test]
+fn a_request_the_store_cannot_hold_is_the_same_no_op_everywhere() {
+    let tmp = tempfile::tempdir().unwrap();
+    let fs = DurableFs::real();
+    let sm = SmCore::open(tmp.path(), sm_opts(&fs)).unwrap();
+    let big_key = "k".repeat(70_000);
+    let r = sm
+        .apply(vec![
+            put(1, "a", "1"),
+            put(2, &big_key, "x"),
+            put(3, "b", "2"),
+        ])
+        .unwrap();
+    assert!(r[0].refused.is_none() && r[2].refused.is_none());
+    assert!(r[1].refused.as_deref().unwrap().contains("70000"), "{r:?}");
+    assert_eq!(sm.applied_state().unwrap().0, Some(id(1, 3)));
+    assert_eq!(sm.pairs().unwrap().len(), 2);
+    // Not poisoned: the next apply works.
+    sm.apply(vec![put(4, "c", "3")]).unwrap();
+    assert_eq!(sm.get(b"c").unwrap(), Some(b"3".to_vec()));
+}
+
+#[test]
+fn a_refused_append_changes_nothing_and_poisons_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let fs = DurableFs::real();
+    let opts = log_opts(&fs).with_max_entry_bytes(1024);
+    let log = LogCore::<TypeConfig>::open(tmp.path(), opts.clone()).unwrap();
+    // Indexes that go back inside one batch, on an empty log.
+    let e = append(&log, vec![put(5, "a", "1"), put(3, "b", "2")]).unwrap_err();
+    assert!(e.contains("indexes must grow"), "{e}");
+    // An entry over the limit.
+    let e = append(&log, vec![put(1, "a", &"v".repeat(2000))]).unwrap_err();
+    assert!(e.contains("over the limit"), "{e}");
+    assert_eq!(log.log_state().unwrap(), (None, None));
+    append(&log, vec![put(1, "a", "1"), put(2, "b", "2")]).unwrap();
+    // An older leader over existing entries is refused before the truncation it implies.
+    let older = Entry {
+        log_id: LogId::new(CommittedLeaderId::new(0, 1), 2),
+        payload: EntryPayload::Blank,
+    };
+    assert!(append(&log, vec![older]).is_err());
+    assert_eq!(
+        log.entries(1..3).unwrap().len(),
+        2,
+        "the refused append truncated"
+    );
+    drop(log);
+    let log = LogCore::<TypeConfig>::open(tmp.path(), opts).unwrap();
+    assert_eq!(log.log_state().unwrap().1, Some(id(1, 2)));
+}
+
+#[test]
+fn a_missing_generation_or_an_exhausted_counter_is_corruption_not_a_reset() {
+    let tmp = tempfile::tempdir().unwrap();
+    let fs = DurableFs::real();
+    let dir = tmp.path();
+    {
+        let sm = SmCore::open(dir, sm_opts(&fs)).unwrap();
+        sm.apply(vec![put(1, "k", "v")]).unwrap();
+    }
+    fs.remove_dir_all(&dir.join("gen-1")).unwrap();
+    let e = SmCore::open(dir, sm_opts(&fs)).unwrap_err();
+    assert_eq!(
+        corrupt_path(&e).as_deref(),
+        Some(dir.join(MANIFEST_FILE).as_path()),
+        "{e}"
+    );
+
+    // A MANIFEST (valid CRC) naming snapshot u64::MAX, which exists: no overflow.
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    SmCore::open(dir, sm_opts(&fs)).unwrap();
+    let seq = u64::MAX;
+    let bytes = snapshot_bytes(&meta_at(1), &[]);
+    fs.atomic_replace(
+        &dir.join("snapshots").join(format!("snap-{seq}.snap")),
+        &bytes,
+    )
+    .unwrap();
+    let m = durable_raft::snapshot::Manifest {
+        generation: 1,
+        snapshot: seq,
+    };
+    m.store(&fs, dir).unwrap();
+    let e = SmCore::open(dir, sm_opts(&fs)).unwrap_err();
+    assert!(corrupt_path(&e).is_some(), "{e}");
+}
+
+#[test]
+fn a_crash_while_creating_the_state_machine_is_finished_at_the_next_open() {
+    let tmp = tempfile::tempdir().unwrap();
+    let fs = DurableFs::real();
+    let dir = tmp.path();
+    fs.create_dir_all(dir).unwrap();
+    // What a crash after the first MANIFEST (generation 0) and a half-made gen-1 leaves.
+    durable_raft::snapshot::Manifest::default()
+        .store(&fs, dir)
+        .unwrap();
+    fs.create_dir_all(&dir.join("gen-1")).unwrap();
+    fs.atomic_replace(&dir.join("gen-1").join("junk"), b"half")
+        .unwrap();
+    let sm = SmCore::open(dir, sm_opts(&fs)).unwrap();
+    sm.apply(vec![put(1, "k", "v")]).unwrap();
+    drop(sm);
+    let sm = SmCore::open(dir, sm_opts(&fs)).unwrap();
+    assert_eq!(sm.get(b"k").unwrap(), Some(b"v".to_vec()));
+}

@@ -101,3 +101,15 @@ fn negative_control_callback_before_fsync_on_the_flusher_thread_is_caught() {
     );
     eprintln!("caught: {:?}", r.first_failure);
 }
+
+#[test]
+fn negative_control_vote_before_the_appends_it_follows_is_caught() {
+    let mut w = RaftLogWorkload::default();
+    w.regressions.vote_without_barrier = true;
+    let r = run(&w, 0..12, CrashMode::Strict);
+    assert!(
+        !r.is_clean(),
+        "a vote reordered before appends went unnoticed: {r:?}"
+    );
+    eprintln!("caught: {:?}", r.first_failure);
+}
