@@ -8,6 +8,7 @@
 
 mod kv_cmd;
 mod out;
+mod raft_cmd;
 mod torture;
 mod wal_cmd;
 
@@ -28,6 +29,9 @@ Examples:
   durable kv --dir /tmp/kv get apple               (the engine is detected)
   durable kv --dir /tmp/kv --hex put 6120620a 00ff  (any bytes, in hex)
   durable kv --dir /tmp/kv verify --format json    (exit 0 intact, 1 damaged, 2 error)
+  durable raft serve --id 1 --dir n1 --listen 127.0.0.1:21001 --peers 1=127.0.0.1:21001,2=127.0.0.1:21002,3=127.0.0.1:21003
+  durable raft init --addr 127.0.0.1:21001         (once, with every node serving)
+  durable raft put --addr 127.0.0.1:21001,127.0.0.1:21002 apple red
 
 Exit codes: 0 success, 1 a check failed (or, for get, a key not found), 2 bad usage or an
 error. Results go to stdout, everything else to stderr; readers end quietly with exit 0 when
@@ -57,6 +61,10 @@ enum Command {
     /// The write-ahead log: append, dump, verify, truncate, files.
     #[command(subcommand)]
     Wal(wal_cmd::WalCommand),
+    /// A replicated key-value store (openraft on durable-raft): serve, init, put, del, get,
+    /// status.
+    #[command(subcommand)]
+    Raft(raft_cmd::RaftCommand),
     /// Quick side-by-side benchmark: our engines, their peers and the fsync floor, one table
     /// (needs the `bench` feature: `cargo run --release --features bench -- bench`).
     Bench {
@@ -189,11 +197,13 @@ fn main() -> ExitCode {
     let reads_only = match &cli.command {
         Command::Torture(_) | Command::Bench { .. } => true,
         Command::Wal(cmd) => cmd.reads_only(),
+        Command::Raft(cmd) => cmd.reads_only(),
         Command::Kv { command, .. } => command.reads_only(),
     };
     let result = match cli.command {
         Command::Torture(args) => torture::run(&args),
         Command::Wal(cmd) => wal_cmd::run(&cmd),
+        Command::Raft(cmd) => raft_cmd::run(cmd),
         Command::Bench {
             quick,
             smoke,

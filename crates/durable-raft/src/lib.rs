@@ -4,6 +4,7 @@ pub mod adapter;
 mod error;
 pub mod log;
 pub mod meta;
+pub mod net;
 pub mod sm;
 pub mod snapshot;
 #[cfg(feature = "sim")]

@@ -8,7 +8,7 @@
 //! | 8 | magic `\x89RSN\r\n\x1a\n` |
 //! | 4 | format version, 1 |
 //! | 4 | `m`: length of the metadata |
-//! | m | the [`SnapshotMeta`](crate::SnapshotMeta), postcard |
+//! | m | the [`SnapshotMeta`], postcard |
 //! | 8 | `n`: number of pairs |
 //! | n × | key length (4), key, value length (4), value |
 //! | 4 | CRC-32 (IEEE) of every byte before it |
