@@ -43,6 +43,10 @@ pub enum RaftCommand {
         /// The cluster's name (every frame carries it; frames of another are refused).
         #[arg(long, default_value = net::DEFAULT_CLUSTER)]
         cluster: String,
+        /// Take a snapshot every N entries and purge the log behind it at once (default:
+        /// every 5000, keeping 1000 entries behind it). For tests that need snapshots.
+        #[arg(long, hide = true)]
+        snapshot_every: Option<u64>,
     },
     /// Once: makes every node in that node's --peers a voter (a second init exits 2).
     Init {
@@ -58,8 +62,10 @@ pub enum RaftCommand {
         #[arg(long, value_delimiter = ',', required = true)]
         addr: Vec<String>,
         /// The key.
+        #[arg(allow_hyphen_values = true)]
         key: String,
         /// The value.
+        #[arg(allow_hyphen_values = true)]
         value: String,
         #[command(flatten)]
         opts: ClientOpts,
@@ -70,6 +76,7 @@ pub enum RaftCommand {
         #[arg(long, value_delimiter = ',', required = true)]
         addr: Vec<String>,
         /// The key.
+        #[arg(allow_hyphen_values = true)]
         key: String,
         #[command(flatten)]
         opts: ClientOpts,
@@ -80,6 +87,7 @@ pub enum RaftCommand {
         #[arg(long, value_delimiter = ',', required = true)]
         addr: Vec<String>,
         /// The key.
+        #[arg(allow_hyphen_values = true)]
         key: String,
         #[command(flatten)]
         opts: ClientOpts,
@@ -186,6 +194,7 @@ pub fn run(cmd: RaftCommand) -> Outcome {
             listen,
             peers,
             cluster,
+            snapshot_every,
         } => {
             if !peers.0.contains_key(&id) {
                 return Err(Fail::Msg(format!("--peers does not list this node ({id})")));
@@ -193,6 +202,10 @@ pub fn run(cmd: RaftCommand) -> Outcome {
             let mut cfg = NodeConfig::new(id, dir, listen);
             cfg.peers = peers.0;
             cfg.cluster = cluster;
+            if let Some(n) = snapshot_every {
+                cfg.raft.snapshot_policy = durable_raft::openraft::SnapshotPolicy::LogsSinceLast(n);
+                cfg.raft.max_in_snapshot_log_to_keep = 0;
+            }
             rt.block_on(net::serve(cfg, signalled()))
                 .map_err(|e| Fail::Msg(e.to_string()))?;
             Ok(ExitCode::SUCCESS)

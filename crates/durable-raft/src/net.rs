@@ -37,6 +37,20 @@ use crate::{LogStore, StateMachine};
 
 /// Largest frame accepted, in bytes (a length above it closes the connection).
 pub const MAX_FRAME: u32 = 64 << 20;
+/// Largest client write (key and value, encoded) a node accepts: with at most
+/// [`MAX_PAYLOAD_ENTRIES`] entries in one replication message, a message stays well under
+/// [`MAX_FRAME`].
+pub const MAX_REQUEST_BYTES: usize = 1 << 20;
+/// Replication messages above this many bytes are split (openraft's `PayloadTooLarge`).
+pub const MAX_MESSAGE_BYTES: usize = 4 << 20;
+/// Largest snapshot a node accepts (it is held in memory while it arrives).
+pub const MAX_SNAPSHOT_BYTES: u64 = 1 << 30;
+/// Connections a node serves at once; more wait to be accepted.
+pub const MAX_CONNECTIONS: usize = 256;
+/// A connection that sends nothing for this long is closed.
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(300);
+/// Entries per replication message (openraft's `max_payload_entries`).
+pub const MAX_PAYLOAD_ENTRIES: u64 = 32;
 /// The cluster name when none is given.
 pub const DEFAULT_CLUSTER: &str = "durable";
 
@@ -179,11 +193,27 @@ pub async fn write_frame<W: AsyncWrite + Unpin>(w: &mut W, bytes: &[u8]) -> std:
 }
 
 /// One connection to a node, reopened after an error; one call at a time.
+///
+/// Cancellation-safe: the stream is taken out for the whole call and put back only after a
+/// complete answer was read, so a call dropped halfway (openraft wraps each RPC in its own
+/// timeout) closes its connection instead of leaving an unread answer for the next call.
 #[derive(Debug)]
 pub struct Conn {
     addr: String,
     cluster: String,
     stream: Option<TcpStream>,
+    /// Whether the last call's request reached the socket (a failure after that leaves its
+    /// outcome unknown: a write may have been applied).
+    sent: bool,
+}
+
+/// Whether an I/O error happened before anything was sent (a connect failure).
+fn connect_error(e: &std::io::Error) -> bool {
+    use std::io::ErrorKind::*;
+    matches!(
+        e.kind(),
+        ConnectionRefused | AddrNotAvailable | NotFound | HostUnreachable | NetworkUnreachable
+    )
 }
 
 impl Conn {
@@ -193,40 +223,45 @@ impl Conn {
             addr: addr.into(),
             cluster: cluster.into(),
             stream: None,
+            sent: false,
         }
+    }
+
+    /// Whether the last call's request was handed to the socket (after that, a failure
+    /// leaves its outcome unknown).
+    pub fn sent(&self) -> bool {
+        self.sent
     }
 
     /// Sends `call` and waits for the answer, at most `timeout`.
     pub async fn call(&mut self, call: Call, timeout: Duration) -> std::io::Result<Answer> {
+        self.sent = false;
+        let addr = self.addr.clone();
         let r = tokio::time::timeout(timeout, self.call_inner(call)).await;
-        let r = r.unwrap_or_else(|_| {
+        r.unwrap_or_else(|_| {
             Err(std::io::Error::new(
                 std::io::ErrorKind::TimedOut,
-                format!("{} did not answer within {timeout:?}", self.addr),
+                format!("{addr} did not answer within {timeout:?}"),
             ))
-        });
-        if r.is_err() {
-            self.stream = None; // the stream may hold half a frame: start over
-        }
-        r
+        })
     }
 
     async fn call_inner(&mut self, call: Call) -> std::io::Result<Answer> {
-        if self.stream.is_none() {
-            let s = TcpStream::connect(&self.addr).await?;
-            s.set_nodelay(true)?;
-            self.stream = Some(s);
-        }
+        let mut stream = match self.stream.take() {
+            Some(s) => s,
+            None => {
+                let s = TcpStream::connect(&self.addr).await?;
+                s.set_nodelay(true)?;
+                s
+            }
+        };
         let frame = encode(&Frame {
             cluster: self.cluster.clone(),
             body: call,
         })?;
-        let s = self
-            .stream
-            .as_mut()
-            .ok_or_else(|| std::io::Error::other("no connection"))?;
-        write_frame(s, &frame).await?;
-        let bytes = read_frame(s).await?.ok_or_else(|| {
+        self.sent = true;
+        write_frame(&mut stream, &frame).await?;
+        let bytes = read_frame(&mut stream).await?.ok_or_else(|| {
             std::io::Error::new(
                 std::io::ErrorKind::UnexpectedEof,
                 "the node closed the connection",
@@ -246,6 +281,7 @@ impl Conn {
                 ),
             ));
         }
+        self.stream = Some(stream); // a whole answer was read: the stream is in step
         Ok(frame.body)
     }
 }
@@ -283,8 +319,15 @@ impl RaftNetworkFactory<TypeConfig> for TcpNetwork {
     }
 }
 
+/// A peer that cannot be connected to is `Unreachable` (openraft backs off); any other
+/// failure (a slow answer, a dropped connection) is a `Network` error, retried at once, so
+/// one slow fsync on a follower does not silence the leader's heartbeats.
 fn unreachable<E: std::error::Error>(e: &std::io::Error) -> RPCError<NodeId, BasicNode, E> {
-    RPCError::Unreachable(Unreachable::new(e))
+    if connect_error(e) {
+        RPCError::Unreachable(Unreachable::new(e))
+    } else {
+        RPCError::Network(NetworkError::new(e))
+    }
 }
 
 fn unexpected<E: std::error::Error>(a: &Answer) -> RPCError<NodeId, BasicNode, E> {
@@ -299,6 +342,15 @@ impl RaftNetwork<TypeConfig> for Peer {
         rpc: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<NodeId>, RPCError<NodeId, BasicNode, RaftError<NodeId>>> {
+        // A message that would take long to send and sync is split: openraft retries at
+        // once with at most the hinted number of entries.
+        let size = postcard::experimental::serialized_size(&rpc).unwrap_or(usize::MAX);
+        if size > MAX_MESSAGE_BYTES && rpc.entries.len() > 1 {
+            let hint = (rpc.entries.len() as u64 / 2).max(1);
+            return Err(RPCError::PayloadTooLarge(
+                openraft::error::PayloadTooLarge::new_entries_hint(hint),
+            ));
+        }
         match self
             .conn
             .call(Call::AppendEntries(rpc), option.hard_ttl())
@@ -367,7 +419,8 @@ pub struct NodeConfig {
 
 impl NodeConfig {
     /// Defaults for a small cluster on one network: heartbeat 100 ms, elections after
-    /// 300-600 ms, a snapshot every 5000 entries.
+    /// 300-600 ms, a snapshot every 5000 entries, at most [`MAX_PAYLOAD_ENTRIES`] entries
+    /// a replication message.
     pub fn new(id: NodeId, dir: impl Into<PathBuf>, listen: impl Into<String>) -> NodeConfig {
         NodeConfig {
             id,
@@ -380,6 +433,7 @@ impl NodeConfig {
                 election_timeout_min: 300,
                 election_timeout_max: 600,
                 snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(5000),
+                max_payload_entries: MAX_PAYLOAD_ENTRIES,
                 ..Config::default()
             },
         }
@@ -452,15 +506,27 @@ impl Node {
                 .collect(),
         });
         let (stop, mut stopped) = tokio::sync::watch::channel(false);
+        let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
         let server = tokio::spawn(async move {
             loop {
+                let Ok(slot) = Arc::clone(&slots).acquire_owned().await else {
+                    break;
+                };
                 tokio::select! {
                     r = listener.accept() => match r {
                         Ok((stream, _)) => {
                             let _ = stream.set_nodelay(true);
-                            tokio::spawn(serve_conn(Arc::clone(&shared), stream));
+                            let shared = Arc::clone(&shared);
+                            tokio::spawn(async move {
+                                serve_conn(shared, stream).await;
+                                drop(slot);
+                            });
                         }
-                        Err(e) => log::warn!("accept: {e}"),
+                        Err(e) => {
+                            // Out of descriptors, say: do not spin.
+                            log::warn!("accept: {e}");
+                            tokio::time::sleep(Duration::from_millis(100)).await;
+                        }
                     },
                     _ = stopped.changed() => break,
                 }
@@ -488,34 +554,41 @@ impl Node {
 
 async fn serve_conn(shared: Arc<Shared>, mut stream: TcpStream) {
     loop {
-        let bytes = match read_frame(&mut stream).await {
-            Ok(Some(b)) => b,
-            Ok(None) => return,
-            Err(e) => {
+        let bytes = match tokio::time::timeout(IDLE_TIMEOUT, read_frame(&mut stream)).await {
+            Ok(Ok(Some(b))) => b,
+            Ok(Ok(None)) | Err(_) => return,
+            Ok(Err(e)) => {
                 log::warn!("connection: {e}");
                 return;
             }
         };
-        let (answer, close) = match postcard::from_bytes::<Frame<Call>>(&bytes) {
+        // The cluster name first: another cluster's frame is refused before its body is
+        // decoded (a body can decode to far more memory than its bytes).
+        let (answer, close) = match postcard::take_from_bytes::<String>(&bytes) {
             Err(e) => (
                 Answer::Refused(format!("a frame that does not decode: {e}")),
                 true,
             ),
-            Ok(f) if f.cluster != shared.cluster => {
+            Ok((cluster, _)) if cluster != shared.cluster => {
                 log::warn!(
-                    "refused a frame of cluster {:?} (this is {:?})",
-                    f.cluster,
+                    "refused a frame of cluster {cluster:?} (this is {:?})",
                     shared.cluster
                 );
                 (
                     Answer::Refused(format!(
-                        "this node is in cluster {:?}, not {:?}",
-                        shared.cluster, f.cluster
+                        "this node is in cluster {:?}, not {cluster:?}",
+                        shared.cluster
                     )),
                     true,
                 )
             }
-            Ok(f) => (answer(&shared, f.body).await, false),
+            Ok((_, body)) => match postcard::from_bytes::<Call>(body) {
+                Ok(call) => (answer(&shared, call).await, false),
+                Err(e) => (
+                    Answer::Refused(format!("a frame that does not decode: {e}")),
+                    true,
+                ),
+            },
         };
         let Ok(out) = encode(&Frame {
             cluster: shared.cluster.clone(),
@@ -540,11 +613,25 @@ async fn answer(shared: &Shared, call: Call) -> Answer {
     let raft = &shared.raft;
     match call {
         Call::AppendEntries(r) => Answer::AppendEntries(raft.append_entries(r).await),
-        Call::InstallSnapshot(r) => Answer::InstallSnapshot(raft.install_snapshot(r).await),
+        Call::InstallSnapshot(r) => {
+            // The snapshot is assembled in memory at the offsets given: bounded.
+            if r.offset.saturating_add(r.data.len() as u64) > MAX_SNAPSHOT_BYTES {
+                return Answer::Refused(format!(
+                    "a snapshot chunk past {MAX_SNAPSHOT_BYTES} bytes"
+                ));
+            }
+            Answer::InstallSnapshot(raft.install_snapshot(r).await)
+        }
         Call::Vote(r) => Answer::Vote(raft.vote(r).await),
         Call::Write(req) => {
             if let Some(why) = shared.sm.refusal(&req) {
                 return Answer::Refused(why);
+            }
+            let size = postcard::experimental::serialized_size(&req).unwrap_or(usize::MAX);
+            if size > MAX_REQUEST_BYTES {
+                return Answer::Refused(format!(
+                    "a write of {size} bytes (the limit is {MAX_REQUEST_BYTES})"
+                ));
             }
             match raft.client_write(req).await {
                 Ok(r) => Answer::Written(r.data),
@@ -569,11 +656,32 @@ async fn answer(shared: &Shared, call: Call) -> Answer {
                 Err(e) => Answer::Error(e.to_string()),
             }
         }
-        Call::Init => match raft.initialize(shared.peers.clone()).await {
-            Ok(()) => Answer::Initialized,
-            Err(RaftError::APIError(InitializeError::NotAllowed(_))) => Answer::AlreadyInitialized,
-            Err(e) => Answer::Error(e.to_string()),
-        },
+        Call::Init => {
+            // openraft refuses a second init only on a node that has seen a vote or an
+            // entry: ask every peer first, so that an init sent to a node that has not
+            // heard from the others yet cannot make a second cluster.
+            let me = raft.metrics().borrow().id;
+            for (&id, node) in &shared.peers {
+                if id == me {
+                    continue;
+                }
+                let mut c = Conn::new(node.addr.clone(), shared.cluster.clone());
+                match c.call(Call::Status, Duration::from_secs(2)).await {
+                    Ok(Answer::Status(st)) if st.term > 0 || st.last_log > 0 => {
+                        return Answer::AlreadyInitialized;
+                    }
+                    Ok(Answer::Status(_)) => {}
+                    Ok(other) => return Answer::Error(format!("node {id}: {other:?}")),
+                    Err(e) => {
+                        return Answer::Error(format!(
+                            "node {id} at {} does not answer ({e}): start every node before init",
+                            node.addr
+                        ));
+                    }
+                }
+            }
+            init(raft, shared).await
+        }
         Call::Status => {
             let m = raft.metrics().borrow().clone();
             Answer::Status(Status {
@@ -587,13 +695,39 @@ async fn answer(shared: &Shared, call: Call) -> Answer {
     }
 }
 
+async fn init(raft: &Raft<TypeConfig>, shared: &Shared) -> Answer {
+    match raft.initialize(shared.peers.clone()).await {
+        Ok(()) => Answer::Initialized,
+        Err(RaftError::APIError(InitializeError::NotAllowed(_))) => Answer::AlreadyInitialized,
+        Err(e) => Answer::Error(e.to_string()),
+    }
+}
+
 /// Runs a node until `shutdown` resolves (the CLI passes SIGINT/SIGTERM), then shuts it
 /// down cleanly.
 pub async fn serve(cfg: NodeConfig, shutdown: impl Future<Output = ()>) -> crate::Result<()> {
     let node = Node::start(cfg).await?;
     log::info!("listening on {}", node.addr);
-    shutdown.await;
-    node.shutdown().await
+    // A Raft that stopped on its own (a storage error: fail-stop) ends the process too, so
+    // that clients do not keep talking to a node that can only answer errors.
+    let mut metrics = node.raft.metrics();
+    let died = async move {
+        loop {
+            if let Err(e) = &metrics.borrow().running_state {
+                return e.to_string();
+            }
+            if metrics.changed().await.is_err() {
+                return "stopped".to_owned();
+            }
+        }
+    };
+    tokio::select! {
+        () = shutdown => node.shutdown().await,
+        why = died => {
+            let _ = node.shutdown().await;
+            Err(crate::Error::Internal(format!("raft stopped: {why}")))
+        }
+    }
 }
 
 /// Why a client call failed.
@@ -617,6 +751,10 @@ pub enum ClientError {
     /// `init` on a cluster made already.
     #[error("already initialized")]
     AlreadyInitialized,
+    /// The request was sent, and then the answer was lost (a timeout, a node that died, a
+    /// leader that lost its place): it may or may not have been applied.
+    #[error("the outcome is unknown (the request may have been applied): {0}")]
+    Unknown(String),
 }
 
 /// A client of a cluster: tries its addresses in turn and follows leader hints until
@@ -639,11 +777,18 @@ impl Client {
     }
 
     /// Sends `call` until a node answers it (not with a leader hint), or the time is up.
+    ///
+    /// Reads and status are retried after any failure. A write or an init is retried only
+    /// when it was certainly not carried out: the connection could not be made, or a node
+    /// answered that it is not the leader (openraft says so only for a write it never
+    /// proposed, or whose entry was truncated). After a failure once the request was sent
+    /// (a timeout, a dropped connection, an error from the leader), it may have been
+    /// applied: [`ClientError::Unknown`], never a second copy behind a later write.
     pub async fn call(&self, call: Call) -> Result<Answer, ClientError> {
+        let at_most_once = matches!(call, Call::Write(_) | Call::Init);
         let deadline = Instant::now() + self.timeout;
         let mut queue: std::collections::VecDeque<String> = self.addrs.iter().cloned().collect();
         let mut last: Option<String> = None;
-        let mut conns: BTreeMap<String, Conn> = BTreeMap::new();
         loop {
             let now = Instant::now();
             if now >= deadline {
@@ -658,9 +803,9 @@ impl Client {
                 queue.extend(self.addrs.iter().cloned());
                 continue;
             };
-            let conn = conns
-                .entry(addr.clone())
-                .or_insert_with(|| Conn::new(addr.clone(), self.cluster.clone()));
+            // A fresh connection per attempt: a failure after sending then means the node
+            // had the request, not that a pooled connection had gone stale.
+            let mut conn = Conn::new(addr.clone(), self.cluster.clone());
             let left = deadline.saturating_duration_since(now);
             match conn
                 .call(call.clone(), left.min(Duration::from_secs(5)))
@@ -674,14 +819,18 @@ impl Client {
                     last = Some(format!("{addr}: no leader"));
                     tokio::time::sleep(Duration::from_millis(50)).await;
                 }
+                Ok(Answer::Error(e)) if at_most_once => {
+                    return Err(ClientError::Unknown(format!("{addr}: {e}")));
+                }
                 Ok(Answer::Error(e)) => {
-                    // A leader change in the middle (the write may or may not be
-                    // committed: Raft clients retry idempotent writes, as here).
                     last = Some(format!("{addr}: {e}"));
                     tokio::time::sleep(Duration::from_millis(50)).await;
                 }
                 Ok(Answer::Refused(why)) => return Err(ClientError::Refused(why)),
                 Ok(a) => return Ok(a),
+                Err(e) if at_most_once && conn.sent() && !connect_error(&e) => {
+                    return Err(ClientError::Unknown(format!("{addr}: {e}")));
+                }
                 Err(e) => last = Some(format!("{addr}: {e}")),
             }
         }
