@@ -6,6 +6,7 @@
 
 #![allow(clippy::print_stdout, reason = "stdout is the command-line contract")]
 
+mod audit_cmd;
 mod kv_cmd;
 mod out;
 mod raft_cmd;
@@ -61,6 +62,10 @@ enum Command {
     /// The write-ahead log: append, dump, verify, truncate, files.
     #[command(subcommand)]
     Wal(wal_cmd::WalCommand),
+    /// Audits any program for the directory-fsync bug and its relatives: runs it under
+    /// strace and reports each acknowledgement that came before what it acknowledged was
+    /// durable (exit 0 clean, 1 findings, 2 error or "not measured").
+    Audit(audit_cmd::AuditArgs),
     /// A replicated key-value store (openraft on durable-raft): serve, init, put, del, get,
     /// status.
     #[command(subcommand)]
@@ -198,12 +203,14 @@ fn main() -> ExitCode {
         Command::Torture(_) | Command::Bench { .. } => true,
         Command::Wal(cmd) => cmd.reads_only(),
         Command::Raft(cmd) => cmd.reads_only(),
+        Command::Audit(_) => true,
         Command::Kv { command, .. } => command.reads_only(),
     };
     let result = match cli.command {
         Command::Torture(args) => torture::run(&args),
         Command::Wal(cmd) => wal_cmd::run(&cmd),
         Command::Raft(cmd) => raft_cmd::run(cmd),
+        Command::Audit(args) => audit_cmd::run(&args),
         Command::Bench {
             quick,
             smoke,

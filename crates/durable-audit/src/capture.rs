@@ -1,0 +1,206 @@
+//! Running a program under `strace` and reading back what it did, and saved traces.
+//!
+//! A saved trace is strace's output behind a few header lines of our own (strace never
+//! writes a line starting with `#`): `# durable-audit watch HEX`, `# durable-audit dir HEX`
+//! and `# durable-audit exists HEX` (paths in hex: the watched directories, and what was in
+//! them, directories and other entries, when the run started).
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use durable_fs::{DurableFs, EntryKind};
+
+use crate::lint::{Config, normalize};
+
+/// The system calls traced (strace `-e trace=`): what the lint models, and what it refuses.
+pub const TRACED: &str = "open,openat,openat2,creat,write,pwrite64,writev,pwritev,pwritev2,\
+ftruncate,fallocate,fsync,fdatasync,sync,syncfs,rename,renameat,renameat2,unlink,unlinkat,\
+rmdir,mkdir,mkdirat,link,linkat,symlink,symlinkat,mmap,io_uring_setup,io_submit,\
+clone,clone3,fork,vfork,execve";
+
+/// Why a capture failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum CaptureError {
+    /// strace is missing or too old.
+    #[error("strace is needed (5.3 or later, for --seccomp-bpf): {0}")]
+    NoStrace(String),
+    /// The filesystem door failed (reading the trace, listing a watched directory).
+    #[error(transparent)]
+    Fs(#[from] durable_fs::Error),
+    /// Spawning or waiting for strace failed.
+    #[error("running strace: {0}")]
+    Spawn(std::io::Error),
+    /// A saved trace's header is damaged.
+    #[error("{0}")]
+    Header(String),
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+fn unhex(s: &str) -> Option<Vec<u8>> {
+    if !s.len().is_multiple_of(2) {
+        return None;
+    }
+    (0..s.len())
+        .step_by(2)
+        .map(|i| s.get(i..i + 2).and_then(|h| u8::from_str_radix(h, 16).ok()))
+        .collect()
+}
+
+fn path_bytes(p: &Path) -> &[u8] {
+    use std::os::unix::ffi::OsStrExt;
+    p.as_os_str().as_bytes()
+}
+
+fn bytes_path(b: Vec<u8>) -> PathBuf {
+    use std::os::unix::ffi::OsStringExt;
+    PathBuf::from(std::ffi::OsString::from_vec(b))
+}
+
+/// Lists what is under each watched directory now (recursively), through the door.
+pub fn snapshot(fs: &DurableFs, cfg: &mut Config) -> Result<(), CaptureError> {
+    let mut stack: Vec<PathBuf> = cfg.watch.clone();
+    let mut seen = BTreeSet::new();
+    while let Some(dir) = stack.pop() {
+        if !seen.insert(dir.clone()) || fs.kind(&dir)? != Some(EntryKind::Dir) {
+            continue;
+        }
+        cfg.existing.insert(dir.clone());
+        cfg.existing_dirs.insert(dir.clone());
+        for name in fs.list(&dir)? {
+            let p = dir.join(name);
+            cfg.existing.insert(p.clone());
+            if fs.kind(&p)? == Some(EntryKind::Dir) {
+                stack.push(p);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The header lines for `cfg`.
+pub fn header(cfg: &Config) -> String {
+    let mut h = String::new();
+    for w in &cfg.watch {
+        h.push_str(&format!("# durable-audit watch {}\n", hex(path_bytes(w))));
+    }
+    for d in &cfg.existing_dirs {
+        h.push_str(&format!("# durable-audit dir {}\n", hex(path_bytes(d))));
+    }
+    for e in cfg.existing.difference(&cfg.existing_dirs) {
+        h.push_str(&format!("# durable-audit exists {}\n", hex(path_bytes(e))));
+    }
+    h
+}
+
+/// Reads a saved trace's header into `cfg` (its watched directories join those given).
+pub fn read_header(text: &str, cfg: &mut Config) -> Result<(), CaptureError> {
+    for (i, line) in text.lines().enumerate() {
+        let Some(rest) = line.strip_prefix("# durable-audit ") else {
+            if line.starts_with('#') {
+                continue;
+            }
+            break;
+        };
+        let (kind, value) = rest
+            .split_once(' ')
+            .ok_or_else(|| CaptureError::Header(format!("trace line {}: {line:?}", i + 1)))?;
+        let path = unhex(value.trim())
+            .map(bytes_path)
+            .ok_or_else(|| CaptureError::Header(format!("trace line {}: {line:?}", i + 1)))?;
+        match kind {
+            "watch" => cfg.watch.push(path),
+            "dir" => {
+                cfg.existing_dirs.insert(path.clone());
+                cfg.existing.insert(path);
+            }
+            "exists" => {
+                cfg.existing.insert(path);
+            }
+            _ => {
+                return Err(CaptureError::Header(format!(
+                    "trace line {}: unknown header {kind:?}",
+                    i + 1
+                )));
+            }
+        }
+    }
+    cfg.watch.sort();
+    cfg.watch.dedup();
+    Ok(())
+}
+
+/// strace's version, if it runs and is new enough.
+pub fn strace_version() -> Result<String, CaptureError> {
+    let out = Command::new("strace")
+        .arg("-V")
+        .output()
+        .map_err(|e| CaptureError::NoStrace(e.to_string()))?;
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let version = text
+        .split_whitespace()
+        .find(|w| w.chars().next().is_some_and(|c| c.is_ascii_digit()))
+        .unwrap_or("")
+        .to_owned();
+    let mut parts = version.split('.').map(|p| p.parse::<u32>().unwrap_or(0));
+    let (major, minor) = (parts.next().unwrap_or(0), parts.next().unwrap_or(0));
+    if (major, minor) < (5, 3) {
+        return Err(CaptureError::NoStrace(format!("found {text:?}")));
+    }
+    Ok(version)
+}
+
+/// Runs `cmd` under strace (its stdout and stderr go to this process's stderr, its stdin
+/// is this process's), and returns the trace with its header, and the program's exit code.
+pub fn run(
+    fs: &DurableFs,
+    cfg: &mut Config,
+    cmd: &[String],
+) -> Result<(String, Option<i32>), CaptureError> {
+    strace_version()?;
+    snapshot(fs, cfg)?;
+    let file = std::env::temp_dir().join(format!(
+        "durable-audit-{}-{}.strace",
+        std::process::id(),
+        durable_fs::random_salt(u64::from(std::process::id()))
+    ));
+    let status = Command::new("strace")
+        .args([
+            "-f",
+            "--seccomp-bpf",
+            "-qq",
+            "-y",
+            "-xx",
+            "-X",
+            "raw",
+            "-s",
+            "4096",
+        ])
+        .arg(format!("-e trace={TRACED}").replace("-e trace=", "-etrace="))
+        .arg("-o")
+        .arg(&file)
+        .arg("--")
+        .args(cmd)
+        .stdin(Stdio::inherit())
+        .stdout(Stdio::from(std::io::stderr()))
+        .stderr(Stdio::inherit())
+        .status()
+        .map_err(CaptureError::Spawn)?;
+    let bytes = fs.read(&file);
+    let _ = fs.remove_file(&file);
+    let text = String::from_utf8_lossy(&bytes?).into_owned();
+    Ok((format!("{}{text}", header(cfg)), status.code()))
+}
+
+/// An absolute, lexically normalised form of `p` (relative to the working directory).
+pub fn absolute(p: &Path) -> PathBuf {
+    if p.is_absolute() {
+        normalize(p)
+    } else {
+        normalize(&std::env::current_dir().unwrap_or_default().join(p))
+    }
+}

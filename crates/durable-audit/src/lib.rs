@@ -1,0 +1,5 @@
+#![doc = include_str!("../README.md")]
+
+pub mod capture;
+pub mod lint;
+pub mod trace;

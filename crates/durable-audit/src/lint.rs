@@ -1,0 +1,534 @@
+//! The lint: replays a trace against a model of what is durable and reports each
+//! acknowledgement that came before what it acknowledged was durable.
+//!
+//! Rules (stable ids):
+//!
+//! - **D001** (error): at an acknowledgement, a create, rename, unlink, mkdir or link in a
+//!   watched directory is not yet durable: its directory was not fsynced since (nor was
+//!   everything, with `sync` or `syncfs`).
+//! - **D003** (error): `rename(tmp, X)` while `tmp` has writes never fsynced (after a crash
+//!   `X` can be empty or partial: the rename was durable, the data not).
+//! - **D004** (error, at the end): a file in a watched directory was fsynced, its directory
+//!   never, and no acknowledgement caught it earlier.
+//!
+//! The model is path-based: paths are absolute (strace's `-y` gives every descriptor's
+//! path, and `AT_FDCWD` the working directory), normalised lexically (no symlinks
+//! followed). A create is an `O_CREAT` open of a path not known to exist: known are the
+//! names listed in the watched directories when the run started, and what the run created.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::path::{Component, Path, PathBuf};
+
+use crate::trace::{Arg, Event, EventKind, Ret, Syscall};
+
+/// A finding.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Finding {
+    /// The rule: `D001`, `D003`, `D004`.
+    pub rule: &'static str,
+    /// The trace line of the operation that was not durable.
+    pub line: u64,
+    /// Its process.
+    pub pid: u32,
+    /// Its system call.
+    pub syscall: String,
+    /// What it did: `create`, `rename`, `unlink`, `mkdir`, `link`, `fsync`.
+    pub op: &'static str,
+    /// The directory whose entry was not durable.
+    pub dir: PathBuf,
+    /// The name in it.
+    pub name: String,
+    /// The acknowledgement that came too early: its trace line and text (none for D004).
+    pub ack: Option<(u64, String)>,
+}
+
+impl Finding {
+    /// How to fix it, in one line.
+    pub fn fix(&self) -> String {
+        match self.rule {
+            "D003" => format!("fsync {} before renaming it", self.name),
+            _ => format!(
+                "fsync {} after the {} of {}",
+                self.dir.display(),
+                self.op,
+                self.name
+            ),
+        }
+    }
+}
+
+impl std::fmt::Display for Finding {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let what = match self.rule {
+            "D003" => format!(
+                "rename of {:?} in {} at trace line {} (pid {} {}) while its data was never fsynced",
+                self.name,
+                self.dir.display(),
+                self.line,
+                self.pid,
+                self.syscall
+            ),
+            "D004" => format!(
+                "{:?} in {} was fsynced at trace line {} (pid {} {}), its directory never",
+                self.name,
+                self.dir.display(),
+                self.line,
+                self.pid,
+                self.syscall
+            ),
+            _ => format!(
+                "{} of {:?} in {} at trace line {} (pid {} {})",
+                self.op,
+                self.name,
+                self.dir.display(),
+                self.line,
+                self.pid,
+                self.syscall
+            ),
+        };
+        match &self.ack {
+            Some((n, text)) => write!(
+                f,
+                "{} {what} was acknowledged by {text:?} (trace line {n}) before {} was durable",
+                self.rule,
+                if self.rule == "D003" {
+                    "its data"
+                } else {
+                    "its directory"
+                }
+            ),
+            None => write!(f, "{} {what}", self.rule),
+        }
+    }
+}
+
+/// What counts as an acknowledgement.
+#[derive(Debug, Clone)]
+pub struct AckSpec {
+    /// A line written to descriptor 1 that starts with this word (then a non-word byte or
+    /// the end): the default is `ack`.
+    pub line_prefix: String,
+}
+
+impl Default for AckSpec {
+    fn default() -> Self {
+        AckSpec {
+            line_prefix: "ack".to_owned(),
+        }
+    }
+}
+
+impl AckSpec {
+    fn matches(&self, data: &[u8]) -> Option<String> {
+        let p = self.line_prefix.as_bytes();
+        data.split(|&b| b == b'\n').find_map(|line| {
+            let rest = line.strip_prefix(p)?;
+            let boundary = rest
+                .first()
+                .is_none_or(|&b| !(b.is_ascii_alphanumeric() || b == b'_'));
+            boundary.then(|| String::from_utf8_lossy(line).into_owned())
+        })
+    }
+}
+
+/// What the lint needs besides the trace.
+#[derive(Debug, Clone, Default)]
+pub struct Config {
+    /// Directories whose entries must be durable at each acknowledgement (absolute).
+    pub watch: Vec<PathBuf>,
+    /// Paths that existed when the run started (so an `O_CREAT` open of one is not a create).
+    pub existing: BTreeSet<PathBuf>,
+    /// Of those, the directories.
+    pub existing_dirs: BTreeSet<PathBuf>,
+    /// What an acknowledgement is.
+    pub ack: AckSpec,
+}
+
+/// What the lint found, and what it saw.
+#[derive(Debug, Clone, Default)]
+pub struct Report {
+    /// The findings, in trace order.
+    pub findings: Vec<Finding>,
+    /// System calls replayed.
+    pub syscalls: u64,
+    /// Processes seen.
+    pub processes: usize,
+    /// Acknowledgements seen.
+    pub acks: u64,
+    /// fsync-like calls seen.
+    pub syncs: u64,
+    /// Calls the model cannot see through (mmap of a writable shared mapping, io_uring),
+    /// with their trace line: a run that has them is not measured.
+    pub blind_spots: Vec<(u64, String)>,
+}
+
+#[derive(Debug, Clone)]
+struct PendingOp {
+    line: u64,
+    pid: u32,
+    syscall: String,
+    op: &'static str,
+    name: String,
+}
+
+/// Lexical normalisation: `.` dropped, `..` pops.
+pub fn normalize(p: &Path) -> PathBuf {
+    let mut out = PathBuf::new();
+    for c in p.components() {
+        match c {
+            Component::ParentDir => {
+                out.pop();
+            }
+            Component::CurDir => {}
+            other => out.push(other.as_os_str()),
+        }
+    }
+    out
+}
+
+fn bytes_path(b: &[u8]) -> PathBuf {
+    use std::os::unix::ffi::OsStrExt;
+    PathBuf::from(std::ffi::OsStr::from_bytes(b))
+}
+
+fn split(path: &Path) -> (PathBuf, String) {
+    let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    (dir, name)
+}
+
+const O_CREAT: i64 = 0o100;
+const O_TMPFILE: i64 = 0o20_000_000;
+const O_DIRECTORY: i64 = 0o200_000;
+const PROT_WRITE: i64 = 2;
+const MAP_SHARED: i64 = 1;
+
+struct Lint<'a> {
+    cfg: &'a Config,
+    report: Report,
+    exists: BTreeSet<PathBuf>,
+    /// dir -> entries changed since its last fsync
+    pending: BTreeMap<PathBuf, Vec<PendingOp>>,
+    /// files with writes never fsynced
+    dirty: BTreeSet<PathBuf>,
+    /// files fsynced: (line, pid, syscall) of the first fsync since their directory's
+    fsynced: BTreeMap<PathBuf, (u64, u32, String)>,
+    /// per process: its working directory, as AT_FDCWD showed it
+    cwd: HashMap<u32, PathBuf>,
+    pids: BTreeSet<u32>,
+    reported: BTreeSet<(u64, String)>,
+    /// Paths known to be directories: watched, listed as such at the start, made, opened
+    /// with O_DIRECTORY, or the parent of an entry.
+    dirs: BTreeSet<PathBuf>,
+}
+
+impl Lint<'_> {
+    fn watched(&self, dir: &Path) -> bool {
+        self.cfg.watch.iter().any(|w| dir.starts_with(w))
+    }
+
+    /// An absolute path for `name` relative to descriptor argument `dirfd` (or the cwd).
+    fn resolve(&self, pid: u32, dirfd: Option<&Arg>, name: &[u8]) -> PathBuf {
+        let p = bytes_path(name);
+        if p.is_absolute() {
+            return normalize(&p);
+        }
+        let base = match dirfd {
+            Some(Arg::Fd { path, .. }) => bytes_path(path),
+            _ => self.cwd.get(&pid).cloned().unwrap_or_default(),
+        };
+        normalize(&base.join(p))
+    }
+
+    fn dir_op(&mut self, ev: &Event, call: &Syscall, op: &'static str, path: &Path) {
+        let (dir, name) = split(path);
+        self.dirs.insert(dir.clone());
+        self.pending.entry(dir).or_default().push(PendingOp {
+            line: ev.line,
+            pid: ev.pid,
+            syscall: call.name.clone(),
+            op,
+            name,
+        });
+    }
+
+    fn sync_dir(&mut self, dir: &Path) {
+        self.pending.remove(dir);
+        self.fsynced.retain(|f, _| f.parent() != Some(dir));
+    }
+
+    fn ack(&mut self, line: u64, text: String) {
+        self.report.acks += 1;
+        for (dir, ops) in &self.pending {
+            if !self.watched(dir) {
+                continue;
+            }
+            for op in ops {
+                if !self.reported.insert((op.line, op.name.clone())) {
+                    continue;
+                }
+                self.report.findings.push(Finding {
+                    rule: "D001",
+                    line: op.line,
+                    pid: op.pid,
+                    syscall: op.syscall.clone(),
+                    op: op.op,
+                    dir: dir.clone(),
+                    name: op.name.clone(),
+                    ack: Some((line, text.clone())),
+                });
+            }
+        }
+    }
+
+    fn call(&mut self, ev: &Event, c: &Syscall) {
+        self.report.syscalls += 1;
+        for a in &c.args {
+            if let Arg::Fd { fd: -100, path } = a {
+                self.cwd.insert(ev.pid, normalize(&bytes_path(path)));
+            }
+        }
+        let ok = c.ok();
+        match c.name.as_str() {
+            "open" | "openat" | "creat" | "openat2" => {
+                let (dirfd, name, flags) = match c.name.as_str() {
+                    "open" => (None, c.str_arg(0), c.int_arg(1)),
+                    "creat" => (None, c.str_arg(0), Some(O_CREAT)),
+                    _ => (c.args.first(), c.str_arg(1), c.int_arg(2)),
+                };
+                let (Some(name), true) = (name, ok) else {
+                    return;
+                };
+                let flags = flags.unwrap_or(0);
+                if flags & O_DIRECTORY != 0
+                    && let Ret::Value { path: Some(p), .. } = &c.ret
+                {
+                    self.dirs.insert(normalize(&bytes_path(p)));
+                }
+                if flags & O_CREAT == 0 || flags & O_TMPFILE == O_TMPFILE {
+                    return;
+                }
+                let path = match &c.ret {
+                    Ret::Value { path: Some(p), .. } => normalize(&bytes_path(p)),
+                    _ => self.resolve(ev.pid, dirfd, name),
+                };
+                if self.exists.insert(path.clone()) {
+                    self.dir_op(ev, c, "create", &path);
+                }
+            }
+            "write" | "pwrite64" | "writev" | "pwritev" | "pwritev2" => {
+                if !ok {
+                    return;
+                }
+                if let Some(Arg::Fd { fd, path }) = c.args.first() {
+                    if *fd == 1
+                        && let Some(data) = c.str_arg(1)
+                        && let Some(text) = self.cfg.ack.matches(data)
+                    {
+                        self.ack(ev.line, text);
+                        return;
+                    }
+                    self.dirty.insert(normalize(&bytes_path(path)));
+                }
+            }
+            "ftruncate" | "fallocate" => {
+                if let (true, Some(Arg::Fd { path, .. })) = (ok, c.args.first()) {
+                    self.dirty.insert(normalize(&bytes_path(path)));
+                }
+            }
+            "fsync" | "fdatasync" => {
+                self.report.syncs += 1;
+                let (true, Some(Arg::Fd { path, .. })) = (ok, c.args.first()) else {
+                    return;
+                };
+                let p = normalize(&bytes_path(path));
+                self.dirty.remove(&p);
+                if self.pending.contains_key(&p) || self.dirs.contains(&p) {
+                    self.sync_dir(&p);
+                } else {
+                    self.fsynced
+                        .entry(p)
+                        .or_insert((ev.line, ev.pid, c.name.clone()));
+                }
+            }
+            "sync" | "syncfs" => {
+                self.report.syncs += 1;
+                if ok {
+                    self.pending.clear();
+                    self.dirty.clear();
+                    self.fsynced.clear();
+                }
+            }
+            "rename" | "renameat" | "renameat2" => {
+                if !ok {
+                    return;
+                }
+                let (from, to) = if c.name == "rename" {
+                    (
+                        c.str_arg(0).map(|n| self.resolve(ev.pid, None, n)),
+                        c.str_arg(1).map(|n| self.resolve(ev.pid, None, n)),
+                    )
+                } else {
+                    (
+                        c.str_arg(1)
+                            .map(|n| self.resolve(ev.pid, c.args.first(), n)),
+                        c.str_arg(3).map(|n| self.resolve(ev.pid, c.args.get(2), n)),
+                    )
+                };
+                let (Some(from), Some(to)) = (from, to) else {
+                    return;
+                };
+                if self.dirty.remove(&from) {
+                    let (dir, name) = split(&from);
+                    if self.watched(&dir) || self.watched(to.parent().unwrap_or(&to)) {
+                        self.report.findings.push(Finding {
+                            rule: "D003",
+                            line: ev.line,
+                            pid: ev.pid,
+                            syscall: c.name.clone(),
+                            op: "rename",
+                            dir,
+                            name,
+                            ack: None,
+                        });
+                    }
+                    self.dirty.insert(to.clone());
+                }
+                self.exists.remove(&from);
+                self.exists.insert(to.clone());
+                if let Some(s) = self.fsynced.remove(&from) {
+                    self.fsynced.insert(to.clone(), s);
+                }
+                self.dir_op(ev, c, "rename", &to);
+                if from.parent() != to.parent() {
+                    self.dir_op(ev, c, "rename", &from);
+                }
+            }
+            "unlink" | "unlinkat" | "rmdir" => {
+                let (dirfd, name) = if c.name == "unlinkat" {
+                    (c.args.first(), c.str_arg(1))
+                } else {
+                    (None, c.str_arg(0))
+                };
+                if let (true, Some(name)) = (ok, name) {
+                    let path = self.resolve(ev.pid, dirfd, name);
+                    self.exists.remove(&path);
+                    self.dirty.remove(&path);
+                    self.fsynced.remove(&path);
+                    self.dir_op(ev, c, "unlink", &path);
+                }
+            }
+            "mkdir" | "mkdirat" => {
+                let (dirfd, name) = if c.name == "mkdirat" {
+                    (c.args.first(), c.str_arg(1))
+                } else {
+                    (None, c.str_arg(0))
+                };
+                if let (true, Some(name)) = (ok, name) {
+                    let path = self.resolve(ev.pid, dirfd, name);
+                    self.exists.insert(path.clone());
+                    self.dirs.insert(path.clone());
+                    self.dir_op(ev, c, "mkdir", &path);
+                }
+            }
+            "link" | "linkat" | "symlink" | "symlinkat" => {
+                let (dirfd, name) = match c.name.as_str() {
+                    "link" | "symlink" => (None, c.str_arg(1)),
+                    "linkat" => (c.args.get(2), c.str_arg(3)),
+                    _ => (c.args.get(1), c.str_arg(2)),
+                };
+                if let (true, Some(name)) = (ok, name) {
+                    let path = self.resolve(ev.pid, dirfd, name);
+                    self.exists.insert(path.clone());
+                    self.dir_op(ev, c, "link", &path);
+                }
+            }
+            "mmap" => {
+                let prot = c.int_arg(2).unwrap_or(0);
+                let flags = c.int_arg(3).unwrap_or(0);
+                if let Some(Arg::Fd { path, .. }) = c.args.get(4)
+                    && prot & PROT_WRITE != 0
+                    && flags & MAP_SHARED != 0
+                    && self.watched(&normalize(&bytes_path(path)))
+                {
+                    self.report.blind_spots.push((
+                        ev.line,
+                        format!(
+                            "a writable shared mmap of {}",
+                            String::from_utf8_lossy(path)
+                        ),
+                    ));
+                }
+            }
+            "io_uring_setup" | "io_submit" => {
+                self.report
+                    .blind_spots
+                    .push((ev.line, format!("{} (writes the model cannot see)", c.name)));
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Replays `events` and reports.
+pub fn lint(events: &[Event], cfg: &Config) -> Report {
+    let mut l = Lint {
+        cfg,
+        report: Report::default(),
+        exists: cfg.existing.clone(),
+        pending: BTreeMap::new(),
+        dirty: BTreeSet::new(),
+        fsynced: BTreeMap::new(),
+        cwd: HashMap::new(),
+        pids: BTreeSet::new(),
+        reported: BTreeSet::new(),
+        dirs: cfg
+            .watch
+            .iter()
+            .chain(&cfg.existing_dirs)
+            .cloned()
+            .collect(),
+    };
+    for ev in events {
+        l.pids.insert(ev.pid);
+        if let EventKind::Syscall(c) = &ev.kind {
+            l.call(ev, c);
+        }
+    }
+    // D004: fsynced files whose directory never was, not caught at an acknowledgement.
+    let leftovers: Vec<(PathBuf, (u64, u32, String))> = l
+        .fsynced
+        .iter()
+        .filter(|(f, _)| {
+            // Its own entry (its create or rename) is still not durable.
+            let (dir, name) = split(f);
+            l.watched(&dir)
+                && l.pending
+                    .get(&dir)
+                    .is_some_and(|ops| ops.iter().any(|o| o.name == name))
+        })
+        .map(|(f, s)| (f.clone(), s.clone()))
+        .collect();
+    for (f, (line, pid, syscall)) in leftovers {
+        let (dir, name) = split(&f);
+        if l.reported.iter().any(|(_, n)| *n == name) {
+            continue;
+        }
+        l.report.findings.push(Finding {
+            rule: "D004",
+            line,
+            pid,
+            syscall,
+            op: "fsync",
+            dir,
+            name,
+            ack: None,
+        });
+    }
+    l.report.processes = l.pids.len();
+    l.report.findings.sort_by_key(|f| f.line);
+    l.report
+}

@@ -1,0 +1,158 @@
+//! `durable audit`: runs a program under strace and reports each acknowledgement that came
+//! before what it acknowledged was durable (the lint of `durable-audit`).
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Args;
+use durable_audit::capture;
+use durable_audit::lint::{self, AckSpec, Config};
+use durable_audit::trace;
+use durable_fs::DurableFs;
+
+use crate::out::{Fail, Format, Outcome, out};
+
+/// `durable audit [--watch DIR]... [--ack SPEC] [--from-trace F] [--save-trace F] -- CMD ARGS...`
+#[derive(Args, Debug)]
+pub struct AuditArgs {
+    /// A directory whose entries must be durable at each acknowledgement (repeatable;
+    /// default: the working directory; `/` is refused).
+    #[arg(long)]
+    watch: Vec<PathBuf>,
+    /// What an acknowledgement is: `line:WORD` (or just WORD), a line on the program's
+    /// stdout that starts with WORD. Default: `line:ack`.
+    #[arg(long, default_value = "line:ack")]
+    ack: String,
+    /// Audit a trace saved by --save-trace instead of running a program.
+    #[arg(long, conflicts_with = "cmd")]
+    from_trace: Option<PathBuf>,
+    /// Keep the trace (strace's output behind our header) in this file.
+    #[arg(long)]
+    save_trace: Option<PathBuf>,
+    /// `text`, or `json` (one object a line: each finding, then a summary).
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    format: Format,
+    /// The program and its arguments (after `--`).
+    #[arg(last = true)]
+    cmd: Vec<String>,
+}
+
+fn json_str(s: &str) -> serde_json::Value {
+    serde_json::Value::String(s.to_owned())
+}
+
+/// Runs `durable audit`.
+pub fn run(args: &AuditArgs) -> Outcome {
+    let fs = DurableFs::real();
+    let word = args.ack.strip_prefix("line:").unwrap_or(&args.ack);
+    if word.is_empty() || word.contains(char::is_whitespace) {
+        return Err(Fail::Msg(format!(
+            "--ack {:?}: expected line:WORD",
+            args.ack
+        )));
+    }
+    let mut cfg = Config {
+        watch: args.watch.iter().map(|w| capture::absolute(w)).collect(),
+        ack: AckSpec {
+            line_prefix: word.to_owned(),
+        },
+        ..Config::default()
+    };
+    let text = match &args.from_trace {
+        Some(path) => {
+            let bytes = fs.read(path).map_err(|e| Fail::Msg(e.to_string()))?;
+            let text = String::from_utf8_lossy(&bytes).into_owned();
+            capture::read_header(&text, &mut cfg).map_err(|e| Fail::Msg(e.to_string()))?;
+            text
+        }
+        None => {
+            if args.cmd.is_empty() {
+                return Err(Fail::Msg(
+                    "nothing to audit: give a program after `--`, or --from-trace".to_owned(),
+                ));
+            }
+            if cfg.watch.is_empty() {
+                cfg.watch.push(capture::absolute(&PathBuf::from(".")));
+            }
+            let (text, _code) =
+                capture::run(&fs, &mut cfg, &args.cmd).map_err(|e| Fail::Msg(e.to_string()))?;
+            text
+        }
+    };
+    if cfg.watch.is_empty() {
+        cfg.watch.push(capture::absolute(&PathBuf::from(".")));
+    }
+    if cfg.watch.iter().any(|w| w.parent().is_none()) {
+        return Err(Fail::Msg(
+            "--watch / is refused: name the program's data directories".to_owned(),
+        ));
+    }
+    if let Some(save) = &args.save_trace {
+        fs.atomic_replace(save, text.as_bytes())
+            .map_err(|e| Fail::Msg(e.to_string()))?;
+    }
+    let events = trace::parse(&text).map_err(|e| Fail::Msg(e.to_string()))?;
+    let report = lint::lint(&events, &cfg);
+    if let Some((line, what)) = report.blind_spots.first() {
+        return Err(Fail::Msg(format!(
+            "not measured: {what} at trace line {line} (writes the audit cannot see)"
+        )));
+    }
+    if report.acks == 0 && report.syncs == 0 {
+        return Err(Fail::Msg(
+            "not measured: the program acknowledged nothing and synced nothing".to_owned(),
+        ));
+    }
+    let mut stdout = std::io::stdout().lock();
+    for f in &report.findings {
+        let line = match args.format {
+            Format::Text => format!("{f}\n     fix: {}\n", f.fix()),
+            Format::Json => {
+                let mut o = serde_json::Map::new();
+                o.insert("v".into(), 1.into());
+                o.insert("rule".into(), json_str(f.rule));
+                o.insert("severity".into(), json_str("error"));
+                o.insert("line".into(), f.line.into());
+                o.insert("pid".into(), f.pid.into());
+                o.insert("syscall".into(), json_str(&f.syscall));
+                o.insert("op".into(), json_str(f.op));
+                o.insert("dir".into(), json_str(&f.dir.to_string_lossy()));
+                o.insert("name".into(), json_str(&f.name));
+                if let Some((n, text)) = &f.ack {
+                    let mut a = serde_json::Map::new();
+                    a.insert("line".into(), (*n).into());
+                    a.insert("text".into(), json_str(text));
+                    o.insert("ack".into(), a.into());
+                }
+                o.insert("fix".into(), json_str(&f.fix()));
+                format!("{}\n", serde_json::Value::Object(o))
+            }
+        };
+        out(stdout.write_all(line.as_bytes()))?;
+    }
+    let summary = match args.format {
+        Format::Text => format!(
+            "audit: {} syscalls, {} processes, {} acks, {} syncs, {} findings\n",
+            report.syscalls,
+            report.processes,
+            report.acks,
+            report.syncs,
+            report.findings.len()
+        ),
+        Format::Json => format!(
+            "{}\n",
+            serde_json::json!({"v": 1, "summary": {"syscalls": report.syscalls,
+                "processes": report.processes, "acks": report.acks, "syncs": report.syncs,
+                "findings": report.findings.len()}})
+        ),
+    };
+    out(stdout
+        .write_all(summary.as_bytes())
+        .and_then(|()| stdout.flush()))?;
+    Ok(if report.findings.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}

@@ -1,0 +1,214 @@
+//! Proves: `durable audit` finds the directory-fsync bug in programs it has never seen, and
+//! nothing where there is none. Runs real programs under strace (CI installs it): the seed
+//! bug as a shell script and as a Python script (exactly two findings, on the two segments
+//! created after the first) and their fixed versions (none); SQLite through Python's
+//! `sqlite3` at `synchronous=FULL` (the journal's unlink acknowledged before the directory
+//! is fsynced, at every commit) and at `EXTRA` (clean, as SQLite documents); our own `durable
+//! wal append`, `durable kv load` with a merge and `durable wal truncate` (clean); a saved
+//! trace audited again with --from-trace; and the refusals (nothing acknowledged or synced:
+//! "not measured", exit 2).
+#![allow(
+    clippy::unwrap_used,
+    clippy::indexing_slicing,
+    reason = "test code: a panic is a failed test"
+)]
+
+use std::io::Write;
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+
+fn demo(name: &str) -> String {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/audit")
+        .join(name)
+        .to_string_lossy()
+        .into_owned()
+}
+
+fn audit(dir: &Path, args: &[&str], stdin: &[u8]) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_durable"))
+        .arg("audit")
+        .args(args)
+        .current_dir(dir)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(stdin).unwrap();
+    child.wait_with_output().unwrap()
+}
+
+fn findings(o: &Output) -> Vec<String> {
+    String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .filter(|l| l.starts_with('D'))
+        .map(str::to_owned)
+        .collect()
+}
+
+const LINES: &[u8] = b"a\nb\nc\nd\ne\nf\ng\n";
+
+fn seed(script: &[&str], fixed: bool) -> Output {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut args = vec!["--watch", "w", "--"];
+    args.extend_from_slice(script);
+    args.extend_from_slice(&["append", "w"]);
+    if fixed {
+        args.push("--fixed");
+    }
+    audit(tmp.path(), &args, LINES)
+}
+
+#[test]
+fn the_seed_bug_in_shell_and_python_gives_exactly_two_findings_and_the_fix_none() {
+    let sh = demo("seedwal.sh");
+    let py = demo("seedwal.py");
+    for script in [vec!["sh", sh.as_str()], vec!["python3", py.as_str()]] {
+        let o = seed(&script, false);
+        assert_eq!(o.status.code(), Some(1), "{script:?}: {o:?}");
+        let f = findings(&o);
+        assert_eq!(f.len(), 2, "{script:?}: {f:#?}");
+        assert!(
+            f[0].starts_with("D001 create of \"000002.wal\""),
+            "{}",
+            f[0]
+        );
+        assert!(f[0].contains("\"ack 4\""), "{}", f[0]);
+        assert!(
+            f[1].starts_with("D001 create of \"000003.wal\""),
+            "{}",
+            f[1]
+        );
+        let o = seed(&script, true);
+        assert_eq!(o.status.code(), Some(0), "{script:?} --fixed: {o:?}");
+        assert!(findings(&o).is_empty());
+    }
+}
+
+#[test]
+fn sqlite_full_is_flagged_at_every_commit_and_extra_is_clean() {
+    let script = demo("sqlite_commit.py");
+    for (mode, want) in [("FULL", 3), ("EXTRA", 0)] {
+        let tmp = tempfile::tempdir().unwrap();
+        durable_fs::DurableFs::real()
+            .create_dir_all(&tmp.path().join("db"))
+            .unwrap();
+        let o = audit(
+            tmp.path(),
+            &["--watch", "db", "--", "python3", &script, mode],
+            b"",
+        );
+        let f = findings(&o);
+        assert_eq!(f.len(), want, "{mode}: {o:?}");
+        for line in &f {
+            assert!(
+                line.starts_with("D001 unlink of \"t.db-journal\""),
+                "{line}"
+            );
+        }
+        assert_eq!(o.status.code(), Some(i32::from(want > 0)), "{mode}: {o:?}");
+    }
+}
+
+#[test]
+fn our_own_commands_are_clean() {
+    let tmp = tempfile::tempdir().unwrap();
+    let bin = env!("CARGO_BIN_EXE_durable");
+    let lines: Vec<u8> = (1..=200)
+        .flat_map(|i| format!("{i}\n").into_bytes())
+        .collect();
+    let runs: [(&[&str], &[u8]); 4] = [
+        (
+            &[
+                "--watch",
+                "log",
+                "--",
+                bin,
+                "wal",
+                "append",
+                "--dir",
+                "log",
+                "--segment-bytes",
+                "4096",
+            ],
+            &lines,
+        ),
+        (
+            &[
+                "--watch", "kv", "--", bin, "kv", "--engine", "bitcask", "--dir", "kv", "load",
+            ],
+            b"put a 1\nput b 2\nput a 3\nmerge\ndel b\nput c 4\n",
+        ),
+        (
+            &[
+                "--watch", "log", "--", bin, "wal", "truncate", "--dir", "log", "--before", "150",
+            ],
+            b"",
+        ),
+        (
+            &[
+                "--watch", "log", "--", bin, "wal", "truncate", "--dir", "log", "--after", "180",
+            ],
+            b"",
+        ),
+    ];
+    for (args, stdin) in runs {
+        let o = audit(tmp.path(), args, stdin);
+        assert_eq!(o.status.code(), Some(0), "{args:?}: {o:?}");
+        assert!(findings(&o).is_empty(), "{args:?}: {o:?}");
+    }
+}
+
+#[test]
+fn a_saved_trace_audits_the_same_and_silence_is_not_a_pass() {
+    let tmp = tempfile::tempdir().unwrap();
+    let sh = demo("seedwal.sh");
+    let o = audit(
+        tmp.path(),
+        &[
+            "--watch",
+            "w",
+            "--save-trace",
+            "t.strace",
+            "--",
+            "sh",
+            &sh,
+            "append",
+            "w",
+        ],
+        LINES,
+    );
+    assert_eq!(findings(&o).len(), 2);
+    let again = audit(
+        tmp.path(),
+        &["--from-trace", "t.strace", "--format", "json"],
+        b"",
+    );
+    assert_eq!(again.status.code(), Some(1));
+    let rows: Vec<serde_json::Value> = String::from_utf8_lossy(&again.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(rows.len(), 3, "two findings and a summary");
+    assert_eq!(rows[0]["rule"], "D001");
+    assert_eq!(rows[0]["name"], "000002.wal");
+    assert_eq!(rows[2]["summary"]["findings"], 2);
+    // Nothing acknowledged and nothing synced: not measured.
+    let o = audit(tmp.path(), &["--watch", "w", "--", "true"], b"");
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("not measured"),
+        "{o:?}"
+    );
+    // A damaged saved trace is an error naming the line.
+    durable_fs::DurableFs::real()
+        .atomic_replace(&tmp.path().join("bad.strace"), b"12 fsync(3\n")
+        .unwrap();
+    let o = audit(tmp.path(), &["--from-trace", "bad.strace"], b"");
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("trace line 1"),
+        "{o:?}"
+    );
+}
