@@ -30,6 +30,10 @@ pub struct AuditArgs {
     /// Keep the trace (strace's output behind our header) in this file.
     #[arg(long)]
     save_trace: Option<PathBuf>,
+    /// Make the N-th fsync/fdatasync of the run fail with EIO (strace's fault injection), to
+    /// check that the program stops acknowledging after it (D005).
+    #[arg(long, value_name = "N", conflicts_with = "from_trace")]
+    inject_fsync_eio: Option<u64>,
     /// `text`, or `json` (one object a line: each finding, then a summary).
     #[arg(long, value_enum, default_value_t = Format::Text)]
     format: Format,
@@ -75,8 +79,8 @@ pub fn run(args: &AuditArgs) -> Outcome {
             if cfg.watch.is_empty() {
                 cfg.watch.push(capture::absolute(&PathBuf::from(".")));
             }
-            let (text, _code) =
-                capture::run(&fs, &mut cfg, &args.cmd).map_err(|e| Fail::Msg(e.to_string()))?;
+            let (text, _code) = capture::run(&fs, &mut cfg, &args.cmd, args.inject_fsync_eio)
+                .map_err(|e| Fail::Msg(e.to_string()))?;
             text
         }
     };
@@ -112,7 +116,7 @@ pub fn run(args: &AuditArgs) -> Outcome {
                 let mut o = serde_json::Map::new();
                 o.insert("v".into(), 1.into());
                 o.insert("rule".into(), json_str(f.rule));
-                o.insert("severity".into(), json_str("error"));
+                o.insert("severity".into(), json_str(f.severity));
                 o.insert("line".into(), f.line.into());
                 o.insert("pid".into(), f.pid.into());
                 o.insert("syscall".into(), json_str(&f.syscall));
@@ -133,24 +137,25 @@ pub fn run(args: &AuditArgs) -> Outcome {
     }
     let summary = match args.format {
         Format::Text => format!(
-            "audit: {} syscalls, {} processes, {} acks, {} syncs, {} findings\n",
+            "audit: {} syscalls, {} processes, {} acks, {} syncs, {} findings ({} errors)\n",
             report.syscalls,
             report.processes,
             report.acks,
             report.syncs,
-            report.findings.len()
+            report.findings.len(),
+            report.errors()
         ),
         Format::Json => format!(
             "{}\n",
             serde_json::json!({"v": 1, "summary": {"syscalls": report.syscalls,
                 "processes": report.processes, "acks": report.acks, "syncs": report.syncs,
-                "findings": report.findings.len()}})
+                "findings": report.findings.len(), "errors": report.errors()}})
         ),
     };
     out(stdout
         .write_all(summary.as_bytes())
         .and_then(|()| stdout.flush()))?;
-    Ok(if report.findings.is_empty() {
+    Ok(if report.errors() == 0 {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)

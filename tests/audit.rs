@@ -153,6 +153,27 @@ fn our_own_commands_are_clean() {
             b"",
         ),
     ];
+    // An fsync that fails (the 5th, the 12th): the log stops, acknowledging nothing after it.
+    for n in ["5", "12"] {
+        let dir = format!("eio-{n}");
+        let o = audit(
+            tmp.path(),
+            &[
+                "--watch",
+                &dir,
+                "--inject-fsync-eio",
+                n,
+                "--",
+                bin,
+                "wal",
+                "append",
+                "--dir",
+                &dir,
+            ],
+            &lines,
+        );
+        assert!(findings(&o).is_empty(), "EIO at fsync {n}: {o:?}");
+    }
     for (args, stdin) in runs {
         let o = audit(tmp.path(), args, stdin);
         assert_eq!(o.status.code(), Some(0), "{args:?}: {o:?}");
@@ -211,4 +232,60 @@ fn a_saved_trace_audits_the_same_and_silence_is_not_a_pass() {
         String::from_utf8_lossy(&o.stderr).contains("trace line 1"),
         "{o:?}"
     );
+}
+
+#[test]
+fn an_ack_after_a_failed_fsync_is_d005_and_fail_stop_is_clean() {
+    let script = demo("fsync_retry.py");
+    for (mode, code, rules) in [("retry", 1, vec!["D005"]), ("failstop", 0, vec![])] {
+        let tmp = tempfile::tempdir().unwrap();
+        let o = audit(
+            tmp.path(),
+            &[
+                "--watch",
+                "r",
+                "--inject-fsync-eio",
+                "3",
+                "--",
+                "python3",
+                &script,
+                "r",
+                mode,
+            ],
+            b"",
+        );
+        let got: Vec<String> = findings(&o).iter().map(|l| l[..4].to_owned()).collect();
+        assert_eq!(got, rules, "{mode}: {o:?}");
+        assert_eq!(o.status.code(), Some(code), "{mode}: {o:?}");
+    }
+}
+
+#[test]
+fn an_in_place_rewrite_is_a_d006_warning_and_a_replace_is_clean() {
+    let script = demo("rewrite.py");
+    for (mode, rules) in [("in-place", vec!["D006"]), ("replace", vec![])] {
+        let tmp = tempfile::tempdir().unwrap();
+        let fs = durable_fs::DurableFs::real();
+        fs.create_dir_all(&tmp.path().join("s")).unwrap();
+        fs.atomic_replace(&tmp.path().join("s/state"), b"old")
+            .unwrap();
+        let o = audit(
+            tmp.path(),
+            &["--watch", "s", "--", "python3", &script, "s", mode],
+            b"",
+        );
+        let got: Vec<String> = findings(&o).iter().map(|l| l[..4].to_owned()).collect();
+        assert_eq!(got, rules, "{mode}: {o:?}");
+        // A warning: exit 0.
+        assert_eq!(o.status.code(), Some(0), "{mode}: {o:?}");
+    }
+}
+
+#[test]
+fn data_acknowledged_before_its_fsync_is_a_d002_warning() {
+    let tmp = tempfile::tempdir().unwrap();
+    let sh = demo("unsynced_ack.sh");
+    let o = audit(tmp.path(), &["--watch", "d", "--", "sh", &sh, "d"], b"");
+    let got: Vec<String> = findings(&o).iter().map(|l| l[..4].to_owned()).collect();
+    assert_eq!(got, ["D002"], "{o:?}");
 }

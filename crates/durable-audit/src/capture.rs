@@ -156,10 +156,14 @@ pub fn strace_version() -> Result<String, CaptureError> {
 
 /// Runs `cmd` under strace (its stdout and stderr go to this process's stderr, its stdin
 /// is this process's), and returns the trace with its header, and the program's exit code.
+///
+/// `inject_eio`: the n-th fsync or fdatasync (1-based, over all processes) fails with EIO
+/// (strace's `-e inject`), to see what the program does after a failed fsync.
 pub fn run(
     fs: &DurableFs,
     cfg: &mut Config,
     cmd: &[String],
+    inject_eio: Option<u64>,
 ) -> Result<(String, Option<i32>), CaptureError> {
     strace_version()?;
     snapshot(fs, cfg)?;
@@ -181,6 +185,7 @@ pub fn run(
             "4096",
         ])
         .arg(format!("-e trace={TRACED}").replace("-e trace=", "-etrace="))
+        .args(inject_eio.map(|n| format!("-einject=fsync,fdatasync:error=EIO:when={n}")))
         .arg("-o")
         .arg(&file)
         .arg("--")

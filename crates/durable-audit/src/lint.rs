@@ -10,6 +10,12 @@
 //!   `X` can be empty or partial: the rename was durable, the data not).
 //! - **D004** (error, at the end): a file in a watched directory was fsynced, its directory
 //!   never, and no acknowledgement caught it earlier.
+//! - **D002** (warning): at an acknowledgement, a file in a watched directory has writes
+//!   never fsynced (they can be lost or torn by a crash).
+//! - **D005** (error): an acknowledgement after an fsync failed (fsyncgate: the kernel may
+//!   have dropped the dirty pages; a retry that succeeds proves nothing; fail-stop instead).
+//! - **D006** (warning): a file that existed is opened with `O_TRUNC` and rewritten in
+//!   place (a crash leaves it empty or partial: write a new file, fsync, rename over it).
 //!
 //! The model is path-based: paths are absolute (strace's `-y` gives every descriptor's
 //! path, and `AT_FDCWD` the working directory), normalised lexically (no symlinks
@@ -24,8 +30,10 @@ use crate::trace::{Arg, Event, EventKind, Ret, Syscall};
 /// A finding.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Finding {
-    /// The rule: `D001`, `D003`, `D004`.
+    /// The rule: `D001` to `D006`.
     pub rule: &'static str,
+    /// `error` (exit 1) or `warning`.
+    pub severity: &'static str,
     /// The trace line of the operation that was not durable.
     pub line: u64,
     /// Its process.
@@ -47,6 +55,13 @@ impl Finding {
     pub fn fix(&self) -> String {
         match self.rule {
             "D003" => format!("fsync {} before renaming it", self.name),
+            "D002" => format!("fsync {} before acknowledging", self.name),
+            "D005" => "stop at a failed fsync (fail-stop): never acknowledge after one".to_owned(),
+            "D006" => format!(
+                "write a new file, fsync it, rename it over {}, fsync {}",
+                self.name,
+                self.dir.display()
+            ),
             _ => format!(
                 "fsync {} after the {} of {}",
                 self.dir.display(),
@@ -62,6 +77,26 @@ impl std::fmt::Display for Finding {
         let what = match self.rule {
             "D003" => format!(
                 "rename of {:?} in {} at trace line {} (pid {} {}) while its data was never fsynced",
+                self.name,
+                self.dir.display(),
+                self.line,
+                self.pid,
+                self.syscall
+            ),
+            "D002" => format!(
+                "{:?} in {}, written at trace line {} (pid {} {}) and never fsynced,",
+                self.name,
+                self.dir.display(),
+                self.line,
+                self.pid,
+                self.syscall
+            ),
+            "D005" => format!(
+                "an fsync of {:?} failed at trace line {} (pid {} {}), and then something",
+                self.name, self.line, self.pid, self.syscall
+            ),
+            "D006" => format!(
+                "{:?} in {} was truncated and rewritten in place at trace line {} (pid {} {})",
                 self.name,
                 self.dir.display(),
                 self.line,
@@ -86,15 +121,27 @@ impl std::fmt::Display for Finding {
                 self.syscall
             ),
         };
+        if let ("D005", Some((n, text))) = (self.rule, &self.ack) {
+            return write!(
+                f,
+                "D005 fsync of {:?} in {} failed at trace line {} (pid {} {}), and {text:?} \
+                 (trace line {n}) was acknowledged after it",
+                self.name,
+                self.dir.display(),
+                self.line,
+                self.pid,
+                self.syscall
+            );
+        }
         match &self.ack {
             Some((n, text)) => write!(
                 f,
                 "{} {what} was acknowledged by {text:?} (trace line {n}) before {} was durable",
                 self.rule,
-                if self.rule == "D003" {
-                    "its data"
-                } else {
-                    "its directory"
+                match self.rule {
+                    "D003" | "D002" => "its data",
+                    "D005" => "anything after the failure",
+                    _ => "its directory",
                 }
             ),
             None => write!(f, "{} {what}", self.rule),
@@ -203,6 +250,8 @@ fn split(path: &Path) -> (PathBuf, String) {
 const O_CREAT: i64 = 0o100;
 const O_TMPFILE: i64 = 0o20_000_000;
 const O_DIRECTORY: i64 = 0o200_000;
+const O_TRUNC: i64 = 0o1000;
+const O_ACCMODE: i64 = 0o3;
 const PROT_WRITE: i64 = 2;
 const MAP_SHARED: i64 = 1;
 
@@ -214,6 +263,10 @@ struct Lint<'a> {
     pending: BTreeMap<PathBuf, Vec<PendingOp>>,
     /// files with writes never fsynced
     dirty: BTreeSet<PathBuf>,
+    /// the first write since the last fsync, per dirty file: (line, pid, syscall)
+    first_write: BTreeMap<PathBuf, (u64, u32, String)>,
+    /// the first failed fsync: (line, pid, syscall, path)
+    failed_sync: Option<(u64, u32, String, PathBuf)>,
     /// files fsynced: (line, pid, syscall) of the first fsync since their directory's
     fsynced: BTreeMap<PathBuf, (u64, u32, String)>,
     /// per process: its working directory, as AT_FDCWD showed it
@@ -262,6 +315,45 @@ impl Lint<'_> {
 
     fn ack(&mut self, line: u64, text: String) {
         self.report.acks += 1;
+        if let Some((l, pid, syscall, path)) = self.failed_sync.clone()
+            && self.reported.insert((l, "D005".to_owned()))
+        {
+            let (dir, name) = split(&path);
+            self.report.findings.push(Finding {
+                rule: "D005",
+                severity: "error",
+                line: l,
+                pid,
+                syscall,
+                op: "fsync",
+                dir,
+                name,
+                ack: Some((line, text.clone())),
+            });
+        }
+        let dirty: Vec<(PathBuf, (u64, u32, String))> = self
+            .first_write
+            .iter()
+            .filter(|(f, _)| f.parent().is_some_and(|d| self.watched(d)))
+            .map(|(f, w)| (f.clone(), w.clone()))
+            .collect();
+        for (f, (l, pid, syscall)) in dirty {
+            if !self.reported.insert((l, "D002".to_owned())) {
+                continue;
+            }
+            let (dir, name) = split(&f);
+            self.report.findings.push(Finding {
+                rule: "D002",
+                severity: "warning",
+                line: l,
+                pid,
+                syscall,
+                op: "write",
+                dir,
+                name,
+                ack: Some((line, text.clone())),
+            });
+        }
         for (dir, ops) in &self.pending {
             if !self.watched(dir) {
                 continue;
@@ -272,6 +364,7 @@ impl Lint<'_> {
                 }
                 self.report.findings.push(Finding {
                     rule: "D001",
+                    severity: "error",
                     line: op.line,
                     pid: op.pid,
                     syscall: op.syscall.clone(),
@@ -308,13 +401,32 @@ impl Lint<'_> {
                 {
                     self.dirs.insert(normalize(&bytes_path(p)));
                 }
-                if flags & O_CREAT == 0 || flags & O_TMPFILE == O_TMPFILE {
-                    return;
-                }
                 let path = match &c.ret {
                     Ret::Value { path: Some(p), .. } => normalize(&bytes_path(p)),
                     _ => self.resolve(ev.pid, dirfd, name),
                 };
+                if flags & O_TRUNC != 0
+                    && flags & O_ACCMODE != 0
+                    && self.exists.contains(&path)
+                    && !self.dirs.contains(&path)
+                    && path.parent().is_some_and(|d| self.watched(d))
+                {
+                    let (dir, fname) = split(&path);
+                    self.report.findings.push(Finding {
+                        rule: "D006",
+                        severity: "warning",
+                        line: ev.line,
+                        pid: ev.pid,
+                        syscall: c.name.clone(),
+                        op: "truncate",
+                        dir,
+                        name: fname,
+                        ack: None,
+                    });
+                }
+                if flags & O_CREAT == 0 || flags & O_TMPFILE == O_TMPFILE {
+                    return;
+                }
                 if self.exists.insert(path.clone()) {
                     self.dir_op(ev, c, "create", &path);
                 }
@@ -331,7 +443,11 @@ impl Lint<'_> {
                         self.ack(ev.line, text);
                         return;
                     }
-                    self.dirty.insert(normalize(&bytes_path(path)));
+                    let p = normalize(&bytes_path(path));
+                    self.first_write
+                        .entry(p.clone())
+                        .or_insert((ev.line, ev.pid, c.name.clone()));
+                    self.dirty.insert(p);
                 }
             }
             "ftruncate" | "fallocate" => {
@@ -341,11 +457,23 @@ impl Lint<'_> {
             }
             "fsync" | "fdatasync" => {
                 self.report.syncs += 1;
-                let (true, Some(Arg::Fd { path, .. })) = (ok, c.args.first()) else {
+                let Some(Arg::Fd { path, .. }) = c.args.first() else {
                     return;
                 };
                 let p = normalize(&bytes_path(path));
+                if !ok {
+                    // The program did try to sync this directory: its files are no D004
+                    // (what it acknowledges after the failure is D005's business).
+                    if self.pending.contains_key(&p) || self.dirs.contains(&p) {
+                        self.fsynced.retain(|f, _| f.parent() != Some(p.as_path()));
+                    }
+                    if self.failed_sync.is_none() {
+                        self.failed_sync = Some((ev.line, ev.pid, c.name.clone(), p));
+                    }
+                    return;
+                }
                 self.dirty.remove(&p);
+                self.first_write.remove(&p);
                 if self.pending.contains_key(&p) || self.dirs.contains(&p) {
                     self.sync_dir(&p);
                 } else {
@@ -359,6 +487,7 @@ impl Lint<'_> {
                 if ok {
                     self.pending.clear();
                     self.dirty.clear();
+                    self.first_write.clear();
                     self.fsynced.clear();
                 }
             }
@@ -381,11 +510,16 @@ impl Lint<'_> {
                 let (Some(from), Some(to)) = (from, to) else {
                     return;
                 };
+                let moved_write = self.first_write.remove(&from);
+                if let Some(w) = moved_write {
+                    self.first_write.insert(to.clone(), w);
+                }
                 if self.dirty.remove(&from) {
                     let (dir, name) = split(&from);
                     if self.watched(&dir) || self.watched(to.parent().unwrap_or(&to)) {
                         self.report.findings.push(Finding {
                             rule: "D003",
+                            severity: "error",
                             line: ev.line,
                             pid: ev.pid,
                             syscall: c.name.clone(),
@@ -417,6 +551,7 @@ impl Lint<'_> {
                     let path = self.resolve(ev.pid, dirfd, name);
                     self.exists.remove(&path);
                     self.dirty.remove(&path);
+                    self.first_write.remove(&path);
                     self.fsynced.remove(&path);
                     self.dir_op(ev, c, "unlink", &path);
                 }
@@ -473,6 +608,16 @@ impl Lint<'_> {
     }
 }
 
+impl Report {
+    /// Findings of severity `error` (what makes the exit code 1).
+    pub fn errors(&self) -> usize {
+        self.findings
+            .iter()
+            .filter(|f| f.severity == "error")
+            .count()
+    }
+}
+
 /// Replays `events` and reports.
 pub fn lint(events: &[Event], cfg: &Config) -> Report {
     let mut l = Lint {
@@ -481,6 +626,8 @@ pub fn lint(events: &[Event], cfg: &Config) -> Report {
         exists: cfg.existing.clone(),
         pending: BTreeMap::new(),
         dirty: BTreeSet::new(),
+        first_write: BTreeMap::new(),
+        failed_sync: None,
         fsynced: BTreeMap::new(),
         cwd: HashMap::new(),
         pids: BTreeSet::new(),
@@ -519,6 +666,7 @@ pub fn lint(events: &[Event], cfg: &Config) -> Report {
         }
         l.report.findings.push(Finding {
             rule: "D004",
+            severity: "error",
             line,
             pid,
             syscall,
