@@ -289,3 +289,20 @@ fn data_acknowledged_before_its_fsync_is_a_d002_warning() {
     let got: Vec<String> = findings(&o).iter().map(|l| l[..4].to_owned()).collect();
     assert_eq!(got, ["D002"], "{o:?}");
 }
+
+#[test]
+fn relative_names_after_chdir_are_followed_and_harmless_failures_are_not_findings() {
+    let script = demo("chdir_rename.py");
+    // Unfixed: each round's create of x.tmp and rename to x, acknowledged with DIR unsynced.
+    let d001 = vec!["D001"; 4];
+    for (fixed, want) in [(false, d001), (true, vec![])] {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut args = vec!["--watch", "d", "--", "python3", &script, "d"];
+        if fixed {
+            args.push("--fixed");
+        }
+        let o = audit(tmp.path(), &args, b"");
+        let got: Vec<String> = findings(&o).iter().map(|l| l[..4].to_owned()).collect();
+        assert_eq!(got, want, "fixed {fixed}: {o:?}");
+    }
+}

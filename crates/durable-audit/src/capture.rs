@@ -17,7 +17,7 @@ use crate::lint::{Config, normalize};
 pub const TRACED: &str = "open,openat,openat2,creat,write,pwrite64,writev,pwritev,pwritev2,\
 ftruncate,fallocate,fsync,fdatasync,sync,syncfs,rename,renameat,renameat2,unlink,unlinkat,\
 rmdir,mkdir,mkdirat,link,linkat,symlink,symlinkat,mmap,io_uring_setup,io_submit,\
-clone,clone3,fork,vfork,execve";
+clone,clone3,fork,vfork,execve,chdir,fchdir";
 
 /// Why a capture failed.
 #[derive(Debug, thiserror::Error)]
@@ -157,7 +157,8 @@ pub fn strace_version() -> Result<String, CaptureError> {
 /// Runs `cmd` under strace (its stdout and stderr go to this process's stderr, its stdin
 /// is this process's), and returns the trace with its header, and the program's exit code.
 ///
-/// `inject_eio`: the n-th fsync or fdatasync (1-based, over all processes) fails with EIO
+/// `inject_eio`: the n-th fsync or fdatasync (1-based, counted in each process: strace
+/// counts per tracee) fails with EIO
 /// (strace's `-e inject`), to see what the program does after a failed fsync.
 pub fn run(
     fs: &DurableFs,

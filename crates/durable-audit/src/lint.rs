@@ -273,6 +273,11 @@ struct Lint<'a> {
     cwd: HashMap<u32, PathBuf>,
     pids: BTreeSet<u32>,
     reported: BTreeSet<(u64, String)>,
+    /// Entries reported as D001 (their directory still not durable).
+    reported_names: BTreeSet<PathBuf>,
+    /// In-place rewrites (O_TRUNC of an existing file), reported at the end unless the file
+    /// was renamed away (a leftover temporary file reused for a replace).
+    rewrites: BTreeMap<PathBuf, Finding>,
     /// Paths known to be directories: watched, listed as such at the start, made, opened
     /// with O_DIRECTORY, or the parent of an entry.
     dirs: BTreeSet<PathBuf>,
@@ -315,6 +320,35 @@ impl Lint<'_> {
 
     fn ack(&mut self, line: u64, text: String) {
         self.report.acks += 1;
+        self.ack_inner(line, &text);
+        // What was reported is not rescanned at every later acknowledgement (a program
+        // with the bug acknowledges often): its entries stay not durable, reported once.
+        let watched: Vec<PathBuf> = self
+            .pending
+            .keys()
+            .filter(|d| self.watched(d))
+            .cloned()
+            .collect();
+        for d in watched {
+            if let Some(ops) = self.pending.get_mut(&d) {
+                for op in ops.drain(..) {
+                    self.reported_names.insert(d.join(&op.name));
+                }
+            }
+        }
+        let written: Vec<PathBuf> = self
+            .first_write
+            .keys()
+            .filter(|f| f.parent().is_some_and(|d| self.watched(d)))
+            .cloned()
+            .collect();
+        for f in written {
+            self.first_write.remove(&f);
+        }
+    }
+
+    fn ack_inner(&mut self, line: u64, text: &str) {
+        let text = text.to_owned();
         if let Some((l, pid, syscall, path)) = self.failed_sync.clone()
             && self.reported.insert((l, "D005".to_owned()))
         {
@@ -338,7 +372,7 @@ impl Lint<'_> {
             .map(|(f, w)| (f.clone(), w.clone()))
             .collect();
         for (f, (l, pid, syscall)) in dirty {
-            if !self.reported.insert((l, "D002".to_owned())) {
+            if !self.reported.insert((l, format!("D002 {}", f.display()))) {
                 continue;
             }
             let (dir, name) = split(&f);
@@ -359,7 +393,7 @@ impl Lint<'_> {
                 continue;
             }
             for op in ops {
-                if !self.reported.insert((op.line, op.name.clone())) {
+                if !self.reported.insert((op.line, format!("D001 {}", op.name))) {
                     continue;
                 }
                 self.report.findings.push(Finding {
@@ -412,7 +446,7 @@ impl Lint<'_> {
                     && path.parent().is_some_and(|d| self.watched(d))
                 {
                     let (dir, fname) = split(&path);
-                    self.report.findings.push(Finding {
+                    self.rewrites.entry(path.clone()).or_insert(Finding {
                         rule: "D006",
                         severity: "warning",
                         line: ev.line,
@@ -431,15 +465,38 @@ impl Lint<'_> {
                     self.dir_op(ev, c, "create", &path);
                 }
             }
+            "chdir" => {
+                if let (true, Some(name)) = (ok, c.str_arg(0)) {
+                    let to = self.resolve(ev.pid, None, name);
+                    self.cwd.insert(ev.pid, to);
+                }
+            }
+            "fchdir" => {
+                if let (true, Some(Arg::Fd { path, .. })) = (ok, c.args.first()) {
+                    self.cwd.insert(ev.pid, normalize(&bytes_path(path)));
+                }
+            }
+            "clone" | "clone3" | "fork" | "vfork" => {
+                // The child starts where its parent is.
+                if let (Ret::Value { value, .. }, Some(cwd)) = (&c.ret, self.cwd.get(&ev.pid))
+                    && let Ok(child) = u32::try_from(*value)
+                    && child > 0
+                {
+                    let cwd = cwd.clone();
+                    self.cwd.entry(child).or_insert(cwd);
+                }
+            }
             "write" | "pwrite64" | "writev" | "pwritev" | "pwritev2" => {
                 if !ok {
                     return;
                 }
                 if let Some(Arg::Fd { fd, path }) = c.args.first() {
-                    if *fd == 1
-                        && let Some(data) = c.str_arg(1)
-                        && let Some(text) = self.cfg.ack.matches(data)
-                    {
+                    // Descriptor 1, unless it was pointed at a watched file or /dev/null.
+                    let to = normalize(&bytes_path(path));
+                    let channel = *fd == 1
+                        && path.as_slice() != b"/dev/null"
+                        && !to.parent().is_some_and(|d| self.watched(d));
+                    if channel && let Some(text) = self.cfg.ack.matches(&written(c)) {
                         self.ack(ev.line, text);
                         return;
                     }
@@ -461,13 +518,19 @@ impl Lint<'_> {
                     return;
                 };
                 let p = normalize(&bytes_path(path));
+                let serious = matches!(&c.ret, Ret::Error { errno } if matches!(errno.as_str(), "EIO" | "ENOSPC" | "EDQUOT"));
+                if !ok && !serious {
+                    return; // EINVAL on a pipe, EBADF: not a failed write-back
+                }
                 if !ok {
                     // The program did try to sync this directory: its files are no D004
                     // (what it acknowledges after the failure is D005's business).
                     if self.pending.contains_key(&p) || self.dirs.contains(&p) {
                         self.fsynced.retain(|f, _| f.parent() != Some(p.as_path()));
                     }
-                    if self.failed_sync.is_none() {
+                    if self.failed_sync.is_none()
+                        && (self.watched(&p) || p.parent().is_some_and(|d| self.watched(d)))
+                    {
                         self.failed_sync = Some((ev.line, ev.pid, c.name.clone(), p));
                     }
                     return;
@@ -510,6 +573,8 @@ impl Lint<'_> {
                 let (Some(from), Some(to)) = (from, to) else {
                     return;
                 };
+                // A rewritten file renamed away was a temporary file: no in-place rewrite.
+                self.rewrites.remove(&from);
                 let moved_write = self.first_write.remove(&from);
                 if let Some(w) = moved_write {
                     self.first_write.insert(to.clone(), w);
@@ -618,6 +683,36 @@ impl Report {
     }
 }
 
+/// The bytes a write call wrote, as far as the trace shows them: the string argument, or
+/// the `iov_base` strings of a `writev` array.
+fn written(c: &Syscall) -> Vec<u8> {
+    if let Some(b) = c.str_arg(1) {
+        return b.to_vec();
+    }
+    let Some(Arg::Other(list)) = c.args.get(1) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    let mut rest = list.as_str();
+    while let Some(at) = rest.find("iov_base=\"") {
+        let body = rest.get(at + 10..).unwrap_or("");
+        let mut end = 0;
+        let b = body.as_bytes();
+        while let Some(&ch) = b.get(end) {
+            match ch {
+                b'\\' => end += 2,
+                b'"' => break,
+                _ => end += 1,
+            }
+        }
+        if let Some(Ok(bytes)) = body.get(..end).map(crate::trace::unescape_str) {
+            out.extend(bytes);
+        }
+        rest = body.get(end..).unwrap_or("");
+    }
+    out
+}
+
 /// Replays `events` and reports.
 pub fn lint(events: &[Event], cfg: &Config) -> Report {
     let mut l = Lint {
@@ -632,6 +727,8 @@ pub fn lint(events: &[Event], cfg: &Config) -> Report {
         cwd: HashMap::new(),
         pids: BTreeSet::new(),
         reported: BTreeSet::new(),
+        reported_names: BTreeSet::new(),
+        rewrites: BTreeMap::new(),
         dirs: cfg
             .watch
             .iter()
@@ -653,15 +750,16 @@ pub fn lint(events: &[Event], cfg: &Config) -> Report {
             // Its own entry (its create or rename) is still not durable.
             let (dir, name) = split(f);
             l.watched(&dir)
-                && l.pending
-                    .get(&dir)
-                    .is_some_and(|ops| ops.iter().any(|o| o.name == name))
+                && (l.reported_names.contains(*f)
+                    || l.pending
+                        .get(&dir)
+                        .is_some_and(|ops| ops.iter().any(|o| o.name == name)))
         })
         .map(|(f, s)| (f.clone(), s.clone()))
         .collect();
     for (f, (line, pid, syscall)) in leftovers {
         let (dir, name) = split(&f);
-        if l.reported.iter().any(|(_, n)| *n == name) {
+        if l.reported_names.contains(&f) {
             continue;
         }
         l.report.findings.push(Finding {
@@ -676,6 +774,8 @@ pub fn lint(events: &[Event], cfg: &Config) -> Report {
             ack: None,
         });
     }
+    let rewrites = std::mem::take(&mut l.rewrites);
+    l.report.findings.extend(rewrites.into_values());
     l.report.processes = l.pids.len();
     l.report.findings.sort_by_key(|f| f.line);
     l.report

@@ -162,7 +162,8 @@ impl Parser {
                     kind: EventKind::Killed(sig),
                 }));
             }
-            return Err(err(n, format!("unknown +++ line {rest:?}")));
+            // `+++ superseded by execve in pid N +++` and the like: nothing to model.
+            return Ok(None);
         }
         if let Some(rest) = body.strip_prefix("--- ") {
             let sig = rest.split_whitespace().next().unwrap_or("").to_owned();
@@ -181,6 +182,10 @@ impl Parser {
                 .remove(&pid)
                 .ok_or_else(|| err(n, format!("{name} resumed, never started")))?;
             format!("{head}{tail}")
+        } else if body.ends_with(" <detached ...>") {
+            // strace let go of the process in the middle of a call: it never completes.
+            self.pending.remove(&pid);
+            return Ok(None);
         } else if let Some(head) = body.strip_suffix(" <unfinished ...>") {
             if self.pending.len() >= MAX_PENDING && !self.pending.contains_key(&pid) {
                 return Err(err(n, "too many calls left unfinished"));
@@ -336,6 +341,11 @@ fn unescape(s: &str) -> Result<Vec<u8>, String> {
     Ok(out)
 }
 
+/// Decodes the contents of a string in strace's notation (between its quotes).
+pub fn unescape_str(s: &str) -> Result<Vec<u8>, String> {
+    unescape(s)
+}
+
 fn parse_int(s: &str) -> Option<i64> {
     if let Some(h) = s.strip_prefix("0x") {
         return u64::from_str_radix(h, 16).ok().map(|v| v as i64);
@@ -351,9 +361,11 @@ fn parse_fd(s: &str) -> Result<Option<(i64, Vec<u8>)>, String> {
     let Some(fd) = s.get(..lt).and_then(parse_int) else {
         return Ok(None);
     };
-    let inner = s
-        .get(lt + 1..)
-        .and_then(|r| r.strip_suffix('>'))
+    // A file unlinked while open is shown as `3<PATH>(deleted)`.
+    let rest = s.get(lt + 1..).unwrap_or("");
+    let inner = rest
+        .strip_suffix(">(deleted)")
+        .or_else(|| rest.strip_suffix('>'))
         .ok_or_else(|| format!("a descriptor's path does not close: {s:?}"))?;
     Ok(Some((fd, unescape(inner)?)))
 }

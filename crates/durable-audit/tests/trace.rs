@@ -282,3 +282,24 @@ proptest! {
         let _ = p.feed(1, &mutated);
     }
 }
+
+#[test]
+fn deleted_files_detached_and_superseded_processes_parse() {
+    let mut p = Parser::new();
+    let ev = p
+        .feed(1, r#"5 write(3<\x2f\x74>(deleted), "\x61", 1) = 1"#)
+        .unwrap()
+        .unwrap();
+    let EventKind::Syscall(c) = ev.kind else {
+        panic!()
+    };
+    assert_eq!(c.fd_path(0), Some(&b"/t"[..]));
+    assert_eq!(
+        p.feed(2, "6 +++ superseded by execve in pid 5 +++")
+            .unwrap(),
+        None
+    );
+    assert_eq!(p.feed(3, "7 fsync(3 <unfinished ...>").unwrap(), None);
+    assert_eq!(p.feed(4, "7 fsync(3 <detached ...>").unwrap(), None);
+    assert!(p.unfinished().is_empty());
+}
