@@ -20,10 +20,11 @@ pub struct AuditArgs {
     /// default: the working directory; `/` is refused).
     #[arg(long)]
     watch: Vec<PathBuf>,
-    /// What an acknowledgement is: `line:WORD` (or just WORD), a line on the program's
-    /// stdout that starts with WORD. Default: `line:ack`.
-    #[arg(long, default_value = "line:ack")]
-    ack: String,
+    /// What an acknowledgement is (repeatable): `line:REGEX`, a line on the program's stdout
+    /// matching it (default `line:^ack\b`); `exit`, the program's exit with status 0; `fd:N`,
+    /// any write to descriptor N.
+    #[arg(long)]
+    ack: Vec<String>,
     /// Audit a trace saved by --save-trace instead of running a program.
     #[arg(long, conflicts_with = "cmd")]
     from_trace: Option<PathBuf>,
@@ -49,18 +50,9 @@ fn json_str(s: &str) -> serde_json::Value {
 /// Runs `durable audit`.
 pub fn run(args: &AuditArgs) -> Outcome {
     let fs = DurableFs::real();
-    let word = args.ack.strip_prefix("line:").unwrap_or(&args.ack);
-    if word.is_empty() || word.contains(char::is_whitespace) {
-        return Err(Fail::Msg(format!(
-            "--ack {:?}: expected line:WORD",
-            args.ack
-        )));
-    }
     let mut cfg = Config {
         watch: args.watch.iter().map(|w| capture::absolute(w)).collect(),
-        ack: AckSpec {
-            line_prefix: word.to_owned(),
-        },
+        ack: AckSpec::parse(&args.ack).map_err(Fail::Msg)?,
         ..Config::default()
     };
     let text = match &args.from_trace {

@@ -306,3 +306,50 @@ fn relative_names_after_chdir_are_followed_and_harmless_failures_are_not_finding
         assert_eq!(got, want, "fixed {fixed}: {o:?}");
     }
 }
+
+#[test]
+fn acknowledgements_can_be_the_exit_a_descriptor_or_a_pattern() {
+    let sh = demo("seedwal.sh");
+    let four = b"a\nb\nc\nd\n";
+    let tmp = tempfile::tempdir().unwrap();
+    // At exit: the second segment's entry was never made durable.
+    let o = audit(
+        tmp.path(),
+        &[
+            "--watch", "w", "--ack", "exit", "--", "sh", &sh, "append", "w",
+        ],
+        four,
+    );
+    let f = findings(&o);
+    assert_eq!(f.len(), 1, "{o:?}");
+    assert!(
+        f[0].contains("\"000002.wal\"") && f[0].contains("\"exit 0\""),
+        "{}",
+        f[0]
+    );
+    // A pattern that never matches, and no exit: nothing is acknowledged; the syncs remain,
+    // so the run is measured, and the D004 at the end names the file fsynced without its
+    // directory.
+    let tmp = tempfile::tempdir().unwrap();
+    let o = audit(
+        tmp.path(),
+        &[
+            "--watch",
+            "w",
+            "--ack",
+            "line:^never$",
+            "--",
+            "sh",
+            &sh,
+            "append",
+            "w",
+        ],
+        four,
+    );
+    let f = findings(&o);
+    assert_eq!(f.len(), 1, "{o:?}");
+    assert!(f[0].starts_with("D004 \"000002.wal\""), "{}", f[0]);
+    // A bad spec is a usage error.
+    let o = audit(tmp.path(), &["--ack", "line:(", "--", "true"], b"");
+    assert_eq!(o.status.code(), Some(2));
+}

@@ -17,7 +17,7 @@ use crate::lint::{Config, normalize};
 pub const TRACED: &str = "open,openat,openat2,creat,write,pwrite64,writev,pwritev,pwritev2,\
 ftruncate,fallocate,fsync,fdatasync,sync,syncfs,rename,renameat,renameat2,unlink,unlinkat,\
 rmdir,mkdir,mkdirat,link,linkat,symlink,symlinkat,mmap,io_uring_setup,io_submit,\
-clone,clone3,fork,vfork,execve,chdir,fchdir";
+clone,clone3,fork,vfork,execve,chdir,fchdir,exit_group";
 
 /// Why a capture failed.
 #[derive(Debug, thiserror::Error)]

@@ -149,32 +149,61 @@ impl std::fmt::Display for Finding {
     }
 }
 
-/// What counts as an acknowledgement.
+/// What counts as an acknowledgement (any of them).
 #[derive(Debug, Clone)]
 pub struct AckSpec {
-    /// A line written to descriptor 1 that starts with this word (then a non-word byte or
-    /// the end): the default is `ack`.
-    pub line_prefix: String,
+    /// A line written to descriptor 1 that matches this pattern. Default: `^ack\b`.
+    pub line: Option<regex::bytes::Regex>,
+    /// The program's exit with status 0 acknowledges everything it did.
+    pub exit: bool,
+    /// Any write to these descriptors.
+    pub fds: Vec<i64>,
 }
 
 impl Default for AckSpec {
     fn default() -> Self {
         AckSpec {
-            line_prefix: "ack".to_owned(),
+            line: regex::bytes::Regex::new(r"^ack\b").ok(),
+            exit: false,
+            fds: Vec::new(),
         }
     }
 }
 
 impl AckSpec {
+    /// Parses `--ack` specs: `line:REGEX`, `exit`, `fd:N` (no spec: the default).
+    pub fn parse(specs: &[String]) -> Result<AckSpec, String> {
+        if specs.is_empty() {
+            return Ok(AckSpec::default());
+        }
+        let mut a = AckSpec {
+            line: None,
+            exit: false,
+            fds: Vec::new(),
+        };
+        for spec in specs {
+            if let Some(re) = spec.strip_prefix("line:") {
+                a.line =
+                    Some(regex::bytes::Regex::new(re).map_err(|e| format!("--ack {spec:?}: {e}"))?);
+            } else if spec == "exit" {
+                a.exit = true;
+            } else if let Some(n) = spec.strip_prefix("fd:") {
+                a.fds.push(
+                    n.parse()
+                        .map_err(|_| format!("--ack {spec:?}: not a descriptor"))?,
+                );
+            } else {
+                return Err(format!("--ack {spec:?}: expected line:REGEX, exit or fd:N"));
+            }
+        }
+        Ok(a)
+    }
+
     fn matches(&self, data: &[u8]) -> Option<String> {
-        let p = self.line_prefix.as_bytes();
-        data.split(|&b| b == b'\n').find_map(|line| {
-            let rest = line.strip_prefix(p)?;
-            let boundary = rest
-                .first()
-                .is_none_or(|&b| !(b.is_ascii_alphanumeric() || b == b'_'));
-            boundary.then(|| String::from_utf8_lossy(line).into_owned())
-        })
+        let re = self.line.as_ref()?;
+        data.split(|&b| b == b'\n')
+            .find(|line| re.is_match(line))
+            .map(|line| String::from_utf8_lossy(line).into_owned())
     }
 }
 
@@ -500,6 +529,10 @@ impl Lint<'_> {
                         self.ack(ev.line, text);
                         return;
                     }
+                    if self.cfg.ack.fds.contains(fd) {
+                        self.ack(ev.line, format!("a write to fd {fd}"));
+                        return;
+                    }
                     let p = normalize(&bytes_path(path));
                     self.first_write
                         .entry(p.clone())
@@ -741,6 +774,16 @@ pub fn lint(events: &[Event], cfg: &Config) -> Report {
         if let EventKind::Syscall(c) = &ev.kind {
             l.call(ev, c);
         }
+    }
+    // `--ack exit`: the first process exiting with status 0 acknowledges everything.
+    if cfg.ack.exit
+        && let Some(first) = events.first().map(|e| e.pid)
+        && let Some(ev) = events.iter().rev().find(|e| {
+            e.pid == first
+                && matches!(&e.kind, EventKind::Syscall(c) if c.name == "exit_group" && c.int_arg(0) == Some(0))
+        })
+    {
+        l.ack(ev.line, "exit 0".to_owned());
     }
     // D004: fsynced files whose directory never was, not caught at an acknowledgement.
     let leftovers: Vec<(PathBuf, (u64, u32, String))> = l
