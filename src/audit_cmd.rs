@@ -38,9 +38,60 @@ pub struct AuditArgs {
     /// `text`, or `json` (one object a line: each finding, then a summary).
     #[arg(long, value_enum, default_value_t = Format::Text)]
     format: Format,
+    /// Explore crash states too: replay the run into a simulated filesystem, cut the power
+    /// at each acknowledgement (see --points), and run --check on each state.
+    #[arg(long, requires = "check")]
+    explore: bool,
+    /// The check run on each crash state (with `sh -c`): `{dir}` is the state's copy of the
+    /// watched directory; the acknowledgements so far are in the file $DURABLE_AUDIT_ACKED
+    /// (one a line), their count in $DURABLE_AUDIT_ACKS. Exit 0 when the state holds what
+    /// was acknowledged.
+    #[arg(long, requires = "explore")]
+    check: Option<String>,
+    /// Crash modes (comma-separated): strict (what was synced), torn (plus a prefix of
+    /// what was not, torn sectors), reordered (plus any subset of the unsynced sectors).
+    #[arg(long, value_enum, value_delimiter = ',', default_value = "strict")]
+    crash: Vec<CrashArg>,
+    /// Where the power is cut: after each acknowledgement (`acks`), each sync too
+    /// (`syncs`), or every operation the model replays (`all`).
+    #[arg(long, value_enum, default_value_t = PointsArg::Acks)]
+    points: PointsArg,
+    /// States per crash point in the torn and reordered modes (seeds).
+    #[arg(long, default_value_t = 4)]
+    seeds: u64,
+    /// Most distinct crash states checked (the rest are counted as skipped).
+    #[arg(long, default_value_t = 10_000)]
+    max_states: usize,
+    /// Checks run at once (default: the number of CPUs).
+    #[arg(long)]
+    jobs: Option<usize>,
+    /// Seconds a check may run before it is killed and counted as failed.
+    #[arg(long, default_value_t = 60)]
+    check_timeout: u64,
+    /// Bytes of each write strace keeps when exploring (a longer write is refused as not
+    /// measured).
+    #[arg(long, default_value_t = 1 << 20)]
+    max_write: usize,
+    /// Failed crash states kept on disk for inspection.
+    #[arg(long, default_value_t = 10)]
+    keep_failed: usize,
     /// The program and its arguments (after `--`).
     #[arg(last = true)]
     cmd: Vec<String>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum CrashArg {
+    Strict,
+    Torn,
+    Reordered,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum PointsArg {
+    Acks,
+    Syncs,
+    All,
 }
 
 fn json_str(s: &str) -> serde_json::Value {
@@ -71,8 +122,10 @@ pub fn run(args: &AuditArgs) -> Outcome {
             if cfg.watch.is_empty() {
                 cfg.watch.push(capture::absolute(&PathBuf::from(".")));
             }
-            let (text, _code) = capture::run(&fs, &mut cfg, &args.cmd, args.inject_fsync_eio)
-                .map_err(|e| Fail::Msg(e.to_string()))?;
+            let explore = args.explore.then_some(args.max_write);
+            let (text, _code) =
+                capture::run(&fs, &mut cfg, &args.cmd, args.inject_fsync_eio, explore)
+                    .map_err(|e| Fail::Msg(e.to_string()))?;
             text
         }
     };
@@ -147,9 +200,99 @@ pub fn run(args: &AuditArgs) -> Outcome {
     out(stdout
         .write_all(summary.as_bytes())
         .and_then(|()| stdout.flush()))?;
-    Ok(if report.errors() == 0 {
+    let mut failed = 0;
+    if args.explore {
+        drop(stdout);
+        failed = run_explore(args, &events, &cfg)?;
+    }
+    Ok(if report.errors() == 0 && failed == 0 {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)
     })
+}
+
+/// Explores the run's crash states and prints each failure; returns how many failed.
+fn run_explore(args: &AuditArgs, events: &[trace::Event], cfg: &Config) -> Result<usize, Fail> {
+    use durable_audit::explore::{self, Options, Points};
+    use durable_fs::sim::CrashMode;
+    let not_measured = |e: explore::ExploreError| Fail::Msg(e.to_string());
+    let initial = explore::initial(cfg).map_err(not_measured)?;
+    let mut modes: Vec<CrashMode> = args
+        .crash
+        .iter()
+        .map(|c| match c {
+            CrashArg::Strict => CrashMode::Strict,
+            CrashArg::Torn => CrashMode::Torn,
+            CrashArg::Reordered => CrashMode::Reordered,
+        })
+        .collect();
+    modes.dedup();
+    let opts = Options {
+        check: args.check.clone().unwrap_or_default(),
+        points: match args.points {
+            PointsArg::Acks => Points::Acks,
+            PointsArg::Syncs => Points::Syncs,
+            PointsArg::All => Points::All,
+        },
+        modes,
+        seeds: args.seeds,
+        max_states: args.max_states,
+        jobs: args
+            .jobs
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, usize::from)),
+        timeout: std::time::Duration::from_secs(args.check_timeout),
+        scratch: std::env::temp_dir(),
+        keep_failed: args.keep_failed,
+    };
+    let outcome = explore::explore(events, cfg, &initial, &opts).map_err(not_measured)?;
+    let mut stdout = std::io::stdout().lock();
+    for f in &outcome.failures {
+        let line = match args.format {
+            Format::Text => format!("{f}\n"),
+            Format::Json => {
+                let pending: Vec<serde_json::Value> = f
+                    .pending
+                    .iter()
+                    .map(|(p, lost)| {
+                        serde_json::json!({"line": p.line, "pid": p.pid, "syscall": p.syscall,
+                            "op": p.op, "path": p.path.to_string_lossy(),
+                            "from": p.from.as_ref().map(|x| x.to_string_lossy()),
+                            "lost": lost})
+                    })
+                    .collect();
+                format!(
+                    "{}\n",
+                    serde_json::json!({"v": 1, "crash": {"line": f.point.line,
+                        "at": f.point.what, "acks": f.point.acks, "mode": f.mode.to_string(),
+                        "seed": f.seed, "exit": f.exit, "output": f.output,
+                        "pending": pending,
+                        "kept": f.kept.as_ref().map(|k| k.to_string_lossy())}})
+                )
+            }
+        };
+        out(stdout.write_all(line.as_bytes()))?;
+    }
+    let summary = match args.format {
+        Format::Text => format!(
+            "explore: {} crash points, {} states ({} distinct, {} checked, {} skipped), {} failed\n",
+            outcome.points,
+            outcome.states,
+            outcome.distinct,
+            outcome.checked,
+            outcome.skipped,
+            outcome.failures.len()
+        ),
+        Format::Json => format!(
+            "{}\n",
+            serde_json::json!({"v": 1, "explore": {"points": outcome.points,
+                "states": outcome.states, "distinct": outcome.distinct,
+                "checked": outcome.checked, "skipped": outcome.skipped,
+                "failed": outcome.failures.len()}})
+        ),
+    };
+    out(stdout
+        .write_all(summary.as_bytes())
+        .and_then(|()| stdout.flush()))?;
+    Ok(outcome.failures.len())
 }

@@ -23,5 +23,7 @@ if cmd == "append":
         os.fsync(f)
         print("ack %d" % (n + 1), flush=True)
 elif cmd == "dump":
+    # Bytes, not text: a crash can leave a torn tail of garbage after the synced lines.
     for name in sorted(os.listdir(d)):
-        sys.stdout.write(open(os.path.join(d, name)).read())
+        with open(os.path.join(d, name), "rb") as f:
+            sys.stdout.buffer.write(f.read())

@@ -3,7 +3,9 @@
 //! A saved trace is strace's output behind a few header lines of our own (strace never
 //! writes a line starting with `#`): `# durable-audit watch HEX`, `# durable-audit dir HEX`
 //! and `# durable-audit exists HEX` (paths in hex: the watched directories, and what was in
-//! them, directories and other entries, when the run started).
+//! them, directories and other entries, when the run started). A trace captured for
+//! explore also has `# durable-audit contents` and, for each regular file that was there,
+//! `# durable-audit file HEXPATH HEXBYTES` (its bytes at the start).
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -18,6 +20,14 @@ pub const TRACED: &str = "open,openat,openat2,creat,write,pwrite64,writev,pwrite
 ftruncate,fallocate,fsync,fdatasync,sync,syncfs,rename,renameat,renameat2,unlink,unlinkat,\
 rmdir,mkdir,mkdirat,link,linkat,symlink,symlinkat,mmap,io_uring_setup,io_submit,\
 clone,clone3,fork,vfork,execve,chdir,fchdir,exit_group";
+
+/// What explore traces besides [`TRACED`]: what moves a descriptor's position or copies it,
+/// and what writes data the model must refuse.
+pub const TRACED_EXPLORE: &str = "close,dup,dup2,dup3,fcntl,lseek,read,readv,truncate,\
+sendfile,splice,tee,copy_file_range";
+
+/// Most bytes of the watched directories' files saved at the start for explore.
+pub const MAX_CONTENTS: u64 = crate::explore::MAX_INITIAL_BYTES;
 
 /// Why a capture failed.
 #[derive(Debug, thiserror::Error)]
@@ -35,6 +45,11 @@ pub enum CaptureError {
     /// A saved trace's header is damaged.
     #[error("{0}")]
     Header(String),
+    /// The watched directories hold too much to copy into every crash state.
+    #[error(
+        "not measured: the watched directories hold more than {MAX_CONTENTS} bytes (explore copies them into every crash state)"
+    )]
+    TooBig,
 }
 
 fn hex(b: &[u8]) -> String {
@@ -61,8 +76,13 @@ fn bytes_path(b: Vec<u8>) -> PathBuf {
     PathBuf::from(std::ffi::OsString::from_vec(b))
 }
 
-/// Lists what is under each watched directory now (recursively), through the door.
-pub fn snapshot(fs: &DurableFs, cfg: &mut Config) -> Result<(), CaptureError> {
+/// Lists what is under each watched directory now (recursively), through the door; with
+/// `contents`, keeps the bytes of each regular file too (at most [`MAX_CONTENTS`]).
+pub fn snapshot(fs: &DurableFs, cfg: &mut Config, contents: bool) -> Result<(), CaptureError> {
+    let mut total = 0u64;
+    if contents {
+        cfg.contents = Some(Default::default());
+    }
     let mut stack: Vec<PathBuf> = cfg.watch.clone();
     let mut seen = BTreeSet::new();
     while let Some(dir) = stack.pop() {
@@ -74,8 +94,19 @@ pub fn snapshot(fs: &DurableFs, cfg: &mut Config) -> Result<(), CaptureError> {
         for name in fs.list(&dir)? {
             let p = dir.join(name);
             cfg.existing.insert(p.clone());
-            if fs.kind(&p)? == Some(EntryKind::Dir) {
-                stack.push(p);
+            match fs.kind(&p)? {
+                Some(EntryKind::Dir) => stack.push(p),
+                Some(EntryKind::File) if contents => {
+                    let bytes = fs.read(&p)?;
+                    total += bytes.len() as u64;
+                    if total > MAX_CONTENTS {
+                        return Err(CaptureError::TooBig);
+                    }
+                    if let Some(c) = &mut cfg.contents {
+                        c.insert(p, bytes);
+                    }
+                }
+                _ => {}
             }
         }
     }
@@ -94,6 +125,16 @@ pub fn header(cfg: &Config) -> String {
     for e in cfg.existing.difference(&cfg.existing_dirs) {
         h.push_str(&format!("# durable-audit exists {}\n", hex(path_bytes(e))));
     }
+    if let Some(contents) = &cfg.contents {
+        h.push_str("# durable-audit contents\n");
+        for (p, bytes) in contents {
+            h.push_str(&format!(
+                "# durable-audit file {} {}\n",
+                hex(path_bytes(p)),
+                hex(bytes)
+            ));
+        }
+    }
     h
 }
 
@@ -106,6 +147,19 @@ pub fn read_header(text: &str, cfg: &mut Config) -> Result<(), CaptureError> {
             }
             break;
         };
+        let bad = || CaptureError::Header(format!("trace line {}: {line:?}", i + 1));
+        if rest == "contents" {
+            cfg.contents.get_or_insert_with(Default::default);
+            continue;
+        }
+        if let Some(file) = rest.strip_prefix("file ") {
+            let (p, b) = file.split_once(' ').ok_or_else(bad)?;
+            let (p, b) = (unhex(p).ok_or_else(bad)?, unhex(b.trim()).ok_or_else(bad)?);
+            cfg.contents
+                .get_or_insert_with(Default::default)
+                .insert(bytes_path(p), b);
+            continue;
+        }
         let (kind, value) = rest
             .split_once(' ')
             .ok_or_else(|| CaptureError::Header(format!("trace line {}: {line:?}", i + 1)))?;
@@ -160,32 +214,32 @@ pub fn strace_version() -> Result<String, CaptureError> {
 /// `inject_eio`: the n-th fsync or fdatasync (1-based, counted in each process: strace
 /// counts per tracee) fails with EIO
 /// (strace's `-e inject`), to see what the program does after a failed fsync.
+///
+/// `explore`: `Some(max_write)` traces what explore needs as well ([`TRACED_EXPLORE`]),
+/// keeps up to `max_write` bytes of each write (strace's `-s`; 4096 otherwise), and saves
+/// the watched directories' contents.
 pub fn run(
     fs: &DurableFs,
     cfg: &mut Config,
     cmd: &[String],
     inject_eio: Option<u64>,
+    explore: Option<usize>,
 ) -> Result<(String, Option<i32>), CaptureError> {
     strace_version()?;
-    snapshot(fs, cfg)?;
+    snapshot(fs, cfg, explore.is_some())?;
+    let traced = match explore {
+        Some(_) => format!("{TRACED},{TRACED_EXPLORE}"),
+        None => TRACED.to_owned(),
+    };
     let file = std::env::temp_dir().join(format!(
         "durable-audit-{}-{}.strace",
         std::process::id(),
         durable_fs::random_salt(u64::from(std::process::id()))
     ));
     let status = Command::new("strace")
-        .args([
-            "-f",
-            "--seccomp-bpf",
-            "-qq",
-            "-y",
-            "-xx",
-            "-X",
-            "raw",
-            "-s",
-            "4096",
-        ])
-        .arg(format!("-e trace={TRACED}").replace("-e trace=", "-etrace="))
+        .args(["-f", "--seccomp-bpf", "-qq", "-y", "-xx", "-X", "raw", "-s"])
+        .arg(explore.unwrap_or(4096).to_string())
+        .arg(format!("-etrace={traced}"))
         .args(inject_eio.map(|n| format!("-einject=fsync,fdatasync:error=EIO:when={n}")))
         .arg("-o")
         .arg(&file)

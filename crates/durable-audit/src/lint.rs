@@ -218,6 +218,9 @@ pub struct Config {
     pub existing_dirs: BTreeSet<PathBuf>,
     /// What an acknowledgement is.
     pub ack: AckSpec,
+    /// The bytes of each regular file under the watched directories at the start, when
+    /// they were saved (explore needs them; the lint does not).
+    pub contents: Option<BTreeMap<PathBuf, Vec<u8>>>,
 }
 
 /// What the lint found, and what it saw.
@@ -262,12 +265,12 @@ pub fn normalize(p: &Path) -> PathBuf {
     out
 }
 
-fn bytes_path(b: &[u8]) -> PathBuf {
+pub(crate) fn bytes_path(b: &[u8]) -> PathBuf {
     use std::os::unix::ffi::OsStrExt;
     PathBuf::from(std::ffi::OsStr::from_bytes(b))
 }
 
-fn split(path: &Path) -> (PathBuf, String) {
+pub(crate) fn split(path: &Path) -> (PathBuf, String) {
     let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
     let name = path
         .file_name()
@@ -284,6 +287,94 @@ const O_ACCMODE: i64 = 0o3;
 const PROT_WRITE: i64 = 2;
 const MAP_SHARED: i64 = 1;
 
+/// Each process's working directory as the trace shows it: `AT_FDCWD`'s `-y` path, `chdir`,
+/// `fchdir`, and a child starting where its parent is.
+#[derive(Debug, Default)]
+pub(crate) struct Cwd(HashMap<u32, PathBuf>);
+
+impl Cwd {
+    /// Follows what `c` (a successful call or not) says about working directories.
+    pub(crate) fn observe(&mut self, ev: &Event, c: &Syscall) {
+        for a in &c.args {
+            if let Arg::Fd { fd: -100, path } = a {
+                self.0.insert(ev.pid, normalize(&bytes_path(path)));
+            }
+        }
+        let ok = c.ok();
+        match c.name.as_str() {
+            "chdir" => {
+                if let (true, Some(name)) = (ok, c.str_arg(0)) {
+                    let to = self.resolve(ev.pid, None, name);
+                    self.0.insert(ev.pid, to);
+                }
+            }
+            "fchdir" => {
+                if let (true, Some(Arg::Fd { path, .. })) = (ok, c.args.first()) {
+                    self.0.insert(ev.pid, normalize(&bytes_path(path)));
+                }
+            }
+            "clone" | "clone3" | "fork" | "vfork" => {
+                // The child starts where its parent is.
+                if let (Ret::Value { value, .. }, Some(cwd)) = (&c.ret, self.0.get(&ev.pid))
+                    && let Ok(child) = u32::try_from(*value)
+                    && child > 0
+                {
+                    let cwd = cwd.clone();
+                    self.0.entry(child).or_insert(cwd);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// An absolute path for `name` relative to descriptor argument `dirfd` (or the cwd).
+    pub(crate) fn resolve(&self, pid: u32, dirfd: Option<&Arg>, name: &[u8]) -> PathBuf {
+        let p = bytes_path(name);
+        if p.is_absolute() {
+            return normalize(&p);
+        }
+        let base = match dirfd {
+            Some(Arg::Fd { path, .. }) => bytes_path(path),
+            _ => self.0.get(&pid).cloned().unwrap_or_default(),
+        };
+        normalize(&base.join(p))
+    }
+}
+
+impl Config {
+    /// True when `dir` is a watched directory or under one.
+    pub fn watched(&self, dir: &Path) -> bool {
+        self.watch.iter().any(|w| dir.starts_with(w))
+    }
+
+    /// The acknowledgement call `c` makes, if it is one: its text. A line matching the
+    /// pattern written to descriptor 1 (unless descriptor 1 was pointed at a watched file or
+    /// `/dev/null`), or any write to a descriptor named with `fd:N`.
+    pub fn ack_of(&self, c: &Syscall) -> Option<String> {
+        if !matches!(
+            c.name.as_str(),
+            "write" | "pwrite64" | "writev" | "pwritev" | "pwritev2"
+        ) || !c.ok()
+        {
+            return None;
+        }
+        let Some(Arg::Fd { fd, path }) = c.args.first() else {
+            return None;
+        };
+        let to = normalize(&bytes_path(path));
+        let channel = *fd == 1
+            && path.as_slice() != b"/dev/null"
+            && !to.parent().is_some_and(|d| self.watched(d));
+        if channel && let Some(text) = self.ack.matches(&written(c)) {
+            return Some(text);
+        }
+        if self.ack.fds.contains(fd) {
+            return Some(format!("a write to fd {fd}"));
+        }
+        None
+    }
+}
+
 struct Lint<'a> {
     cfg: &'a Config,
     report: Report,
@@ -298,8 +389,7 @@ struct Lint<'a> {
     failed_sync: Option<(u64, u32, String, PathBuf)>,
     /// files fsynced: (line, pid, syscall) of the first fsync since their directory's
     fsynced: BTreeMap<PathBuf, (u64, u32, String)>,
-    /// per process: its working directory, as AT_FDCWD showed it
-    cwd: HashMap<u32, PathBuf>,
+    cwd: Cwd,
     pids: BTreeSet<u32>,
     reported: BTreeSet<(u64, String)>,
     /// Entries reported as D001 (their directory still not durable).
@@ -314,20 +404,11 @@ struct Lint<'a> {
 
 impl Lint<'_> {
     fn watched(&self, dir: &Path) -> bool {
-        self.cfg.watch.iter().any(|w| dir.starts_with(w))
+        self.cfg.watched(dir)
     }
 
-    /// An absolute path for `name` relative to descriptor argument `dirfd` (or the cwd).
     fn resolve(&self, pid: u32, dirfd: Option<&Arg>, name: &[u8]) -> PathBuf {
-        let p = bytes_path(name);
-        if p.is_absolute() {
-            return normalize(&p);
-        }
-        let base = match dirfd {
-            Some(Arg::Fd { path, .. }) => bytes_path(path),
-            _ => self.cwd.get(&pid).cloned().unwrap_or_default(),
-        };
-        normalize(&base.join(p))
+        self.cwd.resolve(pid, dirfd, name)
     }
 
     fn dir_op(&mut self, ev: &Event, call: &Syscall, op: &'static str, path: &Path) {
@@ -442,11 +523,7 @@ impl Lint<'_> {
 
     fn call(&mut self, ev: &Event, c: &Syscall) {
         self.report.syscalls += 1;
-        for a in &c.args {
-            if let Arg::Fd { fd: -100, path } = a {
-                self.cwd.insert(ev.pid, normalize(&bytes_path(path)));
-            }
-        }
+        self.cwd.observe(ev, c);
         let ok = c.ok();
         match c.name.as_str() {
             "open" | "openat" | "creat" | "openat2" => {
@@ -494,45 +571,15 @@ impl Lint<'_> {
                     self.dir_op(ev, c, "create", &path);
                 }
             }
-            "chdir" => {
-                if let (true, Some(name)) = (ok, c.str_arg(0)) {
-                    let to = self.resolve(ev.pid, None, name);
-                    self.cwd.insert(ev.pid, to);
-                }
-            }
-            "fchdir" => {
-                if let (true, Some(Arg::Fd { path, .. })) = (ok, c.args.first()) {
-                    self.cwd.insert(ev.pid, normalize(&bytes_path(path)));
-                }
-            }
-            "clone" | "clone3" | "fork" | "vfork" => {
-                // The child starts where its parent is.
-                if let (Ret::Value { value, .. }, Some(cwd)) = (&c.ret, self.cwd.get(&ev.pid))
-                    && let Ok(child) = u32::try_from(*value)
-                    && child > 0
-                {
-                    let cwd = cwd.clone();
-                    self.cwd.entry(child).or_insert(cwd);
-                }
-            }
             "write" | "pwrite64" | "writev" | "pwritev" | "pwritev2" => {
                 if !ok {
                     return;
                 }
-                if let Some(Arg::Fd { fd, path }) = c.args.first() {
-                    // Descriptor 1, unless it was pointed at a watched file or /dev/null.
-                    let to = normalize(&bytes_path(path));
-                    let channel = *fd == 1
-                        && path.as_slice() != b"/dev/null"
-                        && !to.parent().is_some_and(|d| self.watched(d));
-                    if channel && let Some(text) = self.cfg.ack.matches(&written(c)) {
-                        self.ack(ev.line, text);
-                        return;
-                    }
-                    if self.cfg.ack.fds.contains(fd) {
-                        self.ack(ev.line, format!("a write to fd {fd}"));
-                        return;
-                    }
+                if let Some(text) = self.cfg.ack_of(c) {
+                    self.ack(ev.line, text);
+                    return;
+                }
+                if let Some(Arg::Fd { path, .. }) = c.args.first() {
                     let p = normalize(&bytes_path(path));
                     self.first_write
                         .entry(p.clone())
@@ -718,7 +765,7 @@ impl Report {
 
 /// The bytes a write call wrote, as far as the trace shows them: the string argument, or
 /// the `iov_base` strings of a `writev` array.
-fn written(c: &Syscall) -> Vec<u8> {
+pub(crate) fn written(c: &Syscall) -> Vec<u8> {
     if let Some(b) = c.str_arg(1) {
         return b.to_vec();
     }
@@ -757,7 +804,7 @@ pub fn lint(events: &[Event], cfg: &Config) -> Report {
         first_write: BTreeMap::new(),
         failed_sync: None,
         fsynced: BTreeMap::new(),
-        cwd: HashMap::new(),
+        cwd: Cwd::default(),
         pids: BTreeSet::new(),
         reported: BTreeSet::new(),
         reported_names: BTreeSet::new(),

@@ -302,6 +302,39 @@ impl SimFs {
         s.change(Change::Flip { ino, offset, mask }).map(drop)
     }
 
+    /// Gives the file at `existing` a second name, `new` (a hard link). Like a create, the
+    /// new entry is durable only once its directory is synced. Not part of [`Fs`]: the
+    /// engines never link; `durable audit`'s model of other programs does.
+    ///
+    /// ```
+    /// use std::path::Path;
+    /// use durable_fs::sim::{CrashMode, SimFs};
+    ///
+    /// let sim = SimFs::new();
+    /// let fs = sim.durable();
+    /// fs.atomic_replace(Path::new("/a"), b"x").unwrap(); // durable, entry and data
+    /// sim.hard_link(Path::new("/a"), Path::new("/b")).unwrap();
+    /// assert_eq!(fs.read(Path::new("/b")).unwrap(), b"x");
+    /// let after = sim.crash_image(CrashMode::Strict, 0); // "/" never synced since
+    /// assert!(after.durable().kind(Path::new("/b")).unwrap().is_none());
+    /// ```
+    pub fn hard_link(&self, existing: &Path, new: &Path) -> io::Result<()> {
+        self.with(|s| {
+            s.begin_or_fail(OpKind::Create, true)?;
+            let ino = s.disk.resolve(existing)?;
+            s.disk.file(ino)?;
+            let (dir, name) = s.disk.parent_of(new)?;
+            if s.disk.dir(dir)?.live.contains_key(&name) {
+                return Err(err(
+                    io::ErrorKind::AlreadyExists,
+                    format!("{} exists", new.display()),
+                ));
+            }
+            s.change(Change::Dir(dir, DirOp::Insert(name, ino)))
+                .map(drop)
+        })
+    }
+
     fn with<T>(&self, f: impl FnOnce(&mut State) -> io::Result<T>) -> io::Result<T> {
         f(&mut self.state.lock())
     }

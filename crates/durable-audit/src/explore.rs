@@ -1,0 +1,1446 @@
+//! Explore: replays a trace into durable-fs's simulated filesystem, cuts the power at chosen
+//! points, writes each crash state into a scratch directory and runs the user's check on it.
+//!
+//! The replay drives [`SimFs`] through the same [`Fs`] door the engines use: a descriptor
+//! the program opens becomes a handle on the simulated inode (so writes follow the file
+//! through renames and unlinks), `write`/`pwrite`/`writev` write the traced bytes at the
+//! position the program's descriptor had (tracked through `lseek`, `read`, `O_APPEND`, `dup`
+//! and forks), `fsync` makes a file's data durable, an fsync of a directory its entries;
+//! creates, renames, unlinks, mkdirs and links are durable only once their directory is
+//! synced. The simulator then gives what a power cut keeps ([`CrashMode`]): strict (exactly
+//! what was synced), torn (a random prefix of what was not, with torn sectors) or reordered
+//! (a random subset of the unsynced sectors).
+//!
+//! Only the watched directory is modelled. The watched directory itself and its ancestors
+//! are taken as durable (their entries are outside the audit's scope, as in the lint); what
+//! happens elsewhere is ignored. What the model cannot reproduce is refused, never guessed:
+//! a write whose bytes strace cut, a write through a descriptor opened before the trace,
+//! `O_TMPFILE`, symlinks, `RENAME_EXCHANGE`, a file renamed in from outside, data copied in
+//! by `sendfile`/`splice`/`copy_file_range`, `fallocate` modes that change content.
+//!
+//! Each crash point is the moment right after an acknowledgement (or a sync, or every
+//! operation). The check gets the crash state's copy of the watched directory as `{dir}`,
+//! and the acknowledgements given so far in the file named by `DURABLE_AUDIT_ACKED` (one a
+//! line; their count in `DURABLE_AUDIT_ACKS`); it exits 0 when the state holds what was
+//! acknowledged. A failure is explained by the operations that were pending (not yet
+//! durable) at that point, each marked when this crash state lost it.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::hash::{Hash, Hasher};
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use durable_fs::sim::{CrashMode, Fault, FaultError, OpKind, SimFs};
+use durable_fs::{DurableFs, EntryKind, Fs, OpenMode, RawFile};
+
+use crate::lint::{Config, Cwd, bytes_path, normalize, written};
+use crate::trace::{Arg, Event, EventKind, Ret, Syscall};
+
+/// Where crash points are taken.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Points {
+    /// Right after each acknowledgement (and at the end).
+    Acks,
+    /// Right after each acknowledgement and each sync.
+    Syncs,
+    /// Right after every operation the model replays.
+    All,
+}
+
+/// How to explore.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// The check, run with `sh -c`; `{dir}` is replaced by the crash state's copy of the
+    /// watched directory (shell-quoted).
+    pub check: String,
+    /// Where crash points are taken.
+    pub points: Points,
+    /// The crash modes, each run at every point.
+    pub modes: Vec<CrashMode>,
+    /// Seeds per point for the torn and reordered modes (strict has one state a point).
+    pub seeds: u64,
+    /// Most crash states checked (distinct ones; the rest are counted, not checked).
+    pub max_states: usize,
+    /// Checks run at once.
+    pub jobs: usize,
+    /// A check running longer is killed and counted as failed.
+    pub timeout: Duration,
+    /// A directory in which a new scratch directory is made for the crash states.
+    pub scratch: PathBuf,
+    /// Failed states kept on disk for inspection (the rest are removed).
+    pub keep_failed: usize,
+}
+
+/// Why the exploration could not be made.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ExploreError {
+    /// The model cannot reproduce what the program did: no verdict.
+    #[error("not measured: {0}")]
+    NotMeasured(String),
+    /// The filesystem door failed (writing crash states).
+    #[error(transparent)]
+    Fs(#[from] durable_fs::Error),
+    /// The check could not be started.
+    #[error("running the check: {0}")]
+    Check(std::io::Error),
+}
+
+fn refuse(line: u64, what: impl std::fmt::Display) -> ExploreError {
+    ExploreError::NotMeasured(format!("trace line {line}: {what}"))
+}
+
+/// What the run had in the watched directory when it started.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Initial {
+    /// A directory.
+    Dir,
+    /// A regular file and its bytes.
+    File(Vec<u8>),
+}
+
+/// An operation not yet durable at a crash point.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pending {
+    /// Its trace line.
+    pub line: u64,
+    /// Its process.
+    pub pid: u32,
+    /// Its system call.
+    pub syscall: String,
+    /// `create`, `rename`, `unlink`, `mkdir`, `link` (an entry of `path`'s directory), or
+    /// `write` (data of `path`).
+    pub op: &'static str,
+    /// The path it concerns (for a rename, the new name; `from` is the old).
+    pub path: PathBuf,
+    /// A rename's old name.
+    pub from: Option<PathBuf>,
+}
+
+/// A moment the power may be cut.
+#[derive(Debug, Clone)]
+pub struct Point {
+    /// Position in the simulator's journal.
+    journal: u64,
+    /// The trace line just before the cut.
+    pub line: u64,
+    /// What happened there.
+    pub what: String,
+    /// Acknowledgements given so far.
+    pub acks: usize,
+    /// Operations not yet durable then (in the watched directory), at most [`MAX_PENDING`].
+    pub pending: Vec<Pending>,
+}
+
+/// Most pending operations kept per crash point (to explain a failure; the rest counted).
+pub const MAX_PENDING: usize = 32;
+
+/// A crash state the check refused.
+#[derive(Debug, Clone)]
+pub struct Failure {
+    /// Where the power was cut.
+    pub point: Point,
+    /// In which mode.
+    pub mode: CrashMode,
+    /// With which seed (torn and reordered).
+    pub seed: u64,
+    /// The check's exit code (`None`: killed, or timed out).
+    pub exit: Option<i32>,
+    /// The start of what the check printed (stdout then stderr).
+    pub output: String,
+    /// Each pending operation, and whether this state lost it (`Some(true)`: the entry is
+    /// not as the program left it; `None`: data, not compared).
+    pub pending: Vec<(Pending, Option<bool>)>,
+    /// Where the state was kept, if it was.
+    pub kept: Option<PathBuf>,
+}
+
+/// What the exploration did.
+#[derive(Debug, Clone, Default)]
+pub struct Outcome {
+    /// Crash points taken.
+    pub points: usize,
+    /// Crash states generated (points x modes x seeds).
+    pub states: u64,
+    /// Of those, distinct ones (same files, same acknowledgements: checked once).
+    pub distinct: u64,
+    /// Checks run.
+    pub checked: u64,
+    /// States not checked because `max_states` was reached.
+    pub skipped: u64,
+    /// The states the check refused, in order.
+    pub failures: Vec<Failure>,
+}
+
+const O_CREAT: i64 = 0o100;
+const O_TRUNC: i64 = 0o1000;
+const O_APPEND: i64 = 0o2000;
+const O_DIRECTORY: i64 = 0o200_000;
+const O_TMPFILE: i64 = 0o20_000_000;
+const O_ACCMODE: i64 = 0o3;
+const CLONE_FILES: i64 = 0x400;
+const AT_REMOVEDIR: i64 = 0x200;
+const AT_EMPTY_PATH: i64 = 0x1000;
+const RENAME_EXCHANGE: i64 = 2;
+const F_DUPFD: i64 = 0;
+const F_SETFL: i64 = 4;
+const F_DUPFD_CLOEXEC: i64 = 1030;
+const FALLOC_FL_KEEP_SIZE: i64 = 1;
+/// Most bytes the watched directory may hold at the start (copied into every state).
+pub const MAX_INITIAL_BYTES: u64 = 64 << 20;
+
+/// An open file description: shared by `dup`s and forks, as the kernel's is.
+struct Desc {
+    path: PathBuf,
+    file: Option<Arc<dyn RawFile>>,
+    dir: bool,
+    append: bool,
+    pos: u64,
+}
+
+struct Replay<'a> {
+    cfg: &'a Config,
+    watch: PathBuf,
+    sim: SimFs,
+    cwd: Cwd,
+    /// pid -> its descriptor table (threads share one)
+    tables: HashMap<u32, u64>,
+    next_table: u64,
+    fds: HashMap<(u64, i64), usize>,
+    descs: Vec<Desc>,
+    /// directory -> entry changes since its last sync
+    pending_dir: BTreeMap<PathBuf, Vec<Pending>>,
+    /// file -> its first write since its last sync
+    pending_data: BTreeMap<PathBuf, Pending>,
+    acks: Vec<String>,
+    points: Vec<Point>,
+    mode: Points,
+}
+
+fn fd_of(a: Option<&Arg>) -> Option<i64> {
+    match a {
+        Some(Arg::Fd { fd, .. }) => Some(*fd),
+        Some(Arg::Int(v)) => Some(*v),
+        _ => None,
+    }
+}
+
+fn ret_value(c: &Syscall) -> Option<i64> {
+    match c.ret {
+        Ret::Value { value, .. } => Some(value),
+        _ => None,
+    }
+}
+
+/// `flags=0x...` inside a clone/clone3 argument.
+fn clone_flags(c: &Syscall) -> i64 {
+    for a in &c.args {
+        if let Arg::Other(s) = a
+            && let Some(at) = s.find("flags=")
+        {
+            let rest = s.get(at + 6..).unwrap_or("");
+            let end = rest
+                .find(|ch: char| !ch.is_ascii_alphanumeric())
+                .unwrap_or(rest.len());
+            let v = rest.get(..end).unwrap_or("");
+            let parsed = match v.strip_prefix("0x") {
+                Some(h) => i64::from_str_radix(h, 16).ok(),
+                None => v.parse().ok(),
+            };
+            if let Some(f) = parsed {
+                return f;
+            }
+        }
+    }
+    0
+}
+
+fn io_err(line: u64, what: &str, e: std::io::Error) -> ExploreError {
+    refuse(
+        line,
+        format!("the model could not replay {what}: {e} (it diverged from the program)"),
+    )
+}
+
+impl Replay<'_> {
+    /// Strictly under the watched directory: modelled.
+    fn inside(&self, p: &Path) -> bool {
+        p.starts_with(&self.watch) && p != self.watch
+    }
+
+    /// The watched directory or one of its ancestors: taken as durable.
+    fn scaffold(&self, p: &Path) -> bool {
+        self.watch.starts_with(p)
+    }
+
+    fn table(&mut self, pid: u32) -> u64 {
+        if let Some(t) = self.tables.get(&pid) {
+            return *t;
+        }
+        let t = self.next_table;
+        self.next_table += 1;
+        self.tables.insert(pid, t);
+        t
+    }
+
+    fn desc(&mut self, pid: u32, fd: i64) -> Option<usize> {
+        let t = self.table(pid);
+        self.fds.get(&(t, fd)).copied()
+    }
+
+    fn point(&mut self, line: u64, what: String) {
+        let mut pending: Vec<Pending> = self
+            .pending_dir
+            .values()
+            .flatten()
+            .chain(self.pending_data.values())
+            .take(MAX_PENDING)
+            .cloned()
+            .collect();
+        pending.sort_by_key(|p| p.line);
+        let journal = self.sim.journal_len();
+        // Points at one position give the same states: keep the first, unless a later
+        // one holds more acknowledgements (a stricter check).
+        if let Some(last) = self.points.last()
+            && last.journal == journal
+        {
+            if last.acks == self.acks.len() {
+                return;
+            }
+            self.points.pop();
+        }
+        self.points.push(Point {
+            journal,
+            line,
+            what,
+            acks: self.acks.len(),
+            pending,
+        });
+    }
+
+    fn op_done(&mut self, line: u64, c: &Syscall, sync: bool) {
+        if self.mode == Points::All || (sync && self.mode == Points::Syncs) {
+            self.point(line, c.name.clone());
+        }
+    }
+
+    fn pend_dir(
+        &mut self,
+        ev: &Event,
+        c: &Syscall,
+        op: &'static str,
+        path: &Path,
+        from: Option<&Path>,
+    ) {
+        let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
+        self.pending_dir.entry(dir).or_default().push(Pending {
+            line: ev.line,
+            pid: ev.pid,
+            syscall: c.name.clone(),
+            op,
+            path: path.to_path_buf(),
+            from: from.map(Path::to_path_buf),
+        });
+    }
+
+    fn sync_everything(&mut self, line: u64) -> Result<(), ExploreError> {
+        let mut stack = vec![self.watch.clone()];
+        while let Some(dir) = stack.pop() {
+            for name in self
+                .sim
+                .list_dir(&dir)
+                .map_err(|e| io_err(line, "sync", e))?
+            {
+                let p = dir.join(name);
+                match self
+                    .sim
+                    .entry_kind(&p)
+                    .map_err(|e| io_err(line, "sync", e))?
+                {
+                    Some(EntryKind::Dir) => stack.push(p),
+                    Some(_) => {
+                        let f = self
+                            .sim
+                            .open_file(&p, OpenMode::Read)
+                            .map_err(|e| io_err(line, "sync", e))?;
+                        f.sync_data().map_err(|e| io_err(line, "sync", e))?;
+                    }
+                    None => {}
+                }
+            }
+            self.sim
+                .sync_dir(&dir)
+                .map_err(|e| io_err(line, "sync", e))?;
+        }
+        // Descriptors of unlinked files: their data is unreachable, nothing to keep.
+        self.pending_dir.clear();
+        self.pending_data.clear();
+        Ok(())
+    }
+
+    fn open(&mut self, ev: &Event, c: &Syscall) -> Result<(), ExploreError> {
+        let (dirfd, name, flags) = match c.name.as_str() {
+            "open" => (None, c.str_arg(0), c.int_arg(1)),
+            "creat" => (None, c.str_arg(0), Some(O_CREAT | 1 | O_TRUNC)),
+            _ => (c.args.first(), c.str_arg(1), c.int_arg(2)),
+        };
+        let (
+            Some(name),
+            Ret::Value {
+                value: fd,
+                path: rpath,
+            },
+        ) = (name, &c.ret)
+        else {
+            return Ok(());
+        };
+        let flags = flags.unwrap_or(0);
+        let path = match rpath {
+            Some(p) => normalize(&bytes_path(p)),
+            None => self.cwd.resolve(ev.pid, dirfd, name),
+        };
+        let inside = self.inside(&path);
+        let mut desc = Desc {
+            path: path.clone(),
+            file: None,
+            dir: false,
+            append: flags & O_APPEND != 0,
+            pos: 0,
+        };
+        if inside || self.scaffold(&path) {
+            if flags & O_TMPFILE == O_TMPFILE {
+                return Err(refuse(ev.line, "O_TMPFILE in the watched directory"));
+            }
+            let kind = self
+                .sim
+                .entry_kind(&path)
+                .map_err(|e| io_err(ev.line, "open", e))?;
+            match kind {
+                Some(EntryKind::Dir) => desc.dir = true,
+                _ if flags & O_DIRECTORY != 0 => desc.dir = true,
+                Some(_) => {
+                    let f = self
+                        .sim
+                        .open_file(&path, OpenMode::ReadWrite)
+                        .map_err(|e| io_err(ev.line, "open", e))?;
+                    if flags & O_TRUNC != 0
+                        && flags & O_ACCMODE != 0
+                        && f.len().map_err(|e| io_err(ev.line, "open", e))? > 0
+                    {
+                        f.set_len(0).map_err(|e| io_err(ev.line, "O_TRUNC", e))?;
+                        self.pending_data.entry(path.clone()).or_insert(Pending {
+                            line: ev.line,
+                            pid: ev.pid,
+                            syscall: c.name.clone(),
+                            op: "write",
+                            path: path.clone(),
+                            from: None,
+                        });
+                    }
+                    desc.file = Some(Arc::from(f));
+                }
+                None if inside && flags & O_CREAT != 0 => {
+                    let f = self
+                        .sim
+                        .open_file(&path, OpenMode::CreateNew)
+                        .map_err(|e| io_err(ev.line, "create", e))?;
+                    desc.file = Some(Arc::from(f));
+                    self.pend_dir(ev, c, "create", &path, None);
+                    self.op_done(ev.line, c, false);
+                }
+                None if inside => {
+                    return Err(refuse(
+                        ev.line,
+                        format!(
+                            "{} opened, but the model has no such file (it diverged from the \
+                             program, or the trace was saved without the directory's contents)",
+                            path.display()
+                        ),
+                    ));
+                }
+                None => {}
+            }
+        }
+        let t = self.table(ev.pid);
+        self.descs.push(desc);
+        self.fds.insert((t, *fd), self.descs.len() - 1);
+        Ok(())
+    }
+
+    fn write(&mut self, ev: &Event, c: &Syscall) -> Result<(), ExploreError> {
+        let Some(n) = ret_value(c).and_then(|v| u64::try_from(v).ok()) else {
+            return Ok(());
+        };
+        let Some(fd) = fd_of(c.args.first()) else {
+            return Ok(());
+        };
+        let Some(d) = self.desc(ev.pid, fd) else {
+            if let Some(p) = c.fd_path(0)
+                && self.inside(&normalize(&bytes_path(p)))
+            {
+                return Err(refuse(
+                    ev.line,
+                    format!(
+                        "a write to {} through descriptor {fd}, opened before the trace began",
+                        String::from_utf8_lossy(p)
+                    ),
+                ));
+            }
+            return Ok(());
+        };
+        let Some(desc) = self.descs.get(d) else {
+            return Ok(());
+        };
+        let Some(file) = desc.file.clone() else {
+            if self.inside(&desc.path) && !desc.dir {
+                return Err(refuse(ev.line, "a write the model cannot place"));
+            }
+            return Ok(());
+        };
+        let data = written(c);
+        let len = usize::try_from(n).unwrap_or(usize::MAX);
+        let Some(data) = data.get(..len) else {
+            return Err(refuse(
+                ev.line,
+                format!(
+                    "{} wrote {n} bytes and strace kept {} (raise --max-write)",
+                    c.name,
+                    data.len()
+                ),
+            ));
+        };
+        let explicit = match c.name.as_str() {
+            "pwrite64" | "pwritev" => c.int_arg(3),
+            "pwritev2" => c.int_arg(3).filter(|o| *o >= 0),
+            _ => None,
+        };
+        let offset = match explicit {
+            Some(o) => u64::try_from(o).unwrap_or(0),
+            None if desc.append => file.len().map_err(|e| io_err(ev.line, "write", e))?,
+            None => desc.pos,
+        };
+        file.write_all_at(data, offset)
+            .map_err(|e| io_err(ev.line, "write", e))?;
+        if explicit.is_none()
+            && let Some(desc) = self.descs.get_mut(d)
+        {
+            desc.pos = offset + n;
+        }
+        let path = self
+            .descs
+            .get(d)
+            .map(|x| x.path.clone())
+            .unwrap_or_default();
+        self.pending_data.entry(path.clone()).or_insert(Pending {
+            line: ev.line,
+            pid: ev.pid,
+            syscall: c.name.clone(),
+            op: "write",
+            path,
+            from: None,
+        });
+        self.op_done(ev.line, c, false);
+        Ok(())
+    }
+
+    fn fsync(&mut self, ev: &Event, c: &Syscall) -> Result<(), ExploreError> {
+        let Some(fd) = fd_of(c.args.first()) else {
+            return Ok(());
+        };
+        let failed = match &c.ret {
+            Ret::Value { .. } => false,
+            Ret::Error { errno } if matches!(errno.as_str(), "EIO" | "ENOSPC" | "EDQUOT") => true,
+            _ => return Ok(()),
+        };
+        let (path, file, dir) = match self.desc(ev.pid, fd).and_then(|d| self.descs.get(d)) {
+            Some(d) => (d.path.clone(), d.file.clone(), d.dir),
+            None => {
+                // A descriptor from before the trace: an fsync needs no position.
+                let Some(p) = c.fd_path(0) else {
+                    return Ok(());
+                };
+                let p = normalize(&bytes_path(p));
+                if !(self.inside(&p) || self.scaffold(&p)) {
+                    return Ok(());
+                }
+                match self
+                    .sim
+                    .entry_kind(&p)
+                    .map_err(|e| io_err(ev.line, "fsync", e))?
+                {
+                    Some(EntryKind::Dir) => (p, None, true),
+                    Some(_) => {
+                        let f = self
+                            .sim
+                            .open_file(&p, OpenMode::Read)
+                            .map_err(|e| io_err(ev.line, "fsync", e))?;
+                        (p, Some(Arc::from(f)), false)
+                    }
+                    None => return Ok(()),
+                }
+            }
+        };
+        if dir {
+            if !failed && (self.inside(&path) || path == self.watch) {
+                self.sim
+                    .sync_dir(&path)
+                    .map_err(|e| io_err(ev.line, "a directory fsync", e))?;
+                self.pending_dir.remove(&path);
+            }
+        } else if let Some(f) = file {
+            if failed {
+                // The kernel failed to write the pages back and dropped them (fsyncgate).
+                let nth = self.sim.ops_of(OpKind::Sync) + 1;
+                self.sim
+                    .inject(Fault::once(OpKind::Sync, nth, FaultError::Eio));
+                let _ = f.sync_data();
+                self.sim.clear_faults();
+            } else {
+                f.sync_data().map_err(|e| io_err(ev.line, "fsync", e))?;
+            }
+            self.pending_data.remove(&path);
+        } else {
+            return Ok(());
+        }
+        self.op_done(ev.line, c, true);
+        Ok(())
+    }
+
+    fn names(&self, ev: &Event, c: &Syscall) -> (Option<PathBuf>, Option<PathBuf>) {
+        let pid = ev.pid;
+        match c.name.as_str() {
+            "rename" | "link" | "symlink" => (
+                c.str_arg(0).map(|n| self.cwd.resolve(pid, None, n)),
+                c.str_arg(1).map(|n| self.cwd.resolve(pid, None, n)),
+            ),
+            "renameat" | "renameat2" | "linkat" => (
+                c.str_arg(1)
+                    .map(|n| self.cwd.resolve(pid, c.args.first(), n)),
+                c.str_arg(3)
+                    .map(|n| self.cwd.resolve(pid, c.args.get(2), n)),
+            ),
+            "symlinkat" => (
+                c.str_arg(0).map(bytes_path),
+                c.str_arg(2)
+                    .map(|n| self.cwd.resolve(pid, c.args.get(1), n)),
+            ),
+            "unlinkat" | "mkdirat" => (
+                None,
+                c.str_arg(1)
+                    .map(|n| self.cwd.resolve(pid, c.args.first(), n)),
+            ),
+            _ => (None, c.str_arg(0).map(|n| self.cwd.resolve(pid, None, n))),
+        }
+    }
+
+    fn namespace(&mut self, ev: &Event, c: &Syscall) -> Result<(), ExploreError> {
+        let (from, to) = self.names(ev, c);
+        let Some(to) = to else {
+            return Ok(());
+        };
+        let line = ev.line;
+        match c.name.as_str() {
+            "rename" | "renameat" | "renameat2" => {
+                let Some(from) = from else {
+                    return Ok(());
+                };
+                let (fi, ti) = (self.inside(&from), self.inside(&to));
+                if self.scaffold(&from) || (self.scaffold(&to) && !ti) {
+                    if fi || ti || from == self.watch || to == self.watch {
+                        return Err(refuse(line, "the watched directory itself was renamed"));
+                    }
+                    return Ok(());
+                }
+                if !fi && !ti {
+                    return Ok(());
+                }
+                if c.int_arg(4).unwrap_or(0) & RENAME_EXCHANGE != 0 {
+                    return Err(refuse(line, "RENAME_EXCHANGE in the watched directory"));
+                }
+                if !fi {
+                    return Err(refuse(
+                        line,
+                        format!(
+                            "{} renamed in from outside the watched directory (its contents \
+                             are unknown to the model)",
+                            to.display()
+                        ),
+                    ));
+                }
+                if ti {
+                    self.sim
+                        .rename_entry(&from, &to)
+                        .map_err(|e| io_err(line, "rename", e))?;
+                    if let Some(p) = self.pending_data.remove(&from) {
+                        self.pending_data.insert(to.clone(), p);
+                    }
+                    for d in &mut self.descs {
+                        if d.path.starts_with(&from) {
+                            let rest = d.path.strip_prefix(&from).map(Path::to_path_buf);
+                            d.path = to.join(rest.unwrap_or_default());
+                        }
+                    }
+                    self.pend_dir(ev, c, "rename", &to, Some(&from));
+                    if from.parent() != to.parent() {
+                        self.pend_dir(ev, c, "unlink", &from, None);
+                    }
+                } else {
+                    self.remove(line, &from, false)?;
+                    self.pend_dir(ev, c, "unlink", &from, None);
+                }
+            }
+            "unlink" | "unlinkat" | "rmdir" => {
+                if !self.inside(&to) {
+                    if self.scaffold(&to) {
+                        return Err(refuse(line, "the watched directory itself was removed"));
+                    }
+                    return Ok(());
+                }
+                let rmdir = c.name == "rmdir" || c.int_arg(2).unwrap_or(0) & AT_REMOVEDIR != 0;
+                self.remove(line, &to, rmdir)?;
+                self.pending_data.remove(&to);
+                self.pend_dir(ev, c, "unlink", &to, None);
+            }
+            "mkdir" | "mkdirat" => {
+                if self.inside(&to) {
+                    self.sim
+                        .create_dir_entry(&to)
+                        .map_err(|e| io_err(line, "mkdir", e))?;
+                    self.pend_dir(ev, c, "mkdir", &to, None);
+                } else if self.scaffold(&to) {
+                    // The watched directory (or an ancestor) made by the program: outside
+                    // the audit's scope, so taken as durable.
+                    self.scaffold_dir(&to)
+                        .map_err(|e| io_err(line, "mkdir", e))?;
+                    return Ok(());
+                } else {
+                    return Ok(());
+                }
+            }
+            "link" | "linkat" => {
+                let Some(from) = from else {
+                    return Ok(());
+                };
+                if !self.inside(&to) {
+                    return Ok(());
+                }
+                if c.name == "linkat" && c.int_arg(4).unwrap_or(0) & AT_EMPTY_PATH != 0 {
+                    return Err(refuse(line, "linkat of a descriptor (AT_EMPTY_PATH)"));
+                }
+                if !self.inside(&from) {
+                    return Err(refuse(
+                        line,
+                        format!(
+                            "{} linked in from outside the watched directory",
+                            to.display()
+                        ),
+                    ));
+                }
+                self.sim
+                    .hard_link(&from, &to)
+                    .map_err(|e| io_err(line, "link", e))?;
+                self.pend_dir(ev, c, "link", &to, None);
+            }
+            "symlink" | "symlinkat" => {
+                if self.inside(&to) {
+                    return Err(refuse(line, "a symlink in the watched directory"));
+                }
+                return Ok(());
+            }
+            _ => return Ok(()),
+        }
+        self.op_done(line, c, false);
+        Ok(())
+    }
+
+    fn remove(&mut self, line: u64, p: &Path, rmdir: bool) -> Result<(), ExploreError> {
+        let r = if rmdir {
+            self.sim.remove_dir_entry(p)
+        } else {
+            self.sim.remove_entry(p)
+        };
+        r.map_err(|e| io_err(line, "a remove", e))
+    }
+
+    /// Makes `p` (the watched directory or an ancestor) and syncs its parent: durable.
+    fn scaffold_dir(&self, p: &Path) -> std::io::Result<()> {
+        if self.sim.entry_kind(p)?.is_some() {
+            return Ok(());
+        }
+        self.sim.create_dir_entry(p)?;
+        self.sim.sync_dir(p.parent().unwrap_or(Path::new("/")))
+    }
+
+    fn call(&mut self, ev: &Event, c: &Syscall) -> Result<(), ExploreError> {
+        self.cwd.observe(ev, c);
+        if let Some(text) = self.cfg.ack_of(c) {
+            self.acks.push(text.clone());
+            self.point(ev.line, format!("ack {text:?}"));
+            return Ok(());
+        }
+        if !c.ok() && !matches!(c.name.as_str(), "fsync" | "fdatasync") {
+            return Ok(());
+        }
+        match c.name.as_str() {
+            "open" | "openat" | "openat2" | "creat" => self.open(ev, c)?,
+            "write" | "pwrite64" | "writev" | "pwritev" | "pwritev2" => self.write(ev, c)?,
+            "fsync" | "fdatasync" => self.fsync(ev, c)?,
+            "sync" | "syncfs" => {
+                self.sync_everything(ev.line)?;
+                self.op_done(ev.line, c, true);
+            }
+            "rename" | "renameat" | "renameat2" | "unlink" | "unlinkat" | "rmdir" | "mkdir"
+            | "mkdirat" | "link" | "linkat" | "symlink" | "symlinkat" => self.namespace(ev, c)?,
+            "ftruncate" | "fallocate" | "truncate" => self.resize(ev, c)?,
+            "lseek" | "read" | "readv" => {
+                if let (Some(fd), Some(v)) = (fd_of(c.args.first()), ret_value(c))
+                    && let Some(d) = self.desc(ev.pid, fd)
+                    && let Some(desc) = self.descs.get_mut(d)
+                {
+                    let v = u64::try_from(v).unwrap_or(0);
+                    desc.pos = if c.name == "lseek" { v } else { desc.pos + v };
+                }
+            }
+            "dup" | "dup2" | "dup3" | "fcntl" => {
+                let Some(old) = fd_of(c.args.first()) else {
+                    return Ok(());
+                };
+                let cmd = c.int_arg(1);
+                if c.name == "fcntl" && cmd == Some(F_SETFL) {
+                    if let Some(d) = self.desc(ev.pid, old)
+                        && let Some(desc) = self.descs.get_mut(d)
+                    {
+                        desc.append = c.int_arg(2).unwrap_or(0) & O_APPEND != 0;
+                    }
+                    return Ok(());
+                }
+                if c.name == "fcntl" && !matches!(cmd, Some(F_DUPFD | F_DUPFD_CLOEXEC)) {
+                    return Ok(());
+                }
+                let Some(new) = ret_value(c) else {
+                    return Ok(());
+                };
+                let t = self.table(ev.pid);
+                match self.fds.get(&(t, old)).copied() {
+                    Some(d) => self.fds.insert((t, new), d),
+                    None => self.fds.remove(&(t, new)),
+                };
+            }
+            "close" => {
+                if let Some(fd) = fd_of(c.args.first()) {
+                    let t = self.table(ev.pid);
+                    self.fds.remove(&(t, fd));
+                }
+            }
+            "clone" | "clone3" | "fork" | "vfork" => {
+                let Some(child) = ret_value(c).and_then(|v| u32::try_from(v).ok()) else {
+                    return Ok(());
+                };
+                if child == 0 {
+                    return Ok(());
+                }
+                let parent = self.table(ev.pid);
+                if clone_flags(c) & CLONE_FILES != 0 && c.name != "vfork" && c.name != "fork" {
+                    self.tables.insert(child, parent);
+                } else {
+                    let t = self.next_table;
+                    self.next_table += 1;
+                    let copied: Vec<((u64, i64), usize)> = self
+                        .fds
+                        .iter()
+                        .filter(|((tt, _), _)| *tt == parent)
+                        .map(|((_, fd), d)| ((t, *fd), *d))
+                        .collect();
+                    self.fds.extend(copied);
+                    self.tables.insert(child, t);
+                }
+            }
+            "sendfile" | "splice" | "copy_file_range" | "tee" | "vmsplice" => {
+                let out = if c.name == "sendfile" { 0 } else { 2 };
+                if let Some(p) = c.fd_path(out)
+                    && self.inside(&normalize(&bytes_path(p)))
+                {
+                    return Err(refuse(
+                        ev.line,
+                        format!("{} into {}", c.name, String::from_utf8_lossy(p)),
+                    ));
+                }
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    fn resize(&mut self, ev: &Event, c: &Syscall) -> Result<(), ExploreError> {
+        let file = if c.name == "truncate" {
+            let Some(p) = c.str_arg(0).map(|n| self.cwd.resolve(ev.pid, None, n)) else {
+                return Ok(());
+            };
+            if !self.inside(&p) {
+                return Ok(());
+            }
+            let f = self
+                .sim
+                .open_file(&p, OpenMode::ReadWrite)
+                .map_err(|e| io_err(ev.line, "truncate", e))?;
+            Some((p, Arc::from(f)))
+        } else {
+            fd_of(c.args.first())
+                .and_then(|fd| self.desc(ev.pid, fd))
+                .and_then(|d| self.descs.get(d))
+                .and_then(|d| d.file.clone().map(|f| (d.path.clone(), f)))
+        };
+        let Some((path, f)) = file else {
+            if let Some(p) = c.fd_path(0)
+                && self.inside(&normalize(&bytes_path(p)))
+            {
+                return Err(refuse(
+                    ev.line,
+                    format!("{} of an unknown descriptor", c.name),
+                ));
+            }
+            return Ok(());
+        };
+        let to = if c.name == "fallocate" {
+            let mode = c.int_arg(1).unwrap_or(0);
+            if mode & !FALLOC_FL_KEEP_SIZE != 0 {
+                return Err(refuse(ev.line, format!("fallocate mode {mode:#x}")));
+            }
+            let end = c
+                .int_arg(2)
+                .unwrap_or(0)
+                .saturating_add(c.int_arg(3).unwrap_or(0));
+            let len = f.len().map_err(|e| io_err(ev.line, "fallocate", e))?;
+            let end = u64::try_from(end).unwrap_or(0);
+            if mode & FALLOC_FL_KEEP_SIZE != 0 || end <= len {
+                return Ok(());
+            }
+            end
+        } else {
+            u64::try_from(c.int_arg(1).unwrap_or(0)).unwrap_or(0)
+        };
+        f.set_len(to).map_err(|e| io_err(ev.line, &c.name, e))?;
+        self.pending_data.entry(path.clone()).or_insert(Pending {
+            line: ev.line,
+            pid: ev.pid,
+            syscall: c.name.clone(),
+            op: "write",
+            path,
+            from: None,
+        });
+        self.op_done(ev.line, c, false);
+        Ok(())
+    }
+}
+
+/// Replays `events` into the simulator and returns it with the crash points.
+fn replay(
+    events: &[Event],
+    cfg: &Config,
+    initial: &BTreeMap<PathBuf, Initial>,
+    points: Points,
+) -> Result<(SimFs, Vec<Point>, Vec<String>), ExploreError> {
+    let watch = match cfg.watch.as_slice() {
+        [w] => w.clone(),
+        _ => {
+            return Err(ExploreError::NotMeasured(
+                "explore takes exactly one --watch directory".to_owned(),
+            ));
+        }
+    };
+    let sim = SimFs::new();
+    let fs = sim.durable();
+    let mut size = 0u64;
+    for (p, what) in initial {
+        if !p.starts_with(&watch) {
+            continue;
+        }
+        match what {
+            Initial::Dir => fs.create_dir_all(p)?,
+            Initial::File(bytes) => {
+                size += bytes.len() as u64;
+                if size > MAX_INITIAL_BYTES {
+                    return Err(ExploreError::NotMeasured(format!(
+                        "the watched directory held more than {MAX_INITIAL_BYTES} bytes at the \
+                         start (each crash state would copy them)"
+                    )));
+                }
+                if let Some(parent) = p.parent() {
+                    fs.create_dir_all(parent)?;
+                }
+                fs.atomic_replace(p, bytes)?;
+            }
+        }
+    }
+    if let Some(parent) = watch.parent() {
+        fs.create_dir_all(parent)?;
+    }
+    sim.start_journal();
+    let mut r = Replay {
+        cfg,
+        watch,
+        sim,
+        cwd: Cwd::default(),
+        tables: HashMap::new(),
+        next_table: 0,
+        fds: HashMap::new(),
+        descs: Vec::new(),
+        pending_dir: BTreeMap::new(),
+        pending_data: BTreeMap::new(),
+        acks: Vec::new(),
+        points: Vec::new(),
+        mode: points,
+    };
+    let mut last = 0;
+    for ev in events {
+        last = ev.line;
+        if let EventKind::Syscall(c) = &ev.kind {
+            r.call(ev, c)?;
+        }
+    }
+    if cfg.ack.exit
+        && let Some(first) = events.first().map(|e| e.pid)
+        && events.iter().any(|e| {
+            e.pid == first
+                && matches!(&e.kind, EventKind::Syscall(c) if c.name == "exit_group" && c.int_arg(0) == Some(0))
+        })
+    {
+        r.acks.push("exit 0".to_owned());
+    }
+    r.point(last, "the end of the run".to_owned());
+    Ok((r.sim, r.points, r.acks))
+}
+
+/// One file or directory of a crash state, for hashing and writing.
+enum Entry {
+    Dir(PathBuf),
+    File(PathBuf, Vec<u8>),
+}
+
+/// The entries of `image` under `root`, relative to it, in order.
+fn entries(image: &SimFs, root: &Path) -> std::io::Result<Vec<Entry>> {
+    let mut out = Vec::new();
+    if image.entry_kind(root)? != Some(EntryKind::Dir) {
+        return Ok(out);
+    }
+    let mut stack = vec![PathBuf::new()];
+    while let Some(rel) = stack.pop() {
+        let mut names = image.list_dir(&root.join(&rel))?;
+        names.sort();
+        for name in names.into_iter().rev() {
+            let r = rel.join(&name);
+            let p = root.join(&r);
+            match image.entry_kind(&p)? {
+                Some(EntryKind::Dir) => {
+                    out.push(Entry::Dir(r.clone()));
+                    stack.push(r);
+                }
+                Some(_) => {
+                    let f = image.open_file(&p, OpenMode::Read)?;
+                    let len = usize::try_from(f.len()?).unwrap_or(usize::MAX);
+                    let mut buf = vec![0u8; len];
+                    let mut at = 0;
+                    while at < len {
+                        let n = f.read_at(buf.get_mut(at..).unwrap_or_default(), at as u64)?;
+                        if n == 0 {
+                            break;
+                        }
+                        at += n;
+                    }
+                    out.push(Entry::File(r, buf));
+                }
+                None => {}
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn digest(entries: &[Entry], acks: usize) -> u64 {
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    acks.hash(&mut h);
+    for e in entries {
+        match e {
+            Entry::Dir(p) => (0u8, p).hash(&mut h),
+            Entry::File(p, data) => (1u8, p, data).hash(&mut h),
+        }
+    }
+    h.finish()
+}
+
+/// Whether `image` lost pending operation `p` (`None`: data, not compared here).
+fn lost(image: &SimFs, p: &Pending) -> Option<bool> {
+    let exists = |q: &Path| image.entry_kind(q).ok().flatten().is_some();
+    match p.op {
+        "create" | "mkdir" | "link" => Some(!exists(&p.path)),
+        "unlink" => Some(exists(&p.path)),
+        "rename" => Some(!exists(&p.path) || p.from.as_deref().is_some_and(exists)),
+        _ => None,
+    }
+}
+
+fn quote(p: &Path) -> String {
+    format!("'{}'", p.to_string_lossy().replace('\'', "'\\''"))
+}
+
+/// A crash state waiting for its check.
+struct State {
+    dir: PathBuf,
+    point: usize,
+    mode: CrashMode,
+    seed: u64,
+    acks: usize,
+    lost: Vec<Option<bool>>,
+}
+
+struct Checked {
+    exit: Option<i32>,
+    output: String,
+}
+
+const OUTPUT_KEPT: usize = 2048;
+
+fn run_check(opts: &Options, state: &State) -> Result<Checked, ExploreError> {
+    let cmd = opts.check.replace("{dir}", &quote(&state.dir.join("dir")));
+    let mut child = Command::new("sh")
+        .arg("-c")
+        .arg(cmd)
+        .env("DURABLE_AUDIT_ACKED", state.dir.join("acked"))
+        .env("DURABLE_AUDIT_ACKS", state.acks.to_string())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(ExploreError::Check)?;
+    // Readers drain the pipes (a chatty check must not block), keeping the start.
+    let readers: Vec<_> = [
+        child
+            .stdout
+            .take()
+            .map(|s| Box::new(s) as Box<dyn Read + Send>),
+        child
+            .stderr
+            .take()
+            .map(|s| Box::new(s) as Box<dyn Read + Send>),
+    ]
+    .into_iter()
+    .flatten()
+    .map(|mut r| {
+        std::thread::spawn(move || {
+            let mut kept = Vec::new();
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = r.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                let room = OUTPUT_KEPT.saturating_sub(kept.len());
+                kept.extend_from_slice(buf.get(..n.min(room)).unwrap_or_default());
+            }
+            kept
+        })
+    })
+    .collect();
+    let deadline = Instant::now() + opts.timeout;
+    let exit = loop {
+        match child.try_wait().map_err(ExploreError::Check)? {
+            Some(status) => break status.code(),
+            None if Instant::now() >= deadline => {
+                let _ = child.kill();
+                let _ = child.wait();
+                break None;
+            }
+            None => std::thread::sleep(Duration::from_millis(2)),
+        }
+    };
+    let mut output = Vec::new();
+    for r in readers {
+        output.extend(r.join().unwrap_or_default());
+    }
+    let mut output = String::from_utf8_lossy(&output).into_owned();
+    if exit.is_none() {
+        output.push_str(&format!(
+            "(killed: no exit within {} s)",
+            opts.timeout.as_secs()
+        ));
+    }
+    Ok(Checked { exit, output })
+}
+
+/// Explores the crash states of the run `events` recorded. `initial`: what the watched
+/// directory held when the run started (empty when it did not exist).
+pub fn explore(
+    events: &[Event],
+    cfg: &Config,
+    initial: &BTreeMap<PathBuf, Initial>,
+    opts: &Options,
+) -> Result<Outcome, ExploreError> {
+    let (sim, points, acks) = replay(events, cfg, initial, opts.points)?;
+    let journal = sim
+        .journal()
+        .ok_or_else(|| ExploreError::NotMeasured("the simulator kept no journal".to_owned()))?;
+    let watch = cfg.watch.first().cloned().unwrap_or_default();
+    let real = DurableFs::real();
+    let scratch = opts.scratch.join(format!(
+        "durable-audit-explore-{}-{:x}",
+        std::process::id(),
+        durable_fs::random_salt(u64::from(std::process::id()))
+    ));
+    real.create_dir_all(&scratch)?;
+    let mut outcome = Outcome {
+        points: points.len(),
+        ..Outcome::default()
+    };
+    let positions: Vec<u64> = points.iter().map(|p| p.journal).collect();
+    let mut seen = HashSet::new();
+    let mut batch: Vec<State> = Vec::new();
+    let mut error: Option<ExploreError> = None;
+    let mut n = 0u64;
+    for &mode in &opts.modes {
+        let seeds = if mode == CrashMode::Strict {
+            1
+        } else {
+            opts.seeds.max(1)
+        };
+        for seed in 0..seeds {
+            let mut index = 0usize;
+            journal.for_each_crash(
+                &positions,
+                mode,
+                |k| k.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ seed.wrapping_add(1),
+                |_, image| {
+                    let i = index;
+                    index += 1;
+                    outcome.states += 1;
+                    if error.is_some() {
+                        return;
+                    }
+                    let Some(point) = points.get(i) else {
+                        return;
+                    };
+                    let state = match entries(&image, &watch) {
+                        Ok(e) => e,
+                        Err(e) => {
+                            error = Some(refuse(point.line, format!("reading a crash state: {e}")));
+                            return;
+                        }
+                    };
+                    if !seen.insert(digest(&state, point.acks)) {
+                        return;
+                    }
+                    outcome.distinct += 1;
+                    if seen.len() > opts.max_states {
+                        outcome.skipped += 1;
+                        return;
+                    }
+                    n += 1;
+                    let dir = scratch.join(format!("state-{n}"));
+                    let written =
+                        write_state(&real, &dir, &state, acks.get(..point.acks).unwrap_or(&acks));
+                    if let Err(e) = written {
+                        error = Some(e);
+                        return;
+                    }
+                    batch.push(State {
+                        dir,
+                        point: i,
+                        mode,
+                        seed,
+                        acks: point.acks,
+                        lost: point.pending.iter().map(|p| lost(&image, p)).collect(),
+                    });
+                    if batch.len() >= opts.jobs.max(1) * 4 {
+                        let b = std::mem::take(&mut batch);
+                        if let Err(e) = check_batch(&real, opts, &points, b, &mut outcome) {
+                            error = Some(e);
+                        }
+                    }
+                },
+            );
+            if let Some(e) = error.take() {
+                let _ = real.remove_dir_all(&scratch);
+                return Err(e);
+            }
+        }
+    }
+    let b = std::mem::take(&mut batch);
+    let r = check_batch(&real, opts, &points, b, &mut outcome);
+    if outcome.failures.iter().all(|f| f.kept.is_none()) {
+        let _ = real.remove_dir_all(&scratch);
+    }
+    r?;
+    Ok(outcome)
+}
+
+fn write_state(
+    fs: &DurableFs,
+    dir: &Path,
+    state: &[Entry],
+    acks: &[String],
+) -> Result<(), ExploreError> {
+    let root = dir.join("dir");
+    fs.create_dir_all(&root)?;
+    for e in state {
+        match e {
+            Entry::Dir(p) => fs.create_dir_all(&root.join(p))?,
+            Entry::File(p, data) => {
+                let f = fs.create_new(&root.join(p))?;
+                f.write_all_at(data, 0)?;
+            }
+        }
+    }
+    let mut list = Vec::new();
+    for a in acks {
+        list.extend_from_slice(a.as_bytes());
+        list.push(b'\n');
+    }
+    let f = fs.create_new(&dir.join("acked"))?;
+    f.write_all_at(&list, 0)?;
+    Ok(())
+}
+
+fn check_batch(
+    fs: &DurableFs,
+    opts: &Options,
+    points: &[Point],
+    batch: Vec<State>,
+    outcome: &mut Outcome,
+) -> Result<(), ExploreError> {
+    let next = AtomicUsize::new(0);
+    let results: Vec<Result<Checked, ExploreError>> = std::thread::scope(|s| {
+        let workers: Vec<_> = (0..opts.jobs.max(1).min(batch.len().max(1)))
+            .map(|_| {
+                s.spawn(|| {
+                    let mut mine = Vec::new();
+                    loop {
+                        let i = next.fetch_add(1, Ordering::SeqCst);
+                        let Some(state) = batch.get(i) else {
+                            break;
+                        };
+                        mine.push((i, run_check(opts, state)));
+                    }
+                    mine
+                })
+            })
+            .collect();
+        let mut all: Vec<(usize, Result<Checked, ExploreError>)> = workers
+            .into_iter()
+            .flat_map(|w| w.join().unwrap_or_default())
+            .collect();
+        all.sort_by_key(|(i, _)| *i);
+        all.into_iter().map(|(_, r)| r).collect()
+    });
+    for (state, result) in batch.into_iter().zip(results) {
+        let checked = result?;
+        outcome.checked += 1;
+        let keep = checked.exit != Some(0)
+            && outcome.failures.iter().filter(|f| f.kept.is_some()).count() < opts.keep_failed;
+        if checked.exit != Some(0) {
+            let Some(point) = points.get(state.point) else {
+                continue;
+            };
+            outcome.failures.push(Failure {
+                point: point.clone(),
+                mode: state.mode,
+                seed: state.seed,
+                exit: checked.exit,
+                output: checked.output,
+                pending: point.pending.iter().cloned().zip(state.lost).collect(),
+                kept: keep.then(|| state.dir.clone()),
+            });
+        }
+        if !keep {
+            fs.remove_dir_all(&state.dir)?;
+        }
+    }
+    Ok(())
+}
+
+/// What the watched directory held when the run started, as the capture saved it.
+/// Refused (not measured) when files were there and their bytes were not saved (a trace
+/// captured without `--explore`).
+pub fn initial(cfg: &Config) -> Result<BTreeMap<PathBuf, Initial>, ExploreError> {
+    let mut out: BTreeMap<PathBuf, Initial> = cfg
+        .existing_dirs
+        .iter()
+        .map(|d| (d.clone(), Initial::Dir))
+        .collect();
+    match &cfg.contents {
+        Some(c) => {
+            for (p, b) in c {
+                out.insert(p.clone(), Initial::File(b.clone()));
+            }
+        }
+        None => {
+            if let Some(f) = cfg.existing.difference(&cfg.existing_dirs).next() {
+                return Err(ExploreError::NotMeasured(format!(
+                    "the trace does not hold the watched directory's contents ({} was there at \
+                     the start): capture it with --explore",
+                    f.display()
+                )));
+            }
+        }
+    }
+    Ok(out)
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let seed = match self.mode {
+            CrashMode::Strict => String::new(),
+            _ => format!(" seed {}", self.seed),
+        };
+        let exit = match self.exit {
+            Some(c) => format!("exit {c}"),
+            None => "killed".to_owned(),
+        };
+        write!(
+            f,
+            "CRASH after trace line {} ({}), {}{seed}: the check failed ({exit})",
+            self.point.line, self.point.what, self.mode
+        )?;
+        for line in self.output.lines().take(8) {
+            write!(f, "\n     check: {line}")?;
+        }
+        if self.pending.is_empty() {
+            write!(
+                f,
+                "\n     nothing was pending: the state is what the program had synced"
+            )?;
+        }
+        for (p, lost) in &self.pending {
+            write!(f, "\n     pending: {p}")?;
+            match lost {
+                Some(true) => write!(f, " (lost in this state)")?,
+                Some(false) => write!(f, " (kept in this state)")?,
+                None => {}
+            }
+        }
+        if let Some(k) = &self.kept {
+            write!(f, "\n     state kept in {}", k.display())?;
+        }
+        Ok(())
+    }
+}
+
+impl std::fmt::Display for Pending {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let what = match (self.op, &self.from) {
+            ("write", _) => format!("data written to {} not fsynced", self.path.display()),
+            ("rename", Some(from)) => format!(
+                "rename of {} to {}, directory not fsynced",
+                from.display(),
+                self.path.display()
+            ),
+            (op, _) => format!("{op} of {}, directory not fsynced", self.path.display()),
+        };
+        write!(
+            f,
+            "{what} (trace line {}, pid {} {})",
+            self.line, self.pid, self.syscall
+        )
+    }
+}
