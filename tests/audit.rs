@@ -353,3 +353,233 @@ fn acknowledgements_can_be_the_exit_a_descriptor_or_a_pattern() {
     let o = audit(tmp.path(), &["--ack", "line:(", "--", "true"], b"");
     assert_eq!(o.status.code(), Some(2));
 }
+
+/// The explore flags for the seed demo's check (`seedwal_check.sh`).
+fn seed_explore(script: &[&str], fixed: bool, extra: &[&str]) -> Output {
+    let tmp = tempfile::tempdir().unwrap();
+    let check = format!(
+        "sh {} {{dir}} {}",
+        demo("seedwal_check.sh"),
+        script.join(" ")
+    );
+    let mut args = vec!["--watch", "w", "--explore", "--check", &check];
+    args.extend_from_slice(extra);
+    args.push("--");
+    args.extend_from_slice(script);
+    args.extend_from_slice(&["append", "w"]);
+    if fixed {
+        args.push("--fixed");
+    }
+    audit(tmp.path(), &args, LINES)
+}
+
+fn crashes(o: &Output) -> Vec<String> {
+    String::from_utf8_lossy(&o.stdout)
+        .split("\nCRASH ")
+        .skip(1)
+        .map(str::to_owned)
+        .collect()
+}
+
+#[test]
+fn explore_loses_acknowledged_lines_in_the_seed_bug_and_none_in_the_fix() {
+    let sh = demo("seedwal.sh");
+    let py = demo("seedwal.py");
+    for script in [vec!["sh", sh.as_str()], vec!["python3", py.as_str()]] {
+        // Strict crashes right after each acknowledgement: from "ack 4" on, the second
+        // segment's create was never made durable, and its lines are gone.
+        let o = seed_explore(&script, false, &[]);
+        assert_eq!(o.status.code(), Some(1), "{script:?}: {o:?}");
+        let c = crashes(&o);
+        assert_eq!(c.len(), 4, "{script:?}: {c:#?}");
+        assert!(c[0].starts_with("after trace line"), "{}", c[0]);
+        assert!(c[0].contains("(ack \"ack 4\"), strict"), "{}", c[0]);
+        assert!(c[0].contains("acknowledged 4 lines"), "{}", c[0]);
+        assert!(
+            c[0].contains("000002.wal, directory not fsynced")
+                && c[0].contains("(lost in this state)"),
+            "{}",
+            c[0]
+        );
+        let stdout = String::from_utf8_lossy(&o.stdout);
+        assert!(stdout.contains("4 failed"), "{stdout}");
+        // The fix loses nothing: every operation a crash point, in every mode.
+        let o = seed_explore(
+            &script,
+            true,
+            &["--points", "all", "--crash", "strict,torn,reordered"],
+        );
+        assert_eq!(o.status.code(), Some(0), "{script:?} --fixed: {o:?}");
+        assert!(crashes(&o).is_empty());
+        let stdout = String::from_utf8_lossy(&o.stdout);
+        assert!(stdout.contains(", 0 failed"), "{stdout}");
+    }
+}
+
+#[test]
+fn explore_shows_sqlite_full_losing_acknowledged_commits_and_extra_none() {
+    let script = demo("sqlite_commit.py");
+    let check = format!("python3 {} {{dir}}", demo("sqlite_check.py"));
+    for (mode, want) in [("FULL", 3), ("EXTRA", 0)] {
+        let tmp = tempfile::tempdir().unwrap();
+        durable_fs::DurableFs::real()
+            .create_dir_all(&tmp.path().join("db"))
+            .unwrap();
+        let o = audit(
+            tmp.path(),
+            &[
+                "--watch",
+                "db",
+                "--explore",
+                "--check",
+                &check,
+                "--crash",
+                "strict,torn",
+                "--points",
+                "syncs",
+                "--format",
+                "json",
+                "--",
+                "python3",
+                &script,
+                mode,
+            ],
+            b"",
+        );
+        assert_eq!(o.status.code(), Some(i32::from(want > 0)), "{mode}: {o:?}");
+        let objects: Vec<serde_json::Value> = String::from_utf8_lossy(&o.stdout)
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        let crashes: Vec<&serde_json::Value> =
+            objects.iter().filter_map(|v| v.get("crash")).collect();
+        // FULL: a crash right after each acknowledged commit brings the journal back (its
+        // unlink was not durable), and opening the database rolls the commit back.
+        let strict: Vec<&&serde_json::Value> =
+            crashes.iter().filter(|c| c["mode"] == "strict").collect();
+        assert_eq!(strict.len(), want, "{mode}: {crashes:#?}");
+        for c in &strict {
+            let pending = c["pending"].as_array().unwrap();
+            assert!(
+                pending.iter().any(|p| p["op"] == "unlink"
+                    && p["path"].as_str().unwrap().ends_with("t.db-journal")
+                    && p["lost"] == true),
+                "{c}"
+            );
+            assert!(
+                c["output"]
+                    .as_str()
+                    .unwrap()
+                    .contains("missing after the crash")
+            );
+        }
+        let summary = objects.iter().find_map(|v| v.get("explore")).unwrap();
+        assert!(summary["checked"].as_u64().unwrap() > 3, "{summary}");
+        if want == 0 {
+            assert!(crashes.is_empty(), "{crashes:#?}");
+        }
+    }
+}
+
+#[test]
+fn explore_of_our_own_wal_loses_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let bin = env!("CARGO_BIN_EXE_durable");
+    let lines: Vec<u8> = (1..=120)
+        .flat_map(|i| format!("{i}\n").into_bytes())
+        .collect();
+    // Every acknowledged record is there, in order, whatever the crash left.
+    let check = format!(
+        "n=$DURABLE_AUDIT_ACKS; [ $n = 0 ] || [ \"$({bin} wal dump --dir {{dir}} | head -n $n | cut -d' ' -f2)\" = \"$(seq 1 $n)\" ]"
+    );
+    let o = audit(
+        tmp.path(),
+        &[
+            "--watch",
+            "log",
+            "--explore",
+            "--check",
+            &check,
+            "--points",
+            "all",
+            "--crash",
+            "strict,torn,reordered",
+            "--seeds",
+            "2",
+            "--",
+            bin,
+            "wal",
+            "append",
+            "--dir",
+            "log",
+            "--segment-bytes",
+            "4096",
+        ],
+        &lines,
+    );
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(o.status.code(), Some(0), "{o:?}");
+    assert!(stdout.contains("120 acks"), "{stdout}");
+    assert!(stdout.contains(", 0 failed"), "{stdout}");
+}
+
+#[test]
+fn acknowledgements_are_seen_whatever_our_stderr_is() {
+    // The program's stdout is a pipe of ours, copied to our stderr: sending that to
+    // /dev/null must not hide the acknowledgements (which would leave only "not measured").
+    let tmp = tempfile::tempdir().unwrap();
+    let sh = demo("seedwal.sh");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_durable"))
+        .args(["audit", "--watch", "w", "--", "sh", &sh, "append", "w"])
+        .current_dir(tmp.path())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(LINES).unwrap();
+    let o = child.wait_with_output().unwrap();
+    assert_eq!(o.status.code(), Some(1), "{o:?}");
+    let f = findings(&o);
+    assert_eq!(f.len(), 2, "{o:?}");
+    // D001 at "ack 4" (without the acknowledgements it would be D004 at the end).
+    assert!(
+        f[0].starts_with("D001 create of \"000002.wal\""),
+        "{}",
+        f[0]
+    );
+    assert!(f[0].contains("\"ack 4\""), "{}", f[0]);
+}
+
+#[test]
+fn explore_needs_a_check_and_one_watched_directory() {
+    let tmp = tempfile::tempdir().unwrap();
+    let o = audit(tmp.path(), &["--explore", "--", "true"], b"");
+    assert_eq!(o.status.code(), Some(2), "{o:?}");
+    let o = audit(tmp.path(), &["--check", "true", "--", "true"], b"");
+    assert_eq!(o.status.code(), Some(2), "{o:?}");
+    let sh = demo("seedwal.sh");
+    let o = audit(
+        tmp.path(),
+        &[
+            "--watch",
+            "w",
+            "--watch",
+            "v",
+            "--explore",
+            "--check",
+            "true",
+            "--",
+            "sh",
+            &sh,
+            "append",
+            "w",
+        ],
+        LINES,
+    );
+    assert_eq!(o.status.code(), Some(2), "{o:?}");
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("not measured: explore takes exactly one"),
+        "{o:?}"
+    );
+}

@@ -236,7 +236,7 @@ pub fn run(
         std::process::id(),
         durable_fs::random_salt(u64::from(std::process::id()))
     ));
-    let status = Command::new("strace")
+    let mut child = Command::new("strace")
         .args(["-f", "--seccomp-bpf", "-qq", "-y", "-xx", "-X", "raw", "-s"])
         .arg(explore.unwrap_or(4096).to_string())
         .arg(format!("-etrace={traced}"))
@@ -246,10 +246,20 @@ pub fn run(
         .arg("--")
         .args(cmd)
         .stdin(Stdio::inherit())
-        .stdout(Stdio::from(std::io::stderr()))
+        // A pipe of our own, copied to our stderr: the program's descriptor 1 is a pipe
+        // whatever our stderr is (a file, /dev/null), so its acknowledgements are seen.
+        .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
-        .status()
+        .spawn()
         .map_err(CaptureError::Spawn)?;
+    let copier = child
+        .stdout
+        .take()
+        .map(|mut out| std::thread::spawn(move || std::io::copy(&mut out, &mut std::io::stderr())));
+    let status = child.wait().map_err(CaptureError::Spawn)?;
+    if let Some(c) = copier {
+        let _ = c.join();
+    }
     let bytes = fs.read(&file);
     let _ = fs.remove_file(&file);
     let text = String::from_utf8_lossy(&bytes?).into_owned();

@@ -1106,9 +1106,13 @@ const OUTPUT_KEPT: usize = 2048;
 
 fn run_check(opts: &Options, state: &State) -> Result<Checked, ExploreError> {
     let cmd = opts.check.replace("{dir}", &quote(&state.dir.join("dir")));
+    use std::os::unix::process::CommandExt;
     let mut child = Command::new("sh")
         .arg("-c")
         .arg(cmd)
+        // Its own process group: a timeout kills whatever the check started too (a child
+        // left holding the output pipes would keep the readers waiting).
+        .process_group(0)
         .env("DURABLE_AUDIT_ACKED", state.dir.join("acked"))
         .env("DURABLE_AUDIT_ACKS", state.acks.to_string())
         .stdin(Stdio::null())
@@ -1149,6 +1153,10 @@ fn run_check(opts: &Options, state: &State) -> Result<Checked, ExploreError> {
         match child.try_wait().map_err(ExploreError::Check)? {
             Some(status) => break status.code(),
             None if Instant::now() >= deadline => {
+                let _ = Command::new("kill")
+                    .args(["-KILL", "--", &format!("-{}", child.id())])
+                    .stderr(Stdio::null())
+                    .status();
                 let _ = child.kill();
                 let _ = child.wait();
                 break None;

@@ -1,0 +1,410 @@
+//! Explore on saved and hand-written traces (no strace needed; the checks run with `sh`).
+//!
+//! Proves: the seed bug's trace loses acknowledged lines at exactly the acknowledgements
+//! after the first unsynced segment (each failure explained by that segment's create, lost),
+//! and the fixed trace loses none in any mode at any operation (the negative control: the
+//! only difference is the directory fsync); a check that always fails fails everywhere and
+//! one that always passes nowhere (the checks really run); the replay puts bytes where the
+//! program did (lseek, pwrite, O_APPEND through dup2, a description shared across fork,
+//! threads sharing a table, writes following a file through a rename, hard links, truncate);
+//! a failed fsync drops the data even when a retry succeeds (fsyncgate); what the model
+//! cannot reproduce is refused as not measured.
+#![allow(
+    clippy::unwrap_used,
+    clippy::indexing_slicing,
+    reason = "test code: a panic is a failed test"
+)]
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use durable_audit::explore::{self, ExploreError, Initial, Options, Outcome, Points};
+use durable_audit::lint::Config;
+use durable_audit::{capture, trace};
+use durable_fs::sim::CrashMode;
+
+const ALL: [CrashMode; 3] = [CrashMode::Strict, CrashMode::Torn, CrashMode::Reordered];
+
+fn opts(check: &str, points: Points, modes: &[CrashMode], scratch: &Path) -> Options {
+    Options {
+        check: check.to_owned(),
+        points,
+        modes: modes.to_vec(),
+        seeds: 4,
+        max_states: 10_000,
+        jobs: 2,
+        timeout: Duration::from_secs(60),
+        scratch: scratch.to_path_buf(),
+        keep_failed: 0,
+    }
+}
+
+/// Explores a saved trace (its header names the watched directory and its contents).
+fn golden(name: &str, o: &Options) -> Result<Outcome, ExploreError> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/traces")
+        .join(name);
+    let text = String::from_utf8(durable_fs::DurableFs::real().read(&path).unwrap()).unwrap();
+    let mut cfg = Config::default();
+    capture::read_header(&text, &mut cfg).unwrap();
+    let events = trace::parse(&text).unwrap();
+    let initial = explore::initial(&cfg)?;
+    explore::explore(&events, &cfg, &initial, o)
+}
+
+/// strace's `-xx` form of a string.
+fn x(s: &str) -> String {
+    s.bytes().map(|b| format!("\\x{b:02x}")).collect()
+}
+
+/// A hand-written trace: `{name}` becomes `"HEX"` for a string and `<HEX>` after a
+/// descriptor is written `fd{name}`.
+fn synth(lines: &[&str]) -> Vec<trace::Event> {
+    let mut text = String::new();
+    for l in lines {
+        let mut out = String::new();
+        let mut rest = *l;
+        while let Some(open) = rest.find('{') {
+            let close = rest[open..].find('}').unwrap() + open;
+            let before = &rest[..open];
+            let name = &rest[open + 1..close];
+            if before.ends_with(|c: char| c.is_ascii_digit()) {
+                out.push_str(&format!("{before}<{}>", x(name)));
+            } else {
+                out.push_str(&format!("{before}\"{}\"", x(name)));
+            }
+            rest = &rest[close + 1..];
+        }
+        out.push_str(rest);
+        text.push_str(&out);
+        text.push('\n');
+    }
+    trace::parse(&text).unwrap()
+}
+
+fn run(lines: &[&str], check: &str, points: Points) -> Result<Outcome, ExploreError> {
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = Config {
+        watch: vec![PathBuf::from("/w")],
+        ..Config::default()
+    };
+    let initial = BTreeMap::from([(PathBuf::from("/w"), Initial::Dir)]);
+    explore::explore(
+        &synth(lines),
+        &cfg,
+        &initial,
+        &opts(check, points, &[CrashMode::Strict], tmp.path()),
+    )
+}
+
+#[test]
+fn the_seed_bug_loses_acknowledged_lines_and_the_fix_none() {
+    let tmp = tempfile::tempdir().unwrap();
+    // Every acknowledged line a..g is in the state, in order.
+    let check = r#"n=$DURABLE_AUDIT_ACKS; got=$(cat {dir}/*.wal 2>/dev/null | head -n "$n");
+        want=$(printf 'a\nb\nc\nd\ne\nf\ng\n' | head -n "$n"); [ "$got" = "$want" ]"#;
+    let o = golden(
+        "seedwal-explore-buggy.strace",
+        &opts(check, Points::Acks, &[CrashMode::Strict], tmp.path()),
+    )
+    .unwrap();
+    assert_eq!(o.points, 7, "{o:#?}");
+    let acks: Vec<&str> = o.failures.iter().map(|f| f.point.what.as_str()).collect();
+    assert_eq!(
+        acks,
+        [
+            "ack \"ack 4\"",
+            "ack \"ack 5\"",
+            "ack \"ack 6\"",
+            "ack \"ack 7\""
+        ]
+    );
+    for f in &o.failures {
+        let lost: Vec<String> = f
+            .pending
+            .iter()
+            .filter(|(_, lost)| *lost == Some(true))
+            .map(|(p, _)| format!("{} {}", p.op, p.path.display()))
+            .collect();
+        assert!(
+            lost.first()
+                .is_some_and(|l| l == "create /tmp/ex1/w/000002.wal"),
+            "{f}"
+        );
+    }
+    // The fix: the same program with the directory fsynced after each new segment.
+    for points in [Points::Acks, Points::Syncs, Points::All] {
+        let o = golden(
+            "seedwal-explore-fixed.strace",
+            &opts(check, points, &ALL, tmp.path()),
+        )
+        .unwrap();
+        assert!(o.failures.is_empty(), "{points:?}: {:#?}", o.failures);
+        assert!(o.checked >= 7, "{o:#?}");
+    }
+    // And the buggy one fails in every mode, not only strict.
+    for mode in ALL {
+        let o = golden(
+            "seedwal-explore-buggy.strace",
+            &opts(check, Points::All, &[mode], tmp.path()),
+        )
+        .unwrap();
+        assert!(!o.failures.is_empty(), "{mode}");
+    }
+}
+
+#[test]
+fn the_checks_really_run() {
+    let tmp = tempfile::tempdir().unwrap();
+    let o = golden(
+        "seedwal-explore-buggy.strace",
+        &opts("exit 3", Points::All, &[CrashMode::Strict], tmp.path()),
+    )
+    .unwrap();
+    assert!(o.checked > 7);
+    assert_eq!(o.failures.len() as u64, o.checked);
+    assert!(o.failures.iter().all(|f| f.exit == Some(3)));
+    let o = golden(
+        "seedwal-explore-buggy.strace",
+        &opts("true", Points::All, &ALL, tmp.path()),
+    )
+    .unwrap();
+    assert!(o.failures.is_empty());
+    assert!(
+        o.states > o.distinct,
+        "identical states are checked once: {o:#?}"
+    );
+    // A bound on the states checked.
+    let mut capped = opts("true", Points::All, &ALL, tmp.path());
+    capped.max_states = 3;
+    let o = golden("seedwal-explore-buggy.strace", &capped).unwrap();
+    assert_eq!(o.checked, 3);
+    assert!(o.skipped > 0);
+    // A check that hangs is killed and counted as failed.
+    let mut slow = opts("sleep 30", Points::Acks, &[CrashMode::Strict], tmp.path());
+    slow.timeout = Duration::from_millis(300);
+    slow.max_states = 1;
+    let o = golden("seedwal-explore-buggy.strace", &slow).unwrap();
+    assert_eq!(o.failures.len(), 1);
+    assert_eq!(o.failures[0].exit, None);
+    // Nothing is left in the scratch directory.
+    let left = durable_fs::DurableFs::real().list(tmp.path()).unwrap();
+    assert!(left.is_empty(), "{left:?}");
+}
+
+const DIR_SYNC: [&str; 2] = [
+    "1 openat(-100{/}, {/w}, 0x10000) = 9{/w}",
+    "1 fsync(9{/w}) = 0",
+];
+const ACK: &str = "1 write(1{pipe:[7]}, {ack\n}, 4) = 4";
+
+/// The check passes when, after the first acknowledgement, `file` holds `want` exactly.
+fn holds(file: &str, want: &str) -> String {
+    let want: String = want.bytes().map(|b| format!("\\{b:03o}")).collect();
+    format!("[ \"$DURABLE_AUDIT_ACKS\" = 0 ] || {{ printf '{want}' | cmp - {{dir}}/{file}; }}")
+}
+
+fn lines<'a>(body: &[&'a str]) -> Vec<&'a str> {
+    let mut v = body.to_vec();
+    v.extend_from_slice(&DIR_SYNC);
+    v.push(ACK);
+    v
+}
+
+#[test]
+fn bytes_go_where_the_program_put_them() {
+    // lseek and pwrite (which does not move the position).
+    let o = run(
+        &lines(&[
+            "1 openat(-100{/}, {/w/f}, 0x41, 0644) = 3{/w/f}",
+            "1 write(3{/w/f}, {abc}, 3) = 3",
+            "1 lseek(3{/w/f}, 1, 0) = 1",
+            "1 write(3{/w/f}, {X}, 1) = 1",
+            "1 pwrite64(3{/w/f}, {Z}, 1, 5) = 1",
+            "1 write(3{/w/f}, {Y}, 1) = 1",
+            "1 fsync(3{/w/f}) = 0",
+        ]),
+        &holds("f", "aXY\0\0Z"),
+        Points::Acks,
+    )
+    .unwrap();
+    assert!(o.failures.is_empty(), "{:#?}", o.failures);
+    // O_APPEND through dup2 into a forked child and a thread sharing the table; the
+    // original descriptor closed.
+    let o = run(
+        &lines(&[
+            "1 openat(-100{/}, {/w/g}, 0x441, 0644) = 3{/w/g}",
+            "1 write(3{/w/g}, {zero\n}, 5) = 5",
+            "1 dup2(3{/w/g}, 7) = 7{/w/g}",
+            "1 close(3{/w/g}) = 0",
+            "1 clone(child_stack=NULL, flags=0x1200011, child_tidptr=0x7f00) = 2",
+            "2 write(7{/w/g}, {one\n}, 4) = 4",
+            "1 clone(child_stack=0x7f00, flags=0x3d0f00, parent_tid=0x1, tls=0x2, child_tidptr=0x3) = 3",
+            "3 write(7{/w/g}, {two\n}, 4) = 4",
+            "3 fsync(7{/w/g}) = 0",
+        ]),
+        &holds("g", "zero\none\ntwo\n"),
+        Points::Acks,
+    )
+    .unwrap();
+    assert!(o.failures.is_empty(), "{:#?}", o.failures);
+    // A forked child shares the parent's file description: one position for both.
+    let o = run(
+        &lines(&[
+            "1 openat(-100{/}, {/w/h}, 0x41, 0644) = 3{/w/h}",
+            "1 clone(child_stack=NULL, flags=0x1200011, child_tidptr=0x7f00) = 2",
+            "2 write(3{/w/h}, {ab}, 2) = 2",
+            "1 write(3{/w/h}, {cd}, 2) = 2",
+            "1 fsync(3{/w/h}) = 0",
+        ]),
+        &holds("h", "abcd"),
+        Points::Acks,
+    )
+    .unwrap();
+    assert!(o.failures.is_empty(), "{:#?}", o.failures);
+    // Writes follow the file through a rename; a hard link names the same bytes; O_TRUNC
+    // and ftruncate.
+    let o = run(
+        &lines(&[
+            "1 openat(-100{/}, {/w/t.tmp}, 0x41, 0644) = 3{/w/t.tmp}",
+            "1 write(3{/w/t.tmp}, {v1}, 2) = 2",
+            "1 rename({/w/t.tmp}, {/w/t}) = 0",
+            "1 write(3{/w/t}, {+}, 1) = 1",
+            "1 fsync(3{/w/t}) = 0",
+            "1 link({/w/t}, {/w/u}) = 0",
+            "1 openat(-100{/}, {/w/k}, 0x41, 0644) = 4{/w/k}",
+            "1 write(4{/w/k}, {long content}, 12) = 12",
+            "1 ftruncate(4{/w/k}, 4) = 0",
+            "1 fsync(4{/w/k}) = 0",
+        ]),
+        &format!(
+            "{} && {} && {}",
+            holds("t", "v1+"),
+            holds("u", "v1+"),
+            holds("k", "long")
+        ),
+        Points::Acks,
+    )
+    .unwrap();
+    assert!(o.failures.is_empty(), "{:#?}", o.failures);
+}
+
+#[test]
+fn every_operation_is_a_crash_point_and_unsynced_work_is_lost_in_strict_mode() {
+    // At every point before the directory fsync the new file may be missing: the check
+    // (which demands it from the start) fails there and is explained by the create.
+    let o = run(
+        &lines(&[
+            "1 openat(-100{/}, {/w/f}, 0x41, 0644) = 3{/w/f}",
+            "1 write(3{/w/f}, {abc}, 3) = 3",
+            "1 fsync(3{/w/f}) = 0",
+        ]),
+        "test -f {dir}/f",
+        Points::All,
+    )
+    .unwrap();
+    // Strict states: no file (after the open, the write, the fsync: one state, checked
+    // once), and the file with the acknowledgement (the directory fsync's point is the
+    // acknowledgement's: nothing changed between them, so one point with more acks).
+    assert_eq!(o.points, 4, "{o:#?}");
+    assert_eq!(o.failures.len(), 1, "{:#?}", o.failures);
+    assert_eq!(o.checked, 2, "{o:#?}");
+    for f in &o.failures {
+        let (p, lost) = &f.pending[0];
+        assert_eq!((p.op, *lost), ("create", Some(true)), "{f}");
+    }
+}
+
+#[test]
+fn a_failed_fsync_drops_the_data_even_when_a_retry_succeeds() {
+    let body = [
+        "1 openat(-100{/}, {/w/e}, 0x41, 0644) = 3{/w/e}",
+        "1 openat(-100{/}, {/w}, 0x10000) = 9{/w}",
+        "1 fsync(9{/w}) = 0",
+        "1 write(3{/w/e}, {data}, 4) = 4",
+        "1 fsync(3{/w/e}) = -1 EIO (Input/output error)",
+        "1 fsync(3{/w/e}) = 0",
+        ACK,
+    ];
+    let o = run(&body, &holds("e", "data"), Points::Acks).unwrap();
+    assert_eq!(o.failures.len(), 1, "{:#?}", o.failures);
+    // Without the failure the same program keeps its data (the control).
+    let mut ok = body.to_vec();
+    ok.remove(4);
+    let o = run(&ok, &holds("e", "data"), Points::Acks).unwrap();
+    assert!(o.failures.is_empty(), "{:#?}", o.failures);
+}
+
+fn refused(lines: &[&str], what: &str) {
+    match run(lines, "true", Points::Acks) {
+        Err(ExploreError::NotMeasured(m)) => assert!(m.contains(what), "{m}"),
+        other => panic!("expected not measured ({what}), got {other:?}"),
+    }
+}
+
+#[test]
+fn what_the_model_cannot_reproduce_is_not_measured() {
+    refused(
+        &[
+            "1 openat(-100{/}, {/w/f}, 0x41, 0644) = 3{/w/f}",
+            "1 write(3{/w/f}, {ab}..., 5) = 5",
+        ],
+        "strace kept 2",
+    );
+    refused(
+        &["1 openat(-100{/}, {/w}, 0x410002, 0600) = 3{/w/#1}"],
+        "O_TMPFILE",
+    );
+    refused(&["1 symlink({x}, {/w/s}) = 0"], "symlink");
+    refused(&["1 rename({/tmp/x}, {/w/x}) = 0"], "from outside");
+    refused(&["1 link({/tmp/x}, {/w/x}) = 0"], "from outside");
+    refused(&["1 write(5{/w/f}, {a}, 1) = 1"], "before the trace");
+    refused(
+        &[
+            "1 openat(-100{/}, {/w/a}, 0x41, 0644) = 3{/w/a}",
+            "1 openat(-100{/}, {/w/b}, 0x41, 0644) = 4{/w/b}",
+            "1 renameat2(-100{/}, {/w/a}, -100{/}, {/w/b}, 0x2) = 0",
+        ],
+        "RENAME_EXCHANGE",
+    );
+    refused(
+        &["1 openat(-100{/}, {/w/nope}, 0x2) = 3{/w/nope}"],
+        "no such file",
+    );
+    refused(
+        &[
+            "1 openat(-100{/}, {/w/f}, 0x41, 0644) = 3{/w/f}",
+            "1 fallocate(3{/w/f}, 0x3, 0, 4096) = 0",
+        ],
+        "fallocate mode",
+    );
+    refused(
+        &[
+            "1 openat(-100{/}, {/tmp/src}, 0) = 3{/tmp/src}",
+            "1 openat(-100{/}, {/w/f}, 0x41, 0644) = 4{/w/f}",
+            "1 copy_file_range(3{/tmp/src}, NULL, 4{/w/f}, NULL, 10, 0) = 10",
+        ],
+        "copy_file_range",
+    );
+    refused(&["1 rename({/w}, {/v}) = 0"], "watched directory itself");
+    // Two watched directories, and a trace saved without the directory's contents.
+    let cfg = Config {
+        watch: vec![PathBuf::from("/w"), PathBuf::from("/v")],
+        ..Config::default()
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let r = explore::explore(
+        &synth(&[ACK]),
+        &cfg,
+        &BTreeMap::new(),
+        &opts("true", Points::Acks, &[CrashMode::Strict], tmp.path()),
+    );
+    assert!(matches!(r, Err(ExploreError::NotMeasured(m)) if m.contains("exactly one")));
+    let mut cfg = Config::default();
+    cfg.existing.insert(PathBuf::from("/w/old"));
+    let r = explore::initial(&cfg);
+    assert!(
+        matches!(r, Err(ExploreError::NotMeasured(m)) if m.contains("capture it with --explore"))
+    );
+}
