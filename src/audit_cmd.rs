@@ -182,19 +182,21 @@ pub fn run(args: &AuditArgs) -> Outcome {
     }
     let summary = match args.format {
         Format::Text => format!(
-            "audit: {} syscalls, {} processes, {} acks, {} syncs, {} findings ({} errors)\n",
+            "audit: {} syscalls, {} processes, {} acks, {} syncs, {} findings ({} errors); the program: {}\n",
             report.syscalls,
             report.processes,
             report.acks,
             report.syncs,
             report.findings.len(),
-            report.errors()
+            report.errors(),
+            report.end.as_deref().unwrap_or("end not traced")
         ),
         Format::Json => format!(
             "{}\n",
             serde_json::json!({"v": 1, "summary": {"syscalls": report.syscalls,
                 "processes": report.processes, "acks": report.acks, "syncs": report.syncs,
-                "findings": report.findings.len(), "errors": report.errors()}})
+                "findings": report.findings.len(), "errors": report.errors(),
+                "end": report.end}})
         ),
     };
     out(stdout

@@ -192,6 +192,9 @@ const F_DUPFD_CLOEXEC: i64 = 1030;
 const FALLOC_FL_KEEP_SIZE: i64 = 1;
 /// Most bytes the watched directory may hold at the start (copied into every state).
 pub const MAX_INITIAL_BYTES: u64 = 64 << 20;
+/// Most bytes the replay writes into the model, and the largest file it makes (the model
+/// is in memory: a bigger run is refused as not measured rather than exhausting memory).
+pub const MAX_MODEL_BYTES: u64 = 1 << 30;
 
 /// An open file description: shared by `dup`s and forks, as the kernel's is.
 struct Desc {
@@ -219,6 +222,8 @@ struct Replay<'a> {
     acks: Vec<String>,
     points: Vec<Point>,
     mode: Points,
+    /// Bytes written into the model so far.
+    written: u64,
 }
 
 fn fd_of(a: Option<&Arg>) -> Option<i64> {
@@ -275,6 +280,19 @@ impl Replay<'_> {
     /// The watched directory or one of its ancestors: taken as durable.
     fn scaffold(&self, p: &Path) -> bool {
         self.watch.starts_with(p)
+    }
+
+    /// Refuses a change that would make a file end past `end`, or the bytes written into
+    /// the model pass [`MAX_MODEL_BYTES`].
+    fn room(&mut self, line: u64, end: u64, added: u64) -> Result<(), ExploreError> {
+        self.written = self.written.saturating_add(added);
+        if end > MAX_MODEL_BYTES || self.written > MAX_MODEL_BYTES {
+            return Err(refuse(
+                line,
+                format!("the run writes more than the model holds ({MAX_MODEL_BYTES} bytes)"),
+            ));
+        }
+        Ok(())
     }
 
     fn table(&mut self, pid: u32) -> u64 {
@@ -523,6 +541,7 @@ impl Replay<'_> {
             None if desc.append => file.len().map_err(|e| io_err(ev.line, "write", e))?,
             None => desc.pos,
         };
+        self.room(ev.line, offset.saturating_add(n), n)?;
         file.write_all_at(data, offset)
             .map_err(|e| io_err(ev.line, "write", e))?;
         if explicit.is_none()
@@ -923,6 +942,7 @@ impl Replay<'_> {
         } else {
             u64::try_from(c.int_arg(1).unwrap_or(0)).unwrap_or(0)
         };
+        self.room(ev.line, to, 0)?;
         f.set_len(to).map_err(|e| io_err(ev.line, &c.name, e))?;
         self.pending_data.entry(path.clone()).or_insert(Pending {
             line: ev.line,
@@ -994,6 +1014,7 @@ fn replay(
         acks: Vec::new(),
         points: Vec::new(),
         mode: points,
+        written: 0,
     };
     let mut last = 0;
     for ev in events {

@@ -232,6 +232,9 @@ pub struct Report {
     pub syscalls: u64,
     /// Processes seen.
     pub processes: usize,
+    /// How the program (the trace's first process) ended: `exit N`, `killed by SIG...`,
+    /// or `None` when the trace does not say.
+    pub end: Option<String>,
     /// Acknowledgements seen.
     pub acks: u64,
     /// fsync-like calls seen.
@@ -867,6 +870,13 @@ pub fn lint(events: &[Event], cfg: &Config) -> Report {
     let rewrites = std::mem::take(&mut l.rewrites);
     l.report.findings.extend(rewrites.into_values());
     l.report.processes = l.pids.len();
+    l.report.end = events.first().map(|e| e.pid).and_then(|first| {
+        events.iter().rev().find_map(|e| match &e.kind {
+            EventKind::Exited(code) if e.pid == first => Some(format!("exit {code}")),
+            EventKind::Killed(sig) if e.pid == first => Some(format!("killed by {sig}")),
+            _ => None,
+        })
+    });
     l.report.findings.sort_by_key(|f| f.line);
     l.report
 }

@@ -388,6 +388,17 @@ fn what_the_model_cannot_reproduce_is_not_measured() {
         "copy_file_range",
     );
     refused(&["1 rename({/w}, {/v}) = 0"], "watched directory itself");
+    // Sizes a crafted trace could use to exhaust memory.
+    for big in [
+        "1 ftruncate(3{/w/f}, 1099511627776) = 0",
+        "1 pwrite64(3{/w/f}, {a}, 1, 9223372036854775000) = 1",
+        "1 fallocate(3{/w/f}, 0, 0, 1099511627776) = 0",
+    ] {
+        refused(
+            &["1 openat(-100{/}, {/w/f}, 0x41, 0644) = 3{/w/f}", big],
+            "more than the model holds",
+        );
+    }
     // Two watched directories, and a trace saved without the directory's contents.
     let cfg = Config {
         watch: vec![PathBuf::from("/w"), PathBuf::from("/v")],
@@ -407,4 +418,92 @@ fn what_the_model_cannot_reproduce_is_not_measured() {
     assert!(
         matches!(r, Err(ExploreError::NotMeasured(m)) if m.contains("capture it with --explore"))
     );
+}
+
+mod hostile {
+    use super::*;
+    use proptest::prelude::*;
+
+    const PATHS: [&str; 7] = ["/w/a", "/w/b", "/w/d", "/w/d/c", "/w", "/x/y", "/"];
+    const FLAGS: [&str; 6] = ["0", "0x41", "0x241", "0x441", "0x10000", "0x410002"];
+
+    /// One line of a random trace: calls the replay models, with arbitrary descriptors,
+    /// paths, sizes and results.
+    fn line() -> impl Strategy<Value = String> {
+        (
+            0usize..16,
+            1u32..4,
+            0usize..PATHS.len(),
+            0usize..PATHS.len(),
+            0i64..4,
+            0u64..5000,
+            0usize..FLAGS.len(),
+            proptest::bool::ANY,
+        )
+            .prop_map(|(kind, pid, a, b, other, n, fl, fail)| {
+                let (pa, pb, flags) = (x(PATHS[a]), x(PATHS[b]), FLAGS[fl]);
+                // Mostly the descriptor the prologue opened for that path, sometimes not.
+                let fd = if other == 0 { 20 } else { 3 + a as i64 };
+                let ret = if fail {
+                    "-1 EIO (Input/output error)"
+                } else {
+                    "0"
+                };
+                let data = x(&"z".repeat((n % 40) as usize));
+                let len = n % 40;
+                match kind {
+                    0 => format!(
+                        "{pid} openat(-100<{}>, \"{pa}\", {flags}, 0644) = {fd}<{pa}>",
+                        x("/")
+                    ),
+                    1 => format!("{pid} write({fd}<{pa}>, \"{data}\", {len}) = {len}"),
+                    2 => format!("{pid} pwrite64({fd}<{pa}>, \"{data}\", {len}, {n}) = {len}"),
+                    3 => format!("{pid} lseek({fd}<{pa}>, {n}, 0) = {n}"),
+                    4 => format!("{pid} ftruncate({fd}<{pa}>, {n}) = {ret}"),
+                    5 => format!("{pid} fsync({fd}<{pa}>) = {ret}"),
+                    6 => format!("{pid} rename(\"{pa}\", \"{pb}\") = {ret}"),
+                    7 => format!("{pid} unlink(\"{pa}\") = {ret}"),
+                    8 => format!("{pid} mkdir(\"{pa}\", 0755) = {ret}"),
+                    9 => format!("{pid} link(\"{pa}\", \"{pb}\") = {ret}"),
+                    10 => format!("{pid} dup2({fd}<{pa}>, {}) = {}<{pa}>", fd + 1, fd + 1),
+                    11 => format!("{pid} close({fd}<{pa}>) = 0"),
+                    12 => format!("{pid} clone(child_stack=NULL, flags={flags}) = {}", pid + 1),
+                    13 => format!("{pid} write(1<pipe:[3]>, \"{}\", 4) = 4", x("ack\n")),
+                    14 => format!("{pid} rmdir(\"{pa}\") = {ret}"),
+                    _ => format!("{pid} sync() = 0"),
+                }
+            })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        /// Whatever the trace says, the replay answers (a result or "not measured"),
+        /// never panics, and checks nothing when told to check nothing.
+        #[test]
+        fn the_replay_never_panics(lines in proptest::collection::vec(line(), 0..40)) {
+            // A prologue that opens every path (3 + its index), so the random calls that
+            // follow reach deep into the replay rather than stopping at the first unknown.
+            let mut text = format!("1 mkdir(\"{}\", 0755) = 0\n", x("/w/d"));
+            for (i, p) in PATHS.iter().enumerate() {
+                let flags = if matches!(*p, "/w/d" | "/w" | "/") { "0x10000" } else { "0x41" };
+                text.push_str(&format!(
+                    "1 openat(-100<{}>, \"{}\", {flags}, 0644) = {}<{}>\n",
+                    x("/"), x(p), 3 + i, x(p)
+                ));
+            }
+            text.push_str(&(lines.join("\n") + "\n"));
+            let Ok(events) = trace::parse(&text) else { return Ok(()); };
+            let tmp = tempfile::tempdir().unwrap();
+            let cfg = Config { watch: vec![PathBuf::from("/w")], ..Config::default() };
+            let initial = BTreeMap::from([(PathBuf::from("/w"), Initial::Dir)]);
+            let mut o = opts("exit 1", Points::All, &ALL, tmp.path());
+            o.max_states = 0;
+            let r = explore::explore(&events, &cfg, &initial, &o);
+            if let Ok(out) = r {
+                prop_assert_eq!(out.checked, 0);
+                prop_assert!(out.failures.is_empty());
+            }
+        }
+    }
 }
