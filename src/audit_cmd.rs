@@ -53,8 +53,9 @@ pub struct AuditArgs {
     #[arg(long, value_enum, value_delimiter = ',', default_value = "strict")]
     crash: Vec<CrashArg>,
     /// Where the power is cut: after each acknowledgement (`acks`), each sync too
-    /// (`syncs`), or every operation the model replays (`all`).
-    #[arg(long, value_enum, default_value_t = PointsArg::Acks)]
+    /// (`syncs`, the default: every state a strict crash can leave), or every operation the
+    /// model replays (`all`: what torn and reordered crashes need to vary).
+    #[arg(long, value_enum, default_value_t = PointsArg::Syncs)]
     points: PointsArg,
     /// States per crash point in the torn and reordered modes (seeds).
     #[arg(long, default_value_t = 4)]
@@ -248,6 +249,18 @@ fn run_explore(args: &AuditArgs, events: &[trace::Event], cfg: &Config) -> Resul
         keep_failed: args.keep_failed,
     };
     let outcome = explore::explore(events, cfg, &initial, &opts).map_err(not_measured)?;
+    for dir in &outcome.leftovers {
+        eprintln!(
+            "durable: could not remove the scratch directory {} (the check left something in it)",
+            dir.display()
+        );
+    }
+    if outcome.skipped > 0 {
+        eprintln!(
+            "durable: {} crash states were not checked (--max-states {}): the verdict covers the rest",
+            outcome.skipped, opts.max_states
+        );
+    }
     let mut stdout = std::io::stdout().lock();
     for f in &outcome.failures {
         let line = match args.format {
@@ -268,7 +281,7 @@ fn run_explore(args: &AuditArgs, events: &[trace::Event], cfg: &Config) -> Resul
                     serde_json::json!({"v": 1, "crash": {"line": f.point.line,
                         "at": f.point.what, "acks": f.point.acks, "mode": f.mode.to_string(),
                         "seed": f.seed, "exit": f.exit, "output": f.output,
-                        "pending": pending,
+                        "pending": pending, "more_pending": f.point.more,
                         "kept": f.kept.as_ref().map(|k| k.to_string_lossy())}})
                 )
             }

@@ -19,12 +19,12 @@ use crate::lint::{Config, normalize};
 pub const TRACED: &str = "open,openat,openat2,creat,write,pwrite64,writev,pwritev,pwritev2,\
 ftruncate,fallocate,fsync,fdatasync,sync,syncfs,rename,renameat,renameat2,unlink,unlinkat,\
 rmdir,mkdir,mkdirat,link,linkat,symlink,symlinkat,mmap,io_uring_setup,io_submit,\
-clone,clone3,fork,vfork,execve,chdir,fchdir,exit_group";
+clone,clone3,fork,vfork,execve,execveat,chdir,fchdir,exit_group";
 
 /// What explore traces besides [`TRACED`]: what moves a descriptor's position or copies it,
 /// and what writes data the model must refuse.
-pub const TRACED_EXPLORE: &str = "close,dup,dup2,dup3,fcntl,lseek,read,readv,truncate,\
-sendfile,splice,tee,copy_file_range";
+pub const TRACED_EXPLORE: &str = "close,close_range,dup,dup2,dup3,fcntl,lseek,read,readv,\
+truncate,sendfile,splice,tee,copy_file_range";
 
 /// Most bytes of the watched directories' files saved at the start for explore.
 pub const MAX_CONTENTS: u64 = crate::explore::MAX_INITIAL_BYTES;
@@ -119,6 +119,9 @@ pub fn header(cfg: &Config) -> String {
     for w in &cfg.watch {
         h.push_str(&format!("# durable-audit watch {}\n", hex(path_bytes(w))));
     }
+    if let Some(cwd) = &cfg.start_cwd {
+        h.push_str(&format!("# durable-audit cwd {}\n", hex(path_bytes(cwd))));
+    }
     for d in &cfg.existing_dirs {
         h.push_str(&format!("# durable-audit dir {}\n", hex(path_bytes(d))));
     }
@@ -168,6 +171,7 @@ pub fn read_header(text: &str, cfg: &mut Config) -> Result<(), CaptureError> {
             .ok_or_else(|| CaptureError::Header(format!("trace line {}: {line:?}", i + 1)))?;
         match kind {
             "watch" => cfg.watch.push(path),
+            "cwd" => cfg.start_cwd = Some(path),
             "dir" => {
                 cfg.existing_dirs.insert(path.clone());
                 cfg.existing.insert(path);
@@ -227,6 +231,7 @@ pub fn run(
 ) -> Result<(String, Option<i32>), CaptureError> {
     strace_version()?;
     snapshot(fs, cfg, explore.is_some())?;
+    cfg.start_cwd = std::env::current_dir().ok().map(|d| normalize(&d));
     let traced = match explore {
         Some(_) => format!("{TRACED},{TRACED_EXPLORE}"),
         None => TRACED.to_owned(),
@@ -252,10 +257,21 @@ pub fn run(
         .stderr(Stdio::inherit())
         .spawn()
         .map_err(CaptureError::Spawn)?;
-    let copier = child
-        .stdout
-        .take()
-        .map(|mut out| std::thread::spawn(move || std::io::copy(&mut out, &mut std::io::stderr())));
+    // Drained to the end even if our stderr is gone (the program must never get SIGPIPE
+    // for our sake).
+    let copier = child.stdout.take().map(|mut out| {
+        std::thread::spawn(move || {
+            use std::io::{Read, Write};
+            let mut buf = [0u8; 8192];
+            let mut stderr = std::io::stderr();
+            while let Ok(n) = out.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                let _ = stderr.write_all(buf.get(..n).unwrap_or_default());
+            }
+        })
+    });
     let status = child.wait().map_err(CaptureError::Spawn)?;
     if let Some(c) = copier {
         let _ = c.join();

@@ -28,6 +28,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::hash::{Hash, Hasher};
 use std::io::Read;
+use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::Arc;
@@ -132,8 +133,11 @@ pub struct Point {
     pub what: String,
     /// Acknowledgements given so far.
     pub acks: usize,
-    /// Operations not yet durable then (in the watched directory), at most [`MAX_PENDING`].
+    /// Operations not yet durable then (in the watched directory), the earliest
+    /// [`MAX_PENDING`].
     pub pending: Vec<Pending>,
+    /// How many more were pending.
+    pub more: usize,
 }
 
 /// Most pending operations kept per crash point (to explain a failure; the rest counted).
@@ -174,12 +178,16 @@ pub struct Outcome {
     pub skipped: u64,
     /// The states the check refused, in order.
     pub failures: Vec<Failure>,
+    /// Scratch directories that could not be removed (the check left something there).
+    pub leftovers: Vec<PathBuf>,
 }
 
 const O_CREAT: i64 = 0o100;
 const O_TRUNC: i64 = 0o1000;
 const O_APPEND: i64 = 0o2000;
+const O_DSYNC: i64 = 0o10000;
 const O_DIRECTORY: i64 = 0o200_000;
+const O_CLOEXEC: i64 = 0o2_000_000;
 const O_TMPFILE: i64 = 0o20_000_000;
 const O_ACCMODE: i64 = 0o3;
 const CLONE_FILES: i64 = 0x400;
@@ -187,9 +195,16 @@ const AT_REMOVEDIR: i64 = 0x200;
 const AT_EMPTY_PATH: i64 = 0x1000;
 const RENAME_EXCHANGE: i64 = 2;
 const F_DUPFD: i64 = 0;
+const F_SETFD: i64 = 2;
 const F_SETFL: i64 = 4;
 const F_DUPFD_CLOEXEC: i64 = 1030;
+const FD_CLOEXEC: i64 = 1;
 const FALLOC_FL_KEEP_SIZE: i64 = 1;
+const RWF_DSYNC: i64 = 0x2;
+const RWF_SYNC: i64 = 0x4;
+const RWF_APPEND: i64 = 0x10;
+const PROT_WRITE: i64 = 2;
+const MAP_SHARED: i64 = 1;
 /// Most bytes the watched directory may hold at the start (copied into every state).
 pub const MAX_INITIAL_BYTES: u64 = 64 << 20;
 /// Most bytes the replay writes into the model, and the largest file it makes (the model
@@ -202,7 +217,25 @@ struct Desc {
     file: Option<Arc<dyn RawFile>>,
     dir: bool,
     append: bool,
+    /// `O_SYNC`/`O_DSYNC`: each write is durable when it returns.
+    sync: bool,
     pos: u64,
+}
+
+/// A change to a file that completed while an fsync of that file was running: the fsync
+/// may not cover it, so it is applied after the fsync returns.
+struct Deferred {
+    file: Arc<dyn RawFile>,
+    offset: u64,
+    /// The bytes written, or `None` for a size change to `offset`.
+    data: Option<Vec<u8>>,
+    pending: Pending,
+}
+
+/// A process's descriptor table: descriptor -> (description, close-on-exec).
+#[derive(Default, Clone)]
+struct Table {
+    fds: HashMap<i64, (usize, bool)>,
 }
 
 struct Replay<'a> {
@@ -211,19 +244,28 @@ struct Replay<'a> {
     sim: SimFs,
     cwd: Cwd,
     /// pid -> its descriptor table (threads share one)
-    tables: HashMap<u32, u64>,
-    next_table: u64,
-    fds: HashMap<(u64, i64), usize>,
+    tables: HashMap<u32, usize>,
+    /// child -> (parent, shares the parent's table), from every clone's result: a child's
+    /// own calls can come before that result in the trace
+    parents: HashMap<u32, (u32, bool)>,
+    table_list: Vec<Table>,
     descs: Vec<Desc>,
     /// directory -> entry changes since its last sync
     pending_dir: BTreeMap<PathBuf, Vec<Pending>>,
     /// file -> its first write since its last sync
     pending_data: BTreeMap<PathBuf, Pending>,
+    /// fsyncs that other processes' lines interrupted: (start, end, path)
+    windows: Vec<(u64, u64, PathBuf)>,
+    /// changes waiting for the fsync (by its end line) they overlapped
+    deferred: BTreeMap<u64, Vec<Deferred>>,
+    /// a file's length counting its deferred changes
+    deferred_len: HashMap<PathBuf, u64>,
     acks: Vec<String>,
     points: Vec<Point>,
     mode: Points,
     /// Bytes written into the model so far.
     written: u64,
+    first_pid: Option<u32>,
 }
 
 fn fd_of(a: Option<&Arg>) -> Option<i64> {
@@ -241,13 +283,13 @@ fn ret_value(c: &Syscall) -> Option<i64> {
     }
 }
 
-/// `flags=0x...` inside a clone/clone3 argument.
-fn clone_flags(c: &Syscall) -> i64 {
+/// `NAME=0x...` inside a structure argument (`clone3`'s and `openat2`'s flags).
+fn field(c: &Syscall, name: &str) -> Option<Result<i64, String>> {
     for a in &c.args {
         if let Arg::Other(s) = a
-            && let Some(at) = s.find("flags=")
+            && let Some(at) = s.find(&format!("{name}="))
         {
-            let rest = s.get(at + 6..).unwrap_or("");
+            let rest = s.get(at + name.len() + 1..).unwrap_or("");
             let end = rest
                 .find(|ch: char| !ch.is_ascii_alphanumeric())
                 .unwrap_or(rest.len());
@@ -256,12 +298,28 @@ fn clone_flags(c: &Syscall) -> i64 {
                 Some(h) => i64::from_str_radix(h, 16).ok(),
                 None => v.parse().ok(),
             };
-            if let Some(f) = parsed {
-                return f;
-            }
+            return Some(parsed.ok_or_else(|| format!("{name}={v}")));
         }
     }
-    0
+    None
+}
+
+/// Number argument `i` (absent: 0). A flags argument strace printed symbolically (a trace
+/// not taken with `-X raw`) cannot be trusted to mean what the model reads: refused.
+fn num(line: u64, c: &Syscall, i: usize) -> Result<i64, ExploreError> {
+    match c.args.get(i) {
+        None => Ok(0),
+        Some(Arg::Int(v)) => Ok(*v),
+        Some(Arg::Fd { fd, .. }) => Ok(*fd),
+        Some(other) => Err(refuse(
+            line,
+            format!(
+                "{} argument {} is {other:?}, not a number (take the trace with -X raw)",
+                c.name,
+                i + 1
+            ),
+        )),
+    }
 }
 
 fn io_err(line: u64, what: &str, e: std::io::Error) -> ExploreError {
@@ -282,6 +340,20 @@ impl Replay<'_> {
         self.watch.starts_with(p)
     }
 
+    /// A path a call named, resolved; refused when the working directory is unknown.
+    fn path(&self, line: u64, p: Option<PathBuf>) -> Result<Option<PathBuf>, ExploreError> {
+        match p {
+            Some(p) if p.is_relative() => Err(refuse(
+                line,
+                format!(
+                    "{} is relative to a working directory the trace never showed",
+                    p.display()
+                ),
+            )),
+            other => Ok(other),
+        }
+    }
+
     /// Refuses a change that would make a file end past `end`, or the bytes written into
     /// the model pass [`MAX_MODEL_BYTES`].
     fn room(&mut self, line: u64, end: u64, added: u64) -> Result<(), ExploreError> {
@@ -295,19 +367,108 @@ impl Replay<'_> {
         Ok(())
     }
 
-    fn table(&mut self, pid: u32) -> u64 {
+    /// The table of `pid`: made at its first call, its parent's (threads) or a copy of it
+    /// (the parent is inside the clone until the child exists: its table is as it was).
+    fn table(&mut self, pid: u32) -> usize {
         if let Some(t) = self.tables.get(&pid) {
             return *t;
         }
-        let t = self.next_table;
-        self.next_table += 1;
-        self.tables.insert(pid, t);
-        t
+        // The ancestors without a table yet, nearest first (a crafted trace may loop).
+        let mut chain = vec![pid];
+        let mut seen = HashSet::from([pid]);
+        let mut at = pid;
+        while let Some(&(parent, _)) = self.parents.get(&at) {
+            if self.tables.contains_key(&parent) || !seen.insert(parent) {
+                break;
+            }
+            chain.push(parent);
+            at = parent;
+        }
+        for &p in chain.iter().rev() {
+            let t = match self.parents.get(&p).copied() {
+                Some((parent, share)) if let Some(&pt) = self.tables.get(&parent) => {
+                    if share {
+                        pt
+                    } else {
+                        let copy = self.table_list.get(pt).cloned().unwrap_or_default();
+                        self.table_list.push(copy);
+                        self.table_list.len() - 1
+                    }
+                }
+                _ => {
+                    self.table_list.push(Table::default());
+                    self.table_list.len() - 1
+                }
+            };
+            self.tables.insert(p, t);
+        }
+        self.tables.get(&pid).copied().unwrap_or(0)
     }
 
-    fn desc(&mut self, pid: u32, fd: i64) -> Option<usize> {
+    fn set_fd(&mut self, pid: u32, fd: i64, entry: Option<(usize, bool)>) {
         let t = self.table(pid);
-        self.fds.get(&(t, fd)).copied()
+        if let Some(table) = self.table_list.get_mut(t) {
+            match entry {
+                Some(e) => table.fds.insert(fd, e),
+                None => table.fds.remove(&fd),
+            };
+        }
+    }
+
+    fn get_fd(&mut self, pid: u32, fd: i64) -> Option<(usize, bool)> {
+        let t = self.table(pid);
+        self.table_list.get(t).and_then(|x| x.fds.get(&fd).copied())
+    }
+
+    /// The description behind descriptor argument 0 of `c`, checked against the path
+    /// strace showed for it. A mismatch outside the watched directory means the number was
+    /// reused by a call the trace does not show (a pipe, a socket): forgotten. Inside, the
+    /// model diverged: refused.
+    fn desc_of(&mut self, ev: &Event, c: &Syscall) -> Result<Option<usize>, ExploreError> {
+        let Some(fd) = fd_of(c.args.first()) else {
+            return Ok(None);
+        };
+        let shown = c.fd_path(0).map(|p| normalize(&bytes_path(p)));
+        match self.get_fd(ev.pid, fd) {
+            Some((d, _)) => {
+                let Some(desc) = self.descs.get(d) else {
+                    return Ok(None);
+                };
+                match &shown {
+                    Some(p) if *p != desc.path && desc.file.is_some() | desc.dir => {
+                        if self.inside(p) {
+                            return Err(refuse(
+                                ev.line,
+                                format!(
+                                    "descriptor {fd} is {} to the model and {} to the kernel",
+                                    desc.path.display(),
+                                    p.display()
+                                ),
+                            ));
+                        }
+                        self.set_fd(ev.pid, fd, None);
+                        Ok(None)
+                    }
+                    _ => Ok(Some(d)),
+                }
+            }
+            None => {
+                if let Some(p) = &shown
+                    && self.inside(p)
+                    && !matches!(c.name.as_str(), "fsync" | "fdatasync" | "close")
+                {
+                    return Err(refuse(
+                        ev.line,
+                        format!(
+                            "{} of {} through descriptor {fd}, opened before the trace began",
+                            c.name,
+                            p.display()
+                        ),
+                    ));
+                }
+                Ok(None)
+            }
+        }
     }
 
     fn point(&mut self, line: u64, what: String) {
@@ -316,10 +477,11 @@ impl Replay<'_> {
             .values()
             .flatten()
             .chain(self.pending_data.values())
-            .take(MAX_PENDING)
             .cloned()
             .collect();
         pending.sort_by_key(|p| p.line);
+        let more = pending.len().saturating_sub(MAX_PENDING);
+        pending.truncate(MAX_PENDING);
         let journal = self.sim.journal_len();
         // Points at one position give the same states: keep the first, unless a later
         // one holds more acknowledgements (a stricter check).
@@ -337,6 +499,7 @@ impl Replay<'_> {
             what,
             acks: self.acks.len(),
             pending,
+            more,
         });
     }
 
@@ -365,9 +528,30 @@ impl Replay<'_> {
         });
     }
 
+    fn pend_data(&mut self, ev: &Event, c: &Syscall, path: &Path) {
+        self.pending_data
+            .entry(path.to_path_buf())
+            .or_insert(Pending {
+                line: ev.line,
+                pid: ev.pid,
+                syscall: c.name.clone(),
+                op: "write",
+                path: path.to_path_buf(),
+                from: None,
+            });
+    }
+
     fn sync_everything(&mut self, line: u64) -> Result<(), ExploreError> {
         let mut stack = vec![self.watch.clone()];
         while let Some(dir) = stack.pop() {
+            if self
+                .sim
+                .entry_kind(&dir)
+                .map_err(|e| io_err(line, "sync", e))?
+                != Some(EntryKind::Dir)
+            {
+                continue;
+            }
             for name in self
                 .sim
                 .list_dir(&dir)
@@ -402,9 +586,16 @@ impl Replay<'_> {
 
     fn open(&mut self, ev: &Event, c: &Syscall) -> Result<(), ExploreError> {
         let (dirfd, name, flags) = match c.name.as_str() {
-            "open" => (None, c.str_arg(0), c.int_arg(1)),
-            "creat" => (None, c.str_arg(0), Some(O_CREAT | 1 | O_TRUNC)),
-            _ => (c.args.first(), c.str_arg(1), c.int_arg(2)),
+            "open" => (None, c.str_arg(0), num(ev.line, c, 1)?),
+            "creat" => (None, c.str_arg(0), O_CREAT | 1 | O_TRUNC),
+            "openat2" => {
+                let flags = match field(c, "flags") {
+                    Some(Ok(f)) => f,
+                    _ => return Err(refuse(ev.line, "openat2 without numeric flags")),
+                };
+                (c.args.first(), c.str_arg(1), flags)
+            }
+            _ => (c.args.first(), c.str_arg(1), num(ev.line, c, 2)?),
         };
         let (
             Some(name),
@@ -416,17 +607,26 @@ impl Replay<'_> {
         else {
             return Ok(());
         };
-        let flags = flags.unwrap_or(0);
         let path = match rpath {
             Some(p) => normalize(&bytes_path(p)),
             None => self.cwd.resolve(ev.pid, dirfd, name),
         };
         let inside = self.inside(&path);
+        if path.is_relative() {
+            return Err(refuse(
+                ev.line,
+                format!(
+                    "{} is relative to an unknown working directory",
+                    path.display()
+                ),
+            ));
+        }
         let mut desc = Desc {
             path: path.clone(),
             file: None,
             dir: false,
             append: flags & O_APPEND != 0,
+            sync: flags & O_DSYNC != 0,
             pos: 0,
         };
         if inside || self.scaffold(&path) {
@@ -450,14 +650,7 @@ impl Replay<'_> {
                         && f.len().map_err(|e| io_err(ev.line, "open", e))? > 0
                     {
                         f.set_len(0).map_err(|e| io_err(ev.line, "O_TRUNC", e))?;
-                        self.pending_data.entry(path.clone()).or_insert(Pending {
-                            line: ev.line,
-                            pid: ev.pid,
-                            syscall: c.name.clone(),
-                            op: "write",
-                            path: path.clone(),
-                            from: None,
-                        });
+                        self.pend_data(ev, c, &path);
                     }
                     desc.file = Some(Arc::from(f));
                 }
@@ -483,31 +676,73 @@ impl Replay<'_> {
                 None => {}
             }
         }
-        let t = self.table(ev.pid);
         self.descs.push(desc);
-        self.fds.insert((t, *fd), self.descs.len() - 1);
+        let d = self.descs.len() - 1;
+        self.set_fd(ev.pid, *fd, Some((d, flags & O_CLOEXEC != 0)));
         Ok(())
+    }
+
+    /// Applies a write or size change, or defers it when an fsync of the same file was
+    /// running as it completed (the fsync may not cover it).
+    fn change(
+        &mut self,
+        ev: &Event,
+        c: &Syscall,
+        file: Arc<dyn RawFile>,
+        path: &Path,
+        offset: u64,
+        data: Option<Vec<u8>>,
+    ) -> Result<(), ExploreError> {
+        let end = offset.saturating_add(data.as_ref().map_or(0, |d| d.len() as u64));
+        let window = self
+            .windows
+            .iter()
+            .find(|(s, e, p)| *s < ev.line && ev.line < *e && p == path)
+            .map(|(_, e, _)| *e);
+        if let Some(at) = window {
+            let len = match &data {
+                Some(_) => end.max(self.len_of(&file, path, ev.line)?),
+                None => offset,
+            };
+            self.deferred_len.insert(path.to_path_buf(), len);
+            self.deferred.entry(at).or_default().push(Deferred {
+                file,
+                offset,
+                data,
+                pending: Pending {
+                    line: ev.line,
+                    pid: ev.pid,
+                    syscall: c.name.clone(),
+                    op: "write",
+                    path: path.to_path_buf(),
+                    from: None,
+                },
+            });
+            return Ok(());
+        }
+        match &data {
+            Some(d) => file.write_all_at(d, offset),
+            None => file.set_len(offset),
+        }
+        .map_err(|e| io_err(ev.line, &c.name, e))?;
+        self.pend_data(ev, c, path);
+        Ok(())
+    }
+
+    /// A file's length as the program sees it (its deferred changes included).
+    fn len_of(&self, file: &Arc<dyn RawFile>, path: &Path, line: u64) -> Result<u64, ExploreError> {
+        let len = file.len().map_err(|e| io_err(line, "a length", e))?;
+        Ok(match self.deferred_len.get(path) {
+            Some(d) => *d,
+            None => len,
+        })
     }
 
     fn write(&mut self, ev: &Event, c: &Syscall) -> Result<(), ExploreError> {
         let Some(n) = ret_value(c).and_then(|v| u64::try_from(v).ok()) else {
             return Ok(());
         };
-        let Some(fd) = fd_of(c.args.first()) else {
-            return Ok(());
-        };
-        let Some(d) = self.desc(ev.pid, fd) else {
-            if let Some(p) = c.fd_path(0)
-                && self.inside(&normalize(&bytes_path(p)))
-            {
-                return Err(refuse(
-                    ev.line,
-                    format!(
-                        "a write to {} through descriptor {fd}, opened before the trace began",
-                        String::from_utf8_lossy(p)
-                    ),
-                ));
-            }
+        let Some(d) = self.desc_of(ev, c)? else {
             return Ok(());
         };
         let Some(desc) = self.descs.get(d) else {
@@ -519,6 +754,7 @@ impl Replay<'_> {
             }
             return Ok(());
         };
+        let (path, append, pos, dsync) = (desc.path.clone(), desc.append, desc.pos, desc.sync);
         let data = written(c);
         let len = usize::try_from(n).unwrap_or(usize::MAX);
         let Some(data) = data.get(..len) else {
@@ -531,51 +767,49 @@ impl Replay<'_> {
                 ),
             ));
         };
+        let rwf = if c.name == "pwritev2" {
+            num(ev.line, c, 4)?
+        } else {
+            0
+        };
         let explicit = match c.name.as_str() {
-            "pwrite64" | "pwritev" => c.int_arg(3),
-            "pwritev2" => c.int_arg(3).filter(|o| *o >= 0),
+            "pwrite64" | "pwritev" => Some(num(ev.line, c, 3)?),
+            "pwritev2" => Some(num(ev.line, c, 3)?).filter(|o| *o >= 0),
             _ => None,
         };
+        // O_APPEND (or RWF_APPEND) appends whatever offset pwrite was given (pwrite(2), BUGS).
+        let appends = append || rwf & RWF_APPEND != 0;
         let offset = match explicit {
+            _ if appends => self.len_of(&file, &path, ev.line)?,
             Some(o) => u64::try_from(o).unwrap_or(0),
-            None if desc.append => file.len().map_err(|e| io_err(ev.line, "write", e))?,
-            None => desc.pos,
+            None => pos,
         };
         self.room(ev.line, offset.saturating_add(n), n)?;
-        file.write_all_at(data, offset)
-            .map_err(|e| io_err(ev.line, "write", e))?;
+        self.change(ev, c, Arc::clone(&file), &path, offset, Some(data.to_vec()))?;
         if explicit.is_none()
             && let Some(desc) = self.descs.get_mut(d)
         {
             desc.pos = offset + n;
         }
-        let path = self
-            .descs
-            .get(d)
-            .map(|x| x.path.clone())
-            .unwrap_or_default();
-        self.pending_data.entry(path.clone()).or_insert(Pending {
-            line: ev.line,
-            pid: ev.pid,
-            syscall: c.name.clone(),
-            op: "write",
-            path,
-            from: None,
-        });
-        self.op_done(ev.line, c, false);
+        if dsync || rwf & (RWF_DSYNC | RWF_SYNC) != 0 {
+            // Durable when the call returned (the entry itself still needs its directory).
+            file.sync_data()
+                .map_err(|e| io_err(ev.line, "O_DSYNC", e))?;
+            self.pending_data.remove(&path);
+            self.op_done(ev.line, c, true);
+        } else {
+            self.op_done(ev.line, c, false);
+        }
         Ok(())
     }
 
     fn fsync(&mut self, ev: &Event, c: &Syscall) -> Result<(), ExploreError> {
-        let Some(fd) = fd_of(c.args.first()) else {
-            return Ok(());
-        };
         let failed = match &c.ret {
             Ret::Value { .. } => false,
             Ret::Error { errno } if matches!(errno.as_str(), "EIO" | "ENOSPC" | "EDQUOT") => true,
             _ => return Ok(()),
         };
-        let (path, file, dir) = match self.desc(ev.pid, fd).and_then(|d| self.descs.get(d)) {
+        let (path, file, dir) = match self.desc_of(ev, c)?.and_then(|d| self.descs.get(d)) {
             Some(d) => (d.path.clone(), d.file.clone(), d.dir),
             None => {
                 // A descriptor from before the trace: an fsync needs no position.
@@ -604,7 +838,13 @@ impl Replay<'_> {
             }
         };
         if dir {
-            if !failed && (self.inside(&path) || path == self.watch) {
+            // An entry change that completed while this fsync ran may not be covered, and
+            // the model cannot split a directory sync: it counts as no sync (conservative).
+            let raced = self
+                .pending_dir
+                .get(&path)
+                .is_some_and(|ops| ops.iter().any(|o| ev.start < o.line && o.line < ev.line));
+            if !failed && !raced && (self.inside(&path) || path == self.watch) {
                 self.sim
                     .sync_dir(&path)
                     .map_err(|e| io_err(ev.line, "a directory fsync", e))?;
@@ -612,20 +852,45 @@ impl Replay<'_> {
             }
         } else if let Some(f) = file {
             if failed {
-                // The kernel failed to write the pages back and dropped them (fsyncgate).
+                // The kernel failed to write the pages back and dropped them (fsyncgate);
+                // the file keeps its size (appends go on after it).
+                let len = f.len().map_err(|e| io_err(ev.line, "fsync", e))?;
                 let nth = self.sim.ops_of(OpKind::Sync) + 1;
                 self.sim
                     .inject(Fault::once(OpKind::Sync, nth, FaultError::Eio));
                 let _ = f.sync_data();
                 self.sim.clear_faults();
+                if f.len().map_err(|e| io_err(ev.line, "fsync", e))? < len {
+                    f.set_len(len).map_err(|e| io_err(ev.line, "fsync", e))?;
+                }
             } else {
                 f.sync_data().map_err(|e| io_err(ev.line, "fsync", e))?;
+                self.pending_data.remove(&path);
             }
-            self.pending_data.remove(&path);
         } else {
             return Ok(());
         }
         self.op_done(ev.line, c, true);
+        Ok(())
+    }
+
+    /// Applies what waited for the fsync that ended at `line`.
+    fn undefer(&mut self, ev: &Event, c: &Syscall) -> Result<(), ExploreError> {
+        let Some(list) = self.deferred.remove(&ev.line) else {
+            return Ok(());
+        };
+        for d in list {
+            match &d.data {
+                Some(bytes) => d.file.write_all_at(bytes, d.offset),
+                None => d.file.set_len(d.offset),
+            }
+            .map_err(|e| io_err(d.pending.line, "a deferred write", e))?;
+            self.deferred_len.remove(&d.pending.path);
+            self.pending_data
+                .entry(d.pending.path.clone())
+                .or_insert(d.pending);
+        }
+        self.op_done(ev.line, c, false);
         Ok(())
     }
 
@@ -658,10 +923,15 @@ impl Replay<'_> {
 
     fn namespace(&mut self, ev: &Event, c: &Syscall) -> Result<(), ExploreError> {
         let (from, to) = self.names(ev, c);
-        let Some(to) = to else {
+        let line = ev.line;
+        let Some(to) = self.path(line, to)? else {
             return Ok(());
         };
-        let line = ev.line;
+        let from = if c.name.starts_with("symlink") {
+            from
+        } else {
+            self.path(line, from)?
+        };
         match c.name.as_str() {
             "rename" | "renameat" | "renameat2" => {
                 let Some(from) = from else {
@@ -669,15 +939,15 @@ impl Replay<'_> {
                 };
                 let (fi, ti) = (self.inside(&from), self.inside(&to));
                 if self.scaffold(&from) || (self.scaffold(&to) && !ti) {
-                    if fi || ti || from == self.watch || to == self.watch {
-                        return Err(refuse(line, "the watched directory itself was renamed"));
-                    }
-                    return Ok(());
+                    return Err(refuse(
+                        line,
+                        "the watched directory (or a directory above it) was renamed",
+                    ));
                 }
                 if !fi && !ti {
                     return Ok(());
                 }
-                if c.int_arg(4).unwrap_or(0) & RENAME_EXCHANGE != 0 {
+                if c.name == "renameat2" && num(line, c, 4)? & RENAME_EXCHANGE != 0 {
                     return Err(refuse(line, "RENAME_EXCHANGE in the watched directory"));
                 }
                 if !fi {
@@ -719,7 +989,8 @@ impl Replay<'_> {
                     }
                     return Ok(());
                 }
-                let rmdir = c.name == "rmdir" || c.int_arg(2).unwrap_or(0) & AT_REMOVEDIR != 0;
+                let rmdir = c.name == "rmdir"
+                    || (c.name == "unlinkat" && num(line, c, 2)? & AT_REMOVEDIR != 0);
                 self.remove(line, &to, rmdir)?;
                 self.pending_data.remove(&to);
                 self.pend_dir(ev, c, "unlink", &to, None);
@@ -747,7 +1018,7 @@ impl Replay<'_> {
                 if !self.inside(&to) {
                     return Ok(());
                 }
-                if c.name == "linkat" && c.int_arg(4).unwrap_or(0) & AT_EMPTY_PATH != 0 {
+                if c.name == "linkat" && num(line, c, 4)? & AT_EMPTY_PATH != 0 {
                     return Err(refuse(line, "linkat of a descriptor (AT_EMPTY_PATH)"));
                 }
                 if !self.inside(&from) {
@@ -794,16 +1065,46 @@ impl Replay<'_> {
         self.sim.sync_dir(p.parent().unwrap_or(Path::new("/")))
     }
 
+    fn ack(&mut self, line: u64, texts: Vec<String>) {
+        let what = match texts.as_slice() {
+            [one] => format!("ack {one:?}"),
+            many => format!(
+                "{} acks, the last {:?}",
+                many.len(),
+                many.last().cloned().unwrap_or_default()
+            ),
+        };
+        self.acks.extend(texts);
+        self.point(line, what);
+    }
+
     fn call(&mut self, ev: &Event, c: &Syscall) -> Result<(), ExploreError> {
+        if self.first_pid.is_none() {
+            self.first_pid = Some(ev.pid);
+            if let Some(cwd) = &self.cfg.start_cwd {
+                self.cwd.start(ev.pid, cwd.clone());
+            }
+        }
         self.cwd.observe(ev, c);
-        if let Some(text) = self.cfg.ack_of(c) {
-            self.acks.push(text.clone());
-            self.point(ev.line, format!("ack {text:?}"));
+        let acks = self.cfg.acks_of(c);
+        if !acks.is_empty() {
+            self.ack(ev.line, acks);
             return Ok(());
         }
-        if !c.ok() && !matches!(c.name.as_str(), "fsync" | "fdatasync") {
-            return Ok(());
+        if c.name == "exit_group"
+            && self.cfg.ack.exit
+            && Some(ev.pid) == self.first_pid
+            && c.int_arg(0) == Some(0)
+        {
+            self.ack(ev.line, vec!["exit 0".to_owned()]);
         }
+        if c.ok() || matches!(c.name.as_str(), "fsync" | "fdatasync") {
+            self.dispatch(ev, c)?;
+        }
+        self.undefer(ev, c)
+    }
+
+    fn dispatch(&mut self, ev: &Event, c: &Syscall) -> Result<(), ExploreError> {
         match c.name.as_str() {
             "open" | "openat" | "openat2" | "creat" => self.open(ev, c)?,
             "write" | "pwrite64" | "writev" | "pwritev" | "pwritev2" => self.write(ev, c)?,
@@ -816,8 +1117,8 @@ impl Replay<'_> {
             | "mkdirat" | "link" | "linkat" | "symlink" | "symlinkat" => self.namespace(ev, c)?,
             "ftruncate" | "fallocate" | "truncate" => self.resize(ev, c)?,
             "lseek" | "read" | "readv" => {
-                if let (Some(fd), Some(v)) = (fd_of(c.args.first()), ret_value(c))
-                    && let Some(d) = self.desc(ev.pid, fd)
+                if let Some(v) = ret_value(c)
+                    && let Some(d) = self.desc_of(ev, c)?
                     && let Some(desc) = self.descs.get_mut(d)
                 {
                     let v = u64::try_from(v).unwrap_or(0);
@@ -828,56 +1129,84 @@ impl Replay<'_> {
                 let Some(old) = fd_of(c.args.first()) else {
                     return Ok(());
                 };
-                let cmd = c.int_arg(1);
-                if c.name == "fcntl" && cmd == Some(F_SETFL) {
-                    if let Some(d) = self.desc(ev.pid, old)
+                let cmd = if c.name == "fcntl" {
+                    num(ev.line, c, 1)?
+                } else {
+                    -1
+                };
+                let entry = self.get_fd(ev.pid, old);
+                if c.name == "fcntl" && cmd == F_SETFL {
+                    let flags = num(ev.line, c, 2)?;
+                    if let Some((d, _)) = entry
                         && let Some(desc) = self.descs.get_mut(d)
                     {
-                        desc.append = c.int_arg(2).unwrap_or(0) & O_APPEND != 0;
+                        desc.append = flags & O_APPEND != 0;
                     }
                     return Ok(());
                 }
-                if c.name == "fcntl" && !matches!(cmd, Some(F_DUPFD | F_DUPFD_CLOEXEC)) {
+                if c.name == "fcntl" && cmd == F_SETFD {
+                    let flags = num(ev.line, c, 2)?;
+                    if let Some((d, _)) = entry {
+                        self.set_fd(ev.pid, old, Some((d, flags & FD_CLOEXEC != 0)));
+                    }
+                    return Ok(());
+                }
+                if c.name == "fcntl" && !matches!(cmd, F_DUPFD | F_DUPFD_CLOEXEC) {
                     return Ok(());
                 }
                 let Some(new) = ret_value(c) else {
                     return Ok(());
                 };
-                let t = self.table(ev.pid);
-                match self.fds.get(&(t, old)).copied() {
-                    Some(d) => self.fds.insert((t, new), d),
-                    None => self.fds.remove(&(t, new)),
-                };
+                let cloexec = cmd == F_DUPFD_CLOEXEC
+                    || (c.name == "dup3" && num(ev.line, c, 2)? & O_CLOEXEC != 0);
+                self.set_fd(ev.pid, new, entry.map(|(d, _)| (d, cloexec)));
             }
             "close" => {
                 if let Some(fd) = fd_of(c.args.first()) {
-                    let t = self.table(ev.pid);
-                    self.fds.remove(&(t, fd));
+                    self.set_fd(ev.pid, fd, None);
                 }
             }
-            "clone" | "clone3" | "fork" | "vfork" => {
-                let Some(child) = ret_value(c).and_then(|v| u32::try_from(v).ok()) else {
-                    return Ok(());
-                };
-                if child == 0 {
-                    return Ok(());
+            "close_range" => {
+                let (lo, hi) = (num(ev.line, c, 0)?, num(ev.line, c, 1)?);
+                let t = self.table(ev.pid);
+                let fds: Vec<i64> = self
+                    .table_list
+                    .get(t)
+                    .map(|x| {
+                        x.fds
+                            .keys()
+                            .copied()
+                            .filter(|f| *f >= lo && *f <= hi)
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                let cloexec_only = num(ev.line, c, 2)? & 4 != 0; // CLOSE_RANGE_CLOEXEC
+                for fd in fds {
+                    if cloexec_only {
+                        if let Some((d, _)) = self.get_fd(ev.pid, fd) {
+                            self.set_fd(ev.pid, fd, Some((d, true)));
+                        }
+                    } else {
+                        self.set_fd(ev.pid, fd, None);
+                    }
                 }
-                let parent = self.table(ev.pid);
-                if clone_flags(c) & CLONE_FILES != 0 && c.name != "vfork" && c.name != "fork" {
-                    self.tables.insert(child, parent);
-                } else {
-                    let t = self.next_table;
-                    self.next_table += 1;
-                    let copied: Vec<((u64, i64), usize)> = self
+            }
+            "execve" | "execveat" => {
+                // The new program keeps its descriptors, but not those marked close-on-exec.
+                let t = self.table(ev.pid);
+                if let Some(table) = self.table_list.get_mut(t) {
+                    let closing: Vec<i64> = table
                         .fds
                         .iter()
-                        .filter(|((tt, _), _)| *tt == parent)
-                        .map(|((_, fd), d)| ((t, *fd), *d))
+                        .filter(|(_, (_, ce))| *ce)
+                        .map(|(f, _)| *f)
                         .collect();
-                    self.fds.extend(copied);
-                    self.tables.insert(child, t);
+                    for fd in closing {
+                        table.fds.remove(&fd);
+                    }
                 }
             }
+            "clone" | "clone3" | "fork" | "vfork" => self.fork(ev, c)?,
             "sendfile" | "splice" | "copy_file_range" | "tee" | "vmsplice" => {
                 let out = if c.name == "sendfile" { 0 } else { 2 };
                 if let Some(p) = c.fd_path(out)
@@ -888,15 +1217,69 @@ impl Replay<'_> {
                         format!("{} into {}", c.name, String::from_utf8_lossy(p)),
                     ));
                 }
+                // Reading from a descriptor without an offset moves its position.
+                let (input, offset_arg) = match c.name.as_str() {
+                    "sendfile" => (1, 2),
+                    "splice" | "copy_file_range" => (0, 1),
+                    _ => return Ok(()),
+                };
+                if matches!(c.args.get(offset_arg), Some(Arg::Other(s)) if s == "NULL")
+                    && let (Some(fd), Some(v)) = (fd_of(c.args.get(input)), ret_value(c))
+                    && let Some((d, _)) = self.get_fd(ev.pid, fd)
+                    && let Some(desc) = self.descs.get_mut(d)
+                {
+                    desc.pos += u64::try_from(v).unwrap_or(0);
+                }
+            }
+            "mmap" => {
+                let prot = num(ev.line, c, 2)?;
+                let flags = num(ev.line, c, 3)?;
+                if let Some(p) = c.fd_path(4)
+                    && prot & PROT_WRITE != 0
+                    && flags & MAP_SHARED != 0
+                    && self.inside(&normalize(&bytes_path(p)))
+                {
+                    return Err(refuse(
+                        ev.line,
+                        format!("a writable shared mmap of {}", String::from_utf8_lossy(p)),
+                    ));
+                }
+            }
+            "io_uring_setup" | "io_submit" => {
+                return Err(refuse(
+                    ev.line,
+                    format!("{} (writes the model cannot see)", c.name),
+                ));
             }
             _ => {}
         }
         Ok(())
     }
 
+    /// A new process or thread: its table is its parent's (`CLONE_FILES`) or a copy of
+    /// it, made here or at the child's first call if that came earlier in the trace.
+    fn fork(&mut self, ev: &Event, c: &Syscall) -> Result<(), ExploreError> {
+        if let Some(Err(what)) = field(c, "flags") {
+            return Err(refuse(
+                ev.line,
+                format!(
+                    "{} {what}, not a number (take the trace with -X raw)",
+                    c.name
+                ),
+            ));
+        }
+        if let Some(child) = ret_value(c).and_then(|v| u32::try_from(v).ok())
+            && child > 0
+        {
+            self.table(child);
+        }
+        Ok(())
+    }
+
     fn resize(&mut self, ev: &Event, c: &Syscall) -> Result<(), ExploreError> {
         let file = if c.name == "truncate" {
-            let Some(p) = c.str_arg(0).map(|n| self.cwd.resolve(ev.pid, None, n)) else {
+            let p = c.str_arg(0).map(|n| self.cwd.resolve(ev.pid, None, n));
+            let Some(p) = self.path(ev.line, p)? else {
                 return Ok(());
             };
             if !self.inside(&p) {
@@ -908,50 +1291,30 @@ impl Replay<'_> {
                 .map_err(|e| io_err(ev.line, "truncate", e))?;
             Some((p, Arc::from(f)))
         } else {
-            fd_of(c.args.first())
-                .and_then(|fd| self.desc(ev.pid, fd))
+            self.desc_of(ev, c)?
                 .and_then(|d| self.descs.get(d))
                 .and_then(|d| d.file.clone().map(|f| (d.path.clone(), f)))
         };
         let Some((path, f)) = file else {
-            if let Some(p) = c.fd_path(0)
-                && self.inside(&normalize(&bytes_path(p)))
-            {
-                return Err(refuse(
-                    ev.line,
-                    format!("{} of an unknown descriptor", c.name),
-                ));
-            }
             return Ok(());
         };
         let to = if c.name == "fallocate" {
-            let mode = c.int_arg(1).unwrap_or(0);
+            let mode = num(ev.line, c, 1)?;
             if mode & !FALLOC_FL_KEEP_SIZE != 0 {
                 return Err(refuse(ev.line, format!("fallocate mode {mode:#x}")));
             }
-            let end = c
-                .int_arg(2)
-                .unwrap_or(0)
-                .saturating_add(c.int_arg(3).unwrap_or(0));
-            let len = f.len().map_err(|e| io_err(ev.line, "fallocate", e))?;
+            let end = num(ev.line, c, 2)?.saturating_add(num(ev.line, c, 3)?);
+            let len = self.len_of(&f, &path, ev.line)?;
             let end = u64::try_from(end).unwrap_or(0);
             if mode & FALLOC_FL_KEEP_SIZE != 0 || end <= len {
                 return Ok(());
             }
             end
         } else {
-            u64::try_from(c.int_arg(1).unwrap_or(0)).unwrap_or(0)
+            u64::try_from(num(ev.line, c, 1)?).unwrap_or(0)
         };
         self.room(ev.line, to, 0)?;
-        f.set_len(to).map_err(|e| io_err(ev.line, &c.name, e))?;
-        self.pending_data.entry(path.clone()).or_insert(Pending {
-            line: ev.line,
-            pid: ev.pid,
-            syscall: c.name.clone(),
-            op: "write",
-            path,
-            from: None,
-        });
+        self.change(ev, c, f, &path, to, None)?;
         self.op_done(ev.line, c, false);
         Ok(())
     }
@@ -1000,37 +1363,59 @@ fn replay(
         fs.create_dir_all(parent)?;
     }
     sim.start_journal();
+    // fsyncs other processes' lines interrupted: what completed meanwhile may be uncovered.
+    let windows = events
+        .iter()
+        .filter(|e| e.start < e.line)
+        .filter_map(|e| match &e.kind {
+            EventKind::Syscall(c) if matches!(c.name.as_str(), "fsync" | "fdatasync") => c
+                .fd_path(0)
+                .map(|p| (e.start, e.line, normalize(&bytes_path(p)))),
+            _ => None,
+        })
+        .collect();
+    let parents = events
+        .iter()
+        .filter_map(|e| match &e.kind {
+            EventKind::Syscall(c)
+                if matches!(c.name.as_str(), "clone" | "clone3" | "fork" | "vfork") =>
+            {
+                let child = ret_value(c).and_then(|v| u32::try_from(v).ok())?;
+                let flags = match c.name.as_str() {
+                    "clone" | "clone3" => field(c, "flags").and_then(Result::ok).unwrap_or(0),
+                    _ => 0,
+                };
+                (child > 0).then_some((child, (e.pid, flags & CLONE_FILES != 0)))
+            }
+            _ => None,
+        })
+        .collect();
     let mut r = Replay {
         cfg,
         watch,
         sim,
         cwd: Cwd::default(),
         tables: HashMap::new(),
-        next_table: 0,
-        fds: HashMap::new(),
+        parents,
+        table_list: Vec::new(),
         descs: Vec::new(),
         pending_dir: BTreeMap::new(),
         pending_data: BTreeMap::new(),
+        windows,
+        deferred: BTreeMap::new(),
+        deferred_len: HashMap::new(),
         acks: Vec::new(),
         points: Vec::new(),
         mode: points,
         written: 0,
+        first_pid: None,
     };
     let mut last = 0;
-    for ev in events {
-        last = ev.line;
+    for ev in cfg.replay_order(events) {
+        last = last.max(ev.line);
         if let EventKind::Syscall(c) = &ev.kind {
             r.call(ev, c)?;
         }
-    }
-    if cfg.ack.exit
-        && let Some(first) = events.first().map(|e| e.pid)
-        && events.iter().any(|e| {
-            e.pid == first
-                && matches!(&e.kind, EventKind::Syscall(c) if c.name == "exit_group" && c.int_arg(0) == Some(0))
-        })
-    {
-        r.acks.push("exit 0".to_owned());
     }
     r.point(last, "the end of the run".to_owned());
     Ok((r.sim, r.points, r.acks))
@@ -1111,6 +1496,9 @@ fn quote(p: &Path) -> String {
 /// A crash state waiting for its check.
 struct State {
     dir: PathBuf,
+    /// The crash state itself, to keep an untouched copy if the check fails (the check
+    /// may change its copy: opening a database recovers it).
+    entries: Vec<Entry>,
     point: usize,
     mode: CrashMode,
     seed: u64,
@@ -1121,6 +1509,15 @@ struct State {
 struct Checked {
     exit: Option<i32>,
     output: String,
+}
+
+/// Kills process group `pgid` (the check and whatever it started).
+fn kill_group(pgid: u32) {
+    let _ = Command::new("kill")
+        .args(["-KILL", "--", &format!("-{pgid}")])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status();
 }
 
 const OUTPUT_KEPT: usize = 2048;
@@ -1170,31 +1567,32 @@ fn run_check(opts: &Options, state: &State) -> Result<Checked, ExploreError> {
     })
     .collect();
     let deadline = Instant::now() + opts.timeout;
-    let exit = loop {
+    let (status, timed_out) = loop {
         match child.try_wait().map_err(ExploreError::Check)? {
-            Some(status) => break status.code(),
+            Some(status) => break (Some(status), false),
             None if Instant::now() >= deadline => {
-                let _ = Command::new("kill")
-                    .args(["-KILL", "--", &format!("-{}", child.id())])
-                    .stderr(Stdio::null())
-                    .status();
+                kill_group(child.id());
                 let _ = child.kill();
-                let _ = child.wait();
-                break None;
+                break (child.wait().ok(), true);
             }
             None => std::thread::sleep(Duration::from_millis(2)),
         }
     };
+    // Whatever the check left running in its group (holding the pipes) goes too.
+    kill_group(child.id());
     let mut output = Vec::new();
     for r in readers {
         output.extend(r.join().unwrap_or_default());
     }
     let mut output = String::from_utf8_lossy(&output).into_owned();
-    if exit.is_none() {
+    let exit = status.and_then(|s| s.code());
+    if timed_out {
         output.push_str(&format!(
             "(killed: no exit within {} s)",
             opts.timeout.as_secs()
         ));
+    } else if let Some(sig) = status.and_then(|s| s.signal()) {
+        output.push_str(&format!("(the check died of signal {sig})"));
     }
     Ok(Checked { exit, output })
 }
@@ -1275,6 +1673,7 @@ pub fn explore(
                     }
                     batch.push(State {
                         dir,
+                        entries: state,
                         point: i,
                         mode,
                         seed,
@@ -1297,8 +1696,11 @@ pub fn explore(
     }
     let b = std::mem::take(&mut batch);
     let r = check_batch(&real, opts, &points, b, &mut outcome);
-    if outcome.failures.iter().all(|f| f.kept.is_none()) {
-        let _ = real.remove_dir_all(&scratch);
+    if outcome.failures.iter().all(|f| f.kept.is_none())
+        && outcome.leftovers.is_empty()
+        && real.remove_dir_all(&scratch).is_err()
+    {
+        outcome.leftovers.push(scratch);
     }
     r?;
     Ok(outcome)
@@ -1381,8 +1783,12 @@ fn check_batch(
                 kept: keep.then(|| state.dir.clone()),
             });
         }
-        if !keep {
-            fs.remove_dir_all(&state.dir)?;
+        if keep {
+            // Next to the check's copy, the state as the crash left it.
+            write_state(fs, &state.dir.join("as-crashed"), &state.entries, &[])?;
+        } else if fs.remove_dir_all(&state.dir).is_err() {
+            // What the check left may not be removable; never lose the verdicts for it.
+            outcome.leftovers.push(state.dir);
         }
     }
     Ok(())
@@ -1401,6 +1807,17 @@ pub fn initial(cfg: &Config) -> Result<BTreeMap<PathBuf, Initial>, ExploreError>
         Some(c) => {
             for (p, b) in c {
                 out.insert(p.clone(), Initial::File(b.clone()));
+            }
+            if let Some(other) = cfg
+                .existing
+                .iter()
+                .find(|p| !out.contains_key(*p) && cfg.watch.iter().any(|w| p.starts_with(w)))
+            {
+                return Err(ExploreError::NotMeasured(format!(
+                    "{} in the watched directory is neither a file nor a directory (a \
+                     symlink?): the model has no such thing",
+                    other.display()
+                )));
             }
         }
         None => {
@@ -1433,6 +1850,13 @@ impl std::fmt::Display for Failure {
         )?;
         for line in self.output.lines().take(8) {
             write!(f, "\n     check: {line}")?;
+        }
+        if self.point.more > 0 {
+            write!(
+                f,
+                "\n     ({} more operations were pending)",
+                self.point.more
+            )?;
         }
         if self.pending.is_empty() {
             write!(

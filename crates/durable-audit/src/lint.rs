@@ -199,11 +199,15 @@ impl AckSpec {
         Ok(a)
     }
 
-    fn matches(&self, data: &[u8]) -> Option<String> {
-        let re = self.line.as_ref()?;
+    /// Each line of `data` matching the pattern (a write may carry several).
+    fn matches(&self, data: &[u8]) -> Vec<String> {
+        let Some(re) = self.line.as_ref() else {
+            return Vec::new();
+        };
         data.split(|&b| b == b'\n')
-            .find(|line| re.is_match(line))
+            .filter(|line| re.is_match(line))
             .map(|line| String::from_utf8_lossy(line).into_owned())
+            .collect()
     }
 }
 
@@ -221,6 +225,9 @@ pub struct Config {
     /// The bytes of each regular file under the watched directories at the start, when
     /// they were saved (explore needs them; the lint does not).
     pub contents: Option<BTreeMap<PathBuf, Vec<u8>>>,
+    /// The program's working directory when it started (relative paths before the trace
+    /// shows one).
+    pub start_cwd: Option<PathBuf>,
 }
 
 /// What the lint found, and what it saw.
@@ -296,6 +303,11 @@ const MAP_SHARED: i64 = 1;
 pub(crate) struct Cwd(HashMap<u32, PathBuf>);
 
 impl Cwd {
+    /// Process `pid` starts in `dir`.
+    pub(crate) fn start(&mut self, pid: u32, dir: PathBuf) {
+        self.0.entry(pid).or_insert(dir);
+    }
+
     /// Follows what `c` (a successful call or not) says about working directories.
     pub(crate) fn observe(&mut self, ev: &Event, c: &Syscall) {
         for a in &c.args {
@@ -350,31 +362,51 @@ impl Config {
         self.watch.iter().any(|w| dir.starts_with(w))
     }
 
-    /// The acknowledgement call `c` makes, if it is one: its text. A line matching the
-    /// pattern written to descriptor 1 (unless descriptor 1 was pointed at a watched file or
-    /// `/dev/null`), or any write to a descriptor named with `fd:N`.
-    pub fn ack_of(&self, c: &Syscall) -> Option<String> {
+    /// The acknowledgements call `c` makes, one per matching line, in order: lines
+    /// matching the pattern written to descriptor 1 (unless descriptor 1 was pointed at a
+    /// watched file or `/dev/null`), or any write to a descriptor named with `fd:N`.
+    pub fn acks_of(&self, c: &Syscall) -> Vec<String> {
         if !matches!(
             c.name.as_str(),
             "write" | "pwrite64" | "writev" | "pwritev" | "pwritev2"
         ) || !c.ok()
         {
-            return None;
+            return Vec::new();
         }
         let Some(Arg::Fd { fd, path }) = c.args.first() else {
-            return None;
+            return Vec::new();
         };
         let to = normalize(&bytes_path(path));
         let channel = *fd == 1
             && path.as_slice() != b"/dev/null"
             && !to.parent().is_some_and(|d| self.watched(d));
-        if channel && let Some(text) = self.ack.matches(&written(c)) {
-            return Some(text);
+        if channel {
+            let lines = self.ack.matches(&written(c));
+            if !lines.is_empty() {
+                return lines;
+            }
         }
         if self.ack.fds.contains(fd) {
-            return Some(format!("a write to fd {fd}"));
+            return vec![format!("a write to fd {fd}")];
         }
-        None
+        Vec::new()
+    }
+
+    /// The order in which a replay takes the events: as they completed, except that an
+    /// acknowledgement counts from the line it started on (a call interrupted by other
+    /// processes' lines may have been read by the time they ran).
+    pub fn replay_order<'a>(&self, events: &'a [Event]) -> Vec<&'a Event> {
+        let mut order: Vec<(u64, &Event)> = events
+            .iter()
+            .map(|e| match &e.kind {
+                EventKind::Syscall(c) if e.start < e.line && !self.acks_of(c).is_empty() => {
+                    (e.start, e)
+                }
+                _ => (e.line, e),
+            })
+            .collect();
+        order.sort_by_key(|(k, _)| *k);
+        order.into_iter().map(|(_, e)| e).collect()
     }
 }
 
@@ -578,8 +610,11 @@ impl Lint<'_> {
                 if !ok {
                     return;
                 }
-                if let Some(text) = self.cfg.ack_of(c) {
-                    self.ack(ev.line, text);
+                let acks = self.cfg.acks_of(c);
+                if !acks.is_empty() {
+                    for text in acks {
+                        self.ack(ev.line, text);
+                    }
                     return;
                 }
                 if let Some(Arg::Fd { path, .. }) = c.args.first() {
@@ -819,7 +854,10 @@ pub fn lint(events: &[Event], cfg: &Config) -> Report {
             .cloned()
             .collect(),
     };
-    for ev in events {
+    if let (Some(first), Some(cwd)) = (events.first(), &cfg.start_cwd) {
+        l.cwd.start(first.pid, cwd.clone());
+    }
+    for ev in cfg.replay_order(events) {
         l.pids.insert(ev.pid);
         if let EventKind::Syscall(c) = &ev.kind {
             l.call(ev, c);

@@ -102,6 +102,9 @@ pub enum EventKind {
 pub struct Event {
     /// The line it completed on (a resumed call: its second half).
     pub line: u64,
+    /// The line it started on: `line`, or for a call interrupted by another process's
+    /// lines, its first half's (what other processes did in between overlapped it).
+    pub start: u64,
     /// The process (thread) id; 0 when the trace has none.
     pub pid: u32,
     /// What happened.
@@ -150,6 +153,7 @@ impl Parser {
                     .map_err(|_| err(n, format!("exit code {code:?}")))?;
                 return Ok(Some(Event {
                     line: n,
+                    start: n,
                     pid,
                     kind: EventKind::Exited(code),
                 }));
@@ -158,6 +162,7 @@ impl Parser {
                 let sig = sig.split_whitespace().next().unwrap_or("").to_owned();
                 return Ok(Some(Event {
                     line: n,
+                    start: n,
                     pid,
                     kind: EventKind::Killed(sig),
                 }));
@@ -169,18 +174,21 @@ impl Parser {
             let sig = rest.split_whitespace().next().unwrap_or("").to_owned();
             return Ok(Some(Event {
                 line: n,
+                start: n,
                 pid,
                 kind: EventKind::Signal(sig),
             }));
         }
+        let mut start = n;
         let text = if let Some(rest) = body.strip_prefix("<... ") {
             let (name, tail) = rest
                 .split_once(" resumed>")
                 .ok_or_else(|| err(n, "a resumed call without \"resumed>\""))?;
-            let (_, head) = self
+            let (first, head) = self
                 .pending
                 .remove(&pid)
                 .ok_or_else(|| err(n, format!("{name} resumed, never started")))?;
+            start = first;
             format!("{head}{tail}")
         } else if body.ends_with(" <detached ...>") {
             // strace let go of the process in the middle of a call: it never completes.
@@ -198,6 +206,7 @@ impl Parser {
         let call = parse_call(&text).map_err(|what| err(n, what))?;
         Ok(Some(Event {
             line: n,
+            start,
             pid,
             kind: EventKind::Syscall(call),
         }))
