@@ -107,6 +107,7 @@ pub fn run(args: &AuditArgs) -> Outcome {
         ack: AckSpec::parse(&args.ack).map_err(Fail::Msg)?,
         ..Config::default()
     };
+    let mut live_end = None;
     let text = match &args.from_trace {
         Some(path) => {
             let bytes = fs.read(path).map_err(|e| Fail::Msg(e.to_string()))?;
@@ -124,9 +125,10 @@ pub fn run(args: &AuditArgs) -> Outcome {
                 cfg.watch.push(capture::absolute(&PathBuf::from(".")));
             }
             let explore = args.explore.then_some(args.max_write);
-            let (text, _code) =
+            let (text, code) =
                 capture::run(&fs, &mut cfg, &args.cmd, args.inject_fsync_eio, explore)
                     .map_err(|e| Fail::Msg(e.to_string()))?;
+            live_end = Some(code.map_or("killed by a signal".to_owned(), |c| format!("exit {c}")));
             text
         }
     };
@@ -143,7 +145,11 @@ pub fn run(args: &AuditArgs) -> Outcome {
             .map_err(|e| Fail::Msg(e.to_string()))?;
     }
     let events = trace::parse(&text).map_err(|e| Fail::Msg(e.to_string()))?;
-    let report = lint::lint(&events, &cfg);
+    let mut report = lint::lint(&events, &cfg);
+    if live_end.is_some() {
+        // strace -qq leaves the exit out of the trace; strace's own status is the program's.
+        report.end = live_end;
+    }
     if let Some((line, what)) = report.blind_spots.first() {
         return Err(Fail::Msg(format!(
             "not measured: {what} at trace line {line} (writes the audit cannot see)"
