@@ -103,7 +103,11 @@ fn json_str(s: &str) -> serde_json::Value {
 pub fn run(args: &AuditArgs) -> Outcome {
     let fs = DurableFs::real();
     let mut cfg = Config {
-        watch: args.watch.iter().map(|w| capture::absolute(w)).collect(),
+        watch: args
+            .watch
+            .iter()
+            .map(|w| capture::resolve(&fs, w))
+            .collect(),
         ack: AckSpec::parse(&args.ack).map_err(Fail::Msg)?,
         ..Config::default()
     };
@@ -122,7 +126,7 @@ pub fn run(args: &AuditArgs) -> Outcome {
                 ));
             }
             if cfg.watch.is_empty() {
-                cfg.watch.push(capture::absolute(&PathBuf::from(".")));
+                cfg.watch.push(capture::resolve(&fs, &PathBuf::from(".")));
             }
             let explore = args.explore.then_some(args.max_write);
             let (text, code) =
@@ -133,7 +137,7 @@ pub fn run(args: &AuditArgs) -> Outcome {
         }
     };
     if cfg.watch.is_empty() {
-        cfg.watch.push(capture::absolute(&PathBuf::from(".")));
+        cfg.watch.push(capture::resolve(&fs, &PathBuf::from(".")));
     }
     if cfg.watch.iter().any(|w| w.parent().is_none()) {
         return Err(Fail::Msg(

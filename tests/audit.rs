@@ -583,3 +583,70 @@ fn explore_needs_a_check_and_one_watched_directory() {
         "{o:?}"
     );
 }
+
+#[test]
+fn a_watched_directory_named_through_a_symlink_is_the_one_the_kernel_names() {
+    // strace names files by their real paths: a --watch through a symlink must match them
+    // (compared lexically, it matched nothing, and nothing was ever found).
+    let tmp = tempfile::tempdir().unwrap();
+    durable_fs::DurableFs::real()
+        .create_dir_all(&tmp.path().join("real"))
+        .unwrap();
+    let ln = Command::new("ln")
+        .args(["-s", "real", "link"])
+        .current_dir(tmp.path())
+        .status()
+        .unwrap();
+    assert!(ln.success());
+    let sh = demo("seedwal.sh");
+    let check = format!("sh {} {{dir}} sh {sh}", demo("seedwal_check.sh"));
+    let o = audit(
+        tmp.path(),
+        &[
+            "--watch",
+            "link/w",
+            "--explore",
+            "--check",
+            &check,
+            "--",
+            "sh",
+            &sh,
+            "append",
+            "link/w",
+        ],
+        LINES,
+    );
+    assert_eq!(o.status.code(), Some(1), "{o:?}");
+    let f = findings(&o);
+    assert_eq!(f.len(), 2, "{o:?}");
+    assert!(f[0].contains("/real/w"), "{}", f[0]);
+    assert!(!crashes(&o).is_empty(), "{o:?}");
+    // A symlink inside the watched directory at the start: explore cannot model it.
+    let ln = Command::new("ln")
+        .args(["-s", "elsewhere", "real/w/current"])
+        .current_dir(tmp.path())
+        .status()
+        .unwrap();
+    assert!(ln.success());
+    let o = audit(
+        tmp.path(),
+        &[
+            "--watch",
+            "link/w",
+            "--explore",
+            "--check",
+            "true",
+            "--",
+            "sh",
+            &sh,
+            "append",
+            "link/w",
+        ],
+        LINES,
+    );
+    assert_eq!(o.status.code(), Some(2), "{o:?}");
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("neither a file nor a directory"),
+        "{o:?}"
+    );
+}

@@ -91,9 +91,15 @@ pub fn snapshot(fs: &DurableFs, cfg: &mut Config, contents: bool) -> Result<(), 
         }
         cfg.existing.insert(dir.clone());
         cfg.existing_dirs.insert(dir.clone());
+        let real_dir = fs.canonicalize(&dir)?;
         for name in fs.list(&dir)? {
-            let p = dir.join(name);
+            let p = dir.join(&name);
             cfg.existing.insert(p.clone());
+            // A symlink (also one to a directory, or dangling): listed, never followed, and
+            // its bytes not saved (explore refuses what it cannot model).
+            if fs.canonicalize(&p).ok() != Some(real_dir.join(&name)) {
+                continue;
+            }
             match fs.kind(&p)? {
                 Some(EntryKind::Dir) => stack.push(p),
                 Some(EntryKind::File) if contents => {
@@ -288,5 +294,29 @@ pub fn absolute(p: &Path) -> PathBuf {
         normalize(p)
     } else {
         normalize(&std::env::current_dir().unwrap_or_default().join(p))
+    }
+}
+
+/// `p` as the kernel names it (strace's `-y` paths are those): absolute, with the symlinks
+/// of its longest existing prefix resolved (the rest may not exist yet: the program makes
+/// it). A watched directory given through a symlink would otherwise match nothing.
+pub fn resolve(fs: &DurableFs, p: &Path) -> PathBuf {
+    let abs = absolute(p);
+    let mut base = abs.clone();
+    let mut rest = Vec::new();
+    loop {
+        if let Ok(c) = fs.canonicalize(&base) {
+            return rest
+                .iter()
+                .rev()
+                .fold(c, |acc, n: &std::ffi::OsString| acc.join(n));
+        }
+        match (base.file_name().map(|n| n.to_os_string()), base.parent()) {
+            (Some(name), Some(parent)) => {
+                rest.push(name);
+                base = parent.to_path_buf();
+            }
+            _ => return abs,
+        }
     }
 }

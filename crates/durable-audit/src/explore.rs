@@ -1359,9 +1359,9 @@ fn replay(
             }
         }
     }
-    if let Some(parent) = watch.parent() {
-        fs.create_dir_all(parent)?;
-    }
+    // The watched directory and its ancestors are outside the audit's scope: durable from
+    // the start (the program's own mkdir of them, perhaps through a symlink, changes nothing).
+    fs.create_dir_all(&watch)?;
     sim.start_journal();
     // fsyncs other processes' lines interrupted: what completed meanwhile may be uncovered.
     let windows = events

@@ -403,6 +403,21 @@ impl DurableFs {
             .map_err(|e| Error::io(Op::Stat, path, e))
     }
 
+    /// The absolute path of `path` (which must exist) with every symlink resolved: what the
+    /// kernel names it (`durable audit` compares its paths with the kernel's).
+    ///
+    /// ```
+    /// let fs = durable_fs::DurableFs::real();
+    /// let dir = tempfile::tempdir().unwrap();
+    /// let c = fs.canonicalize(&dir.path().join(".")).unwrap();
+    /// assert!(c.is_absolute() && !c.ends_with("."));
+    /// ```
+    pub fn canonicalize(&self, path: &Path) -> Result<PathBuf> {
+        self.fs
+            .canonical(path)
+            .map_err(|e| Error::io(Op::Stat, path, e))
+    }
+
     /// True if anything is at `path`.
     pub fn exists(&self, path: &Path) -> Result<bool> {
         Ok(self.kind(path)?.is_some())

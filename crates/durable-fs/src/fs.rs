@@ -72,6 +72,12 @@ pub trait Fs: Send + Sync + fmt::Debug {
     /// Takes an exclusive lock on the file `path` (created if missing), without waiting.
     /// Fails with `ErrorKind::WouldBlock` if anyone else, in this process or another, holds it.
     fn try_lock(&self, path: &Path) -> io::Result<Box<dyn LockToken>>;
+
+    /// The absolute path of `path` (which must exist) with every symlink resolved. The
+    /// default, for filesystems without symlinks (the simulator), is `path` itself.
+    fn canonical(&self, path: &Path) -> io::Result<std::path::PathBuf> {
+        Ok(path.to_path_buf())
+    }
 }
 
 /// An open file: positional I/O plus the two syncs. Methods take `&self` so one handle can be

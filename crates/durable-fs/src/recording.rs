@@ -132,6 +132,10 @@ impl Fs for RecordingFs {
         self.inner.entry_kind(path)
     }
 
+    fn canonical(&self, path: &Path) -> io::Result<std::path::PathBuf> {
+        self.inner.canonical(path)
+    }
+
     fn try_lock(&self, path: &Path) -> io::Result<Box<dyn LockToken>> {
         self.push(Event::Lock(path.to_path_buf()));
         self.inner.try_lock(path)

@@ -62,6 +62,10 @@ impl Fs for StdFs {
         fs::File::open(path)?.sync_all()
     }
 
+    fn canonical(&self, path: &Path) -> io::Result<std::path::PathBuf> {
+        fs::canonicalize(path)
+    }
+
     fn list_dir(&self, path: &Path) -> io::Result<Vec<String>> {
         let mut names = Vec::new();
         for entry in fs::read_dir(path)? {
