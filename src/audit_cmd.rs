@@ -69,10 +69,11 @@ pub struct AuditArgs {
     /// Seconds a check may run before it is killed and counted as failed.
     #[arg(long, default_value_t = 60)]
     check_timeout: u64,
-    /// Bytes of each write strace keeps when exploring (a longer write is refused as not
-    /// measured).
-    #[arg(long, default_value_t = 1 << 20)]
-    max_write: usize,
+    /// Bytes of each write strace keeps (default 64 KiB, 1 MiB with --explore): a longer
+    /// write to the acknowledgement channel, or with --explore to a watched file, is refused
+    /// as not measured.
+    #[arg(long)]
+    max_write: Option<usize>,
     /// Failed crash states kept on disk for inspection.
     #[arg(long, default_value_t = 10)]
     keep_failed: usize,
@@ -128,10 +129,18 @@ pub fn run(args: &AuditArgs) -> Outcome {
             if cfg.watch.is_empty() {
                 cfg.watch.push(capture::resolve(&fs, &PathBuf::from(".")));
             }
-            let explore = args.explore.then_some(args.max_write);
-            let (text, code) =
-                capture::run(&fs, &mut cfg, &args.cmd, args.inject_fsync_eio, explore)
-                    .map_err(|e| Fail::Msg(e.to_string()))?;
+            let max_write = args
+                .max_write
+                .unwrap_or(if args.explore { 1 << 20 } else { 64 << 10 });
+            let (text, code) = capture::run(
+                &fs,
+                &mut cfg,
+                &args.cmd,
+                args.inject_fsync_eio,
+                args.explore,
+                max_write,
+            )
+            .map_err(|e| Fail::Msg(e.to_string()))?;
             live_end = Some(code.map_or("killed by a signal".to_owned(), |c| format!("exit {c}")));
             text
         }
@@ -258,6 +267,12 @@ fn run_explore(args: &AuditArgs, events: &[trace::Event], cfg: &Config) -> Resul
         scratch: std::env::temp_dir(),
         keep_failed: args.keep_failed,
     };
+    if opts.points != Points::All && opts.modes.iter().any(|m| *m != CrashMode::Strict) {
+        eprintln!(
+            "durable: note: torn and reordered crashes vary what was unsynced at the crash \
+             point; with --points acks or syncs little is (use --points all)"
+        );
+    }
     let outcome = explore::explore(events, cfg, &initial, &opts).map_err(not_measured)?;
     for dir in &outcome.leftovers {
         eprintln!(
@@ -267,7 +282,7 @@ fn run_explore(args: &AuditArgs, events: &[trace::Event], cfg: &Config) -> Resul
     }
     if outcome.skipped > 0 {
         eprintln!(
-            "durable: {} crash states were not checked (--max-states {}): the verdict covers the rest",
+            "durable: {} crash states were not checked (--max-states {}): no pass is claimed",
             outcome.skipped, opts.max_states
         );
     }
@@ -319,5 +334,11 @@ fn run_explore(args: &AuditArgs, events: &[trace::Event], cfg: &Config) -> Resul
     out(stdout
         .write_all(summary.as_bytes())
         .and_then(|()| stdout.flush()))?;
+    if outcome.failures.is_empty() && outcome.skipped > 0 {
+        return Err(Fail::Msg(format!(
+            "not measured: {} of {} distinct crash states were checked (raise --max-states)",
+            outcome.checked, outcome.distinct
+        )));
+    }
     Ok(outcome.failures.len())
 }

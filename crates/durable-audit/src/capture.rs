@@ -225,22 +225,23 @@ pub fn strace_version() -> Result<String, CaptureError> {
 /// counts per tracee) fails with EIO
 /// (strace's `-e inject`), to see what the program does after a failed fsync.
 ///
-/// `explore`: `Some(max_write)` traces what explore needs as well ([`TRACED_EXPLORE`]),
-/// keeps up to `max_write` bytes of each write (strace's `-s`; 4096 otherwise), and saves
-/// the watched directories' contents.
+/// `max_write`: the bytes of each string strace keeps (`-s`). `explore`: trace what explore
+/// needs as well ([`TRACED_EXPLORE`]) and save the watched directories' contents.
 pub fn run(
     fs: &DurableFs,
     cfg: &mut Config,
     cmd: &[String],
     inject_eio: Option<u64>,
-    explore: Option<usize>,
+    explore: bool,
+    max_write: usize,
 ) -> Result<(String, Option<i32>), CaptureError> {
     strace_version()?;
-    snapshot(fs, cfg, explore.is_some())?;
+    snapshot(fs, cfg, explore)?;
     cfg.start_cwd = std::env::current_dir().ok().map(|d| normalize(&d));
-    let traced = match explore {
-        Some(_) => format!("{TRACED},{TRACED_EXPLORE}"),
-        None => TRACED.to_owned(),
+    let traced = if explore {
+        format!("{TRACED},{TRACED_EXPLORE}")
+    } else {
+        TRACED.to_owned()
     };
     let file = std::env::temp_dir().join(format!(
         "durable-audit-{}-{}.strace",
@@ -249,7 +250,7 @@ pub fn run(
     ));
     let mut child = Command::new("strace")
         .args(["-f", "--seccomp-bpf", "-qq", "-y", "-xx", "-X", "raw", "-s"])
-        .arg(explore.unwrap_or(4096).to_string())
+        .arg(max_write.to_string())
         .arg(format!("-etrace={traced}"))
         .args(inject_eio.map(|n| format!("-einject=fsync,fdatasync:error=EIO:when={n}")))
         .arg("-o")

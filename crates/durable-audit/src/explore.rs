@@ -38,7 +38,7 @@ use std::time::{Duration, Instant};
 use durable_fs::sim::{CrashMode, Fault, FaultError, OpKind, SimFs};
 use durable_fs::{DurableFs, EntryKind, Fs, OpenMode, RawFile};
 
-use crate::lint::{Config, Cwd, bytes_path, normalize, written};
+use crate::lint::{AckReader, Config, Cwd, bytes_path, normalize, written};
 use crate::trace::{Arg, Event, EventKind, Ret, Syscall};
 
 /// Where crash points are taken.
@@ -89,6 +89,9 @@ pub enum ExploreError {
     /// The check could not be started.
     #[error("running the check: {0}")]
     Check(std::io::Error),
+    /// The options cannot work.
+    #[error("{0}")]
+    Usage(String),
 }
 
 fn refuse(line: u64, what: impl std::fmt::Display) -> ExploreError {
@@ -222,16 +225,6 @@ struct Desc {
     pos: u64,
 }
 
-/// A change to a file that completed while an fsync of that file was running: the fsync
-/// may not cover it, so it is applied after the fsync returns.
-struct Deferred {
-    file: Arc<dyn RawFile>,
-    offset: u64,
-    /// The bytes written, or `None` for a size change to `offset`.
-    data: Option<Vec<u8>>,
-    pending: Pending,
-}
-
 /// A process's descriptor table: descriptor -> (description, close-on-exec).
 #[derive(Default, Clone)]
 struct Table {
@@ -250,22 +243,31 @@ struct Replay<'a> {
     parents: HashMap<u32, (u32, bool)>,
     table_list: Vec<Table>,
     descs: Vec<Desc>,
-    /// directory -> entry changes since its last sync
-    pending_dir: BTreeMap<PathBuf, Vec<Pending>>,
-    /// file -> its first write since its last sync
-    pending_data: BTreeMap<PathBuf, Pending>,
-    /// fsyncs that other processes' lines interrupted: (start, end, path)
+    /// Every operation not yet durable, by (line, sequence): the earliest explain a loss.
+    pending: BTreeMap<(u64, u64), Pending>,
+    seq: u64,
+    /// directory -> its entry changes since its last sync (keys into `pending`)
+    pending_dir: BTreeMap<PathBuf, Vec<(u64, u64)>>,
+    /// file -> its first write since its last sync (a key into `pending`)
+    pending_data: BTreeMap<PathBuf, (u64, u64)>,
+    /// fsyncs other processes' lines interrupted, by start: (start, end, path)
     windows: Vec<(u64, u64, PathBuf)>,
-    /// changes waiting for the fsync (by its end line) they overlapped
-    deferred: BTreeMap<u64, Vec<Deferred>>,
-    /// a file's length counting its deferred changes
-    deferred_len: HashMap<PathBuf, u64>,
+    /// windows whose start has been passed
+    windows_seen: usize,
+    /// end line of an interrupted fsync -> the unsynced changes its file or directory had
+    /// when it started (what it covers)
+    covers: HashMap<u64, usize>,
+    /// sync/syncfs calls interrupted: (start, end)
+    global_windows: HashSet<(u64, u64)>,
+    /// lines of the modelled changes, in order
+    change_lines: Vec<u64>,
     acks: Vec<String>,
     points: Vec<Point>,
     mode: Points,
     /// Bytes written into the model so far.
     written: u64,
     first_pid: Option<u32>,
+    reader: AckReader,
 }
 
 fn fd_of(a: Option<&Arg>) -> Option<i64> {
@@ -472,16 +474,8 @@ impl Replay<'_> {
     }
 
     fn point(&mut self, line: u64, what: String) {
-        let mut pending: Vec<Pending> = self
-            .pending_dir
-            .values()
-            .flatten()
-            .chain(self.pending_data.values())
-            .cloned()
-            .collect();
-        pending.sort_by_key(|p| p.line);
-        let more = pending.len().saturating_sub(MAX_PENDING);
-        pending.truncate(MAX_PENDING);
+        let pending: Vec<Pending> = self.pending.values().take(MAX_PENDING).cloned().collect();
+        let more = self.pending.len() - pending.len();
         let journal = self.sim.journal_len();
         // Points at one position give the same states: keep the first, unless a later
         // one holds more acknowledgements (a stricter check).
@@ -518,27 +512,62 @@ impl Replay<'_> {
         from: Option<&Path>,
     ) {
         let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
-        self.pending_dir.entry(dir).or_default().push(Pending {
-            line: ev.line,
-            pid: ev.pid,
-            syscall: c.name.clone(),
-            op,
-            path: path.to_path_buf(),
-            from: from.map(Path::to_path_buf),
-        });
+        self.seq += 1;
+        let key = (ev.line, self.seq);
+        self.pending.insert(
+            key,
+            Pending {
+                line: ev.line,
+                pid: ev.pid,
+                syscall: c.name.clone(),
+                op,
+                path: path.to_path_buf(),
+                from: from.map(Path::to_path_buf),
+            },
+        );
+        self.pending_dir.entry(dir).or_default().push(key);
+        self.change_lines.push(ev.line);
+    }
+
+    /// `dir`'s entry changes are durable but its last `left`.
+    fn dir_synced(&mut self, dir: &Path, left: usize) {
+        if let Some(keys) = self.pending_dir.get_mut(dir) {
+            let done = keys.len().saturating_sub(left);
+            for key in keys.drain(..done) {
+                self.pending.remove(&key);
+            }
+            if keys.is_empty() {
+                self.pending_dir.remove(dir);
+            }
+        }
+    }
+
+    /// `file`'s data is durable (or lost: it is no longer pending either way).
+    fn data_synced(&mut self, file: &Path) {
+        if let Some(key) = self.pending_data.remove(file) {
+            self.pending.remove(&key);
+        }
     }
 
     fn pend_data(&mut self, ev: &Event, c: &Syscall, path: &Path) {
-        self.pending_data
-            .entry(path.to_path_buf())
-            .or_insert(Pending {
+        self.change_lines.push(ev.line);
+        if self.pending_data.contains_key(path) {
+            return;
+        }
+        self.seq += 1;
+        let key = (ev.line, self.seq);
+        self.pending.insert(
+            key,
+            Pending {
                 line: ev.line,
                 pid: ev.pid,
                 syscall: c.name.clone(),
                 op: "write",
                 path: path.to_path_buf(),
                 from: None,
-            });
+            },
+        );
+        self.pending_data.insert(path.to_path_buf(), key);
     }
 
     fn sync_everything(&mut self, line: u64) -> Result<(), ExploreError> {
@@ -579,6 +608,7 @@ impl Replay<'_> {
                 .map_err(|e| io_err(line, "sync", e))?;
         }
         // Descriptors of unlinked files: their data is unreachable, nothing to keep.
+        self.pending.clear();
         self.pending_dir.clear();
         self.pending_data.clear();
         Ok(())
@@ -682,60 +712,23 @@ impl Replay<'_> {
         Ok(())
     }
 
-    /// Applies a write or size change, or defers it when an fsync of the same file was
-    /// running as it completed (the fsync may not cover it).
+    /// Applies a write or size change.
     fn change(
         &mut self,
         ev: &Event,
         c: &Syscall,
-        file: Arc<dyn RawFile>,
+        file: &Arc<dyn RawFile>,
         path: &Path,
         offset: u64,
-        data: Option<Vec<u8>>,
+        data: Option<&[u8]>,
     ) -> Result<(), ExploreError> {
-        let end = offset.saturating_add(data.as_ref().map_or(0, |d| d.len() as u64));
-        let window = self
-            .windows
-            .iter()
-            .find(|(s, e, p)| *s < ev.line && ev.line < *e && p == path)
-            .map(|(_, e, _)| *e);
-        if let Some(at) = window {
-            let len = match &data {
-                Some(_) => end.max(self.len_of(&file, path, ev.line)?),
-                None => offset,
-            };
-            self.deferred_len.insert(path.to_path_buf(), len);
-            self.deferred.entry(at).or_default().push(Deferred {
-                file,
-                offset,
-                data,
-                pending: Pending {
-                    line: ev.line,
-                    pid: ev.pid,
-                    syscall: c.name.clone(),
-                    op: "write",
-                    path: path.to_path_buf(),
-                    from: None,
-                },
-            });
-            return Ok(());
-        }
-        match &data {
+        match data {
             Some(d) => file.write_all_at(d, offset),
             None => file.set_len(offset),
         }
         .map_err(|e| io_err(ev.line, &c.name, e))?;
         self.pend_data(ev, c, path);
         Ok(())
-    }
-
-    /// A file's length as the program sees it (its deferred changes included).
-    fn len_of(&self, file: &Arc<dyn RawFile>, path: &Path, line: u64) -> Result<u64, ExploreError> {
-        let len = file.len().map_err(|e| io_err(line, "a length", e))?;
-        Ok(match self.deferred_len.get(path) {
-            Some(d) => *d,
-            None => len,
-        })
     }
 
     fn write(&mut self, ev: &Event, c: &Syscall) -> Result<(), ExploreError> {
@@ -780,22 +773,34 @@ impl Replay<'_> {
         // O_APPEND (or RWF_APPEND) appends whatever offset pwrite was given (pwrite(2), BUGS).
         let appends = append || rwf & RWF_APPEND != 0;
         let offset = match explicit {
-            _ if appends => self.len_of(&file, &path, ev.line)?,
+            _ if appends => file.len().map_err(|e| io_err(ev.line, "a length", e))?,
             Some(o) => u64::try_from(o).unwrap_or(0),
             None => pos,
         };
         self.room(ev.line, offset.saturating_add(n), n)?;
-        self.change(ev, c, Arc::clone(&file), &path, offset, Some(data.to_vec()))?;
+        let dsync = dsync || rwf & (RWF_DSYNC | RWF_SYNC) != 0;
+        if dsync && self.pending_data.contains_key(&path) {
+            // The kernel syncs only this write's range; the model syncs whole files.
+            return Err(refuse(
+                ev.line,
+                format!(
+                    "an O_DSYNC write to {} while it has other unsynced writes (the model \
+                     cannot sync one range)",
+                    path.display()
+                ),
+            ));
+        }
+        self.change(ev, c, &file, &path, offset, Some(data))?;
         if explicit.is_none()
             && let Some(desc) = self.descs.get_mut(d)
         {
             desc.pos = offset + n;
         }
-        if dsync || rwf & (RWF_DSYNC | RWF_SYNC) != 0 {
+        if dsync {
             // Durable when the call returned (the entry itself still needs its directory).
             file.sync_data()
                 .map_err(|e| io_err(ev.line, "O_DSYNC", e))?;
-            self.pending_data.remove(&path);
+            self.data_synced(&path);
             self.op_done(ev.line, c, true);
         } else {
             self.op_done(ev.line, c, false);
@@ -837,18 +842,20 @@ impl Replay<'_> {
                 }
             }
         };
+        // An fsync other lines interrupted covers only what was unsynced when it started.
+        let covers = self.covers.remove(&ev.line);
         if dir {
-            // An entry change that completed while this fsync ran may not be covered, and
-            // the model cannot split a directory sync: it counts as no sync (conservative).
-            let raced = self
-                .pending_dir
-                .get(&path)
-                .is_some_and(|ops| ops.iter().any(|o| ev.start < o.line && o.line < ev.line));
-            if !failed && !raced && (self.inside(&path) || path == self.watch) {
-                self.sim
-                    .sync_dir(&path)
+            if !failed && (self.inside(&path) || path == self.watch) {
+                match covers {
+                    Some(n) => self.sim.sync_first(&path, n),
+                    None => self.sim.sync_dir(&path),
+                }
+                .map_err(|e| io_err(ev.line, "a directory fsync", e))?;
+                let left = self
+                    .sim
+                    .unsynced(&path)
                     .map_err(|e| io_err(ev.line, "a directory fsync", e))?;
-                self.pending_dir.remove(&path);
+                self.dir_synced(&path, left);
             }
         } else if let Some(f) = file {
             if failed {
@@ -864,33 +871,24 @@ impl Replay<'_> {
                     f.set_len(len).map_err(|e| io_err(ev.line, "fsync", e))?;
                 }
             } else {
-                f.sync_data().map_err(|e| io_err(ev.line, "fsync", e))?;
-                self.pending_data.remove(&path);
+                match covers {
+                    // By name: the file may have been renamed or unlinked since it started
+                    // (then the count is of another file, or of none: a full sync of what is
+                    // unreachable changes nothing a crash could keep).
+                    Some(n) if self.sim.unsynced(&path).is_ok() => self
+                        .sim
+                        .sync_first(&path, n)
+                        .map_err(|e| io_err(ev.line, "fsync", e))?,
+                    _ => f.sync_data().map_err(|e| io_err(ev.line, "fsync", e))?,
+                }
+                if self.sim.unsynced(&path).map_or(true, |n| n == 0) {
+                    self.data_synced(&path);
+                }
             }
         } else {
             return Ok(());
         }
         self.op_done(ev.line, c, true);
-        Ok(())
-    }
-
-    /// Applies what waited for the fsync that ended at `line`.
-    fn undefer(&mut self, ev: &Event, c: &Syscall) -> Result<(), ExploreError> {
-        let Some(list) = self.deferred.remove(&ev.line) else {
-            return Ok(());
-        };
-        for d in list {
-            match &d.data {
-                Some(bytes) => d.file.write_all_at(bytes, d.offset),
-                None => d.file.set_len(d.offset),
-            }
-            .map_err(|e| io_err(d.pending.line, "a deferred write", e))?;
-            self.deferred_len.remove(&d.pending.path);
-            self.pending_data
-                .entry(d.pending.path.clone())
-                .or_insert(d.pending);
-        }
-        self.op_done(ev.line, c, false);
         Ok(())
     }
 
@@ -964,8 +962,11 @@ impl Replay<'_> {
                     self.sim
                         .rename_entry(&from, &to)
                         .map_err(|e| io_err(line, "rename", e))?;
-                    if let Some(p) = self.pending_data.remove(&from) {
-                        self.pending_data.insert(to.clone(), p);
+                    if let Some(key) = self.pending_data.remove(&from) {
+                        if let Some(p) = self.pending.get_mut(&key) {
+                            p.path = to.clone();
+                        }
+                        self.pending_data.insert(to.clone(), key);
                     }
                     for d in &mut self.descs {
                         if d.path.starts_with(&from) {
@@ -992,7 +993,7 @@ impl Replay<'_> {
                 let rmdir = c.name == "rmdir"
                     || (c.name == "unlinkat" && num(line, c, 2)? & AT_REMOVEDIR != 0);
                 self.remove(line, &to, rmdir)?;
-                self.pending_data.remove(&to);
+                self.data_synced(&to);
                 self.pend_dir(ev, c, "unlink", &to, None);
             }
             "mkdir" | "mkdirat" => {
@@ -1086,10 +1087,20 @@ impl Replay<'_> {
             }
         }
         self.cwd.observe(ev, c);
-        let acks = self.cfg.acks_of(c);
-        if !acks.is_empty() {
-            self.ack(ev.line, acks);
-            return Ok(());
+        if self.cfg.channel(c) {
+            let acks = self.reader.feed(self.cfg, ev.line, c);
+            if let Some((line, n, kept)) = self.reader.truncated {
+                return Err(refuse(
+                    line,
+                    format!(
+                        "a write of {n} bytes to the acknowledgement channel of which strace \
+                         kept {kept} (raise --max-write)"
+                    ),
+                ));
+            }
+            if !acks.is_empty() {
+                self.ack(ev.line, acks);
+            }
         }
         if c.name == "exit_group"
             && self.cfg.ack.exit
@@ -1101,7 +1112,21 @@ impl Replay<'_> {
         if c.ok() || matches!(c.name.as_str(), "fsync" | "fdatasync") {
             self.dispatch(ev, c)?;
         }
-        self.undefer(ev, c)
+        Ok(())
+    }
+
+    /// Before the event ordered at `key`: what each interrupted fsync that started before
+    /// it covers (the unsynced changes of its file or directory then).
+    fn pass(&mut self, key: u64) {
+        while let Some((start, end, path)) = self.windows.get(self.windows_seen).cloned() {
+            if start >= key {
+                break;
+            }
+            self.windows_seen += 1;
+            if let Ok(n) = self.sim.unsynced(&path) {
+                self.covers.insert(end, n);
+            }
+        }
     }
 
     fn dispatch(&mut self, ev: &Event, c: &Syscall) -> Result<(), ExploreError> {
@@ -1110,7 +1135,26 @@ impl Replay<'_> {
             "write" | "pwrite64" | "writev" | "pwritev" | "pwritev2" => self.write(ev, c)?,
             "fsync" | "fdatasync" => self.fsync(ev, c)?,
             "sync" | "syncfs" => {
-                self.sync_everything(ev.line)?;
+                // syncfs syncs one filesystem: the watched directory's, if its descriptor is
+                // there (taken as the same filesystem up to the root).
+                let here = c.name == "sync"
+                    || c.fd_path(0).is_some_and(|p| {
+                        let p = normalize(&bytes_path(p));
+                        self.inside(&p) || self.scaffold(&p)
+                    });
+                // One that other lines interrupted, while the model changed: what changed
+                // meanwhile may not be covered, and the model cannot split a sync of
+                // everything, so it counts for nothing (conservative).
+                let raced = self.global_windows.contains(&(ev.start, ev.line))
+                    && self
+                        .change_lines
+                        .iter()
+                        .rev()
+                        .take_while(|l| **l > ev.start)
+                        .any(|l| *l < ev.line);
+                if here && !raced {
+                    self.sync_everything(ev.line)?;
+                }
                 self.op_done(ev.line, c, true);
             }
             "rename" | "renameat" | "renameat2" | "unlink" | "unlinkat" | "rmdir" | "mkdir"
@@ -1122,7 +1166,11 @@ impl Replay<'_> {
                     && let Some(desc) = self.descs.get_mut(d)
                 {
                     let v = u64::try_from(v).unwrap_or(0);
-                    desc.pos = if c.name == "lseek" { v } else { desc.pos + v };
+                    desc.pos = if c.name == "lseek" {
+                        v
+                    } else {
+                        desc.pos.saturating_add(v)
+                    };
                 }
             }
             "dup" | "dup2" | "dup3" | "fcntl" => {
@@ -1228,7 +1276,7 @@ impl Replay<'_> {
                     && let Some((d, _)) = self.get_fd(ev.pid, fd)
                     && let Some(desc) = self.descs.get_mut(d)
                 {
-                    desc.pos += u64::try_from(v).unwrap_or(0);
+                    desc.pos = desc.pos.saturating_add(u64::try_from(v).unwrap_or(0));
                 }
             }
             "mmap" => {
@@ -1304,7 +1352,7 @@ impl Replay<'_> {
                 return Err(refuse(ev.line, format!("fallocate mode {mode:#x}")));
             }
             let end = num(ev.line, c, 2)?.saturating_add(num(ev.line, c, 3)?);
-            let len = self.len_of(&f, &path, ev.line)?;
+            let len = f.len().map_err(|e| io_err(ev.line, "fallocate", e))?;
             let end = u64::try_from(end).unwrap_or(0);
             if mode & FALLOC_FL_KEEP_SIZE != 0 || end <= len {
                 return Ok(());
@@ -1314,7 +1362,7 @@ impl Replay<'_> {
             u64::try_from(num(ev.line, c, 1)?).unwrap_or(0)
         };
         self.room(ev.line, to, 0)?;
-        self.change(ev, c, f, &path, to, None)?;
+        self.change(ev, c, &f, &path, to, None)?;
         self.op_done(ev.line, c, false);
         Ok(())
     }
@@ -1364,7 +1412,7 @@ fn replay(
     fs.create_dir_all(&watch)?;
     sim.start_journal();
     // fsyncs other processes' lines interrupted: what completed meanwhile may be uncovered.
-    let windows = events
+    let mut windows: Vec<(u64, u64, PathBuf)> = events
         .iter()
         .filter(|e| e.start < e.line)
         .filter_map(|e| match &e.kind {
@@ -1373,6 +1421,13 @@ fn replay(
                 .map(|p| (e.start, e.line, normalize(&bytes_path(p)))),
             _ => None,
         })
+        .collect();
+    windows.sort();
+    let global_windows = events
+        .iter()
+        .filter(|e| e.start < e.line)
+        .filter(|e| matches!(&e.kind, EventKind::Syscall(c) if matches!(c.name.as_str(), "sync" | "syncfs")))
+        .map(|e| (e.start, e.line))
         .collect();
     let parents = events
         .iter()
@@ -1399,20 +1454,26 @@ fn replay(
         parents,
         table_list: Vec::new(),
         descs: Vec::new(),
+        pending: BTreeMap::new(),
+        seq: 0,
         pending_dir: BTreeMap::new(),
         pending_data: BTreeMap::new(),
         windows,
-        deferred: BTreeMap::new(),
-        deferred_len: HashMap::new(),
+        windows_seen: 0,
+        covers: HashMap::new(),
+        global_windows,
+        change_lines: Vec::new(),
         acks: Vec::new(),
         points: Vec::new(),
         mode: points,
         written: 0,
         first_pid: None,
+        reader: AckReader::default(),
     };
     let mut last = 0;
-    for ev in cfg.replay_order(events) {
+    for (key, ev) in cfg.replay_order_keyed(events) {
         last = last.max(ev.line);
+        r.pass(key);
         if let EventKind::Syscall(c) = &ev.kind {
             r.call(ev, c)?;
         }
@@ -1513,17 +1574,19 @@ struct Checked {
 
 /// Kills process group `pgid` (the check and whatever it started).
 fn kill_group(pgid: u32) {
-    let _ = Command::new("kill")
-        .args(["-KILL", "--", &format!("-{pgid}")])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status();
+    if let Some(pid) = i32::try_from(pgid)
+        .ok()
+        .and_then(rustix::process::Pid::from_raw)
+    {
+        let _ = rustix::process::kill_process_group(pid, rustix::process::Signal::KILL);
+    }
 }
 
 const OUTPUT_KEPT: usize = 2048;
 
 fn run_check(opts: &Options, state: &State) -> Result<Checked, ExploreError> {
     let cmd = opts.check.replace("{dir}", &quote(&state.dir.join("dir")));
+    let dir = state.dir.join("dir");
     use std::os::unix::process::CommandExt;
     let mut child = Command::new("sh")
         .arg("-c")
@@ -1531,6 +1594,7 @@ fn run_check(opts: &Options, state: &State) -> Result<Checked, ExploreError> {
         // Its own process group: a timeout kills whatever the check started too (a child
         // left holding the output pipes would keep the readers waiting).
         .process_group(0)
+        .env("DURABLE_AUDIT_DIR", &dir)
         .env("DURABLE_AUDIT_ACKED", state.dir.join("acked"))
         .env("DURABLE_AUDIT_ACKS", state.acks.to_string())
         .stdin(Stdio::null())
@@ -1538,7 +1602,10 @@ fn run_check(opts: &Options, state: &State) -> Result<Checked, ExploreError> {
         .stderr(Stdio::piped())
         .spawn()
         .map_err(ExploreError::Check)?;
-    // Readers drain the pipes (a chatty check must not block), keeping the start.
+    // Readers drain the pipes (a chatty check must not block), keeping the start; they
+    // report on a channel, so a descendant that left the group holding a pipe cannot make
+    // us wait for ever.
+    let (tx, rx) = std::sync::mpsc::channel::<Vec<u8>>();
     let readers: Vec<_> = [
         child
             .stdout
@@ -1552,6 +1619,7 @@ fn run_check(opts: &Options, state: &State) -> Result<Checked, ExploreError> {
     .into_iter()
     .flatten()
     .map(|mut r| {
+        let tx = tx.clone();
         std::thread::spawn(move || {
             let mut kept = Vec::new();
             let mut buf = [0u8; 4096];
@@ -1562,10 +1630,11 @@ fn run_check(opts: &Options, state: &State) -> Result<Checked, ExploreError> {
                 let room = OUTPUT_KEPT.saturating_sub(kept.len());
                 kept.extend_from_slice(buf.get(..n.min(room)).unwrap_or_default());
             }
-            kept
+            let _ = tx.send(kept);
         })
     })
     .collect();
+    drop(tx);
     let deadline = Instant::now() + opts.timeout;
     let (status, timed_out) = loop {
         match child.try_wait().map_err(ExploreError::Check)? {
@@ -1581,9 +1650,18 @@ fn run_check(opts: &Options, state: &State) -> Result<Checked, ExploreError> {
     // Whatever the check left running in its group (holding the pipes) goes too.
     kill_group(child.id());
     let mut output = Vec::new();
-    for r in readers {
-        output.extend(r.join().unwrap_or_default());
+    let grace = Instant::now() + Duration::from_secs(2);
+    for _ in 0..readers.len() {
+        match rx.recv_timeout(grace.saturating_duration_since(Instant::now())) {
+            Ok(part) => output.extend(part),
+            Err(_) => {
+                output
+                    .extend_from_slice(b"(output cut: something the check started still holds it)");
+                break;
+            }
+        }
     }
+    drop(readers); // detached if still blocked
     let mut output = String::from_utf8_lossy(&output).into_owned();
     let exit = status.and_then(|s| s.code());
     if timed_out {
@@ -1605,7 +1683,21 @@ pub fn explore(
     initial: &BTreeMap<PathBuf, Initial>,
     opts: &Options,
 ) -> Result<Outcome, ExploreError> {
+    if opts.check.contains("\"{dir}") || opts.check.contains("'{dir}") {
+        return Err(ExploreError::Usage(
+            "--check: write {dir} unquoted (it is replaced by a quoted path), or use \
+             \"$DURABLE_AUDIT_DIR\""
+                .to_owned(),
+        ));
+    }
     let (sim, points, acks) = replay(events, cfg, initial, opts.points)?;
+    if acks.is_empty() {
+        return Err(ExploreError::NotMeasured(
+            "nothing was acknowledged: every crash state would pass a check with nothing to \
+             verify (see --ack)"
+                .to_owned(),
+        ));
+    }
     let journal = sim
         .journal()
         .ok_or_else(|| ExploreError::NotMeasured("the simulator kept no journal".to_owned()))?;

@@ -211,6 +211,56 @@ impl AckSpec {
     }
 }
 
+/// Reads acknowledgements as the program wrote them. A line may come in pieces (a buffered
+/// stdout writes what fits), so each channel's bytes are joined and a line counts once it
+/// is complete, at the write that completes it; a write cut short (the process died in
+/// it) still counts, its bytes may have been read.
+#[derive(Debug, Default)]
+pub struct AckReader {
+    /// Per channel (strace's name for it, `pipe:[N]`): the bytes after its last newline.
+    partial: HashMap<Vec<u8>, Vec<u8>>,
+    /// The first write to a channel whose bytes strace did not keep in full: (line, bytes
+    /// written, bytes kept). An acknowledgement in the rest would be missed.
+    pub truncated: Option<(u64, u64, usize)>,
+}
+
+/// Longest unfinished line kept per channel (a program that never writes a newline).
+const MAX_PARTIAL: usize = 1 << 16;
+
+impl AckReader {
+    /// The acknowledgements call `c` (trace line `line`) makes, in order.
+    pub fn feed(&mut self, cfg: &Config, line: u64, c: &Syscall) -> Vec<String> {
+        if !cfg.channel(c) || !matches!(c.ret, Ret::Value { .. } | Ret::Unknown) {
+            return Vec::new();
+        }
+        let Some(Arg::Fd { fd, path }) = c.args.first() else {
+            return Vec::new();
+        };
+        if cfg.ack.fds.contains(fd) {
+            return vec![format!("a write to fd {fd}")];
+        }
+        let mut data = written(c);
+        if let Ret::Value { value, .. } = c.ret {
+            let n = usize::try_from(value).unwrap_or(0);
+            if data.len() < n && self.truncated.is_none() {
+                self.truncated = Some((line, n as u64, data.len()));
+            }
+            data.truncate(n);
+        }
+        let buf = self.partial.entry(path.clone()).or_default();
+        buf.extend_from_slice(&data);
+        let Some(end) = buf.iter().rposition(|&b| b == b'\n') else {
+            if buf.len() > MAX_PARTIAL {
+                buf.clear();
+            }
+            return Vec::new();
+        };
+        let rest = buf.split_off(end + 1);
+        let complete = std::mem::replace(buf, rest);
+        cfg.ack.matches(&complete)
+    }
+}
+
 /// What the lint needs besides the trace.
 #[derive(Debug, Clone, Default)]
 pub struct Config {
@@ -362,51 +412,46 @@ impl Config {
         self.watch.iter().any(|w| dir.starts_with(w))
     }
 
-    /// The acknowledgements call `c` makes, one per matching line, in order: lines
-    /// matching the pattern written to descriptor 1 (unless descriptor 1 was pointed at a
-    /// watched file or `/dev/null`), or any write to a descriptor named with `fd:N`.
-    pub fn acks_of(&self, c: &Syscall) -> Vec<String> {
-        if !matches!(
-            c.name.as_str(),
-            "write" | "pwrite64" | "writev" | "pwritev" | "pwritev2"
-        ) || !c.ok()
-        {
-            return Vec::new();
-        }
-        let Some(Arg::Fd { fd, path }) = c.args.first() else {
-            return Vec::new();
-        };
-        let to = normalize(&bytes_path(path));
-        let channel = *fd == 1
-            && path.as_slice() != b"/dev/null"
-            && !to.parent().is_some_and(|d| self.watched(d));
-        if channel {
-            let lines = self.ack.matches(&written(c));
-            if !lines.is_empty() {
-                return lines;
-            }
-        }
-        if self.ack.fds.contains(fd) {
-            return vec![format!("a write to fd {fd}")];
-        }
-        Vec::new()
+    /// The order in which a replay takes the events: as they completed, except that a
+    /// write that may acknowledge (to descriptor 1, or one named with `fd:N`) counts from
+    /// the line it started on (a call interrupted by other processes' lines may have been
+    /// read by the time they ran; moving a write to stdout earlier changes no file).
+    pub fn replay_order<'a>(&self, events: &'a [Event]) -> Vec<&'a Event> {
+        self.replay_order_keyed(events)
+            .into_iter()
+            .map(|(_, e)| e)
+            .collect()
     }
 
-    /// The order in which a replay takes the events: as they completed, except that an
-    /// acknowledgement counts from the line it started on (a call interrupted by other
-    /// processes' lines may have been read by the time they ran).
-    pub fn replay_order<'a>(&self, events: &'a [Event]) -> Vec<&'a Event> {
+    /// [`Config::replay_order`] with each event's place (the line it counts from).
+    pub fn replay_order_keyed<'a>(&self, events: &'a [Event]) -> Vec<(u64, &'a Event)> {
         let mut order: Vec<(u64, &Event)> = events
             .iter()
             .map(|e| match &e.kind {
-                EventKind::Syscall(c) if e.start < e.line && !self.acks_of(c).is_empty() => {
-                    (e.start, e)
-                }
+                EventKind::Syscall(c) if e.start < e.line && self.channel(c) => (e.start, e),
                 _ => (e.line, e),
             })
             .collect();
         order.sort_by_key(|(k, _)| *k);
-        order.into_iter().map(|(_, e)| e).collect()
+        order
+    }
+
+    /// A write to where acknowledgements come from.
+    pub fn channel(&self, c: &Syscall) -> bool {
+        if !matches!(
+            c.name.as_str(),
+            "write" | "pwrite64" | "writev" | "pwritev" | "pwritev2"
+        ) {
+            return false;
+        }
+        let Some(Arg::Fd { fd, path }) = c.args.first() else {
+            return false;
+        };
+        let to = normalize(&bytes_path(path));
+        (*fd == 1
+            && path.as_slice() != b"/dev/null"
+            && !to.parent().is_some_and(|d| self.watched(d)))
+            || self.ack.fds.contains(fd)
     }
 }
 
@@ -425,6 +470,7 @@ struct Lint<'a> {
     /// files fsynced: (line, pid, syscall) of the first fsync since their directory's
     fsynced: BTreeMap<PathBuf, (u64, u32, String)>,
     cwd: Cwd,
+    reader: AckReader,
     pids: BTreeSet<u32>,
     reported: BTreeSet<(u64, String)>,
     /// Entries reported as D001 (their directory still not durable).
@@ -559,6 +605,11 @@ impl Lint<'_> {
     fn call(&mut self, ev: &Event, c: &Syscall) {
         self.report.syscalls += 1;
         self.cwd.observe(ev, c);
+        if self.cfg.channel(c) {
+            for text in self.reader.feed(self.cfg, ev.line, c) {
+                self.ack(ev.line, text);
+            }
+        }
         let ok = c.ok();
         match c.name.as_str() {
             "open" | "openat" | "creat" | "openat2" => {
@@ -607,14 +658,7 @@ impl Lint<'_> {
                 }
             }
             "write" | "pwrite64" | "writev" | "pwritev" | "pwritev2" => {
-                if !ok {
-                    return;
-                }
-                let acks = self.cfg.acks_of(c);
-                if !acks.is_empty() {
-                    for text in acks {
-                        self.ack(ev.line, text);
-                    }
+                if !ok || self.cfg.channel(c) {
                     return;
                 }
                 if let Some(Arg::Fd { path, .. }) = c.args.first() {
@@ -843,6 +887,7 @@ pub fn lint(events: &[Event], cfg: &Config) -> Report {
         failed_sync: None,
         fsynced: BTreeMap::new(),
         cwd: Cwd::default(),
+        reader: AckReader::default(),
         pids: BTreeSet::new(),
         reported: BTreeSet::new(),
         reported_names: BTreeSet::new(),
@@ -904,6 +949,15 @@ pub fn lint(events: &[Event], cfg: &Config) -> Report {
             name,
             ack: None,
         });
+    }
+    if let Some((line, n, kept)) = l.reader.truncated {
+        l.report.blind_spots.push((
+            line,
+            format!(
+                "a write of {n} bytes to the acknowledgement channel of which strace kept {kept} \
+                 (an acknowledgement in the rest would be missed: raise --max-write)"
+            ),
+        ));
     }
     let rewrites = std::mem::take(&mut l.rewrites);
     l.report.findings.extend(rewrites.into_values());

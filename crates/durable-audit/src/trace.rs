@@ -218,9 +218,30 @@ impl Parser {
         v.sort_unstable();
         v
     }
+
+    /// The calls started and never resumed (the trace ends, or the process died in them),
+    /// as events at the line they started on, returning `?` ([`Ret::Unknown`]): a write of
+    /// an acknowledgement cut short may still have been read.
+    pub fn finish(self) -> Vec<Event> {
+        let mut out: Vec<Event> = self
+            .pending
+            .into_iter()
+            .filter_map(|(pid, (line, head))| {
+                let call = parse_call(&format!("{head}) = ?")).ok()?;
+                Some(Event {
+                    line,
+                    start: line,
+                    pid,
+                    kind: EventKind::Syscall(call),
+                })
+            })
+            .collect();
+        out.sort_by_key(|e| e.line);
+        out
+    }
 }
 
-/// Parses a whole trace.
+/// Parses a whole trace; calls never resumed come last ([`Parser::finish`]).
 pub fn parse(text: &str) -> Result<Vec<Event>, ParseError> {
     let mut p = Parser::new();
     let mut out = Vec::new();
@@ -229,6 +250,7 @@ pub fn parse(text: &str) -> Result<Vec<Event>, ParseError> {
             out.push(ev);
         }
     }
+    out.extend(p.finish());
     Ok(out)
 }
 

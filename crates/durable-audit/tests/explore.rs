@@ -188,6 +188,30 @@ fn the_checks_really_run() {
     let o = golden("seedwal-explore-buggy.strace", &slow).unwrap();
     assert_eq!(o.failures.len(), 1);
     assert_eq!(o.failures[0].exit, None);
+    // A check that leaves a child holding its output is killed with it, group and all.
+    let mut bg = opts(
+        "sleep 30 & sleep 30",
+        Points::Acks,
+        &[CrashMode::Strict],
+        tmp.path(),
+    );
+    bg.timeout = Duration::from_millis(300);
+    bg.max_states = 1;
+    let t = std::time::Instant::now();
+    let o = golden("seedwal-explore-buggy.strace", &bg).unwrap();
+    assert_eq!(o.failures.len(), 1);
+    assert!(t.elapsed() < Duration::from_secs(20), "{:?}", t.elapsed());
+    // {dir} quoted by the user would be quoted twice.
+    let r = golden(
+        "seedwal-explore-buggy.strace",
+        &opts(
+            "test -d \"{dir}\"",
+            Points::Acks,
+            &[CrashMode::Strict],
+            tmp.path(),
+        ),
+    );
+    assert!(matches!(r, Err(ExploreError::Usage(_))), "{r:?}");
     // Nothing is left in the scratch directory.
     let left = durable_fs::DurableFs::real().list(tmp.path()).unwrap();
     assert!(left.is_empty(), "{left:?}");
@@ -592,6 +616,135 @@ fn sync_writes_and_appends_after_a_failed_fsync() {
     assert!(o.failures.is_empty(), "{:#?}", o.failures);
 }
 
+#[test]
+fn overlapping_fsyncs_each_cover_what_came_before_they_started() {
+    let threads = [
+        "1 clone(child_stack=0x7f00, flags=0x3d0f00, parent_tid=0x1, tls=0x2, child_tidptr=0x3) = 2",
+        "1 clone(child_stack=0x7f00, flags=0x3d0f00, parent_tid=0x1, tls=0x2, child_tidptr=0x3) = 3",
+    ];
+    let mut lines = vec![
+        "1 openat(-100{/}, {/w/f}, 0x41, 0644) = 3{/w/f}",
+        DIR_SYNC[0],
+        DIR_SYNC[1],
+    ];
+    lines.extend_from_slice(&threads);
+    lines.extend_from_slice(&[
+        "1 fsync(3{/w/f} <unfinished ...>",
+        "2 pwrite64(3{/w/f}, {v1}, 2, 0) = 2",
+        "3 fsync(3{/w/f} <unfinished ...>",
+        "2 pwrite64(3{/w/f}, {v2}, 2, 0) = 2",
+        "3 <... fsync resumed>) = 0",
+        "1 <... fsync resumed>) = 0",
+    ]);
+    // v1 completed before the second fsync started: durable; v2 after both started: not.
+    let mut acked = lines.clone();
+    acked.push("2 write(1{pipe:[7]}, {ack\n}, 4) = 4");
+    let o = run(&acked, &holds("f", "v1"), Points::Acks).unwrap();
+    assert!(o.failures.is_empty(), "{:#?}", o.failures);
+    let o = run(&acked, &holds("f", "v2"), Points::Acks).unwrap();
+    assert_eq!(o.failures.len(), 1, "{:#?}", o.failures);
+    // One more fsync, after both writes: v2 is durable.
+    let mut synced = lines.clone();
+    synced.push("2 fsync(3{/w/f}) = 0");
+    synced.push("2 write(1{pipe:[7]}, {ack\n}, 4) = 4");
+    let o = run(&synced, &holds("f", "v2"), Points::Acks).unwrap();
+    assert!(o.failures.is_empty(), "{:#?}", o.failures);
+}
+
+#[test]
+fn what_syncs_and_what_does_not() {
+    let base = [
+        "1 openat(-100{/}, {/w/f}, 0x41, 0644) = 3{/w/f}",
+        DIR_SYNC[0],
+        DIR_SYNC[1],
+        "1 write(3{/w/f}, {data}, 4) = 4",
+    ];
+    let with = |extra: &[&'static str]| {
+        let mut v = base.to_vec();
+        v.extend_from_slice(extra);
+        v.push(ACK);
+        run(&v, &holds("f", "data"), Points::Acks)
+            .unwrap()
+            .failures
+            .len()
+    };
+    // syncfs of the watched directory's filesystem syncs; of another one, nothing.
+    assert_eq!(with(&["1 syncfs(9{/w}) = 0"]), 0);
+    assert_eq!(
+        with(&[
+            "1 openat(-100{/}, {/tmp}, 0x10000) = 5{/tmp}",
+            "1 syncfs(5{/tmp}) = 0"
+        ]),
+        1
+    );
+    assert_eq!(with(&["1 sync() = 0"]), 0);
+    // A sync that a write interrupted counts for nothing (the model cannot split it).
+    assert_eq!(
+        with(&[
+            "1 clone(child_stack=0x7f00, flags=0x3d0f00, parent_tid=0x1, tls=0x2, child_tidptr=0x3) = 2",
+            "2 sync( <unfinished ...>",
+            "1 write(3{/w/f}, {more}, 4) = 4",
+            "2 <... sync resumed>) = 0",
+        ]),
+        1
+    );
+    // fdatasync is an fsync here.
+    assert_eq!(with(&["1 fdatasync(3{/w/f}) = 0"]), 0);
+    // An O_DSYNC write to a file with other unsynced writes: the model cannot sync a range.
+    refused(
+        &[
+            "1 openat(-100{/}, {/w/f}, 0x41, 0644) = 3{/w/f}",
+            "1 write(3{/w/f}, {a}, 1) = 1",
+            "1 openat(-100{/}, {/w/f}, 0x1001) = 4{/w/f}",
+            "1 write(4{/w/f}, {b}, 1) = 1",
+        ],
+        "O_DSYNC",
+    );
+}
+
+#[test]
+fn acknowledgement_lines_are_read_whole() {
+    // A line written in pieces is one acknowledgement, complete at its last piece.
+    let o = run(
+        &[
+            "1 write(1{pipe:[7]}, {ac}, 2) = 2",
+            "1 write(1{pipe:[7]}, {k 7\nack}, 7) = 7",
+            "1 write(1{pipe:[7]}, { 8\n}, 3) = 3",
+        ],
+        "exit 1",
+        Points::Acks,
+    )
+    .unwrap();
+    // (Nothing changed between them: one crash point, holding both.)
+    let what: Vec<(&str, usize)> = o
+        .failures
+        .iter()
+        .map(|f| (f.point.what.as_str(), f.point.acks))
+        .collect();
+    assert_eq!(what, [("ack \"ack 8\"", 2)]);
+    // A write strace cut short: an acknowledgement may be in what it did not keep.
+    refused(
+        &["1 write(1{pipe:[7]}, {ack 1}..., 4000) = 4000"],
+        "raise --max-write",
+    );
+    // A write the process died in still acknowledges (it may have been read).
+    let o = run(
+        &[
+            "1 openat(-100{/}, {/w/f}, 0x41, 0644) = 3{/w/f}",
+            "2 write(1{pipe:[7]}, {ack\n}, 4 <unfinished ...>",
+        ],
+        "test -f {dir}/f || [ \"$DURABLE_AUDIT_ACKS\" = 0 ]",
+        Points::Acks,
+    )
+    .unwrap();
+    assert_eq!(o.failures.len(), 1, "{:#?}", o.failures);
+    // Nothing acknowledged at all: nothing to verify, not a pass.
+    refused(
+        &["1 openat(-100{/}, {/w/f}, 0x41, 0644) = 3{/w/f}"],
+        "nothing was acknowledged",
+    );
+}
+
 mod hostile {
     use super::*;
     use proptest::prelude::*;
@@ -603,7 +756,7 @@ mod hostile {
     /// paths, sizes and results.
     fn line() -> impl Strategy<Value = String> {
         (
-            0usize..16,
+            0usize..21,
             1u32..4,
             0usize..PATHS.len(),
             0usize..PATHS.len(),
@@ -642,6 +795,19 @@ mod hostile {
                     12 => format!("{pid} clone(child_stack=NULL, flags={flags}) = {}", pid + 1),
                     13 => format!("{pid} write(1<pipe:[3]>, \"{}\", 4) = 4", x("ack\n")),
                     14 => format!("{pid} rmdir(\"{pa}\") = {ret}"),
+                    // An fsync another process's write interrupted.
+                    16 => format!(
+                        "{pid} fsync({fd}<{pa}> <unfinished ...>\n{} pwrite64({fd}<{pa}>, \"{data}\", {len}, {n}) = {len}\n{pid} <... fsync resumed>) = {ret}",
+                        pid + 1
+                    ),
+                    17 => format!("{pid} read({fd}<{pa}>, \"{data}\", {len}) = {len}"),
+                    18 => format!(
+                        "{pid} fcntl({fd}<{pa}>, {}, {n}) = {}",
+                        [0, 2, 4, 1030][(n % 4) as usize],
+                        fd + 1
+                    ),
+                    19 => format!("{pid} execve(\"{}\", [], 0x0) = 0", x("/bin/x")),
+                    20 => format!("{pid} write(1<pipe:[3]>, \"{}\", 3 <unfinished ...>", x("ack")),
                     _ => format!("{pid} sync() = 0"),
                 }
             })

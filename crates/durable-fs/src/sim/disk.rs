@@ -128,6 +128,9 @@ pub(crate) enum Change {
     Sync(Ino),
     /// A failed file sync: the kernel dropped the dirty pages.
     SyncLost(Ino),
+    /// A sync of a file or directory that covers only its first `n` unsynced changes (one
+    /// that started before the others were made).
+    SyncFirst(Ino, usize),
     /// Damage on the medium: `mask` XORed into the byte at `offset`, live and durable.
     Flip { ino: Ino, offset: u64, mask: u8 },
 }
@@ -163,6 +166,24 @@ impl Disk {
                     apply_write(&mut f.durable, &w);
                 }
                 debug_assert!(f.durable == f.live, "sync must make durable equal live");
+                Ok(*ino)
+            }
+            Change::SyncFirst(ino, n) => {
+                match self.nodes.get_mut(ino) {
+                    Some(Node::File(f)) => {
+                        let n = (*n).min(f.pending.len());
+                        for w in f.pending.drain(..n) {
+                            apply_write(&mut f.durable, &w);
+                        }
+                    }
+                    Some(Node::Dir(d)) => {
+                        let n = (*n).min(d.pending.len());
+                        for op in d.pending.drain(..n) {
+                            apply_dir_op(&mut d.durable, &op);
+                        }
+                    }
+                    None => return Err(err(io::ErrorKind::NotFound, "no such inode")),
+                }
                 Ok(*ino)
             }
             Change::SyncLost(ino) => {

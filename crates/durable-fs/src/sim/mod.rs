@@ -335,6 +335,45 @@ impl SimFs {
         })
     }
 
+    /// The unsynced changes of the file or directory at `path`, in order: writes and size
+    /// changes of a file, entry changes of a directory. With [`SimFs::sync_first`] it models
+    /// a sync that ran while other threads kept writing: it covers only what came before it
+    /// started.
+    pub fn unsynced(&self, path: &Path) -> io::Result<usize> {
+        let s = self.state.lock();
+        let ino = s.disk.resolve(path)?;
+        Ok(match s.disk.nodes.get(&ino) {
+            Some(Node::File(f)) => f.pending.len(),
+            Some(Node::Dir(d)) => d.pending.len(),
+            None => 0,
+        })
+    }
+
+    /// Makes the first `n` unsynced changes of the file or directory at `path` durable, in
+    /// order, and leaves the rest unsynced (see [`SimFs::unsynced`]).
+    ///
+    /// ```
+    /// use std::path::Path;
+    /// use durable_fs::sim::{CrashMode, SimFs};
+    ///
+    /// let sim = SimFs::new();
+    /// let fs = sim.durable();
+    /// let f = fs.create_new(Path::new("/log")).unwrap();
+    /// f.append(b"r1").unwrap();
+    /// let before = sim.unsynced(Path::new("/log")).unwrap(); // the fsync starts here
+    /// f.append(b"r2").unwrap();                              // another thread writes
+    /// sim.sync_first(Path::new("/log"), before).unwrap();     // the fsync returns
+    /// let after = sim.crash_image(CrashMode::Strict, 0);
+    /// assert_eq!(after.durable().read(Path::new("/log")).unwrap(), b"r1");
+    /// ```
+    pub fn sync_first(&self, path: &Path, n: usize) -> io::Result<()> {
+        self.with(|s| {
+            s.begin_or_fail(OpKind::Sync, true)?;
+            let ino = s.disk.resolve(path)?;
+            s.change(Change::SyncFirst(ino, n)).map(drop)
+        })
+    }
+
     fn with<T>(&self, f: impl FnOnce(&mut State) -> io::Result<T>) -> io::Result<T> {
         f(&mut self.state.lock())
     }
