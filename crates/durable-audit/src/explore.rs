@@ -437,7 +437,7 @@ impl Replay<'_> {
                     return Ok(None);
                 };
                 match &shown {
-                    Some(p) if *p != desc.path && desc.file.is_some() | desc.dir => {
+                    Some(p) if *p != desc.path => {
                         if self.inside(p) {
                             return Err(refuse(
                                 ev.line,

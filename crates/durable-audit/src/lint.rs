@@ -709,7 +709,14 @@ impl Lint<'_> {
             }
             "sync" | "syncfs" => {
                 self.report.syncs += 1;
-                if ok {
+                // syncfs syncs one filesystem: the watched directories' if its descriptor is
+                // in one of them or above (taken as the same filesystem).
+                let here = c.name == "sync"
+                    || c.fd_path(0).is_some_and(|p| {
+                        let p = normalize(&bytes_path(p));
+                        self.watched(&p) || self.cfg.watch.iter().any(|w| w.starts_with(&p))
+                    });
+                if ok && here {
                     self.pending.clear();
                     self.dirty.clear();
                     self.first_write.clear();
