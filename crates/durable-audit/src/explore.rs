@@ -255,8 +255,8 @@ struct Replay<'a> {
     /// windows whose start has been passed
     windows_seen: usize,
     /// end line of an interrupted fsync -> the unsynced changes its file or directory had
-    /// when it started (what it covers)
-    covers: HashMap<u64, usize>,
+    /// when it started: its inode and that inode's change mark (what it covers)
+    covers: HashMap<u64, (u64, u64)>,
     /// sync/syncfs calls interrupted: (start, end)
     global_windows: HashSet<(u64, u64)>,
     /// lines of the modelled changes, in order
@@ -542,6 +542,14 @@ impl Replay<'_> {
         }
     }
 
+    /// How many changes of what is at `path` are not durable (0 when nothing is there).
+    fn unsynced(&self, path: &Path) -> usize {
+        self.sim
+            .inode(path)
+            .and_then(|ino| self.sim.sync_mark(ino))
+            .map_or(0, |(_, n)| n)
+    }
+
     /// `file`'s data is durable (or lost: it is no longer pending either way).
     fn data_synced(&mut self, file: &Path) {
         if let Some(key) = self.pending_data.remove(file) {
@@ -779,7 +787,7 @@ impl Replay<'_> {
         };
         self.room(ev.line, offset.saturating_add(n), n)?;
         let dsync = dsync || rwf & (RWF_DSYNC | RWF_SYNC) != 0;
-        if dsync && self.pending_data.contains_key(&path) {
+        if dsync && self.unsynced(&path) > 0 {
             // The kernel syncs only this write's range; the model syncs whole files.
             return Err(refuse(
                 ev.line,
@@ -847,14 +855,11 @@ impl Replay<'_> {
         if dir {
             if !failed && (self.inside(&path) || path == self.watch) {
                 match covers {
-                    Some(n) => self.sim.sync_first(&path, n),
+                    Some((ino, mark)) => self.sim.sync_through(ino, mark),
                     None => self.sim.sync_dir(&path),
                 }
                 .map_err(|e| io_err(ev.line, "a directory fsync", e))?;
-                let left = self
-                    .sim
-                    .unsynced(&path)
-                    .map_err(|e| io_err(ev.line, "a directory fsync", e))?;
+                let left = self.unsynced(&path);
                 self.dir_synced(&path, left);
             }
         } else if let Some(f) = file {
@@ -872,16 +877,14 @@ impl Replay<'_> {
                 }
             } else {
                 match covers {
-                    // By name: the file may have been renamed or unlinked since it started
-                    // (then the count is of another file, or of none: a full sync of what is
-                    // unreachable changes nothing a crash could keep).
-                    Some(n) if self.sim.unsynced(&path).is_ok() => self
+                    // The inode it started on, whatever names it has now.
+                    Some((ino, mark)) => self
                         .sim
-                        .sync_first(&path, n)
+                        .sync_through(ino, mark)
                         .map_err(|e| io_err(ev.line, "fsync", e))?,
-                    _ => f.sync_data().map_err(|e| io_err(ev.line, "fsync", e))?,
+                    None => f.sync_data().map_err(|e| io_err(ev.line, "fsync", e))?,
                 }
-                if self.sim.unsynced(&path).map_or(true, |n| n == 0) {
+                if self.unsynced(&path) == 0 {
                     self.data_synced(&path);
                 }
             }
@@ -962,6 +965,8 @@ impl Replay<'_> {
                     self.sim
                         .rename_entry(&from, &to)
                         .map_err(|e| io_err(line, "rename", e))?;
+                    // What was pending on the name replaced is unreachable now.
+                    self.data_synced(&to);
                     if let Some(key) = self.pending_data.remove(&from) {
                         if let Some(p) = self.pending.get_mut(&key) {
                             p.path = to.clone();
@@ -980,6 +985,7 @@ impl Replay<'_> {
                     }
                 } else {
                     self.remove(line, &from, false)?;
+                    self.data_synced(&from);
                     self.pend_dir(ev, c, "unlink", &from, None);
                 }
             }
@@ -1123,8 +1129,10 @@ impl Replay<'_> {
                 break;
             }
             self.windows_seen += 1;
-            if let Ok(n) = self.sim.unsynced(&path) {
-                self.covers.insert(end, n);
+            if let Ok(ino) = self.sim.inode(&path)
+                && let Ok((mark, _)) = self.sim.sync_mark(ino)
+            {
+                self.covers.insert(end, (ino, mark));
             }
         }
     }
@@ -1477,6 +1485,11 @@ fn replay(
         if let EventKind::Syscall(c) = &ev.kind {
             r.call(ev, c)?;
         }
+    }
+    // A last acknowledgement the program wrote without a newline.
+    let tail = r.reader.finish(cfg);
+    if !tail.is_empty() {
+        r.ack(last, tail);
     }
     r.point(last, "the end of the run".to_owned());
     Ok((r.sim, r.points, r.acks))

@@ -240,6 +240,13 @@ impl AckReader {
             return vec![format!("a write to fd {fd}")];
         }
         let mut data = written(c);
+        if let Some(Arg::Str {
+            truncated: true, ..
+        }) = c.args.get(1)
+            && self.truncated.is_none()
+        {
+            self.truncated = Some((line, data.len() as u64 + 1, data.len()));
+        }
         if let Ret::Value { value, .. } = c.ret {
             let n = usize::try_from(value).unwrap_or(0);
             if data.len() < n && self.truncated.is_none() {
@@ -258,6 +265,18 @@ impl AckReader {
         let rest = buf.split_off(end + 1);
         let complete = std::mem::replace(buf, rest);
         cfg.ack.matches(&complete)
+    }
+
+    /// At the end of the run: what the program wrote after its last newline (a last
+    /// acknowledgement without one).
+    pub fn finish(&mut self, cfg: &Config) -> Vec<String> {
+        let mut out = Vec::new();
+        let mut channels: Vec<Vec<u8>> = self.partial.drain().map(|(_, v)| v).collect();
+        channels.sort();
+        for rest in channels {
+            out.extend(cfg.ack.matches(&rest));
+        }
+        out
     }
 }
 
@@ -913,6 +932,12 @@ pub fn lint(events: &[Event], cfg: &Config) -> Report {
         l.pids.insert(ev.pid);
         if let EventKind::Syscall(c) = &ev.kind {
             l.call(ev, c);
+        }
+    }
+    // A last acknowledgement the program wrote without a newline.
+    if let Some(last) = events.iter().map(|e| e.line).max() {
+        for text in l.reader.finish(cfg) {
+            l.ack(last, text);
         }
     }
     // `--ack exit`: the first process exiting with status 0 acknowledges everything.

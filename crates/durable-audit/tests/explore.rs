@@ -745,6 +745,72 @@ fn acknowledgement_lines_are_read_whole() {
     );
 }
 
+#[test]
+fn an_interrupted_fsync_covers_its_inode_as_it_was() {
+    let thread = "1 clone(child_stack=0x7f00, flags=0x3d0f00, parent_tid=0x1, tls=0x2, child_tidptr=0x3) = 2";
+    // Another sync in the middle took what this one would have covered: a write made after
+    // this one started is still not covered by it.
+    let o = run(
+        &[
+            "1 openat(-100{/}, {/w/log}, 0x41, 0644) = 3{/w/log}",
+            DIR_SYNC[0],
+            DIR_SYNC[1],
+            thread,
+            "1 write(3{/w/log}, {W1}, 2) = 2",
+            "1 fsync(3{/w/log} <unfinished ...>",
+            "2 fdatasync(3{/w/log}) = 0",
+            "2 pwrite64(3{/w/log}, {W3}, 2, 2) = 2",
+            "1 <... fsync resumed>) = 0",
+            "2 write(1{pipe:[7]}, {ack\n}, 4) = 4",
+        ],
+        &holds("log", "W1W3"),
+        Points::Acks,
+    )
+    .unwrap();
+    assert_eq!(o.failures.len(), 1, "{:#?}", o.failures);
+    // The name it synced was replaced meanwhile: the new file's data is not covered.
+    let o = run(
+        &[
+            "1 openat(-100{/}, {/w/a}, 0x41, 0644) = 3{/w/a}",
+            DIR_SYNC[0],
+            DIR_SYNC[1],
+            thread,
+            "1 write(3{/w/a}, {old}, 3) = 3",
+            "1 fsync(3{/w/a} <unfinished ...>",
+            "2 openat(-100{/}, {/w/tmp}, 0x41, 0644) = 4{/w/tmp}",
+            "2 write(4{/w/tmp}, {new}, 3) = 3",
+            "2 rename({/w/tmp}, {/w/a}) = 0",
+            "1 <... fsync resumed>) = 0",
+            "2 fsync(9{/w}) = 0",
+            "2 write(1{pipe:[7]}, {ack\n}, 4) = 4",
+        ],
+        &holds("a", "new"),
+        Points::Acks,
+    )
+    .unwrap();
+    assert_eq!(o.failures.len(), 1, "{:#?}", o.failures);
+    // An O_DSYNC write through one name while the file has unsynced writes through another.
+    refused(
+        &[
+            "1 openat(-100{/}, {/w/a}, 0x41, 0644) = 3{/w/a}",
+            "1 link({/w/a}, {/w/b}) = 0",
+            "1 openat(-100{/}, {/w/b}, 0x1) = 4{/w/b}",
+            "1 write(4{/w/b}, {X}, 1) = 1",
+            "1 openat(-100{/}, {/w/a}, 0x1001) = 5{/w/a}",
+            "1 pwrite64(5{/w/a}, {Y}, 1, 1) = 1",
+        ],
+        "O_DSYNC",
+    );
+    // The last acknowledgement, written without a newline, counts.
+    let o = run(
+        &["1 write(1{pipe:[7]}, {ack 5}, 5) = 5"],
+        "exit 1",
+        Points::Acks,
+    )
+    .unwrap();
+    assert_eq!(o.failures.iter().map(|f| f.point.acks).max(), Some(1));
+}
+
 mod hostile {
     use super::*;
     use proptest::prelude::*;

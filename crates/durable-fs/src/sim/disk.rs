@@ -26,6 +26,10 @@ pub(crate) struct FileNode {
     pub durable: Vec<u8>,
     /// Changes applied to `live` but not yet to `durable`, oldest first.
     pub pending: Vec<PendingWrite>,
+    /// Changes ever made, and ever made durable or dropped (`pending` is the difference):
+    /// a sync that covers only what came before a mark drains up to it.
+    pub made: u64,
+    pub settled: u64,
 }
 
 /// An unsynced change to a directory's entries.
@@ -46,6 +50,9 @@ pub(crate) struct DirNode {
     pub live: BTreeMap<String, Ino>,
     pub durable: BTreeMap<String, Ino>,
     pub pending: Vec<DirOp>,
+    /// As for files: entry changes ever made, and ever made durable.
+    pub made: u64,
+    pub settled: u64,
 }
 
 #[derive(Clone, Debug)]
@@ -128,9 +135,9 @@ pub(crate) enum Change {
     Sync(Ino),
     /// A failed file sync: the kernel dropped the dirty pages.
     SyncLost(Ino),
-    /// A sync of a file or directory that covers only its first `n` unsynced changes (one
-    /// that started before the others were made).
-    SyncFirst(Ino, usize),
+    /// A sync of a file or directory that covers only the changes made before `mark` (its
+    /// `made` count when the sync started; see [`Disk::mark`]).
+    SyncThrough(Ino, u64),
     /// Damage on the medium: `mask` XORed into the byte at `offset`, live and durable.
     Flip { ino: Ino, offset: u64, mask: u8 },
 }
@@ -151,6 +158,7 @@ impl Disk {
             Change::DirSync(ino) => {
                 let d = self.dir_mut(*ino)?;
                 d.durable = d.live.clone();
+                d.settled += d.pending.len() as u64;
                 d.pending.clear();
                 Ok(*ino)
             }
@@ -158,29 +166,38 @@ impl Disk {
                 let f = self.file_mut(*ino)?;
                 apply_write(&mut f.live, w);
                 f.pending.push(w.clone());
+                f.made += 1;
                 Ok(*ino)
             }
             Change::Sync(ino) => {
                 let f = self.file_mut(*ino)?;
+                f.settled += f.pending.len() as u64;
                 for w in std::mem::take(&mut f.pending) {
                     apply_write(&mut f.durable, &w);
                 }
                 debug_assert!(f.durable == f.live, "sync must make durable equal live");
                 Ok(*ino)
             }
-            Change::SyncFirst(ino, n) => {
+            Change::SyncThrough(ino, mark) => {
+                // The changes made before `mark` and still pending are the first ones.
                 match self.nodes.get_mut(ino) {
                     Some(Node::File(f)) => {
-                        let n = (*n).min(f.pending.len());
+                        let n = usize::try_from(mark.saturating_sub(f.settled))
+                            .unwrap_or(usize::MAX)
+                            .min(f.pending.len());
                         for w in f.pending.drain(..n) {
                             apply_write(&mut f.durable, &w);
                         }
+                        f.settled += n as u64;
                     }
                     Some(Node::Dir(d)) => {
-                        let n = (*n).min(d.pending.len());
+                        let n = usize::try_from(mark.saturating_sub(d.settled))
+                            .unwrap_or(usize::MAX)
+                            .min(d.pending.len());
                         for op in d.pending.drain(..n) {
                             apply_dir_op(&mut d.durable, &op);
                         }
+                        d.settled += n as u64;
                     }
                     None => return Err(err(io::ErrorKind::NotFound, "no such inode")),
                 }
@@ -189,6 +206,7 @@ impl Disk {
             Change::SyncLost(ino) => {
                 let f = self.file_mut(*ino)?;
                 f.live = f.durable.clone();
+                f.settled += f.pending.len() as u64;
                 f.pending.clear();
                 Ok(*ino)
             }
@@ -214,11 +232,13 @@ impl Disk {
                 live: d.live.clone(),
                 durable: d.live.clone(),
                 pending: Vec::new(),
+                ..DirNode::default()
             }),
             Node::File(f) => Node::File(FileNode {
                 live: f.live.clone(),
                 durable: f.live.clone(),
                 pending: Vec::new(),
+                ..FileNode::default()
             }),
         })
     }
@@ -326,6 +346,7 @@ impl Disk {
         let d = self.dir_mut(dir)?;
         apply_dir_op(&mut d.live, &op);
         d.pending.push(op);
+        d.made += 1;
         Ok(())
     }
 
@@ -344,6 +365,7 @@ impl Disk {
                     live: entries.clone(),
                     durable: entries,
                     pending: Vec::new(),
+                    ..DirNode::default()
                 })
             }
             Node::File(f) => {
@@ -357,6 +379,7 @@ impl Disk {
                     live: data.clone(),
                     durable: data,
                     pending: Vec::new(),
+                    ..FileNode::default()
                 })
             }
         })

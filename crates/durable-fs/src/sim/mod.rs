@@ -335,22 +335,27 @@ impl SimFs {
         })
     }
 
-    /// The unsynced changes of the file or directory at `path`, in order: writes and size
-    /// changes of a file, entry changes of a directory. With [`SimFs::sync_first`] it models
-    /// a sync that ran while other threads kept writing: it covers only what came before it
-    /// started.
-    pub fn unsynced(&self, path: &Path) -> io::Result<usize> {
-        let s = self.state.lock();
-        let ino = s.disk.resolve(path)?;
-        Ok(match s.disk.nodes.get(&ino) {
-            Some(Node::File(f)) => f.pending.len(),
-            Some(Node::Dir(d)) => d.pending.len(),
-            None => 0,
-        })
+    /// The inode behind `path` (an opaque number, stable while the simulation runs,
+    /// whatever names the file gets or loses).
+    pub fn inode(&self, path: &Path) -> io::Result<u64> {
+        self.state.lock().disk.resolve(path)
     }
 
-    /// Makes the first `n` unsynced changes of the file or directory at `path` durable, in
-    /// order, and leaves the rest unsynced (see [`SimFs::unsynced`]).
+    /// A mark of the changes made so far to inode `ino` (writes and size changes of a file,
+    /// entry changes of a directory), and how many of them are not yet durable. With
+    /// [`SimFs::sync_through`] it models a sync that ran while other threads kept changing
+    /// the file: it covers only what came before it started.
+    pub fn sync_mark(&self, ino: u64) -> io::Result<(u64, usize)> {
+        let s = self.state.lock();
+        match s.disk.nodes.get(&ino) {
+            Some(Node::File(f)) => Ok((f.made, f.pending.len())),
+            Some(Node::Dir(d)) => Ok((d.made, d.pending.len())),
+            None => Err(err(io::ErrorKind::NotFound, "no such inode")),
+        }
+    }
+
+    /// Makes the changes to inode `ino` made before `mark` durable (those still pending:
+    /// a sync since may have taken some), and leaves the later ones unsynced.
     ///
     /// ```
     /// use std::path::Path;
@@ -360,17 +365,24 @@ impl SimFs {
     /// let fs = sim.durable();
     /// let f = fs.create_new(Path::new("/log")).unwrap();
     /// f.append(b"r1").unwrap();
-    /// let before = sim.unsynced(Path::new("/log")).unwrap(); // the fsync starts here
-    /// f.append(b"r2").unwrap();                              // another thread writes
-    /// sim.sync_first(Path::new("/log"), before).unwrap();     // the fsync returns
+    /// let ino = sim.inode(Path::new("/log")).unwrap();
+    /// let (mark, _) = sim.sync_mark(ino).unwrap(); // an fsync starts here
+    /// f.append(b"r2").unwrap();                     // another thread writes
+    /// sim.sync_through(ino, mark).unwrap();         // the fsync returns
     /// let after = sim.crash_image(CrashMode::Strict, 0);
     /// assert_eq!(after.durable().read(Path::new("/log")).unwrap(), b"r1");
     /// ```
-    pub fn sync_first(&self, path: &Path, n: usize) -> io::Result<()> {
+    pub fn sync_through(&self, ino: u64, mark: u64) -> io::Result<()> {
         self.with(|s| {
-            s.begin_or_fail(OpKind::Sync, true)?;
-            let ino = s.disk.resolve(path)?;
-            s.change(Change::SyncFirst(ino, n)).map(drop)
+            let kind = match s.disk.nodes.get(&ino) {
+                Some(Node::Dir(_)) => OpKind::SyncDir,
+                _ => OpKind::Sync,
+            };
+            s.begin_or_fail(kind, true)?;
+            if kind == OpKind::SyncDir && s.lying_dir_sync {
+                return Ok(());
+            }
+            s.change(Change::SyncThrough(ino, mark)).map(drop)
         })
     }
 
