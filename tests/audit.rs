@@ -582,6 +582,25 @@ fn explore_needs_a_check_and_one_watched_directory() {
         String::from_utf8_lossy(&o.stderr).contains("not measured: explore takes exactly one"),
         "{o:?}"
     );
+    // A trace captured for the lint alone lacks what places writes (lseek, dup, ...).
+    let o = audit(
+        tmp.path(),
+        &[
+            "--watch", "x", "--save-trace", "lint.strace", "--", "sh", &sh, "append", "x",
+        ],
+        LINES,
+    );
+    assert_eq!(o.status.code(), Some(1), "{o:?}");
+    let o = audit(
+        tmp.path(),
+        &["--from-trace", "lint.strace", "--explore", "--check", "true"],
+        b"",
+    );
+    assert_eq!(o.status.code(), Some(2), "{o:?}");
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("not captured with --explore"),
+        "{o:?}"
+    );
 }
 
 #[test]

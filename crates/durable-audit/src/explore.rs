@@ -1900,8 +1900,8 @@ fn check_batch(
 }
 
 /// What the watched directory held when the run started, as the capture saved it.
-/// Refused (not measured) when files were there and their bytes were not saved (a trace
-/// captured without `--explore`).
+/// Refused (not measured) for a trace captured without `--explore` (no contents, and not
+/// the calls that place writes).
 pub fn initial(cfg: &Config) -> Result<BTreeMap<PathBuf, Initial>, ExploreError> {
     let mut out: BTreeMap<PathBuf, Initial> = cfg
         .existing_dirs
@@ -1926,13 +1926,13 @@ pub fn initial(cfg: &Config) -> Result<BTreeMap<PathBuf, Initial>, ExploreError>
             }
         }
         None => {
-            if let Some(f) = cfg.existing.difference(&cfg.existing_dirs).next() {
-                return Err(ExploreError::NotMeasured(format!(
-                    "the trace does not hold the watched directory's contents ({} was there at \
-                     the start): capture it with --explore",
-                    f.display()
-                )));
-            }
+            // A trace captured for the lint alone: no contents, and none of the calls that
+            // move a descriptor's position (lseek, read, dup...): bytes would be misplaced.
+            return Err(ExploreError::NotMeasured(
+                "the trace was not captured with --explore (it lacks the watched directory's \
+                 contents and the calls that place writes): capture it with --explore"
+                    .to_owned(),
+            ));
         }
     }
     Ok(out)
