@@ -586,14 +586,28 @@ fn explore_needs_a_check_and_one_watched_directory() {
     let o = audit(
         tmp.path(),
         &[
-            "--watch", "x", "--save-trace", "lint.strace", "--", "sh", &sh, "append", "x",
+            "--watch",
+            "x",
+            "--save-trace",
+            "lint.strace",
+            "--",
+            "sh",
+            &sh,
+            "append",
+            "x",
         ],
         LINES,
     );
     assert_eq!(o.status.code(), Some(1), "{o:?}");
     let o = audit(
         tmp.path(),
-        &["--from-trace", "lint.strace", "--explore", "--check", "true"],
+        &[
+            "--from-trace",
+            "lint.strace",
+            "--explore",
+            "--check",
+            "true",
+        ],
         b"",
     );
     assert_eq!(o.status.code(), Some(2), "{o:?}");
