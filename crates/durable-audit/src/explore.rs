@@ -38,7 +38,10 @@ use std::time::{Duration, Instant};
 use durable_fs::sim::{CrashMode, Fault, FaultError, OpKind, SimFs};
 use durable_fs::{DurableFs, EntryKind, Fs, OpenMode, RawFile};
 
-use crate::lint::{AckReader, Config, Cwd, bytes_path, normalize, written};
+use crate::lint::{
+    AckReader, Config, Cwd, MAP_SHARED, O_ACCMODE, O_CREAT, O_DIRECTORY, O_TMPFILE, O_TRUNC,
+    PROT_WRITE, bytes_path, normalize, written,
+};
 use crate::trace::{Arg, Event, EventKind, Ret, Syscall};
 
 /// Where crash points are taken.
@@ -185,14 +188,9 @@ pub struct Outcome {
     pub leftovers: Vec<PathBuf>,
 }
 
-const O_CREAT: i64 = 0o100;
-const O_TRUNC: i64 = 0o1000;
 const O_APPEND: i64 = 0o2000;
 const O_DSYNC: i64 = 0o10000;
-const O_DIRECTORY: i64 = 0o200_000;
 const O_CLOEXEC: i64 = 0o2_000_000;
-const O_TMPFILE: i64 = 0o20_000_000;
-const O_ACCMODE: i64 = 0o3;
 const CLONE_FILES: i64 = 0x400;
 const AT_REMOVEDIR: i64 = 0x200;
 const AT_EMPTY_PATH: i64 = 0x1000;
@@ -206,8 +204,6 @@ const FALLOC_FL_KEEP_SIZE: i64 = 1;
 const RWF_DSYNC: i64 = 0x2;
 const RWF_SYNC: i64 = 0x4;
 const RWF_APPEND: i64 = 0x10;
-const PROT_WRITE: i64 = 2;
-const MAP_SHARED: i64 = 1;
 /// Most bytes the watched directory may hold at the start (copied into every state).
 pub const MAX_INITIAL_BYTES: u64 = 64 << 20;
 /// Most bytes the replay writes into the model, and the largest file it makes (the model
@@ -512,6 +508,20 @@ impl Replay<'_> {
         from: Option<&Path>,
     ) {
         let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
+        let key = self.add_pending(ev, c, op, path, from);
+        self.pending_dir.entry(dir).or_default().push(key);
+        self.change_lines.push(ev.line);
+    }
+
+    /// Records an operation not yet durable; returns its key in `pending`.
+    fn add_pending(
+        &mut self,
+        ev: &Event,
+        c: &Syscall,
+        op: &'static str,
+        path: &Path,
+        from: Option<&Path>,
+    ) -> (u64, u64) {
         self.seq += 1;
         let key = (ev.line, self.seq);
         self.pending.insert(
@@ -525,8 +535,7 @@ impl Replay<'_> {
                 from: from.map(Path::to_path_buf),
             },
         );
-        self.pending_dir.entry(dir).or_default().push(key);
-        self.change_lines.push(ev.line);
+        key
     }
 
     /// `dir`'s entry changes are durable but its last `left`.
@@ -562,19 +571,7 @@ impl Replay<'_> {
         if self.pending_data.contains_key(path) {
             return;
         }
-        self.seq += 1;
-        let key = (ev.line, self.seq);
-        self.pending.insert(
-            key,
-            Pending {
-                line: ev.line,
-                pid: ev.pid,
-                syscall: c.name.clone(),
-                op: "write",
-                path: path.to_path_buf(),
-                from: None,
-            },
-        );
+        let key = self.add_pending(ev, c, "write", path, None);
         self.pending_data.insert(path.to_path_buf(), key);
     }
 

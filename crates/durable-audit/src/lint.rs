@@ -358,13 +358,14 @@ pub(crate) fn split(path: &Path) -> (PathBuf, String) {
     (dir, name)
 }
 
-const O_CREAT: i64 = 0o100;
-const O_TMPFILE: i64 = 0o20_000_000;
-const O_DIRECTORY: i64 = 0o200_000;
-const O_TRUNC: i64 = 0o1000;
-const O_ACCMODE: i64 = 0o3;
-const PROT_WRITE: i64 = 2;
-const MAP_SHARED: i64 = 1;
+// Linux's flag values (x86_64 and aarch64 agree), as `-X raw` prints them.
+pub(crate) const O_CREAT: i64 = 0o100;
+pub(crate) const O_TMPFILE: i64 = 0o20_000_000;
+pub(crate) const O_DIRECTORY: i64 = 0o200_000;
+pub(crate) const O_TRUNC: i64 = 0o1000;
+pub(crate) const O_ACCMODE: i64 = 0o3;
+pub(crate) const PROT_WRITE: i64 = 2;
+pub(crate) const MAP_SHARED: i64 = 1;
 
 /// Each process's working directory as the trace shows it: `AT_FDCWD`'s `-y` path, `chdir`,
 /// `fchdir`, and a child starting where its parent is.
